@@ -1,0 +1,102 @@
+"""Plant label noise with a known mask, and score how well a detector finds it.
+
+Used by `benchmarks/detection.py` and importable from tests. Nothing of ours is
+imported here: arrays in, arrays and plain dicts out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+
+def _check_labels(y: np.ndarray, rate: float, n_classes: int) -> npt.NDArray[np.int64]:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (n_examples,), got shape {y.shape}")
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must lie in [0, 1], got {rate}")
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}), got [{y.min()}, {y.max()}]")
+    return y.astype(np.int64)
+
+
+def plant_symmetric_noise(
+    y: np.ndarray,  # (n_examples,) int labels in [0, n_classes)
+    rate: float,
+    n_classes: int,
+    random_state: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Flip exactly round(rate * n) examples, chosen uniformly, each to a different class
+    chosen uniformly. Returns (y_noisy (n_examples,), is_flipped (n_examples,) bool)."""
+    y = _check_labels(y, rate, n_classes)
+    rng = np.random.default_rng(random_state)
+    n_flips = round(rate * y.size)
+    flipped = rng.choice(y.size, size=n_flips, replace=False)
+    # An offset in [1, K-1] added mod K lands uniformly on the K-1 other classes.
+    offsets = rng.integers(1, n_classes, size=n_flips)
+    y_noisy = y.copy()
+    y_noisy[flipped] = (y[flipped] + offsets) % n_classes
+    is_flipped = np.zeros(y.size, dtype=bool)
+    is_flipped[flipped] = True
+    return y_noisy, is_flipped
+
+
+def plant_pair_noise(
+    y: np.ndarray,  # (n_examples,) int labels in [0, n_classes)
+    rate: float,
+    n_classes: int,
+    random_state: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Class-pair (asymmetric) noise: for each class c, flip round(rate * n_c) of its
+    examples, chosen uniformly, to (c + 1) % n_classes.
+    Returns (y_noisy (n_examples,), is_flipped (n_examples,) bool)."""
+    y = _check_labels(y, rate, n_classes)
+    rng = np.random.default_rng(random_state)
+    y_noisy = y.copy()
+    is_flipped = np.zeros(y.size, dtype=bool)
+    for c in range(n_classes):
+        members = np.flatnonzero(y == c)
+        flipped = rng.choice(members, size=round(rate * members.size), replace=False)
+        y_noisy[flipped] = (c + 1) % n_classes
+        is_flipped[flipped] = True
+    return y_noisy, is_flipped
+
+
+def compute_detection_metrics(
+    is_flipped: np.ndarray,  # (n_examples,) bool, the planted truth
+    mislabel_score: np.ndarray,  # (n_examples,) float, high = suspect
+    is_flagged: np.ndarray,  # (n_examples,) bool, the detector's verdict
+) -> dict[str, float | int]:
+    """Ranking metrics of the score (ap, auroc, precision_at_k with k = number of true
+    flips) and set metrics of the flagged mask (precision, recall, f1, n_flagged)."""
+    truth = np.asarray(is_flipped, dtype=bool)
+    score = np.asarray(mislabel_score, dtype=np.float64)
+    flagged = np.asarray(is_flagged, dtype=bool)
+    if not truth.shape == score.shape == flagged.shape or truth.ndim != 1:
+        raise ValueError(
+            "is_flipped, mislabel_score and is_flagged must share one 1-D shape (n_examples,), "
+            f"got {truth.shape}, {score.shape}, {flagged.shape}"
+        )
+    n_flips = int(truth.sum())
+    if n_flips in (0, truth.size):
+        raise ValueError(f"need both flipped and clean examples, got {n_flips} of {truth.size}")
+    top_k = np.argsort(-score, kind="stable")[:n_flips]
+    return {
+        "ap": float(average_precision_score(truth, score)),
+        "auroc": float(roc_auc_score(truth, score)),
+        "precision_at_k": float(truth[top_k].mean()),
+        "f1": float(f1_score(truth, flagged, zero_division=0.0)),
+        "precision": float(precision_score(truth, flagged, zero_division=0.0)),
+        "recall": float(recall_score(truth, flagged, zero_division=0.0)),
+        "n_flagged": int(flagged.sum()),
+    }

@@ -1,0 +1,250 @@
+"""Train a group of ensemble members together and record their predictions after every epoch.
+
+`train_group` is the unit of work (a member group): it yields one EpochRecord for epoch 0
+(before training) and one after every epoch, writing a checkpoint before each yield so a
+restarted job resumes from the last recorded epoch. `Ensemble` is the scikit-learn-style
+wrapper used by tests, benchmarks and notebooks.
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor, nn
+
+from models.nets import EnsembleCNN, build_ensemble, member_seed
+from models.predictions import EpochRecord, PredictionRecord
+from models.spec import TrainSpec
+
+RECORD_CHUNK = 4096  # examples per forward pass in the record pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def resolve_model(spec: TrainSpec, X: np.ndarray) -> Literal["mlp", "cnn"]:
+    """auto: a CNN for images (n, C, H, W), an MLP for tables (n, d)."""
+    if spec.model != "auto":
+        return spec.model
+    return "cnn" if X.ndim == 4 else "mlp"
+
+
+def assign_folds(y: npt.NDArray[np.int64], n_folds: int, random_state: int) -> npt.NDArray[np.int64]:
+    """Stratified fold of every example, (n_examples,) in 0..n_folds-1: each class dealt round-robin
+    after a seeded shuffle. n_folds = 0 gives all zeros (no cross-fitting)."""
+    folds = np.zeros(len(y), dtype=np.int64)
+    if n_folds == 0:
+        return folds
+    rng = np.random.default_rng(member_seed(random_state, 0xF01D))
+    offset = 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        folds[idx] = (np.arange(len(idx)) + offset) % n_folds
+        offset += len(idx)
+    return folds
+
+
+@dataclass
+class _Data:
+    """The dataset on the device, normalised once."""
+
+    X: Tensor  # tabular (n, d) float32 standardised; images (n, C, H, W) uint8
+    y: Tensor  # (n,) int64
+    mean: Tensor | None  # images: per-channel mean of X/255, shaped (1, C, 1, 1)
+    std: Tensor | None
+
+    def batch(self, idx: Tensor) -> Tensor:
+        x = self.X[idx]
+        if self.mean is None:
+            return x
+        return (x.float() / 255.0 - self.mean) / self.std
+
+
+def _prepare(X: np.ndarray, y: np.ndarray, kind: str, device: torch.device) -> _Data:
+    yt = torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
+    if kind == "mlp":
+        Xf = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+        if X.dtype == np.uint8:
+            Xf = Xf / 255.0
+        mu, sd = Xf.mean(axis=0), Xf.std(axis=0)
+        sd[sd < 1e-8] = 1.0  # constant features stay at 0
+        return _Data(torch.as_tensor((Xf - mu) / sd, device=device), yt, None, None)
+    if X.dtype != np.uint8:
+        raise ValueError(f"cnn input must be uint8 images shaped (n, C, H, W), got dtype {X.dtype}")
+    Xt = torch.as_tensor(np.ascontiguousarray(X), device=device)
+    scaled = Xt.float() / 255.0
+    mean = scaled.mean(dim=(0, 2, 3), keepdim=True)
+    std = scaled.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
+    return _Data(Xt, yt, mean, std)
+
+
+def _member_train_indices(folds: np.ndarray, members: list[int], n_folds: int) -> list[np.ndarray]:
+    if n_folds == 0:
+        return [np.arange(len(folds)) for _ in members]
+    return [np.flatnonzero(folds != m % n_folds) for m in members]
+
+
+def _epoch_order(train_idx: list[np.ndarray], members: list[int], random_state: int, epoch: int,
+                 batch_size: int) -> np.ndarray:
+    """(n_steps, M, batch_size) example indices: each member its own shuffle of its own examples;
+    members with fewer examples wrap around into a second shuffle."""
+    n_steps = max(int(np.ceil(len(t) / batch_size)) for t in train_idx)
+    need = n_steps * batch_size
+    orders = []
+    for idx, member in zip(train_idx, members):
+        rng = np.random.default_rng(member_seed(random_state, member, epoch))
+        reps = int(np.ceil(need / len(idx)))
+        orders.append(np.concatenate([rng.permutation(idx) for _ in range(reps)])[:need])
+    return np.stack(orders).reshape(len(members), n_steps, batch_size).transpose(1, 0, 2)
+
+
+def _forward(net: nn.Module, data: _Data, idx: Tensor) -> Tensor:
+    """Logits (M, B, K) for per-member batches idx (M, B)."""
+    x = data.batch(idx)  # (M, B, ...)
+    if isinstance(net, EnsembleCNN):
+        return net(net.member_batches(x))
+    return net(x)
+
+
+@torch.no_grad()
+def _record(net: nn.Module, data: _Data, held_out: np.ndarray, n_classes: int, group: int, epoch: int,
+            members: list[int], train_loss: float, started: float) -> EpochRecord:
+    """Evaluate every member on every example (eval mode, one batched pass per chunk)."""
+    net.eval()
+    n = data.y.shape[0]
+    pred, prob, marg = [], [], []
+    prob_sum = torch.zeros(n, n_classes, device=data.y.device)
+    held_sum = torch.zeros(n, n_classes, device=data.y.device)
+    held_t = torch.as_tensor(held_out, device=data.y.device)
+    for start in range(0, n, RECORD_CHUNK):
+        sl = slice(start, min(start + RECORD_CHUNK, n))
+        x = data.batch(torch.arange(sl.start, sl.stop, device=data.y.device))
+        logits = net(net.stack_input(x)).float()  # (M, b, K)
+        y = data.y[sl]
+        logp = torch.log_softmax(logits, dim=-1)
+        p = logp.exp()
+        given = logits.gather(2, y.view(1, -1, 1).expand(logits.shape[0], -1, 1)).squeeze(2)
+        others = logits.scatter(2, y.view(1, -1, 1).expand(logits.shape[0], -1, 1), float("-inf"))
+        pred.append(logits.argmax(dim=-1))
+        prob.append(p.gather(2, y.view(1, -1, 1).expand(logits.shape[0], -1, 1)).squeeze(2))
+        marg.append(given - others.max(dim=-1).values)
+        h = held_t[:, sl].unsqueeze(-1)  # (M, b, 1)
+        prob_sum[sl] = (p * ~h).sum(dim=0)
+        held_sum[sl] = (p * h).sum(dim=0)
+    net.train()
+    return EpochRecord(
+        group=group, epoch=epoch, members=tuple(members),
+        predicted_label=torch.cat(pred, 1).to(torch.int16).cpu().numpy(),
+        label_prob=torch.cat(prob, 1).cpu().numpy().astype(np.float32),
+        margin=torch.cat(marg, 1).cpu().numpy().astype(np.float32),
+        held_out=held_out.copy(),
+        prob_sum=prob_sum.cpu().numpy(), heldout_prob_sum=held_sum.cpu().numpy(),
+        train_loss=train_loss, seconds=time.perf_counter() - started,
+    )
+
+
+def _save_checkpoint(path: Path, epoch: int, net: nn.Module, opt: torch.optim.Optimizer,
+                     gen: torch.Generator) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f"epoch-{epoch}.pt.tmp"
+    torch.save({"epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
+                "gen": gen.get_state()}, tmp)
+    tmp.replace(path / f"epoch-{epoch}.pt")
+    for old in path.glob("epoch-*.pt"):  # keep only the newest
+        if old.name != f"epoch-{epoch}.pt":
+            old.unlink(missing_ok=True)
+
+
+def _load_checkpoint(path: Path | None, after_epoch: int | None) -> dict | None:
+    if path is None or after_epoch is None:
+        return None
+    file = path / f"epoch-{after_epoch}.pt"
+    return torch.load(file, map_location="cpu", weights_only=False) if file.exists() else None
+
+
+def train_group(
+    X: np.ndarray,  # (n, d) features or (n, C, H, W) uint8 images
+    y: npt.NDArray[np.int64],  # (n,) given labels in 0..n_classes-1
+    n_classes: int,
+    spec: TrainSpec,
+    members: list[int],
+    group: int = 0,
+    checkpoint_dir: Path | None = None,
+    resume_after: int | None = None,
+) -> Iterator[EpochRecord]:
+    """Train `members` together; yield their predictions at epoch 0 and after every epoch.
+
+    With `resume_after` = e and a checkpoint of epoch e in `checkpoint_dir`, training continues
+    from epoch e + 1 and yields only the later epochs; the results equal an uninterrupted run.
+    """
+    if len(X) != len(y):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+    device = resolve_device(spec.device)
+    kind = resolve_model(spec, X)
+    data = _prepare(X, y, kind, device)
+    folds = assign_folds(np.asarray(y), spec.n_folds, spec.random_state)
+    train_idx = _member_train_indices(folds, members, spec.n_folds)
+    held_out = np.stack([~np.isin(np.arange(len(y)), t) for t in train_idx])
+    gen = torch.Generator(device=device).manual_seed(member_seed(spec.random_state, 0xD0, group))
+    net = build_ensemble(kind, members, tuple(X.shape[1:]), n_classes, spec, gen).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay)
+    start_epoch = 1
+    state = _load_checkpoint(checkpoint_dir, resume_after)
+    if state is not None:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        start_epoch = state["epoch"] + 1
+    else:
+        started = time.perf_counter()
+        if checkpoint_dir is not None:
+            _save_checkpoint(checkpoint_dir, 0, net, opt, gen)
+        yield _record(net, data, held_out, n_classes, group, 0, members, float("nan"), started)
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    for epoch in range(start_epoch, spec.n_epochs + 1):
+        started = time.perf_counter()
+        # --- train: every member steps through its own shuffle of its own training examples
+        net.train()
+        order = torch.as_tensor(_epoch_order(train_idx, members, spec.random_state, epoch, spec.batch_size),
+                                device=device)
+        total = torch.zeros((), device=device)
+        for idx in order:  # idx: (M, B)
+            logits = _forward(net, data, idx)
+            # sum over members of each member's mean loss: gradients stay independent per member
+            loss = loss_fn(logits.flatten(0, 1), data.y[idx].flatten()).view(idx.shape).mean(dim=1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        train_loss = float(total) / (len(order) * len(members))
+        # --- checkpoint, then record (a resumed run restarts after the last recorded epoch)
+        if checkpoint_dir is not None:
+            _save_checkpoint(checkpoint_dir, epoch, net, opt, gen)
+        yield _record(net, data, held_out, n_classes, group, epoch, members, train_loss, started)
+
+
+class Ensemble:
+    """N networks trained from their own seeds; `record_` holds every member's predictions per epoch."""
+
+    def __init__(self, spec: TrainSpec | None = None, **params: object) -> None:
+        self.spec = spec if spec is not None else TrainSpec(**params)  # type: ignore[arg-type]
+
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> "Ensemble":
+        y = np.asarray(y, dtype=np.int64)
+        k = int(n_classes if n_classes is not None else y.max() + 1)
+        records: list[EpochRecord] = []
+        for g, members in enumerate(self.spec.member_groups()):
+            records.extend(train_group(X, y, k, self.spec, members, group=g))
+        self.records_ = records
+        self.record_ = PredictionRecord.from_epochs(records, self.spec.n_members)
+        return self

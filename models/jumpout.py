@@ -1,0 +1,175 @@
+"""Jumpout (Wang, Zhou & Bilmes, ICML 2019) and plain dropout for member-vectorised ensembles.
+
+Activations carry a leading member axis: ``h`` is shaped ``(n_members, *rest)``, e.g.
+``(M, B, F)`` after an MLP layer or ``(M, B, C, H, W)`` after a conv layer (possibly a
+non-contiguous transposed view). Every member is treated independently: its own rate, its own
+active fraction, its own mask. See SCIENCE.md section 2 for the spec and the tags on each step.
+"""
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DropoutKind = Literal["jumpout", "dropout", "none"]
+
+
+def expected_rate(sigma: float, p_min: float, p_max: float) -> float:
+    """Mean of the Jumpout rate p = min(p_min + sigma*|z|, p_max), z ~ N(0, 1).
+
+    With a = p_max - p_min, p = p_min + min(sigma*|z|, a), and |z| is half-normal (density
+    2*phi), so E[min(sigma|z|, a)] = 2*sigma*(phi(0) - phi(a/sigma)) + a*P(|z| > a/sigma), i.e.
+
+        E[p] = p_min + sigma*sqrt(2/pi)*(1 - exp(-a^2 / (2 sigma^2))) + 2a*(1 - Phi(a/sigma)).
+
+    This derivation confirms the formula in SCIENCE.md section 2.
+    """
+    if sigma < 0.0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    if not 0.0 <= p_min <= p_max:
+        raise ValueError(f"need 0 <= p_min <= p_max, got p_min={p_min}, p_max={p_max}")
+    a = p_max - p_min
+    if sigma == 0.0 or a == 0.0:
+        return p_min
+    t = a / sigma
+    upper_tail = 0.5 * math.erfc(t / math.sqrt(2.0))  # 1 - Phi(t), accurate for large t
+    return p_min + sigma * math.sqrt(2.0 / math.pi) * (1.0 - math.exp(-0.5 * t * t)) + 2.0 * a * upper_tail
+
+
+def _member_view(x: Tensor, ndim: int) -> Tensor:
+    """(M,) -> (M, 1, ..., 1) with `ndim` dimensions, for broadcasting per-member scalars."""
+    return x.view(x.shape[0], *([1] * (ndim - 1)))
+
+
+def _check_members(h: Tensor) -> None:
+    if h.ndim < 2:
+        raise ValueError(f"expected h shaped (n_members, *rest) with at least 2 dims, got {tuple(h.shape)}")
+
+
+class Jumpout(nn.Module):
+    """Jumpout after a ReLU, one rate per member per call (= per layer per mini-batch).
+
+    Training mode, for each member m:
+      1. p = min(p_min + sigma*|z|, p_max), z ~ N(0, 1)  (monotone decreasing density on [p_min, p_max]);
+      2. q+ = mean(h[m] > 0); p' = min(p / q+, max_rate), so about a share p of the layer's
+         units are active-and-dropped; if q+ == 0 the member passes unchanged (p' = 0);
+      3. each element is dropped with probability p'; kept ones are scaled by (1 - p')^(-exponent).
+    Eval mode returns ``h`` itself. p' and q+ carry no gradient; the gradient at kept units is the
+    same scale, 0 at dropped ones. After each training call ``last_rate_`` (p) and
+    ``last_effective_rate_`` (p') hold detached ``(n_members,)`` tensors on h's device (float32,
+    float64 for float64 input; p' = 0 for a member with q+ = 0).
+
+    exponent 1 preserves the mean, 0.5 the second moment; 0.75 [check] sits between them, so the
+    train/test mean ratio is (1-p')^(1-exponent) and the second-moment ratio (1-p')^(1-2*exponent).
+    """
+
+    last_rate_: Tensor | None
+    last_effective_rate_: Tensor | None
+
+    def __init__(
+        self,
+        sigma: float = 0.1,
+        p_min: float = 0.01,
+        p_max: float = 0.6,
+        exponent: float = 0.75,
+        max_rate: float = 0.9,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if sigma < 0.0:
+            raise ValueError(f"sigma must be >= 0, got {sigma}")
+        if not 0.0 <= p_min <= p_max < 1.0:
+            raise ValueError(f"need 0 <= p_min <= p_max < 1, got p_min={p_min}, p_max={p_max}")
+        if not 0.0 <= max_rate < 1.0:
+            raise ValueError(f"max_rate must lie in [0, 1), got {max_rate}")
+        self.sigma = sigma
+        self.p_min = p_min
+        self.p_max = p_max
+        self.exponent = exponent
+        self.max_rate = max_rate
+        self.generator = generator
+        self.last_rate_ = None
+        self.last_effective_rate_ = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"sigma={self.sigma}, p_min={self.p_min}, p_max={self.p_max}, "
+            f"exponent={self.exponent}, max_rate={self.max_rate}"
+        )
+
+    def forward(self, h: Tensor) -> Tensor:  # h: (n_members, *rest)
+        if not self.training:
+            return h
+        _check_members(h)
+        n_members, ndim = h.shape[0], h.ndim
+        # Rates, active fractions and scales in at least float32 (bfloat16 is too coarse for them).
+        work_dtype = torch.promote_types(h.dtype, torch.float32)
+        with torch.no_grad():
+            z = torch.randn(n_members, generator=self.generator, device=h.device, dtype=work_dtype)
+            rate = (self.p_min + self.sigma * z.abs()).clamp_(max=self.p_max)  # (M,)
+            n_per_member = h[0].numel()
+            active = (h.detach() > 0).sum(dim=tuple(range(1, ndim))).to(work_dtype)  # (M,) exact int count
+            q_plus = active / max(n_per_member, 1)
+            effective = torch.where(
+                q_plus > 0, (rate / q_plus).clamp(max=self.max_rate), torch.zeros_like(rate)
+            )  # (M,), p' = 0 passes the member unchanged
+            scale = (1.0 - effective).pow(-self.exponent)
+            # One uniform draw for the mask; u becomes keep*scale in place: 0 or (1-p')^(-exponent).
+            u = torch.rand(h.shape, generator=self.generator, device=h.device, dtype=work_dtype)
+            multiplier = u.ge_(_member_view(effective, ndim)).mul_(_member_view(scale, ndim))
+        self.last_rate_ = rate
+        self.last_effective_rate_ = effective
+        return h * multiplier.to(h.dtype)
+
+
+class MemberDropout(nn.Module):
+    """Plain (inverted) dropout with a fixed rate on the (n_members, *rest) layout.
+
+    Element-wise, so the member axis needs no special care. With a ``generator`` the mask comes
+    from it (reproducible); without one ``F.dropout`` draws from torch's default stream.
+    """
+
+    def __init__(self, rate: float = 0.5, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must lie in [0, 1), got {rate}")
+        self.rate = rate
+        self.generator = generator
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
+
+    def forward(self, h: Tensor) -> Tensor:  # h: (n_members, *rest)
+        if not self.training or self.rate == 0.0:
+            return h
+        if self.generator is None:
+            return F.dropout(h, p=self.rate, training=True)
+        with torch.no_grad():
+            work_dtype = torch.promote_types(h.dtype, torch.float32)
+            u = torch.rand(h.shape, generator=self.generator, device=h.device, dtype=work_dtype)
+            multiplier = u.ge_(self.rate).mul_(1.0 / (1.0 - self.rate))
+        return h * multiplier.to(h.dtype)
+
+
+def make_dropout(
+    kind: DropoutKind,
+    *,
+    rate: float = 0.5,
+    sigma: float = 0.1,
+    p_min: float = 0.01,
+    p_max: float = 0.6,
+    exponent: float = 0.75,
+    max_rate: float = 0.9,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """The regulariser placed after each hidden ReLU: Jumpout, MemberDropout(rate) or Identity."""
+    if kind == "jumpout":
+        return Jumpout(sigma=sigma, p_min=p_min, p_max=p_max, exponent=exponent,
+                       max_rate=max_rate, generator=generator)
+    if kind == "dropout":
+        return MemberDropout(rate=rate, generator=generator)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"dropout kind must be 'jumpout', 'dropout' or 'none', got {kind!r}")

@@ -1,0 +1,50 @@
+"""TrainSpec: every training knob of a job, saved with the job so each score traces back to its run.
+
+Torch-free: the service imports this module, workers receive it.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ModelName = Literal["auto", "mlp", "cnn"]
+DropoutName = Literal["jumpout", "dropout", "none"]
+
+
+class TrainSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_members: int = Field(8, ge=1, le=512, description="ensemble size N")
+    n_epochs: int = Field(20, ge=1, le=1000, description="training epochs; epoch 0 (init) is recorded too")
+    model: ModelName = Field("auto", description="auto: cnn for images, mlp for tables")
+    dropout: DropoutName = "jumpout"
+    dropout_rate: float = Field(0.5, ge=0.0, lt=1.0, description="rate of plain dropout")
+    jumpout_sigma: float = Field(0.1, gt=0.0, le=1.0, description="half-normal scale of the Jumpout rate")
+    jumpout_p_min: float = Field(0.01, ge=0.0, lt=1.0)
+    jumpout_p_max: float = Field(0.6, gt=0.0, lt=1.0)
+    jumpout_exponent: float = Field(0.75, ge=0.0, le=1.0, description="kept units scaled by (1-p')^-exponent")
+    n_folds: int = Field(0, ge=0, le=20, description="cross-fitting folds; 0 = every member sees all examples")
+    hidden_units: int = Field(256, ge=4, le=8192, description="MLP width")
+    n_hidden_layers: int = Field(2, ge=1, le=8, description="MLP depth")
+    cnn_width: int = Field(32, ge=4, le=512, description="CNN channels of the first block")
+    batch_size: int = Field(64, ge=1, le=65536)
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Adam step size")
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="AdamW decoupled weight decay")
+    members_per_group: int = Field(0, ge=0, le=512, description="members trained together; 0 = all in one group")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    random_state: int = Field(0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainSpec":
+        if self.jumpout_p_min > self.jumpout_p_max:
+            raise ValueError(f"jumpout_p_min {self.jumpout_p_min} exceeds jumpout_p_max {self.jumpout_p_max}")
+        if self.n_folds == 1:
+            raise ValueError("n_folds must be 0 (no cross-fitting) or at least 2")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        return self
+
+    def member_groups(self) -> list[list[int]]:
+        """Members split into groups trained together on one device."""
+        size = self.members_per_group or self.n_members
+        return [list(range(i, min(i + size, self.n_members))) for i in range(0, self.n_members, size)]

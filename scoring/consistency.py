@@ -1,0 +1,69 @@
+"""Consistency (Hacohen et al.): the share of ensemble members that predict the given label.
+
+c^e(x, y) = (1/N) #{i : f_i^e(x) = y}. High = easy. Arrays are shaped
+(n_members, n_epochs, n_examples); epoch 0 is the untrained network.
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+NEVER = -1  # first_learned_epoch of an example never learned for good
+
+
+def _check(preds: np.ndarray, given_labels: np.ndarray, member_mask: np.ndarray | None) -> None:
+    if preds.ndim != 3:
+        raise ValueError(f"preds must be (n_members, n_epochs, n_examples), got shape {preds.shape}")
+    if given_labels.shape != (preds.shape[2],):
+        raise ValueError(f"given_labels shape {given_labels.shape} does not match preds {preds.shape}")
+    if member_mask is not None and member_mask.shape != (preds.shape[0], preds.shape[2]):
+        raise ValueError(f"member_mask must be (n_members, n_examples) = {(preds.shape[0], preds.shape[2])}, "
+                         f"got {member_mask.shape}")
+
+
+def compute_consistency(
+    preds: npt.NDArray[np.integer],  # (n_members, n_epochs, n_examples)
+    given_labels: npt.NDArray[np.integer],  # (n_examples,)
+    member_mask: npt.NDArray[np.bool_] | None = None,  # (n_members, n_examples): members to count
+) -> npt.NDArray[np.float64]:
+    """Consistency per epoch, (n_epochs, n_examples) in [0, 1]; high = easy.
+
+    With `member_mask`, only the selected members of each example count (for instance the
+    members that held the example out); examples with no selected member get NaN.
+    """
+    _check(preds, given_labels, member_mask)
+    hits = preds == given_labels[None, None, :]
+    if member_mask is None:
+        return hits.mean(axis=0)
+    counts = member_mask.sum(axis=0).astype(np.float64)  # (n_examples,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (hits & member_mask[:, None, :]).sum(axis=0) / counts[None, :]
+
+
+def compute_accessibility(
+    consistency: npt.NDArray[np.float64],  # (n_epochs, n_examples)
+    first_epoch: int = 1,
+) -> npt.NDArray[np.float64]:
+    """Mean consistency over epochs first_epoch.. (default: every trained epoch, not the init).
+
+    (n_examples,) in [0, 1]; high = learned early by every member (easy), low = hard or mislabeled.
+    """
+    if consistency.ndim != 2 or consistency.shape[0] <= first_epoch:
+        raise ValueError(f"consistency must be (n_epochs > {first_epoch}, n_examples), got {consistency.shape}")
+    return consistency[first_epoch:].mean(axis=0)
+
+
+def compute_first_learned_epoch(
+    consistency: npt.NDArray[np.float64],  # (n_epochs, n_examples)
+    threshold: float = 0.5,
+) -> npt.NDArray[np.int64]:
+    """First epoch from which consistency stays >= threshold to the end; NEVER (-1) if it does not.
+
+    (n_examples,) int; low = learned early.
+    """
+    if consistency.ndim != 2:
+        raise ValueError(f"consistency must be (n_epochs, n_examples), got {consistency.shape}")
+    above = consistency >= threshold
+    # stays above from e on  <=>  all of above[e:] true; suffix-AND via reversed cumulative product
+    suffix_all = np.flip(np.cumprod(np.flip(above, axis=0), axis=0), axis=0).astype(bool)
+    first = np.argmax(suffix_all, axis=0)
+    return np.where(suffix_all.any(axis=0), first, NEVER).astype(np.int64)
