@@ -48,3 +48,33 @@ class TrainSpec(BaseModel):
         """Members split into groups trained together on one device."""
         size = self.members_per_group or self.n_members
         return [list(range(i, min(i + size, self.n_members))) for i in range(0, self.n_members, size)]
+
+
+class AdaBoostSpec(BaseModel):
+    """The boosting baseline run beside the ensemble (stage t plays the role of epoch t)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    n_rounds: int = Field(100, ge=1, le=5000, description="weak learners T")
+    max_depth: int = Field(1, ge=1, le=16, description="depth of each tree; 1 = stumps as in the paper")
+    learning_rate: float = Field(0.5, gt=0.0, le=10.0)
+
+
+class GroupTask(BaseModel):
+    """One unit of work sent to a worker process: a member group, or the AdaBoost baseline."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: str
+    attempt: int
+    model: Literal["ensemble", "adaboost"]
+    group: int
+    members: tuple[int, ...]
+    spec: TrainSpec
+    adaboost: AdaBoostSpec
+    x_path: str  # X.npy of the normalised dataset
+    y_path: str  # y.npy
+    n_classes: int
+    checkpoint_dir: str | None = None
+    resume_after: int | None = None  # last committed epoch; None = start from scratch

@@ -1,0 +1,58 @@
+"""Worker entry point: run one GroupTask and stream its epoch records to the engine.
+
+Runs in a spawned process (LocalExecutor) or a Ray task; never touches DuckDB. Messages on
+`out`, keyed by (model, group): ("record", key, EpochRecord), ("done", key, None),
+("error", key, traceback text).
+"""
+
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from models.predictions import EpochRecord
+from models.spec import GroupTask
+
+
+class _Queue(Protocol):
+    def put(self, item: object) -> None: ...
+
+
+class _Flag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+def iter_task_records(task: GroupTask) -> Iterator[EpochRecord]:
+    """The records of one task, in epoch order."""
+    X = np.load(task.x_path, mmap_mode="r")
+    y = np.load(task.y_path).astype(np.int64)
+    if task.model == "adaboost":
+        from models.adaboost import AdaBoostBaseline
+
+        ada = task.adaboost
+        flat = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+        base = AdaBoostBaseline(n_rounds=ada.n_rounds, max_depth=ada.max_depth, learning_rate=ada.learning_rate,
+                                random_state=task.spec.random_state).fit(flat, y)
+        after = -1 if task.resume_after is None else task.resume_after
+        yield from (r for r in base.stage_records(y, member=0, group=task.group) if r.epoch > after)
+        return
+    from models.ensemble import train_group
+
+    ckpt = Path(task.checkpoint_dir) if task.checkpoint_dir else None
+    yield from train_group(np.asarray(X), y, task.n_classes, task.spec, list(task.members), group=task.group,
+                           checkpoint_dir=ckpt, resume_after=task.resume_after)
+
+
+def run_task(task: GroupTask, out: _Queue, cancel: _Flag) -> None:
+    """Process entry: stream records until done, cancelled or failed."""
+    key = (task.model, task.group)
+    try:
+        for record in iter_task_records(task):
+            if cancel.is_set():
+                return
+            out.put(("record", key, record))
+        out.put(("done", key, None))
+    except BaseException:  # the engine records the traceback tail in jobs.error
+        out.put(("error", key, traceback.format_exc()))

@@ -1,0 +1,48 @@
+"""The engine: one store, one executor, the jobs of one data directory.
+
+`curate score` without a server runs it in-process; `curate serve` (REST) will host the same
+object. Only this process opens the DuckDB file.
+"""
+
+from pathlib import Path
+
+from models.spec import AdaBoostSpec, TrainSpec
+from scoring.scores import ScoringOptions
+from service import catalog, jobs
+from service.datasets import DatasetManifest
+from service.executors import Executor, LocalExecutor
+from service.runner import Progress, run_job
+from service.settings import Settings
+from service.store import Store
+
+
+class Engine:
+    def __init__(self, settings: Settings, executor: Executor | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.db_path)
+        self.executor = executor or LocalExecutor(max_workers=settings.max_workers)
+        catalog.clean_orphans(self.store, settings)
+
+    def scoring_options(self) -> ScoringOptions:
+        return ScoringOptions(easy_at_least=self.settings.easy_at_least, hard_below=self.settings.hard_below)
+
+    def add_dataset(self, path: Path, *, label_column: str = "label", resize: tuple[int, int] | None = None,
+                    name: str | None = None, owner: str | None = None) -> DatasetManifest:
+        return catalog.add_dataset(self.store, self.settings, path, name=name, label_column=label_column,
+                                   resize=resize, owner=owner)
+
+    def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec, owner: str | None = None) -> str:
+        return jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner)
+
+    def run(self, job_id: str, progress: Progress | None = None) -> jobs.Job:
+        return run_job(self.store, self.settings, job_id, self.executor, progress)
+
+    def interrupted_jobs(self) -> list[str]:
+        """Jobs left running by a crash: they resume from their last committed epoch."""
+        with self.store.reader() as cur:
+            return [r[0] for r in cur.execute("SELECT job_id FROM jobs WHERE status = 'running' "
+                                              "ORDER BY created_at").fetchall()]
+
+    def close(self) -> None:
+        self.store.close()

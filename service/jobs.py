@@ -1,0 +1,129 @@
+"""Job rows: create, read, move between statuses, request cancel.
+
+Statuses: queued -> running -> succeeded | failed | cancelled; running -> cancelling -> cancelled.
+Every restart of a job's training bumps `attempt`; commits of an older attempt are refused.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from models.spec import AdaBoostSpec, TrainSpec
+from scoring.scores import ScoringOptions
+from service.errors import Conflict, NotFound
+from service.store import Store, to_json
+
+FINISHED = ("succeeded", "failed", "cancelled")
+UNFINISHED = ("queued", "running", "cancelling")
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    dataset_id: str
+    spec: TrainSpec
+    scoring: ScoringOptions
+    adaboost: AdaBoostSpec
+    status: str
+    attempt: int
+    epochs_done: int
+    epochs_total: int
+    estimated_n_errors: int | None
+    summary: dict | None
+    error: str | None
+    owner: str | None
+    created_at: Any
+    started_at: Any
+    finished_at: Any
+
+
+_COLUMNS = ("job_id, dataset_id, spec, scoring, adaboost, status, attempt, epochs_done, epochs_total, "
+            "estimated_n_errors, summary, error, owner, created_at, started_at, finished_at")
+
+
+def _job(row: tuple) -> Job:
+    values = list(row)
+    values[2] = TrainSpec.model_validate_json(values[2])
+    values[3] = ScoringOptions(**json.loads(values[3]))
+    values[4] = AdaBoostSpec.model_validate_json(values[4])
+    values[10] = json.loads(values[10]) if values[10] else None
+    return Job(*values)
+
+
+def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringOptions,
+               adaboost: AdaBoostSpec, owner: str | None = None) -> str:
+    job_id = uuid.uuid4().hex[:12]
+    total = len(spec.member_groups()) * spec.n_epochs
+    with store.transaction() as cur:
+        if not cur.execute("SELECT 1 FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
+                           [dataset_id, owner]).fetchone():
+            raise NotFound(f"dataset {dataset_id} not found")
+        cur.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, 0, ?, NULL, NULL, NULL, ?, "
+                    "now(), NULL, NULL)",
+                    [job_id, dataset_id, spec.model_dump_json(), to_json(scoring.__dict__),
+                     adaboost.model_dump_json(), total, owner])
+        add_event(cur, job_id, "queued", f"{spec.n_members} members x {spec.n_epochs} epochs")
+    return job_id
+
+
+def get_job(store: Store, job_id: str, owner: str | None = None) -> Job:
+    with store.reader() as cur:
+        row = cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ? AND owner IS NOT DISTINCT FROM ?",
+                          [job_id, owner]).fetchone()
+    if row is None:
+        raise NotFound(f"job {job_id} not found")
+    return _job(row)
+
+
+def list_jobs(store: Store, owner: str | None = None, limit: int = 100) -> list[Job]:
+    with store.reader() as cur:
+        rows = cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE owner IS NOT DISTINCT FROM ? "
+                           "ORDER BY created_at DESC LIMIT ?", [owner, limit]).fetchall()
+    return [_job(r) for r in rows]
+
+
+def add_event(cur: Any, job_id: str, kind: str, message: str) -> None:
+    cur.execute("INSERT INTO events VALUES (?, now(), ?, ?)", [job_id, kind, message])
+
+
+def start_attempt(store: Store, job_id: str) -> int:
+    """queued/running -> running with attempt + 1; returns the new attempt."""
+    with store.transaction() as cur:
+        row = cur.execute("SELECT status, attempt FROM jobs WHERE job_id = ?", [job_id]).fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        if row[0] not in ("queued", "running"):
+            raise Conflict(f"job {job_id} is {row[0]}; only queued or interrupted jobs can run")
+        attempt = row[1] + 1
+        cur.execute("UPDATE jobs SET status = 'running', attempt = ?, started_at = coalesce(started_at, now()) "
+                    "WHERE job_id = ?", [attempt, job_id])
+        add_event(cur, job_id, "running", f"attempt {attempt}")
+    return attempt
+
+
+def finish(store: Store, job_id: str, attempt: int, status: str, error: str | None = None) -> None:
+    with store.transaction() as cur:
+        cur.execute("UPDATE jobs SET status = ?, error = ?, finished_at = now() WHERE job_id = ? AND attempt = ?",
+                    [status, error, job_id, attempt])
+        add_event(cur, job_id, status, error or status)
+
+
+def request_cancel(store: Store, job_id: str, owner: str | None = None) -> Job:
+    """queued -> cancelled at once; running -> cancelling (the runner stops within seconds)."""
+    job = get_job(store, job_id, owner)
+    with store.transaction() as cur:
+        if job.status == "queued":
+            cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE job_id = ?", [job_id])
+        elif job.status == "running":
+            cur.execute("UPDATE jobs SET status = 'cancelling' WHERE job_id = ?", [job_id])
+        else:
+            return job
+        add_event(cur, job_id, "cancel", "cancel requested")
+    return get_job(store, job_id, owner)
+
+
+def status_of(store: Store, job_id: str) -> str:
+    with store.reader() as cur:
+        row = cur.execute("SELECT status FROM jobs WHERE job_id = ?", [job_id]).fetchone()
+    return row[0] if row else "missing"

@@ -1,0 +1,136 @@
+"""Every read that the CLI, the API and the web pages show; they all go through here."""
+
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from service import jobs
+from service.errors import CurationError, JobNotFinished, NotFound
+from service.store import Store
+
+SCORE_COLUMNS = ("example_id", "source", "given_label", "consistency", "consensus", "consensus_label",
+                 "heldout_consistency", "accessibility", "first_learned_epoch", "mean_label_prob", "split",
+                 "mislabel_score", "is_suspected_mislabel", "suggested_label", "adaboost_accessibility",
+                 "family_agreement")
+EXPORTS = ("scores", "easy", "intermediate", "hard", "mislabeled")
+ORDERS = {"example_id": "s.example_id", "mislabel_score": "s.mislabel_score DESC, s.example_id",
+          "accessibility": "s.accessibility, s.example_id", "consistency": "s.consistency, s.example_id"}
+
+
+class InvalidQuery(CurationError):
+    status_code = 422
+    code = "invalid_query"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    dataset_id: str
+    name: str
+    kind: str
+    source_format: str
+    n_examples: int
+    n_classes: int
+    class_names: list[str]
+    x_shape: list[int]
+    sha256: str
+
+
+def finished_job(store: Store, job_id: str, owner: str | None = None) -> jobs.Job:
+    job = jobs.get_job(store, job_id, owner)
+    if job.status != "succeeded":
+        raise JobNotFinished(f"job {job_id} is {job.status}; scores exist once it has succeeded")
+    return job
+
+
+def get_dataset(store: Store, dataset_id: str, owner: str | None = None) -> DatasetInfo:
+    with store.reader() as cur:
+        row = cur.execute("SELECT dataset_id, name, kind, source_format, n_examples, n_classes, class_names, "
+                          "x_shape, sha256 FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
+                          [dataset_id, owner]).fetchone()
+    if row is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    values = list(row)
+    values[6], values[7] = json.loads(values[6]), json.loads(values[7])
+    return DatasetInfo(*values)
+
+
+def list_datasets(store: Store, owner: str | None = None) -> list[DatasetInfo]:
+    with store.reader() as cur:
+        ids = [r[0] for r in cur.execute("SELECT dataset_id FROM datasets WHERE owner IS NOT DISTINCT FROM ? "
+                                         "ORDER BY created_at DESC", [owner]).fetchall()]
+    return [get_dataset(store, i, owner) for i in ids]
+
+
+def score_rows(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
+               suspected_only: bool = False, order: str = "example_id", limit: int | None = None,
+               offset: int = 0) -> pa.Table:
+    """Per-example scores with source and class names, as an Arrow table (SCORE_COLUMNS)."""
+    job = finished_job(store, job_id, owner)
+    if split is not None and split not in ("easy", "intermediate", "hard"):
+        raise InvalidQuery(f"split must be easy, intermediate or hard, got {split!r}")
+    if order not in ORDERS:
+        raise InvalidQuery(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if offset < 0 or (limit is not None and limit < 0):
+        raise InvalidQuery("limit and offset must not be negative")
+    sql = f"""
+        WITH names AS (SELECT unnest(json_extract_string(class_names, '$[*]')) AS name,
+                              generate_subscripts(json_extract_string(class_names, '$[*]'), 1) - 1 AS idx
+                       FROM datasets WHERE dataset_id = $dataset)
+        SELECT s.example_id, e.source, g.name AS given_label, s.consistency, s.consensus,
+               c.name AS consensus_label, s.heldout_consistency, s.accessibility, s.first_learned_epoch,
+               s.mean_label_prob, s.split, s.mislabel_score, s.is_suspected_mislabel,
+               sg.name AS suggested_label, s.adaboost_accessibility, s.family_agreement
+        FROM example_scores s
+        JOIN examples e ON e.dataset_id = $dataset AND e.example_id = s.example_id
+        JOIN names g ON g.idx = s.given_label
+        JOIN names c ON c.idx = s.consensus_label
+        JOIN names sg ON sg.idx = s.suggested_label
+        WHERE s.job_id = $job AND ($split IS NULL OR s.split = $split)
+          AND (NOT $suspected OR s.is_suspected_mislabel)
+        ORDER BY {ORDERS[order]}
+        LIMIT $limit OFFSET $offset"""
+    params = {"dataset": job.dataset_id, "job": job_id, "split": split, "suspected": suspected_only,
+              "limit": limit if limit is not None else 2**62, "offset": offset}
+    with store.reader() as cur:
+        return cur.sql(sql, params=params).to_arrow_table()
+
+
+def export_rows(store: Store, job_id: str, what: str, owner: str | None = None) -> pa.Table:
+    """scores: every example; easy/intermediate/hard: that split; mislabeled: flagged, worst first."""
+    if what not in EXPORTS:
+        raise InvalidQuery(f"what must be one of {', '.join(EXPORTS)}, got {what!r}")
+    if what == "scores":
+        return score_rows(store, job_id, owner=owner)
+    if what == "mislabeled":
+        return score_rows(store, job_id, owner=owner, suspected_only=True, order="mislabel_score")
+    return score_rows(store, job_id, owner=owner, split=what, order="accessibility")
+
+
+def adaboost_curves(store: Store, job_id: str, owner: str | None = None) -> dict[str, list[float | None]]:
+    finished_job(store, job_id, owner)
+    with store.reader() as cur:
+        rows = cur.execute("SELECT split, stage, accuracy FROM adaboost_curves WHERE job_id = ? ORDER BY split, stage",
+                           [job_id]).fetchall()
+    curves: dict[str, list[float | None]] = {}
+    for split, _, acc in rows:
+        curves.setdefault(split, []).append(None if acc != acc else acc)
+    return curves
+
+
+def dynamics_histograms(store: Store, job_id: str, n_bins: int = 20, owner: str | None = None) -> list[dict]:
+    """Per epoch, histograms of consistency and consensus over examples (bins of width 1/n_bins)."""
+    finished_job(store, job_id, owner)
+    with store.reader() as cur:
+        rows = cur.execute(
+            "SELECT epoch, least(floor(consistency * ?), ? - 1)::INT AS b, count(*) FROM example_epoch_stats "
+            "WHERE job_id = ? GROUP BY ALL ORDER BY ALL", [n_bins, n_bins, job_id]).fetchall()
+        rows2 = cur.execute(
+            "SELECT epoch, least(floor(consensus * ?), ? - 1)::INT AS b, count(*) FROM example_epoch_stats "
+            "WHERE job_id = ? GROUP BY ALL ORDER BY ALL", [n_bins, n_bins, job_id]).fetchall()
+    out: dict[int, dict] = {}
+    for key, data in (("consistency", rows), ("consensus", rows2)):
+        for epoch, b, count in data:
+            entry = out.setdefault(epoch, {"epoch": epoch, "consistency": [0] * n_bins, "consensus": [0] * n_bins})
+            entry[key][b] = count
+    return [out[e] for e in sorted(out)]

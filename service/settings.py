@@ -1,0 +1,36 @@
+"""Service settings, read from CURATE_* environment variables (never at import time)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CURATE_", frozen=True)
+
+    data_dir: Path = Field(Path("data"), description="DuckDB file, datasets/, jobs/, exports/")
+    easy_at_least: float = Field(0.8, ge=0.0, le=1.0, description="accessibility at or above -> split easy")
+    hard_below: float = Field(0.3, ge=0.0, le=1.0, description="accessibility below -> split hard")
+    max_upload_bytes: int = Field(2 * 1024**3, ge=1, description="largest accepted upload or file")
+    max_archive_bytes: int = Field(2 * 1024**3, ge=1, description="largest total uncompressed size of a zip")
+    max_files: int = Field(200_000, ge=1, description="most files in an image folder or zip")
+    max_workers: int = Field(1, ge=1, le=64, description="member groups trained at once by the local executor")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "curate.duckdb"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,148 @@
+"""The only module that opens DuckDB. One process holds the file; writes are serialised.
+
+DuckDB lets one process hold a database file read-write, and each thread needs its own
+cursor. So the engine opens the file once, every write goes through `transaction()` (one lock,
+one transaction) and readers take a cursor each with `reader()`. Bulk rows go in as Arrow
+tables, never executemany.
+"""
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (
+    dataset_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    source_format VARCHAR NOT NULL, n_examples INTEGER NOT NULL, n_classes INTEGER NOT NULL,
+    class_names JSON NOT NULL, feature_names JSON, x_shape JSON NOT NULL, sha256 VARCHAR NOT NULL,
+    owner VARCHAR, created_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS examples (
+    dataset_id VARCHAR NOT NULL, example_id INTEGER NOT NULL, source VARCHAR NOT NULL,
+    given_label INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id VARCHAR PRIMARY KEY, dataset_id VARCHAR NOT NULL, spec JSON NOT NULL, scoring JSON NOT NULL,
+    adaboost JSON, status VARCHAR NOT NULL, attempt INTEGER NOT NULL, epochs_done INTEGER NOT NULL,
+    epochs_total INTEGER NOT NULL, estimated_n_errors INTEGER, summary JSON, error VARCHAR, owner VARCHAR,
+    created_at TIMESTAMP NOT NULL, started_at TIMESTAMP, finished_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS job_groups (
+    job_id VARCHAR NOT NULL, model VARCHAR NOT NULL, group_id INTEGER NOT NULL, members JSON NOT NULL,
+    last_epoch INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS predictions (
+    job_id VARCHAR NOT NULL, model VARCHAR NOT NULL, member SMALLINT NOT NULL, epoch SMALLINT NOT NULL,
+    example_id INTEGER NOT NULL, predicted_label SMALLINT NOT NULL, label_prob REAL NOT NULL,
+    margin REAL NOT NULL, held_out BOOLEAN NOT NULL);
+CREATE TABLE IF NOT EXISTS group_probs (
+    job_id VARCHAR NOT NULL, model VARCHAR NOT NULL, group_id INTEGER NOT NULL, epoch SMALLINT NOT NULL,
+    example_id INTEGER NOT NULL, prob_sum REAL[] NOT NULL, heldout_prob_sum REAL[] NOT NULL);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    job_id VARCHAR NOT NULL, model VARCHAR NOT NULL, group_id INTEGER NOT NULL, epoch SMALLINT NOT NULL,
+    train_loss DOUBLE, seconds DOUBLE NOT NULL, committed_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS example_epoch_stats (
+    job_id VARCHAR NOT NULL, epoch SMALLINT NOT NULL, example_id INTEGER NOT NULL,
+    consistency REAL NOT NULL, consensus REAL NOT NULL, consensus_label SMALLINT NOT NULL,
+    heldout_consistency REAL);
+CREATE TABLE IF NOT EXISTS example_scores (
+    job_id VARCHAR NOT NULL, example_id INTEGER NOT NULL, given_label SMALLINT NOT NULL,
+    consistency REAL NOT NULL, consensus REAL NOT NULL, consensus_label SMALLINT NOT NULL,
+    heldout_consistency REAL, accessibility REAL NOT NULL, first_learned_epoch SMALLINT NOT NULL,
+    mean_label_prob REAL NOT NULL, split VARCHAR NOT NULL, mislabel_score REAL NOT NULL,
+    is_suspected_mislabel BOOLEAN NOT NULL, suggested_label SMALLINT NOT NULL,
+    adaboost_accessibility REAL, family_agreement VARCHAR);
+CREATE TABLE IF NOT EXISTS adaboost_curves (
+    job_id VARCHAR NOT NULL, stage INTEGER NOT NULL, split VARCHAR NOT NULL, accuracy REAL);
+CREATE TABLE IF NOT EXISTS events (
+    job_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, message VARCHAR NOT NULL);
+"""
+
+
+class Store:
+    """The DuckDB file of one data directory."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._con = duckdb.connect(str(path))
+        self._lock = threading.RLock()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction() as cur:
+            cur.execute(SCHEMA)
+            row = cur.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] if row else None
+            if current is None:
+                cur.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION])
+            elif current > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} has schema version {current}; this Curate knows up to "
+                                   f"{SCHEMA_VERSION}: upgrade Curate")
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The single writer: one transaction at a time, rolled back on any exception."""
+        with self._lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own for one reading thread."""
+        cur = self._con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+def insert_arrow(cur: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, prefix: dict[str, object]) -> None:
+    """INSERT INTO table SELECT <prefix params>, <rows columns> in the table's column order.
+
+    `table` is one of our own table names, never user input; values go in as parameters.
+    """
+    columns = [r[0] for r in cur.execute(f"DESCRIBE {table}").fetchall()]
+    select = []
+    params: list[object] = []
+    for col in columns:
+        if col in prefix:
+            select.append("?")
+            params.append(prefix[col])
+        elif col in rows.column_names:
+            select.append(f'rows_."{col}"')
+        else:
+            select.append("NULL")
+    name = f"rows_{threading.get_ident()}"
+    cur.register(name, rows)
+    try:
+        cur.execute(f"INSERT INTO {table} SELECT {', '.join(select)} FROM {name} AS rows_", params)
+    finally:
+        cur.unregister(name)
+
+
+def fixed_lists(values: np.ndarray) -> pa.FixedSizeListArray:
+    """(n, k) float array -> Arrow list column of length-k rows."""
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(values, dtype=np.float32).ravel()),
+                                             values.shape[1])
+
+
+def to_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
