@@ -21,8 +21,8 @@ from service.settings import Settings
 
 app = typer.Typer(help="Curate: learning-dynamics scores, difficulty splits and suspected mislabels.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory (default: $CURATE_DATA_DIR or ./data)")]
 

@@ -1,0 +1,137 @@
+"""The curate CLI on every input format, exports, flags and errors (real engine, real DuckDB)."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+from typer.testing import CliRunner
+
+from service.cli import app
+
+runner = CliRunner()
+FAST = ["--members", "2", "--epochs", "2", "--no-adaboost"]
+
+
+def _digits(n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    return X[:n].astype(np.float32), y[:n]
+
+
+def _write_csv(tmp_path: Path) -> Path:
+    X, y = _digits()
+    table = pa.table({**{f"px{i}": X[:, i] for i in range(X.shape[1])}, "digit": [f"d{v}" for v in y]})
+    path = tmp_path / "digits.csv"
+    pacsv.write_csv(table, path)
+    return path
+
+
+def _write_parquet(tmp_path: Path) -> Path:
+    X, y = _digits()
+    path = tmp_path / "digits.parquet"
+    pq.write_table(pa.table({**{f"px{i}": X[:, i] for i in range(X.shape[1])}, "label": y}), path)
+    return path
+
+
+def _write_npz(tmp_path: Path) -> Path:
+    X, y = _digits()
+    path = tmp_path / "digits.npz"
+    np.savez(path, X=X, y=y)
+    return path
+
+
+def _write_image_zip(tmp_path: Path) -> Path:
+    X, y = _digits(120)
+    path = tmp_path / "digits.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i, (x, label) in enumerate(zip(X, y)):
+            img = Image.fromarray((x.reshape(8, 8) * 16).clip(0, 255).astype(np.uint8), mode="L")
+            tmp = tmp_path / f"{i}.png"
+            img.save(tmp)
+            zf.write(tmp, f"digits/class_{label}/{i:04d}.png")
+    return path
+
+
+def _job_id(output: str) -> str:
+    return output.split("job ")[1].split()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("writer,extra", [(_write_csv, ["--label-column", "digit"]), (_write_parquet, []),
+                                          (_write_npz, []), (_write_image_zip, [])])
+def test_score_every_format(tmp_path: Path, writer, extra) -> None:  # type: ignore[no-untyped-def]
+    path = writer(tmp_path)
+    data = ["--data-dir", str(tmp_path / "data")]
+    result = runner.invoke(app, ["score", str(path), *FAST, *extra, *data])
+    assert result.exit_code == 0, result.output
+    assert "splits: easy" in result.output and "estimated label errors" in result.output
+    job_id = _job_id(result.output)
+
+    out = tmp_path / "scores.jsonl"
+    result = runner.invoke(app, ["export", job_id, "--format", "jsonl", "-o", str(out), *data])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == (120 if path.suffix == ".zip" else 200)
+    for col in ("example_id", "source", "given_label", "consistency", "consensus", "consensus_label",
+                "accessibility", "split", "mislabel_score", "is_suspected_mislabel", "suggested_label"):
+        assert col in rows[0]
+    assert [r["example_id"] for r in rows] == list(range(len(rows)))
+    assert all(r["suggested_label"] != r["given_label"] for r in rows)
+    if path.suffix == ".zip":
+        assert rows[0]["source"].startswith("digits/class_0/") or rows[0]["source"].startswith("class_0/")
+    if path.suffix == ".csv":
+        assert rows[0]["given_label"].startswith("d") and rows[0]["source"] == "row 0"
+
+
+@pytest.mark.slow
+def test_export_splits_flag_and_show(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    result = runner.invoke(app, ["score", str(_write_npz(tmp_path)), *FAST, *data])
+    assert result.exit_code == 0, result.output
+    job_id = _job_id(result.output)
+    total = 0
+    for split in ("easy", "intermediate", "hard"):
+        out = tmp_path / f"{split}.parquet"
+        result = runner.invoke(app, ["export", job_id, "--what", split, "--format", "parquet", "-o", str(out), *data])
+        assert result.exit_code == 0, result.output
+        table = pq.read_table(out)
+        assert set(table.column("split").to_pylist()) <= {split}
+        total += table.num_rows
+    assert total == 200
+    out = tmp_path / "flags.csv"
+    assert runner.invoke(app, ["export", job_id, "--what", "mislabeled", "-o", str(out), *data]).exit_code == 0
+    flagged = pacsv.read_csv(out)
+    assert all(flagged.column("is_suspected_mislabel").to_pylist())
+    scores = flagged.column("mislabel_score").to_pylist()
+    assert scores == sorted(scores, reverse=True)
+    result = runner.invoke(app, ["flag", job_id, "--top", "3", *data])
+    assert result.exit_code == 0
+    assert len(result.output.strip().splitlines()) == 1 + min(3, flagged.num_rows)
+    assert runner.invoke(app, ["show", job_id, *data]).exit_code == 0
+    listing = runner.invoke(app, ["jobs", *data])
+    assert job_id in listing.output and "succeeded" in listing.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["show", "nope"], "job nope not found"),
+    (["export", "nope", "-o", "x.csv"], "job nope not found"),
+    (["export", "nope", "-o", "x.csv", "--format", "xls"], "--format must be one of"),
+    (["score", "missing.csv"], "missing.csv: does not exist"),
+    (["score", "x.txt"], "unsupported"),
+    (["score", "x.csv", "--members", "0"], "n_members"),
+])
+def test_errors_are_one_line_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "x.txt").write_text("hello")
+    (tmp_path / "x.csv").write_text("a,label\n1,x\n2,x\n3,y\n4,y\n")
+    args = [a if not a.endswith((".txt", ".csv")) or a == "x.csv" and args[0] == "export" else str(tmp_path / a)
+            for a in args]
+    result = runner.invoke(app, [*args, "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
