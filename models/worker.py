@@ -24,10 +24,16 @@ class _Flag(Protocol):
     def is_set(self) -> bool: ...
 
 
-def iter_task_records(task: GroupTask) -> Iterator[EpochRecord]:
-    """The records of one task, in epoch order."""
-    X = np.load(task.x_path, mmap_mode="r")
-    y = np.load(task.y_path).astype(np.int64)
+def iter_task_records(task: GroupTask, X: np.ndarray | None = None,
+                      y: np.ndarray | None = None) -> Iterator[EpochRecord]:
+    """The records of one task, in epoch order.
+
+    X, y: the dataset already in memory (RayExecutor broadcasts it once per job); by default
+    they are loaded from task.x_path and task.y_path.
+    """
+    if X is None:
+        X = np.load(task.x_path, mmap_mode="r")
+    y = np.asarray(np.load(task.y_path) if y is None else y).astype(np.int64)
     if task.model == "adaboost":
         from models.adaboost import AdaBoostBaseline
 

@@ -1,8 +1,12 @@
-"""`curate`: score a dataset, list jobs, export scores and flag noisy labels from the terminal."""
+"""`curate`: score a dataset, list jobs, export scores and flag noisy labels from the terminal.
+
+Every command works on the engine in this process, or, when a `curate serve` runs on the same
+data directory (or --url names one), on that server over HTTP: same results either way.
+"""
 
 import os
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,11 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from models.spec import AdaBoostSpec, DropoutName, ModelName, TrainSpec
-from service import jobs, queries
+from models.spec import AdaBoostSpec, TrainSpec
+from service.backends import LocalBackend, RemoteBackend, open_backend
 from service.engine import Engine
 from service.errors import CurationError
-from service.exports import FORMATS, write_table
+from service.exports import FORMATS
+from service.schemas import JobOut
 from service.settings import Settings
 
 app = typer.Typer(help="Curate: learning-dynamics scores, difficulty splits and suspected mislabels.",
@@ -25,10 +30,21 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory (default: $CURATE_DATA_DIR or ./data)")]
+Url = Annotated[str | None, typer.Option("--url", help="a Curate server to use instead of this process")]
+ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="CURATE_API_KEY", help="bearer key for --url")]
 
 
 def _settings(data_dir: Path | None) -> Settings:
     return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+
+
+@contextmanager
+def _backend(data_dir: Path | None, url: str | None, api_key: str | None) -> Iterator[LocalBackend | RemoteBackend]:
+    backend = open_backend(_settings(data_dir), url, api_key)
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
 def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,7 +58,7 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             err.print(f"error: {exc.message}", markup=False, highlight=False)
         except (ValueError, OSError) as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)
-        except Exception as exc:  # unexpected: still one line, the traceback with CURATE_DEBUG=1
+        except Exception as exc:  # unexpected: still one line; the traceback with CURATE_DEBUG=1
             if os.environ.get("CURATE_DEBUG"):
                 raise
             err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
@@ -61,16 +77,15 @@ def _parse_resize(resize: str | None) -> tuple[int, int] | None:
     return h, w
 
 
-def _run_with_progress(engine: Engine, job_id: str) -> jobs.Job:
-    job = jobs.get_job(engine.store, job_id)
+def wait_with_progress(backend: LocalBackend | RemoteBackend, job_id: str) -> JobOut:
     columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("train", total=job.epochs_total)
-        return engine.run(job_id, progress=lambda _, done, total: bar.update(task, completed=done, total=total))
+        task = bar.add_task("train", total=None)
+        return backend.wait(job_id, lambda done, total: bar.update(task, completed=done, total=total))
 
 
-def _print_summary(engine: Engine, job: jobs.Job, top: int = 10) -> None:
+def print_summary(backend: LocalBackend | RemoteBackend, job: JobOut, top: int = 10) -> None:
     if job.status != "succeeded":
         raise CurationError(f"job {job.job_id} {job.status}: {job.error or ''}".strip())
     summary = job.summary or {}
@@ -81,21 +96,20 @@ def _print_summary(engine: Engine, job: jobs.Job, top: int = 10) -> None:
     out.print("splits: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("easy", "intermediate", "hard")))
     rate = (job.estimated_n_errors or 0) / max(n, 1)
     out.print(f"estimated label errors: {job.estimated_n_errors} ({rate:.1%}); flagged as suspected mislabels")
-    if "adaboost" in summary:
+    if summary.get("adaboost"):
         a = summary["adaboost"]
-        out.print(f"AdaBoost agreement: Spearman {a.get('spearman_r')!s:.6}, Pearson {a.get('pearson_r')!s:.6}")
-    _print_suspects(engine, job.job_id, top)
-
-
-def _print_suspects(engine: Engine, job_id: str, top: int) -> None:
-    rows = queries.score_rows(engine.store, job_id, suspected_only=True, order="mislabel_score", limit=top)
-    table = Table(title=f"top {rows.num_rows} suspected mislabels")
+        out.print(f"AdaBoost agreement: Spearman {_fmt(a.get('spearman_r'))}, Pearson {_fmt(a.get('pearson_r'))}")
+    rows = backend.examples(job.job_id, suspected_only=True, order="mislabel_score", limit=top)
+    table = Table(title=f"top {len(rows)} suspected mislabels")
     for col in ("example_id", "source", "given_label", "suggested_label", "mislabel_score"):
         table.add_column(col)
-    for r in rows.to_pylist():
-        table.add_row(str(r["example_id"]), r["source"], r["given_label"], r["suggested_label"],
-                      f"{r['mislabel_score']:.3f}")
+    for r in rows:
+        table.add_row(str(r.example_id), r.source, r.given_label, r.suggested_label, f"{r.mislabel_score:.3f}")
     out.print(table)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "n/a"
 
 
 @app.command()
@@ -113,54 +127,48 @@ def score(
     resize: Annotated[str | None, typer.Option(help="resize images to HxW, e.g. 32x32")] = None,
     adaboost: Annotated[bool, typer.Option(help="train the AdaBoost baseline too")] = True,
     top: Annotated[int, typer.Option(help="suspects to print")] = 10,
-    data_dir: DataDir = None,
+    data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None,
 ) -> None:
     """Ingest PATH, train the ensemble, score every example and print a summary."""
     spec = TrainSpec(n_members=members, n_epochs=epochs, model=model, dropout=dropout,  # type: ignore[arg-type]
                      n_folds=folds, device=device, random_state=seed)
-    engine = Engine(_settings(data_dir))
-    try:
-        manifest = engine.add_dataset(path, label_column=label_column, resize=_parse_resize(resize))
-        err.print(f"dataset {manifest.dataset_id}: {manifest.n_examples} {manifest.kind} examples, "
-                  f"{manifest.n_classes} classes", highlight=False)
-        job_id = engine.submit(manifest.dataset_id, spec, AdaBoostSpec(enabled=adaboost))
-        _print_summary(engine, _run_with_progress(engine, job_id), top)
-    finally:
-        engine.close()
+    with _backend(data_dir, url, api_key) as backend:
+        ds = backend.add_dataset(path, label_column, _parse_resize(resize))
+        err.print(f"dataset {ds.dataset_id}: {ds.n_examples} {ds.kind} examples, {ds.n_classes} classes",
+                  highlight=False)
+        job_id = backend.submit(ds.dataset_id, spec, AdaBoostSpec(enabled=adaboost))
+        print_summary(backend, wait_with_progress(backend, job_id), top)
 
 
 @app.command("jobs")
 @cli_errors
-def list_jobs(data_dir: DataDir = None) -> None:
+def list_jobs(data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None) -> None:
     """List jobs, newest first."""
-    engine = Engine(_settings(data_dir))
-    try:
+    with _backend(data_dir, url, api_key) as backend:
         table = Table()
         for col in ("job_id", "dataset_id", "status", "epochs", "est. errors", "created_at"):
             table.add_column(col)
-        for j in jobs.list_jobs(engine.store):
-            table.add_row(j.job_id, j.dataset_id, j.status, f"{j.epochs_done}/{j.epochs_total}",
-                          str(j.estimated_n_errors if j.estimated_n_errors is not None else "-"), str(j.created_at)[:19])
+        for j in backend.jobs():
+            errors = str(j.estimated_n_errors) if j.estimated_n_errors is not None else "-"
+            table.add_row(j.job_id, j.dataset_id, j.status, f"{j.epochs_done}/{j.epochs_total}", errors,
+                          str(j.created_at)[:19])
         out.print(table)
-    finally:
-        engine.close()
 
 
 @app.command()
 @cli_errors
-def show(job_id: str, top: Annotated[int, typer.Option(help="suspects to print")] = 10, data_dir: DataDir = None) -> None:
+def show(job_id: str, top: Annotated[int, typer.Option(help="suspects to print")] = 10,
+         data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None) -> None:
     """Show a job's status, splits, estimated errors and top suspects."""
-    engine = Engine(_settings(data_dir))
-    try:
-        job = jobs.get_job(engine.store, job_id)
+    with _backend(data_dir, url, api_key) as backend:
+        job = backend.job(job_id)
         if job.status != "succeeded":
-            out.print(f"job {job.job_id}: {job.status}, {job.epochs_done}/{job.epochs_total} epochs")
+            eta = f", about {job.eta_seconds:.0f} s left" if job.eta_seconds is not None else ""
+            out.print(f"job {job.job_id}: {job.status}, {job.epochs_done}/{job.epochs_total} epochs{eta}")
             if job.error:
                 out.print(job.error, markup=False)
             return
-        _print_summary(engine, job, top)
-    finally:
-        engine.close()
+        print_summary(backend, job, top)
 
 
 @app.command()
@@ -170,35 +178,27 @@ def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="file to write")],
     what: Annotated[str, typer.Option(help="scores | easy | intermediate | hard | mislabeled")] = "scores",
     fmt: Annotated[str, typer.Option("--format", help="csv | parquet | jsonl")] = "csv",
-    data_dir: DataDir = None,
+    data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None,
 ) -> None:
     """Export per-example scores, one split, or the suspected mislabels."""
     if fmt not in FORMATS:
         raise CurationError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    engine = Engine(_settings(data_dir))
-    try:
-        rows = queries.export_rows(engine.store, job_id, what)
-        write_table(rows, fmt, output)
-        err.print(f"wrote {rows.num_rows} rows to {output}", highlight=False)
-    finally:
-        engine.close()
+    with _backend(data_dir, url, api_key) as backend:
+        n = backend.export(job_id, what, fmt, output)
+    err.print(f"wrote {n} rows to {output}", highlight=False)
 
 
 @app.command()
 @cli_errors
 def flag(job_id: str, top: Annotated[int, typer.Option(help="how many to list (0 = all flagged)")] = 0,
-         data_dir: DataDir = None) -> None:
+         data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None) -> None:
     """List suspected mislabels, worst first: example_id, source, given and suggested label, score."""
-    engine = Engine(_settings(data_dir))
-    try:
-        rows = queries.score_rows(engine.store, job_id, suspected_only=True, order="mislabel_score",
-                                  limit=top or None)
-        out.print("example_id\tsource\tgiven_label\tsuggested_label\tmislabel_score", highlight=False)
-        for r in rows.to_pylist():
-            out.print(f"{r['example_id']}\t{r['source']}\t{r['given_label']}\t{r['suggested_label']}\t"
-                      f"{r['mislabel_score']:.4f}", markup=False, highlight=False)
-    finally:
-        engine.close()
+    with _backend(data_dir, url, api_key) as backend:
+        rows = backend.examples(job_id, suspected_only=True, order="mislabel_score", limit=top or None)
+    out.print("example_id\tsource\tgiven_label\tsuggested_label\tmislabel_score", highlight=False)
+    for r in rows:
+        out.print(f"{r.example_id}\t{r.source}\t{r.given_label}\t{r.suggested_label}\t{r.mislabel_score:.4f}",
+                  markup=False, highlight=False)
 
 
 @app.command()
@@ -208,14 +208,55 @@ def demo(
     members: Annotated[int, typer.Option(help="ensemble size N")] = TrainSpec().n_members,
     epochs: Annotated[int, typer.Option(help="training epochs")] = TrainSpec().n_epochs,
     seed: Annotated[int, typer.Option(help="seed of the planted noise and the run")] = 0,
-    data_dir: DataDir = None,
+    data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None,
 ) -> None:
-    """Digits with planted label noise: score it and print precision/recall of the flags."""
+    """Digits with 10% planted label noise: score it and print precision/recall of the flags."""
     from service.demo import run_demo
 
-    run_demo(_settings(data_dir), noise=noise, members=members, epochs=epochs, seed=seed, console=out,
-             run=_run_with_progress, summary=_print_summary)
+    with _backend(data_dir, url, api_key) as backend:
+        run_demo(backend, _settings(data_dir), noise=noise, members=members, epochs=epochs, seed=seed,
+                 console=out, wait=wait_with_progress, summary=print_summary)
 
 
-def main() -> None:  # pragma: no cover - console entry
-    sys.exit(app())
+@app.command()
+@cli_errors
+def serve(
+    host: Annotated[str, typer.Option(help="bind address; loopback unless you mean to expose it")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    executor: Annotated[str, typer.Option(help="local | ray (default: ray when RAY_ADDRESS is set)")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Run the REST API and the job engine in one process."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = _settings(data_dir)
+    chosen = executor or ("ray" if os.environ.get("RAY_ADDRESS") else "local")
+    if chosen not in ("local", "ray"):
+        raise CurationError(f"--executor must be local or ray, got {executor!r}")
+    runner = None
+    if chosen == "ray":
+        from service.ray_executor import RayExecutor
+
+        runner = RayExecutor(address=os.environ.get("RAY_ADDRESS"))
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    err.print(f"curate serving {settings.data_dir} at {url} ({chosen} executor)", highlight=False)
+    uvicorn.run(create_app(settings, runner, server_url=url), host=host, port=port, log_level="warning")
+
+
+keys_app = typer.Typer(help="API keys: once one exists, every endpoint but /health needs one.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@cli_errors
+def keys_create(name: str, data_dir: DataDir = None) -> None:
+    """Create an API key for NAME and print it once (only its hash is stored)."""
+    from service.auth import create_key
+
+    engine = Engine(_settings(data_dir))
+    try:
+        out.print(create_key(engine.store, name), markup=False, highlight=False)
+    finally:
+        engine.close()

@@ -4,6 +4,7 @@
 object. Only this process opens the DuckDB file.
 """
 
+import threading
 from pathlib import Path
 
 from models.spec import AdaBoostSpec, TrainSpec
@@ -22,6 +23,7 @@ class Engine:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db_path)
         self.executor = executor or LocalExecutor(max_workers=settings.max_workers)
+        self.stopping = threading.Event()  # set on shutdown: running jobs pause, resume at restart
         catalog.clean_orphans(self.store, settings)
 
     def scoring_options(self) -> ScoringOptions:
@@ -36,7 +38,7 @@ class Engine:
         return jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner)
 
     def run(self, job_id: str, progress: Progress | None = None) -> jobs.Job:
-        return run_job(self.store, self.settings, job_id, self.executor, progress)
+        return run_job(self.store, self.settings, job_id, self.executor, progress, self.stopping)
 
     def interrupted_jobs(self) -> list[str]:
         """Jobs left running by a crash: they resume from their last committed epoch."""

@@ -7,11 +7,13 @@ Every restart of a job's training bumps `attempt`; commits of an older attempt a
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from models.spec import AdaBoostSpec, TrainSpec
 from scoring.scores import ScoringOptions
 from service.errors import Conflict, NotFound
+from service.schemas import JobOut
 from service.store import Store, to_json
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -127,3 +129,22 @@ def status_of(store: Store, job_id: str) -> str:
     with store.reader() as cur:
         row = cur.execute("SELECT status FROM jobs WHERE job_id = ?", [job_id]).fetchone()
     return row[0] if row else "missing"
+
+
+def _eta(job: Job) -> float | None:
+    """Seconds left at the pace so far; None until an epoch is done."""
+    if job.status != "running" or job.started_at is None or job.epochs_done == 0:
+        return None
+    started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=timezone.utc)
+    elapsed = (datetime.now(timezone.utc) - started).total_seconds()
+    return max(0.0, elapsed / job.epochs_done * (job.epochs_total - job.epochs_done))
+
+
+def job_out(job: Job) -> JobOut:
+    """The API's view of a job (also what the CLI prints, local or remote)."""
+    return JobOut(job_id=job.job_id, dataset_id=job.dataset_id, status=job.status, attempt=job.attempt,
+                  epochs_done=job.epochs_done, epochs_total=job.epochs_total,
+                  progress=job.epochs_done / max(job.epochs_total, 1), eta_seconds=_eta(job),
+                  estimated_n_errors=job.estimated_n_errors, error=job.error, spec=job.spec,
+                  adaboost=job.adaboost, summary=job.summary, created_at=job.created_at,
+                  started_at=job.started_at, finished_at=job.finished_at)

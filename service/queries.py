@@ -134,3 +134,12 @@ def dynamics_histograms(store: Store, job_id: str, n_bins: int = 20, owner: str 
             entry = out.setdefault(epoch, {"epoch": epoch, "consistency": [0] * n_bins, "consensus": [0] * n_bins})
             entry[key][b] = count
     return [out[e] for e in sorted(out)]
+
+
+def count_rows(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
+               suspected_only: bool = False) -> int:
+    finished_job(store, job_id, owner)
+    with store.reader() as cur:
+        return cur.execute("SELECT count(*) FROM example_scores WHERE job_id = ? AND (? IS NULL OR split = ?) "
+                           "AND (NOT ? OR is_suspected_mislabel)",
+                           [job_id, split, split, suspected_only]).fetchone()[0]

@@ -6,6 +6,7 @@ batch, advance progress, fenced by the job's attempt (a stale attempt or a cance
 writes nothing). A restarted job resumes every group after its last committed epoch.
 """
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -91,7 +92,7 @@ def commit_epoch(store: Store, task: GroupTask, record: EpochRecord) -> int:
 
 
 def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
-            progress: Progress | None = None) -> jobs.Job:
+            progress: Progress | None = None, stopping: threading.Event | None = None) -> jobs.Job:
     """Train (or resume), score and finish one job; returns its final row."""
     attempt = jobs.start_attempt(store, job_id)
     job = jobs.get_job(store, job_id, owner=_owner(store, job_id))
@@ -103,7 +104,7 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
             progress(job_id, done, job.epochs_total)
 
     def should_stop() -> bool:
-        return jobs.status_of(store, job_id) != "running"
+        return (stopping is not None and stopping.is_set()) or jobs.status_of(store, job_id) != "running"
 
     try:
         completed = executor.run(tasks, on_record, should_stop)

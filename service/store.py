@@ -16,6 +16,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from service.errors import CurationError
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -59,9 +61,16 @@ CREATE TABLE IF NOT EXISTS example_scores (
     adaboost_accessibility REAL, family_agreement VARCHAR);
 CREATE TABLE IF NOT EXISTS adaboost_curves (
     job_id VARCHAR NOT NULL, stage INTEGER NOT NULL, split VARCHAR NOT NULL, accuracy REAL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    name VARCHAR PRIMARY KEY, key_sha256 VARCHAR NOT NULL UNIQUE, created_at TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     job_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, message VARCHAR NOT NULL);
 """
+
+
+class StoreLocked(CurationError):
+    status_code = 409
+    code = "store_locked"
 
 
 class Store:
@@ -70,7 +79,12 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._con = duckdb.connect(str(path))
+        try:
+            self._con = duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            raise StoreLocked(f"{path} is in use by another process (a running `curate serve`?): talk to that "
+                              f"server with --url, or stop it first ({exc})") from None
+        self._con.execute("SET TimeZone = 'UTC'")  # timestamps are stored in UTC
         self._lock = threading.RLock()
         self._migrate()
 

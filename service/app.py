@@ -1,0 +1,76 @@
+"""`create_app(settings)`: FastAPI + the engine (store, scheduler, executor) in one process."""
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.app_info import VERSION
+from service.auth import KeyRing
+from service.catalog import clean_orphans
+from service.engine import Engine
+from service.errors import CurationError
+from service.executors import Executor
+from service.scheduler import Scheduler
+from service.settings import Settings
+from service.uploads import clean_partial_uploads
+
+log = logging.getLogger("curate.app")
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+
+def create_app(settings: Settings, executor: Executor | None = None, server_url: str | None = None) -> FastAPI:
+    """The app; the engine starts with it (lifespan) and stops with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(settings, executor)
+        clean_partial_uploads(settings)
+        clean_orphans(engine.store, settings)
+        scheduler = Scheduler(engine, settings.max_concurrent_jobs)
+        app.state.engine, app.state.scheduler = engine, scheduler
+        app.state.keys = KeyRing(engine.store, settings)
+        scheduler.start()
+        marker = settings.data_dir / "server.json"
+        if server_url:
+            marker.write_text(json.dumps({"url": server_url, "pid": os.getpid()}))
+        try:
+            yield
+        finally:
+            engine.stopping.set()
+            scheduler.stop()
+            if server_url:
+                marker.unlink(missing_ok=True)
+            engine.close()
+
+    app = FastAPI(title="Curate", version=VERSION, lifespan=lifespan,
+                  description="Learning-dynamics scores, difficulty splits and suspected mislabels.")
+
+    @app.exception_handler(CurationError)
+    async def curation_error(_: Request, exc: CurationError) -> JSONResponse:
+        return _error(exc.status_code, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return _error(422, "invalid_request", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    from service.routes import datasets, jobs, results
+
+    app.include_router(datasets.router)
+    app.include_router(jobs.router)
+    app.include_router(results.router)
+    return app

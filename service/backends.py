@@ -1,0 +1,179 @@
+"""The CLI's two doors to the same engine: in-process (LocalBackend) or a running server over
+HTTP (RemoteBackend). Both return the API's schemas, so the CLI prints the same thing."""
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from models.spec import AdaBoostSpec, TrainSpec
+from service import jobs, queries
+from service.engine import Engine
+from service.errors import CurationError
+from service.exports import write_table
+from service.schemas import DatasetOut, ExampleOut, JobOut
+from service.settings import Settings
+
+ProgressFn = Callable[[int, int], None]  # (epochs_done, epochs_total)
+
+
+class LocalBackend:
+    def __init__(self, settings: Settings) -> None:
+        self.engine = Engine(settings)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def add_dataset(self, path: Path, label_column: str, resize: tuple[int, int] | None,
+                    name: str | None = None) -> DatasetOut:
+        m = self.engine.add_dataset(path, label_column=label_column, resize=resize, name=name)
+        return DatasetOut(**queries.get_dataset(self.engine.store, m.dataset_id).__dict__)
+
+    def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec) -> str:
+        return self.engine.submit(dataset_id, spec, adaboost)
+
+    def wait(self, job_id: str, progress: ProgressFn) -> JobOut:
+        """Run the job here (or resume it) and return its final state."""
+        return jobs.job_out(self.engine.run(job_id, progress=lambda _, d, t: progress(d, t)))
+
+    def job(self, job_id: str) -> JobOut:
+        return jobs.job_out(jobs.get_job(self.engine.store, job_id))
+
+    def jobs(self) -> list[JobOut]:
+        return [jobs.job_out(j) for j in jobs.list_jobs(self.engine.store)]
+
+    def examples(self, job_id: str, *, suspected_only: bool = False, order: str = "example_id",
+                 limit: int | None = None) -> list[ExampleOut]:
+        rows = queries.score_rows(self.engine.store, job_id, suspected_only=suspected_only, order=order, limit=limit)
+        return [ExampleOut(**r) for r in rows.to_pylist()]
+
+    def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:
+        rows = queries.export_rows(self.engine.store, job_id, what)
+        write_table(rows, fmt, output)
+        return rows.num_rows
+
+
+class RemoteBackend:
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(60.0))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _json(self, response: httpx.Response) -> object:
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:300]
+            raise CurationError(f"{message} (HTTP {response.status_code})")
+        return response.json() if response.content else None
+
+    def add_dataset(self, path: Path, label_column: str, resize: tuple[int, int] | None,
+                    name: str | None = None) -> DatasetOut:
+        if path.is_dir():
+            raise CurationError(f"{path}: upload a .zip of the image folder to a server, not a directory")
+        if not path.exists():
+            raise CurationError(f"{path}: does not exist")
+        params = {"filename": path.name, "label_column": label_column, "name": name or path.name}
+        if resize:
+            params["resize"] = f"{resize[0]}x{resize[1]}"
+        with path.open("rb") as f:
+            r = self.client.post("/datasets", params=params, content=f,
+                                 headers={"Content-Type": "application/octet-stream"})
+        return DatasetOut.model_validate(self._json(r))
+
+    def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec) -> str:
+        body = {"dataset_id": dataset_id, "spec": spec.model_dump(), "adaboost": adaboost.model_dump()}
+        return str(self._json(self.client.post("/jobs", json=body))["job_id"])  # type: ignore[index]
+
+    def wait(self, job_id: str, progress: ProgressFn) -> JobOut:
+        """Follow the job's server-sent events until it finishes."""
+        while True:
+            try:
+                with self.client.stream("GET", f"/jobs/{job_id}/events", timeout=None) as r:
+                    if r.status_code >= 400:
+                        r.read()
+                        self._json(r)
+                    for line in r.iter_lines():
+                        if line.startswith("data: "):
+                            data = json.loads(line[6:])
+                            if "epochs_done" in data:
+                                progress(data["epochs_done"], data["epochs_total"])
+                break
+            except httpx.TransportError:
+                time.sleep(1.0)  # server restarting: it resumes the job, follow again
+        return self.job(job_id)
+
+    def job(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(self._json(self.client.get(f"/jobs/{job_id}")))
+
+    def jobs(self) -> list[JobOut]:
+        return [JobOut.model_validate(j) for j in self._json(self.client.get("/jobs"))]  # type: ignore[union-attr]
+
+    def examples(self, job_id: str, *, suspected_only: bool = False, order: str = "example_id",
+                 limit: int | None = None) -> list[ExampleOut]:
+        path = f"/jobs/{job_id}/mislabeled" if suspected_only else f"/jobs/{job_id}/examples"
+        items: list[ExampleOut] = []
+        offset = 0
+        while limit is None or len(items) < limit:
+            page_size = 1000 if limit is None else min(1000, limit - len(items))
+            params = {"limit": page_size, "offset": offset}
+            if not suspected_only:
+                params["order"] = order  # type: ignore[assignment]
+            page = self._json(self.client.get(path, params=params))
+            batch = [ExampleOut.model_validate(i) for i in page["items"]]  # type: ignore[index]
+            items.extend(batch)
+            offset += len(batch)
+            if not batch or offset >= page["total"]:  # type: ignore[index]
+                break
+        return items
+
+    def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".partial")
+        with self.client.stream("GET", f"/jobs/{job_id}/export", params={"what": what, "format": fmt}) as r:
+            if r.status_code >= 400:
+                r.read()
+                self._json(r)
+            with tmp.open("wb") as f:
+                for chunk in r.iter_bytes():
+                    f.write(chunk)
+        tmp.replace(output)
+        return _count_rows(output, fmt)
+
+
+def _count_rows(path: Path, fmt: str) -> int:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        return pacsv.read_csv(path).num_rows
+    return sum(1 for _ in path.open())
+
+
+def find_server(settings: Settings) -> str | None:
+    """The URL in <data_dir>/server.json if that server answers /health."""
+    marker = settings.data_dir / "server.json"
+    if not marker.exists():
+        return None
+    try:
+        url = json.loads(marker.read_text())["url"]
+        if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+            return url
+    except (ValueError, KeyError, httpx.HTTPError):
+        return None
+    return None
+
+
+def open_backend(settings: Settings, url: str | None, api_key: str | None) -> LocalBackend | RemoteBackend:
+    """--url, else a server running on this data dir, else the engine in this process."""
+    url = url or find_server(settings)
+    return RemoteBackend(url, api_key) if url else LocalBackend(settings)
+

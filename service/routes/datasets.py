@@ -1,0 +1,74 @@
+"""/datasets: streamed upload, list, read, delete."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from service import catalog, queries
+from service.errors import DatasetTooLarge, InvalidDataset
+from service.routes.deps import EngineDep, OwnerDep
+from service.schemas import DatasetOut, ErrorResponse
+from service.uploads import discard_upload, receive_upload
+
+router = APIRouter(tags=["datasets"])
+ERRORS = {c: {"model": ErrorResponse} for c in (400, 401, 404, 409, 413, 415, 422)}
+
+
+def _out(info: queries.DatasetInfo) -> DatasetOut:
+    return DatasetOut(**info.__dict__)
+
+
+@router.post("/datasets", status_code=201, response_model=DatasetOut, responses=ERRORS,
+             openapi_extra={"requestBody": {"content": {
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                 "multipart/form-data": {"schema": {"type": "object", "properties": {
+                     "file": {"type": "string", "format": "binary"}}, "required": ["file"]}}}}})
+async def upload_dataset(
+    request: Request, engine: EngineDep, owner: OwnerDep,
+    filename: Annotated[str | None, Query(description="file name with its suffix (raw uploads)")] = None,
+    label_column: Annotated[str, Query(max_length=256)] = "label",
+    resize: Annotated[str | None, Query(pattern=r"^\d{1,4}x\d{1,4}$", description="HxW for images")] = None,
+    name: Annotated[str | None, Query(max_length=256)] = None,
+) -> DatasetOut:
+    """Upload a .csv, .parquet, .npz or .zip (image folder) as a raw body (?filename=) or multipart."""
+    settings = engine.settings
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise DatasetTooLarge(f"upload of {int(declared):,} bytes exceeds the limit of {settings.max_upload_bytes:,}")
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InvalidDataset("multipart upload needs a file field named 'file'")
+        filename = upload.filename or filename
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            while chunk := await upload.read(1 << 20):
+                yield chunk
+
+        path = await receive_upload(chunks(), filename or "", settings)
+    else:
+        path = await receive_upload(request.stream(), filename or "", settings)
+    size = tuple(int(v) for v in resize.split("x")) if resize else None
+    try:
+        manifest = await run_in_threadpool(catalog.add_dataset, engine.store, settings, path, name=name or path.name,
+                                           label_column=label_column, resize=size, owner=owner)
+    finally:
+        discard_upload(path)
+    return _out(queries.get_dataset(engine.store, manifest.dataset_id, owner))
+
+
+@router.get("/datasets", response_model=list[DatasetOut], responses=ERRORS)
+def list_datasets(engine: EngineDep, owner: OwnerDep) -> list[DatasetOut]:
+    return [_out(d) for d in queries.list_datasets(engine.store, owner)]
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetOut, responses=ERRORS)
+def get_dataset(dataset_id: str, engine: EngineDep, owner: OwnerDep) -> DatasetOut:
+    return _out(queries.get_dataset(engine.store, dataset_id, owner))
+
+
+@router.delete("/datasets/{dataset_id}", status_code=204, responses=ERRORS)
+def delete_dataset(dataset_id: str, engine: EngineDep, owner: OwnerDep) -> None:
+    catalog.delete_dataset(engine.store, engine.settings, dataset_id, owner)

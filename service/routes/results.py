@@ -1,0 +1,83 @@
+"""Read endpoints of a finished job: examples, suspected mislabels, dynamics, AdaBoost, exports."""
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+
+from service import jobs, queries
+from service.app_info import VERSION
+from service.exports import write_table
+from service.routes.deps import EngineDep, OwnerDep
+from service.schemas import AdaBoostOut, DynamicsOut, ErrorResponse, ExampleOut, ExamplePage, Health
+
+router = APIRouter(tags=["results"])
+ERRORS = {c: {"model": ErrorResponse} for c in (401, 404, 409, 422)}
+MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "jsonl": "application/x-ndjson"}
+
+Split = Literal["easy", "intermediate", "hard"]
+Order = Literal["example_id", "mislabel_score", "accessibility", "consistency"]
+
+
+def _page(engine, owner, job_id, split, suspected, order, limit, offset) -> ExamplePage:  # type: ignore[no-untyped-def]
+    limit = min(limit, engine.settings.max_page_size)
+    rows = queries.score_rows(engine.store, job_id, owner=owner, split=split, suspected_only=suspected,
+                              order=order, limit=limit, offset=offset)
+    total = queries.count_rows(engine.store, job_id, owner=owner, split=split, suspected_only=suspected)
+    return ExamplePage(job_id=job_id, total=total, limit=limit, offset=offset,
+                       items=[ExampleOut(**r) for r in rows.to_pylist()])
+
+
+@router.get("/health", response_model=Health)
+def health() -> Health:
+    return Health(status="ok", version=VERSION)
+
+
+@router.get("/jobs/{job_id}/examples", response_model=ExamplePage, responses=ERRORS)
+def list_examples(job_id: str, engine: EngineDep, owner: OwnerDep, split: Split | None = None,
+                  order: Order = "example_id", limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
+                  offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> ExamplePage:
+    """Per-example scores, paginated (limit is capped at the server's max_page_size)."""
+    return _page(engine, owner, job_id, split, False, order, limit, offset)
+
+
+@router.get("/jobs/{job_id}/mislabeled", response_model=ExamplePage, responses=ERRORS)
+def list_mislabeled(job_id: str, engine: EngineDep, owner: OwnerDep,
+                    limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
+                    offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> ExamplePage:
+    """Suspected mislabels, worst first, with the suggested label."""
+    return _page(engine, owner, job_id, None, True, "mislabel_score", limit, offset)
+
+
+@router.get("/jobs/{job_id}/dynamics", response_model=DynamicsOut, responses=ERRORS)
+def get_dynamics(job_id: str, engine: EngineDep, owner: OwnerDep,
+                 n_bins: Annotated[int, Query(ge=2, le=100)] = 20) -> DynamicsOut:
+    """Per-epoch histograms of consistency and consensus over all examples."""
+    epochs = queries.dynamics_histograms(engine.store, job_id, n_bins, owner)
+    return DynamicsOut(job_id=job_id, n_bins=n_bins, epochs=epochs)
+
+
+@router.get("/jobs/{job_id}/adaboost", response_model=AdaBoostOut, responses=ERRORS)
+def get_adaboost(job_id: str, engine: EngineDep, owner: OwnerDep) -> AdaBoostOut:
+    """AdaBoost accuracy per easy/intermediate/hard group against the number of weak learners,
+    and its correlation with the ensemble's difficulty."""
+    job = jobs.get_job(engine.store, job_id, owner)
+    curves = queries.adaboost_curves(engine.store, job_id, owner)
+    return AdaBoostOut(job_id=job_id, correlation=(job.summary or {}).get("adaboost", {}), curves=curves)
+
+
+@router.get("/jobs/{job_id}/export", responses={200: {"content": {m: {} for m in MEDIA.values()}}, **ERRORS})
+def export(job_id: str, engine: EngineDep, owner: OwnerDep,
+           what: Literal["scores", "easy", "intermediate", "hard", "mislabeled"] = "scores",
+           format: Literal["csv", "parquet", "jsonl"] = "csv") -> FileResponse:
+    """The rows of `curate export`, as a file download."""
+    rows = queries.export_rows(engine.store, job_id, what, owner)
+    exports = engine.settings.data_dir / "exports"
+    exports.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=exports))
+    path = write_table(rows, format, folder / f"{job_id}-{what}.{format}")
+    return FileResponse(path, media_type=MEDIA[format], filename=path.name,
+                        background=BackgroundTask(lambda: (path.unlink(missing_ok=True), folder.rmdir())))

@@ -1,0 +1,71 @@
+"""The job queue of a running server: queued jobs start in creation order, at most
+`max_concurrent_jobs` at a time, each in its own thread that drives its executor.
+
+On start-up, jobs left `running` by a crash resume from their last committed epoch and jobs
+left `cancelling` are marked cancelled.
+"""
+
+import logging
+import threading
+
+from service import jobs
+from service.engine import Engine
+
+log = logging.getLogger("curate.scheduler")
+
+
+class Scheduler:
+    def __init__(self, engine: Engine, max_concurrent_jobs: int = 1, poll_seconds: float = 0.25) -> None:
+        self.engine = engine
+        self.max_concurrent_jobs = max_concurrent_jobs
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._running: dict[str, threading.Thread] = {}
+        self._thread = threading.Thread(target=self._loop, name="curate-scheduler", daemon=True)
+
+    def start(self) -> None:
+        with self.engine.store.transaction() as cur:
+            cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'cancelling'")
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A job was queued: look now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _next_jobs(self) -> list[str]:
+        with self.engine.store.reader() as cur:
+            rows = cur.execute("SELECT job_id FROM jobs WHERE status IN ('running', 'queued') "
+                               "ORDER BY status = 'queued', created_at").fetchall()
+        return [r[0] for r in rows if r[0] not in self._running]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for job_id, thread in list(self._running.items()):
+                if not thread.is_alive():
+                    del self._running[job_id]
+            free = self.max_concurrent_jobs - len(self._running)
+            for job_id in self._next_jobs()[:max(free, 0)]:
+                thread = threading.Thread(target=self._run, args=(job_id,), name=f"job-{job_id}", daemon=True)
+                self._running[job_id] = thread
+                thread.start()
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def _run(self, job_id: str) -> None:
+        try:
+            self.engine.run(job_id)
+        except Exception:  # recorded on the job by run_job; keep the scheduler alive
+            log.exception("job %s failed", job_id)
+
+    def running_jobs(self) -> list[str]:
+        return [j for j, t in self._running.items() if t.is_alive()]
+
+
+def cancel(engine: Engine, job_id: str, owner: str | None) -> jobs.Job:
+    return jobs.request_cancel(engine.store, job_id, owner)

@@ -1,0 +1,316 @@
+"""Vectorised ensemble training on CPU: group independence, determinism, records, cross-fitting,
+the CNN path, checkpoint/resume, and that it learns and finds planted label noise (digits)."""
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.metrics import average_precision_score
+
+from models.ensemble import Ensemble, assign_folds, resolve_model, train_group
+from models.predictions import PredictionRecord
+from models.spec import TrainSpec
+from scoring.scores import compute_example_scores
+
+N_CLASSES = 10
+RECORD_FIELDS = ("predicted_label", "label_prob", "margin", "held_out", "prob_sum", "heldout_prob_sum")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The nets are tiny: one intra-op thread is as fast, and on a busy machine two threads spin-wait
+    on each other (we measured 10x slowdowns under load). Restored afterwards for other modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    return X, y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def small(digits) -> tuple[np.ndarray, np.ndarray]:
+    X, y = digits
+    return X[:300], y[:300]
+
+
+def _spec(**params) -> TrainSpec:
+    defaults = dict(device="cpu", hidden_units=32, batch_size=64, n_epochs=2, n_members=2, random_state=0)
+    return TrainSpec(**{**defaults, **params})
+
+
+def _images(X: np.ndarray) -> np.ndarray:
+    """Digits as 1x8x8 uint8 images (pixel values 0..16 scaled by 16, 256 clipped to 255)."""
+    return (X.reshape(-1, 1, 8, 8) * 16).clip(0, 255).astype(np.uint8)
+
+
+def _assert_records_equal(a, b) -> None:
+    for name in ("epoch", "members", "group"):
+        assert getattr(a, name) == getattr(b, name)
+    for name in RECORD_FIELDS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_array_equal(a.train_loss, b.train_loss)
+
+
+def _check_margins(pred: np.ndarray, margin: np.ndarray, label_prob: np.ndarray, y: np.ndarray) -> None:
+    """margin > 0 iff the given label is predicted (margin 0 = tie, either way); p > 1/2 means predicted."""
+    right = pred == y
+    assert (right[margin > 0]).all()
+    assert (~right[margin < 0]).all()
+    assert (margin[right] >= 0).all()
+    assert right[label_prob > 0.5].all()
+    assert (label_prob[right] >= 1.0 / N_CLASSES - 1e-6).all()
+
+
+# ---------------------------------------------------------------- (a) group independence
+
+
+def test_member_results_do_not_depend_on_its_group(small):
+    X, y = small
+    spec = _spec(n_members=4, dropout="none")
+    together = list(train_group(X, y, N_CLASSES, spec, [0, 1, 2, 3]))
+    alone = list(train_group(X, y, N_CLASSES, spec, [2]))
+    assert [r.epoch for r in together] == [r.epoch for r in alone] == [0, 1, 2]
+    for a, b in zip(together, alone):
+        assert a.members == (0, 1, 2, 3) and b.members == (2,)
+        np.testing.assert_allclose(a.label_prob[2], b.label_prob[0], atol=1e-4)
+        np.testing.assert_allclose(a.margin[2], b.margin[0], atol=1e-3)
+        clear = np.abs(b.margin[0]) > 1e-3  # away from ties the argmax must agree
+        np.testing.assert_array_equal(a.predicted_label[2][clear], b.predicted_label[0][clear])
+    # the group's train_loss is the per-member mean loss averaged over members: same scale as alone
+    for a, b in zip(together[1:], alone[1:]):
+        assert abs(a.train_loss - b.train_loss) < 0.3 * b.train_loss, (a.train_loss, b.train_loss)
+    # not vacuous: the members of the group differ from each other
+    assert np.abs(together[-1].label_prob[1] - together[-1].label_prob[2]).max() > 1e-2
+
+
+def test_grouping_members_does_not_change_the_ensemble_record(small):
+    X, y = small
+    one_group = Ensemble(_spec(n_members=3, dropout="none")).fit(X, y, N_CLASSES)
+    split = Ensemble(_spec(n_members=3, dropout="none", members_per_group=2)).fit(X, y, N_CLASSES)
+    assert sorted({r.group for r in split.records_}) == [0, 1]
+    for name in ("label_prob", "margin", "prob_sum"):
+        np.testing.assert_allclose(getattr(split.record_, name), getattr(one_group.record_, name), atol=1e-4)
+
+
+# ---------------------------------------------------------------- (b) determinism
+
+
+def test_same_spec_gives_identical_records(small):
+    X, y = small
+    spec = _spec(dropout="jumpout")
+    a = Ensemble(spec).fit(X, y, N_CLASSES)
+    b = Ensemble(spec).fit(X, y, N_CLASSES)
+    assert len(a.records_) == len(b.records_) == spec.n_epochs + 1
+    for ra, rb in zip(a.records_, b.records_):
+        _assert_records_equal(ra, rb)
+    for name in RECORD_FIELDS:
+        np.testing.assert_array_equal(getattr(a.record_, name), getattr(b.record_, name))
+
+
+def test_random_state_and_dropout_change_the_run(small):
+    X, y = small
+    base = Ensemble(_spec(dropout="jumpout", random_state=0)).fit(X, y, N_CLASSES).record_
+    other_seed = Ensemble(_spec(dropout="jumpout", random_state=1)).fit(X, y, N_CLASSES).record_
+    no_dropout = Ensemble(_spec(dropout="none", random_state=0)).fit(X, y, N_CLASSES).record_
+    assert np.abs(base.label_prob[:, 0] - other_seed.label_prob[:, 0]).max() > 1e-3  # other init
+    assert np.abs(base.label_prob[:, -1] - other_seed.label_prob[:, -1]).max() > 1e-3
+    # the init comes from the member seeds alone; Jumpout only changes the trained epochs
+    np.testing.assert_array_equal(base.label_prob[:, 0], no_dropout.label_prob[:, 0])
+    assert np.abs(base.label_prob[:, -1] - no_dropout.label_prob[:, -1]).max() > 1e-3
+
+
+# ---------------------------------------------------------------- (c) records
+
+
+def test_every_epoch_is_recorded_with_consistent_arrays(small):
+    X, y = small
+    n, m, e = len(y), 3, 3
+    model = Ensemble(_spec(n_members=m, n_epochs=e, members_per_group=2)).fit(X, y, N_CLASSES)
+    # one record per (group, epoch), epoch 0 included
+    assert sorted((r.group, r.epoch) for r in model.records_) == [(g, t) for g in (0, 1) for t in range(e + 1)]
+    for r in model.records_:
+        assert r.members == ((0, 1) if r.group == 0 else (2,))
+        assert r.predicted_label.shape == r.label_prob.shape == r.margin.shape == (len(r.members), n)
+        assert r.prob_sum.shape == r.heldout_prob_sum.shape == (n, N_CLASSES)
+        assert np.isnan(r.train_loss) if r.epoch == 0 else (np.isfinite(r.train_loss) and r.train_loss > 0)
+        assert r.seconds >= 0
+    rec = model.record_
+    assert rec.predicted_label.shape == rec.label_prob.shape == rec.margin.shape == (m, e + 1, n)
+    assert rec.held_out.shape == (m, n) and not rec.held_out.any()
+    assert rec.prob_sum.shape == rec.heldout_prob_sum.shape == (e + 1, n, N_CLASSES)
+    assert ((rec.predicted_label >= 0) & (rec.predicted_label < N_CLASSES)).all()
+    assert ((rec.label_prob > 0) & (rec.label_prob <= 1)).all()
+    _check_margins(rec.predicted_label, rec.margin, rec.label_prob, y[None, None, :])
+    # without folds every member trains on everything: softmax sums to n_members, nothing held out
+    np.testing.assert_allclose(rec.prob_sum.sum(axis=2), m, rtol=1e-5)
+    np.testing.assert_array_equal(rec.heldout_prob_sum, 0.0)
+    np.testing.assert_allclose(rec.prob_sum[:, np.arange(n), y], rec.label_prob.sum(axis=0), atol=1e-5)
+    # epoch 0 is the untrained net, and the trained epochs differ from it and improve on it
+    accuracy = (rec.predicted_label == y).mean(axis=2)  # (m, e + 1)
+    assert (accuracy[:, 0] < 0.3).all()
+    assert (accuracy[:, -1] > accuracy[:, 0] + 0.1).all()  # 300 examples, 15 steps: a start
+    # the stacked record is what PredictionRecord builds from the epoch records
+    again = PredictionRecord.from_epochs(model.records_, m)
+    for name in RECORD_FIELDS:
+        np.testing.assert_array_equal(getattr(again, name), getattr(rec, name))
+
+
+def test_train_group_rejects_mismatched_rows(small):
+    X, y = small
+    with pytest.raises(ValueError, match="rows"):
+        next(train_group(X, y[:-1], N_CLASSES, _spec(), [0]))
+
+
+# ---------------------------------------------------------------- (d) cross-fitting
+
+
+def test_assign_folds_is_stratified_and_seeded(digits):
+    _, y = digits
+    folds = assign_folds(y, 3, random_state=0)
+    assert set(np.unique(folds)) == {0, 1, 2}
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 1
+    for c in range(N_CLASSES):
+        per_class = np.bincount(folds[y == c], minlength=3)
+        assert per_class.max() - per_class.min() <= 1, c
+    np.testing.assert_array_equal(folds, assign_folds(y, 3, random_state=0))
+    assert (folds != assign_folds(y, 3, random_state=1)).any()
+    np.testing.assert_array_equal(assign_folds(y, 0, random_state=0), 0)
+
+
+def test_cross_fitting_holds_out_one_fold_per_member(small):
+    X, y = small
+    n, m, n_folds = len(y), 4, 3
+    spec = _spec(n_members=m, n_epochs=1, n_folds=n_folds)
+    rec = Ensemble(spec).fit(X, y, N_CLASSES).record_
+    folds = assign_folds(y, n_folds, spec.random_state)
+    for member in range(m):
+        np.testing.assert_array_equal(rec.held_out[member], folds == member % n_folds)
+    assert rec.held_out.any(axis=0).all()  # n_members >= n_folds: everything held out by someone
+    n_held = rec.held_out.sum(axis=0)  # members 0 and 3 share fold 0
+    np.testing.assert_array_equal(n_held, np.where(folds == 0, 2, 1))
+    # softmax sums split exactly between held-out and in-sample members
+    np.testing.assert_allclose(rec.heldout_prob_sum.sum(axis=2), np.broadcast_to(n_held, (2, n)), rtol=1e-5)
+    np.testing.assert_allclose(rec.prob_sum.sum(axis=2), np.broadcast_to(m - n_held, (2, n)), rtol=1e-5)
+    given = np.arange(n), y
+    held = rec.held_out[:, None, :]
+    np.testing.assert_allclose(rec.heldout_prob_sum[:, given[0], given[1]],
+                               np.where(held, rec.label_prob, 0).sum(axis=0), atol=1e-5)
+    np.testing.assert_allclose(rec.prob_sum[:, given[0], given[1]],
+                               np.where(~held, rec.label_prob, 0).sum(axis=0), atol=1e-5)
+
+
+def test_fewer_members_than_folds_leave_a_fold_never_held_out(small):
+    X, y = small
+    spec = _spec(n_members=2, n_epochs=1, n_folds=3)
+    rec = Ensemble(spec).fit(X, y, N_CLASSES).record_
+    never = assign_folds(y, 3, spec.random_state) == 2
+    np.testing.assert_array_equal(rec.held_out.any(axis=0), ~never)
+    np.testing.assert_array_equal(rec.heldout_prob_sum[:, never], 0.0)
+    np.testing.assert_allclose(rec.prob_sum[:, never].sum(axis=2), 2.0, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- (e) CNN path
+
+
+def test_cnn_on_tiny_uint8_images(small):
+    X, y = small
+    images = _images(X)
+    n = len(y)
+    spec = _spec(n_members=2, n_epochs=1, cnn_width=4)
+    assert resolve_model(spec, images) == "cnn" and resolve_model(spec, X) == "mlp"
+    rec = Ensemble(spec).fit(images, y, N_CLASSES).record_
+    assert rec.predicted_label.shape == rec.label_prob.shape == (2, 2, n)
+    assert np.isfinite(rec.label_prob).all() and np.isfinite(rec.margin).all()
+    _check_margins(rec.predicted_label, rec.margin, rec.label_prob, y[None, None, :])
+    np.testing.assert_allclose(rec.prob_sum.sum(axis=2), 2.0, rtol=1e-5)
+    assert np.abs(rec.label_prob[:, 1] - rec.label_prob[:, 0]).max() > 1e-3  # one epoch changed the nets
+    # member 1 alone matches member 1 of the pair (grouped convolutions: up to float reduction order)
+    alone = list(train_group(images, y, N_CLASSES, _spec(n_members=2, n_epochs=1, cnn_width=4, dropout="none"), [1]))
+    pair = list(train_group(images, y, N_CLASSES, _spec(n_members=2, n_epochs=1, cnn_width=4, dropout="none"),
+                            [0, 1]))
+    for a, b in zip(pair, alone):
+        np.testing.assert_allclose(a.label_prob[1], b.label_prob[0], atol=1e-3)
+
+
+def test_cnn_rejects_float_images(small):
+    X, y = small
+    with pytest.raises(ValueError, match="uint8"):
+        next(train_group(X.reshape(-1, 1, 8, 8), y, N_CLASSES, _spec(model="cnn"), [0]))
+
+
+# ---------------------------------------------------------------- (f) checkpoint / resume
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(small, tmp_path):
+    X, y = small
+    spec = _spec(n_epochs=3, dropout="jumpout")
+    full = list(train_group(X, y, N_CLASSES, spec, [0, 1], checkpoint_dir=tmp_path / "full"))
+    assert [r.epoch for r in full] == [0, 1, 2, 3]
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["epoch-3.pt"]  # only the newest is kept
+
+    # interrupted after epoch 1: consume epochs 0 and 1, then stop the generator
+    run = train_group(X, y, N_CLASSES, spec, [0, 1], checkpoint_dir=tmp_path / "cut")
+    first = [next(run), next(run)]
+    run.close()
+    assert [r.epoch for r in first] == [0, 1]
+    for a, b in zip(first, full):
+        _assert_records_equal(a, b)
+    assert [p.name for p in (tmp_path / "cut").iterdir()] == ["epoch-1.pt"]
+    shutil.copytree(tmp_path / "cut", tmp_path / "resume")
+
+    resumed = list(train_group(X, y, N_CLASSES, spec, [0, 1], checkpoint_dir=tmp_path / "resume", resume_after=1))
+    assert [r.epoch for r in resumed] == [2, 3]
+    for a, b in zip(resumed, full[2:]):
+        _assert_records_equal(a, b)
+
+
+# ---------------------------------------------------------------- (g) it learns
+
+
+def test_vectorised_training_learns_digits(digits):
+    X, y = digits
+    rec = Ensemble(_spec(n_members=4, n_epochs=5, hidden_units=64)).fit(X, y, N_CLASSES).record_
+    accuracy = (rec.predicted_label[:, -1] == y).mean(axis=1)  # (n_members,)
+    assert (accuracy > 0.9).all(), accuracy
+    assert ((rec.predicted_label[:, 0] == y).mean(axis=1) < 0.3).all()
+
+
+# ---------------------------------------------------------------- (h) planted label noise
+
+
+def test_planted_label_flips_are_found(digits):
+    X, y = digits
+    y = y.copy()
+    rng = np.random.default_rng(0)
+    flipped = rng.choice(len(y), size=len(y) // 10, replace=False)
+    y[flipped] = (y[flipped] + 1) % N_CLASSES
+    is_flipped = np.zeros(len(y), dtype=bool)
+    is_flipped[flipped] = True
+
+    rec = Ensemble(_spec(n_members=8, n_epochs=15, hidden_units=64)).fit(X, y, N_CLASSES).record_
+    fields = {name: getattr(rec, name) for name in RECORD_FIELDS}
+    scores = compute_example_scores(**fields, given_labels=y)
+
+    assert average_precision_score(is_flipped, scores.mislabel_score) > 0.9
+    flags = scores.is_suspected_mislabel
+    assert flags[is_flipped].mean() > 0.7
+    assert flags[~is_flipped].mean() < 0.03
+    assert abs(scores.estimated_n_errors - flipped.size) < 0.3 * flipped.size
+    # the suggested label of a flagged flip is mostly its original class
+    caught = flipped[flags[flipped]]
+    assert (scores.suggested_label[caught] == (y[caught] - 1) % N_CLASSES).mean() > 0.9
+
+
+def test_record_dataclass_fields_are_the_scoring_inputs():
+    # guards the **fields call above: the record's array fields are exactly compute_example_scores' inputs
+    names = [f.name for f in dataclasses.fields(PredictionRecord)]
+    assert tuple(names) == RECORD_FIELDS
