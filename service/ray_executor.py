@@ -9,8 +9,8 @@ yields a `TaskStarted` marker, then the records of `models.worker.iter_task_reco
 the group's checkpoint before each yield. The driver waits on the generators of all running
 tasks and calls `on_record` in its own thread, in epoch order per task; workers never touch
 DuckDB. Tasks are never retried by Ray (a re-run generator could repeat or reorder epochs): a
-worker exception or a dead node is raised as WorkerFailed, and a restarted job resumes after its
-last committed epoch.
+worker exception or a dead node is raised as WorkerFailed; every epoch received before it is
+committed, and its checkpoint is there for a resumed attempt.
 
 Where Ray runs: `address=None` starts a private local Ray instance (`address="local"`) unless the
 `RAY_ADDRESS` environment variable names a cluster; `address="auto"` attaches to the cluster
@@ -24,13 +24,16 @@ directory (`<data_dir>/jobs/<job_id>/<model>-group-<g>/ckpt`). On a cluster of s
 resumed group may land on another node, so that directory must be on storage every node sees:
 either put the engine's data directory on shared storage (NFS, a mounted bucket) at the same path
 on every node, or pass `shared_dir` (a path mounted on every node, driver included), under which
-checkpoints go to `<shared_dir>/jobs/<job_id>/<model>-group-<g>/ckpt`. Without shared storage a
-resumed group whose checkpoint is missing retrains from epoch 0 (same seeds, same results).
+checkpoints go to `<shared_dir>/jobs/<job_id>/<model>-group-<g>/ckpt` (deleted once every epoch of
+the group is committed). Without shared storage a resumed group whose checkpoint is missing
+retrains from epoch 0 (same seeds, same results on the same hardware).
 """
 
 import os
 import re
+import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -88,6 +91,9 @@ def stream_task_records(task: GroupTask, X: np.ndarray, y: np.ndarray) -> Iterat
 
     from models.worker import iter_task_records
 
+    torch = sys.modules.get("torch")  # a reused worker keeps the thread count of its first task
+    if torch is not None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))  # Ray sets it to the task's CPUs
     yield TaskStarted(node_id=ray.get_runtime_context().get_node_id(), pid=os.getpid())
     yield from iter_task_records(task, X=X, y=y)
 
@@ -110,8 +116,8 @@ class RayExecutor:
                  poll_s: float = 0.2, cancel_grace_s: float = 1.0, node_check_s: float = 2.0) -> None:
         if num_cpus_per_group < 0 or num_gpus_per_group < 0:
             raise ValueError("num_cpus_per_group and num_gpus_per_group must be >= 0")
-        if num_gpus_per_group > 1 and num_gpus_per_group != int(num_gpus_per_group):
-            raise ValueError(f"num_gpus_per_group above 1 must be whole, got {num_gpus_per_group}")
+        if num_gpus_per_group > 1:
+            raise ValueError(f"num_gpus_per_group is at most 1 (a group trains on one GPU), got {num_gpus_per_group}")
         if members_per_gpu is not None and members_per_gpu < 1:
             raise ValueError(f"members_per_gpu must be >= 1, got {members_per_gpu}")
         self.address = address
@@ -140,7 +146,7 @@ class RayExecutor:
         with _CONNECT_LOCK:
             if ray.is_initialized():
                 return  # someone (a test, the app) started Ray: use it, do not own it
-            address = self.address or os.environ.get("RAY_ADDRESS") or "local"
+            address = ray_address(self.address)
             saved = {sig: signal.getsignal(sig) for sig in _SIGNALS}
             try:
                 ray.init(address=address, **self.ray_init_options)
@@ -166,8 +172,9 @@ class RayExecutor:
         self.connect()
         requests = [self._request(t) for t in tasks]
         _check_feasible(ray.nodes(), ray.cluster_resources(), tasks, requests)
-        running = self._submit(tasks, requests)
+        running: dict[int, _Running] = {}
         try:
+            self._submit(tasks, requests, running)
             return self._consume(running, on_record, should_stop)
         finally:
             self._cancel([r.gen for r in running.values()])
@@ -185,13 +192,12 @@ class RayExecutor:
             gpus = max(round(share, 4), 0.0001)
         return _Request(cpus=float(self.num_cpus_per_group), gpus=float(gpus), custom=self.resources)
 
-    def _submit(self, tasks: list[GroupTask], requests: list[_Request]) -> dict[int, _Running]:
-        """Broadcast each dataset once, then start one streaming task per group."""
+    def _submit(self, tasks: list[GroupTask], requests: list[_Request], running: dict[int, _Running]) -> None:
+        """Broadcast each dataset once, then start one streaming task per group into `running`."""
         import ray
 
         remote = ray.remote(num_returns="streaming", max_retries=0, retry_exceptions=False)(stream_task_records)
         datasets: dict[tuple[str, str], tuple[ObjectRef, ObjectRef]] = {}
-        running: dict[int, _Running] = {}
         for task, req in zip(tasks, requests, strict=True):
             key = (task.x_path, task.y_path)
             if key not in datasets:
@@ -202,13 +208,30 @@ class RayExecutor:
                                  name=f"curate {task.job_id} {task.model}-group-{task.group}",
                                  ).remote(self._on_shared_storage(task), X_ref, y_ref)
             running[id(gen)] = _Running(task, req, gen)
-        return running
+
+    def _shared_group_dir(self, task: GroupTask) -> Path | None:
+        if self.shared_dir is None or task.checkpoint_dir is None:
+            return None
+        return Path(self.shared_dir).resolve() / "jobs" / task.job_id / f"{task.model}-group-{task.group}"
 
     def _on_shared_storage(self, task: GroupTask) -> GroupTask:
-        if self.shared_dir is None or task.checkpoint_dir is None:
+        """The task with an absolute checkpoint path (workers run elsewhere), under shared_dir if given."""
+        if task.checkpoint_dir is None:
             return task
-        ckpt = Path(self.shared_dir) / "jobs" / task.job_id / f"{task.model}-group-{task.group}" / "ckpt"
+        group_dir = self._shared_group_dir(task)
+        ckpt = group_dir / "ckpt" if group_dir is not None else Path(task.checkpoint_dir).resolve()
         return task.model_copy(update={"checkpoint_dir": str(ckpt)})
+
+    def _drop_shared_checkpoints(self, task: GroupTask) -> None:
+        """Every epoch of the group is committed: its checkpoints on shared storage are done with."""
+        group_dir = self._shared_group_dir(task)
+        if group_dir is None:
+            return
+        shutil.rmtree(group_dir, ignore_errors=True)
+        try:
+            group_dir.parent.rmdir()  # the job's folder, once its last group is gone
+        except OSError:
+            pass
 
     def _consume(self, running: dict[int, _Running], on_record: OnRecord, should_stop: ShouldStop) -> bool:
         """Hand records to on_record as they arrive; True once every stream has ended."""
@@ -222,7 +245,7 @@ class RayExecutor:
             ready, _ = ray.wait([r.gen for r in running.values()], num_returns=1, timeout=self.poll_s)
             for gen in ready:
                 if not self._take_next(running[id(gen)], on_record):
-                    del running[id(gen)]
+                    self._drop_shared_checkpoints(running.pop(id(gen)).task)
             now = time.monotonic()
             if any(r.node_id is not None for r in running.values()) or not running:
                 stalled_since = None
@@ -268,6 +291,12 @@ class RayExecutor:
 
 
 # -- helpers --------------------------------------------------------------------------------
+def ray_address(address: str | None) -> str:
+    """What ray.init gets: the address given, else $RAY_ADDRESS, else "local" (a private
+    instance). Never None: a plain ray.init() would attach to any cluster running here."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
 def _restore_handlers(saved: dict[signal.Signals, _Handler]) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
@@ -311,9 +340,9 @@ def _check_nodes(nodes: list[dict], running: dict[int, _Running]) -> None:
     alive = {n["NodeID"] for n in nodes if n.get("Alive")}
     for run in running.values():
         if run.node_id is not None and run.node_id not in alive:
-            raise WorkerFailed(f"{run.task.model} group {run.task.group}: Ray node {run.node_id} died "
-                               f"after epoch {run.epochs[-1] if run.epochs else 'none'}; committed epochs are kept "
-                               "and a restarted job resumes after the last one")
+            after = f"after epoch {run.epochs[-1]}" if run.epochs else "before its first epoch"
+            raise WorkerFailed(f"{run.task.model} group {run.task.group} lost its Ray worker {after}: "
+                               f"node {run.node_id} died (the epochs received before are committed)")
 
 
 def _pending_message(running: dict[int, _Running], waited_s: float, available: Mapping[str, float]) -> str:
@@ -331,5 +360,5 @@ def _failure_message(run: _Running, exc: BaseException) -> str:
     text = _ANSI.sub("", str(exc))
     if isinstance(exc, ray.exceptions.RayTaskError):
         return f"{run.task.model} group {run.task.group} failed {after}:\n{tail(text)}"
-    return (f"{run.task.model} group {run.task.group} lost its Ray worker {after} ({type(exc).__name__}); "
-            f"committed epochs are kept and a restarted job resumes after the last one:\n{tail(text)}")
+    return (f"{run.task.model} group {run.task.group} lost its Ray worker {after} ({type(exc).__name__}; "
+            f"the epochs received before are committed):\n{tail(text)}")

@@ -6,6 +6,7 @@ batch, advance progress, fenced by the job's attempt (a stale attempt or a cance
 writes nothing). A restarted job resumes every group after its last committed epoch.
 """
 
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -107,24 +108,29 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
         return (stopping is not None and stopping.is_set()) or jobs.status_of(store, job_id) != "running"
 
     try:
-        completed = executor.run(tasks, on_record, should_stop)
-        if not completed:
-            if jobs.status_of(store, job_id) == "cancelling":
-                jobs.finish(store, job_id, attempt, "cancelled")
+        if not executor.run(tasks, on_record, should_stop):
+            _finish_if_cancelled(store, job_id, attempt)
             return jobs.get_job(store, job_id, owner=job.owner)
         started = time.perf_counter()
         finalize_job(store, settings, job)
         with store.transaction() as cur:
             jobs.add_event(cur, job_id, "scored", f"scores in {time.perf_counter() - started:.2f} s")
         jobs.finish(store, job_id, attempt, "succeeded")
-    except StaleAttempt:
-        pass  # another attempt owns the job now; it will finish it
+        shutil.rmtree(settings.jobs_dir / job_id, ignore_errors=True)  # checkpoints are only for resuming
+    except StaleAttempt:  # cancelled mid-epoch, or another attempt owns the job now
+        _finish_if_cancelled(store, job_id, attempt)
     except WorkerFailed as exc:
         jobs.finish(store, job_id, attempt, "failed", str(exc))
     except Exception as exc:  # any other failure is recorded on the job, never lost
         jobs.finish(store, job_id, attempt, "failed", f"{type(exc).__name__}: {exc}")
         raise
     return jobs.get_job(store, job_id, owner=job.owner)
+
+
+def _finish_if_cancelled(store: Store, job_id: str, attempt: int) -> None:
+    """cancelling -> cancelled (finish() is fenced by the attempt, so a newer attempt is untouched)."""
+    if jobs.status_of(store, job_id) == "cancelling":
+        jobs.finish(store, job_id, attempt, "cancelled")
 
 
 def _owner(store: Store, job_id: str) -> str | None:

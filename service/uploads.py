@@ -25,21 +25,22 @@ def safe_filename(name: str | None) -> str:
 
 async def receive_upload(chunks: AsyncIterator[bytes], filename: str, settings: Settings) -> Path:
     """Write chunks to a new upload folder; 413 (DatasetTooLarge) past max_upload_bytes."""
+    name = safe_filename(filename)  # before anything is written
     folder = settings.data_dir / "uploads" / uuid.uuid4().hex
     folder.mkdir(parents=True)
-    partial = folder / (safe_filename(filename) + ".partial")
+    partial = folder / (name + ".partial")
     size = 0
     try:
         with partial.open("wb") as f:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > settings.max_upload_bytes:
-                    raise DatasetTooLarge(f"{safe_filename(filename)}: upload exceeds the limit of "
+                    raise DatasetTooLarge(f"{name}: upload exceeds the limit of "
                                           f"{settings.max_upload_bytes:,} bytes")
                 f.write(chunk)
         if size == 0:
-            raise InvalidDataset(f"{safe_filename(filename)}: the upload is empty")
-        final = folder / safe_filename(filename)
+            raise InvalidDataset(f"{name}: the upload is empty")
+        final = folder / name
         partial.rename(final)
         return final
     except BaseException:

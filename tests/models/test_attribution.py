@@ -19,6 +19,15 @@ RULES = ("uniform", "abs_contrib", "signed_contrib")
 TOL = dict(rtol=1e-10, atol=1e-10)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny nets: one intra-op thread is as fast, and two spin-wait on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _randomise_bn(net: nn.Module, gen: torch.Generator) -> None:
     """Non-trivial eval statistics so that folding batch norm actually changes the weights."""
     for mod in net.modules():

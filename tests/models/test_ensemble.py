@@ -91,6 +91,19 @@ def test_member_results_do_not_depend_on_its_group(small):
     assert np.abs(together[-1].label_prob[1] - together[-1].label_prob[2]).max() > 1e-2
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: with n_folds, _epoch_order gives every member of a group "
+                   "max(ceil(n_train/batch_size)) steps, so a member with a smaller training set gets extra "
+                   "wrapped-around steps when grouped with a member that trains on more examples")
+def test_member_results_do_not_depend_on_its_group_with_cross_fitting(digits):
+    X, y = digits
+    X, y = X[:301], y[:301]  # folds of 101, 100, 100: member 0 trains on 200 examples, member 1 on 201
+    spec = _spec(n_folds=3, n_epochs=1, batch_size=100, dropout="none")
+    assert np.bincount(assign_folds(y, 3, spec.random_state)).tolist() == [101, 100, 100]
+    together = list(train_group(X, y, N_CLASSES, spec, [0, 1]))
+    alone = list(train_group(X, y, N_CLASSES, spec, [0]))
+    np.testing.assert_allclose(together[-1].label_prob[0], alone[-1].label_prob[0], atol=1e-4)
+
+
 def test_grouping_members_does_not_change_the_ensemble_record(small):
     X, y = small
     one_group = Ensemble(_spec(n_members=3, dropout="none")).fit(X, y, N_CLASSES)

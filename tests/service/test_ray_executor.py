@@ -23,7 +23,7 @@ from service.settings import Settings
 
 ray = pytest.importorskip("ray", reason="RayExecutor tests need `pip install 'curate[ray]'`")
 
-from service.ray_executor import RayExecutor  # noqa: E402
+from service.ray_executor import RayExecutor, ray_address  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(n_members=2, n_epochs=2, hidden_units=32, batch_size=128, members_per_group=1, random_state=3)
@@ -88,6 +88,26 @@ def test_same_scores_as_local_executor(ray_session, tmp_path: Path) -> None:
     assert rows["ray"].num_rows == rows["local"].num_rows == 300
     for col in queries.SCORE_COLUMNS:
         assert rows["ray"].column(col).to_pylist() == rows["local"].column(col).to_pylist(), col
+
+
+def test_checkpoints_go_to_shared_dir_and_are_dropped_once_committed(ray_session, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    engine = Engine(settings)
+    ds = engine.add_dataset(_digits_npz(tmp_path))
+    job_id = engine.submit(ds.dataset_id, TrainSpec(**SMALL), NO_ADABOOST)
+    tasks = build_tasks(engine.store, settings, jobs.get_job(engine.store, job_id), 1)
+    engine.close()
+    shared = tmp_path / "shared"
+    seen: list[tuple[int, int, bool, bool]] = []
+
+    def on_record(task, record) -> None:  # type: ignore[no-untyped-def]
+        ckpt = f"ensemble-group-{task.group}/ckpt/epoch-{record.epoch}.pt"
+        seen.append((task.group, record.epoch, (shared / "jobs" / job_id / ckpt).exists(),
+                     (settings.jobs_dir / job_id / ckpt).exists()))
+
+    assert RayExecutor(shared_dir=str(shared)).run(tasks, on_record, lambda: False) is True
+    assert sorted(seen) == [(g, e, True, False) for g in (0, 1) for e in range(3)]  # written before each yield
+    assert not (shared / "jobs" / job_id).exists()
 
 
 def _newest_checkpoints(ckpt_root: Path) -> dict[str, int]:
@@ -201,6 +221,36 @@ def test_init_keeps_the_sigterm_handler_and_attaching_does_not_own_ray(ray_sessi
     assert ray.is_initialized()  # only the executor that started Ray stops it
 
 
+def test_address_is_never_left_to_ray_auto_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_address(None) == "local"
+    assert ray_address("auto") == "auto"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert ray_address(None) == "10.0.0.5:6379"
+    assert ray_address("local") == "local"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (dict(num_gpus_per_group=2), "at most 1"),
+    (dict(num_cpus_per_group=-1), ">= 0"),
+    (dict(members_per_gpu=0), "members_per_gpu must be >= 1"),
+])
+def test_invalid_options_are_refused(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RayExecutor(**options)
+
+
+def test_service_imports_without_ray() -> None:
+    code = ("import sys; sys.modules['ray'] = None\n"  # `import ray` now raises ImportError
+            "import service.ray_executor, service.engine\n"
+            "from service.ray_executor import RayExecutor\n"
+            "RayExecutor(num_gpus_per_group=0.5, members_per_gpu=4)\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
 NODE_DEATH_SCRIPT = r'''
 import json, sys, threading, time
 from pathlib import Path
@@ -221,7 +271,7 @@ victim = cluster.add_node(num_cpus=1, resources={"victim": 1}, object_store_memo
 cluster.wait_for_nodes()
 X, y = load_digits(return_X_y=True)
 np.savez(tmp / "digits.npz", X=X.astype(np.float32), y=y)
-spec = TrainSpec(n_members=1, n_epochs=150, hidden_units=32, batch_size=16, random_state=5)
+spec = TrainSpec(n_members=1, n_epochs=40, hidden_units=32, batch_size=16, random_state=5)
 out = {}
 
 executor = RayExecutor(address=cluster.address, resources={"victim": 1},
@@ -284,7 +334,7 @@ def test_dead_worker_node_fails_the_job_and_loses_no_committed_epoch(tmp_path: P
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     out = json.loads(lines[-1][len("RESULT "):])
     assert out["status"] == "failed", out
-    assert "died" in out["error"] or "lost its Ray worker" in out["error"], out["error"]
+    assert f"ensemble group 0 lost its Ray worker after epoch {out['epochs_done']}" in out["error"], out["error"]
     assert out["returned_after_kill_s"] < 30
     assert 2 <= out["epochs_done"] < out["total"]
     # every committed epoch is complete and contiguous: 0..epochs_done, one member x 1797 examples each

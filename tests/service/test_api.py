@@ -1,0 +1,199 @@
+"""The REST API against a real uvicorn server on loopback: lifecycle, cancel, crash/restart,
+bad uploads, limits and API keys."""
+
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.conftest import Server, digits_npz, wait_for
+
+SMALL = {"n_members": 2, "n_epochs": 3, "hidden_units": 32, "batch_size": 128}
+
+
+def _upload(client: httpx.Client, path: Path) -> dict:
+    r = client.post("/datasets", params={"filename": path.name}, content=path.read_bytes())
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+@pytest.mark.slow
+def test_upload_job_events_results(server: Server, tmp_path: Path) -> None:
+    path, flipped = digits_npz(tmp_path / "d.npz", noise=0.1)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        ds = _upload(c, path)
+        assert ds["n_examples"] == 300 and ds["n_classes"] == 10
+        # multipart works too and gives a second dataset with the same content hash
+        r = c.post("/datasets", files={"file": ("d.npz", path.read_bytes())})
+        assert r.status_code == 201 and r.json()["sha256"] == ds["sha256"]
+        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL, "n_epochs": 8},
+                                    "adaboost": {"n_rounds": 10}}).json()
+        assert job["status"] in ("queued", "running") and job["epochs_total"] == 8
+        events = []
+        with c.stream("GET", f"/jobs/{job['job_id']}/events", timeout=180) as s:
+            assert s.headers["content-type"].startswith("text/event-stream")
+            for line in s.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line[7:])
+        assert events[-1] == "end" and events.count("progress") >= 2
+        done = c.get(f"/jobs/{job['job_id']}").json()
+        assert done["status"] == "succeeded" and done["progress"] == 1.0
+        page = c.get(f"/jobs/{job['job_id']}/examples", params={"limit": 50, "offset": 10}).json()
+        assert page["total"] == 300 and len(page["items"]) == 50 and page["items"][0]["example_id"] == 10
+        hard = c.get(f"/jobs/{job['job_id']}/examples", params={"split": "hard", "limit": 1000}).json()
+        assert all(i["split"] == "hard" for i in hard["items"])
+        sus = c.get(f"/jobs/{job['job_id']}/mislabeled", params={"limit": 1000}).json()
+        found = {i["example_id"] for i in sus["items"]}
+        assert len(found & set(flipped.tolist())) >= 0.5 * len(flipped)
+        assert all(i["suggested_label"] != i["given_label"] for i in sus["items"])
+        dyn = c.get(f"/jobs/{job['job_id']}/dynamics").json()
+        assert [e["epoch"] for e in dyn["epochs"]] == list(range(9))
+        assert all(sum(e["consistency"]) == 300 for e in dyn["epochs"])
+        ada = c.get(f"/jobs/{job['job_id']}/adaboost").json()
+        assert len(ada["curves"]["easy"]) == 10 and ada["correlation"]["spearman_r"] is not None
+        csv = c.get(f"/jobs/{job['job_id']}/export", params={"what": "mislabeled", "format": "csv"})
+        assert csv.status_code == 200 and csv.text.count("\n") == len(found) + 1
+        assert c.get(f"/jobs/{job['job_id']}/examples", params={"limit": 10**6}).status_code == 422
+
+
+@pytest.mark.slow
+def test_cancel_stops_training_within_seconds(server: Server, tmp_path: Path) -> None:
+    path, _ = digits_npz(tmp_path / "d.npz")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        ds = _upload(c, path)
+        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL, "n_epochs": 500},
+                                    "adaboost": {"enabled": False}}).json()
+        wait_for(c, job["job_id"], ("running",))
+        while c.get(f"/jobs/{job['job_id']}").json()["epochs_done"] < 1:
+            time.sleep(0.2)
+        asked = time.monotonic()
+        assert c.delete(f"/jobs/{job['job_id']}").json()["status"] in ("cancelling", "cancelled")
+        final = wait_for(c, job["job_id"], ("cancelled",), timeout=30)
+        assert time.monotonic() - asked < 15
+        assert final["epochs_done"] < 500
+        r = c.get(f"/jobs/{job['job_id']}/examples")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "job_not_finished"
+        # a finished job's dataset can be deleted; then it is gone
+        assert c.delete(f"/datasets/{ds['dataset_id']}").status_code == 204
+        assert c.get(f"/datasets/{ds['dataset_id']}").status_code == 404
+
+
+@pytest.mark.slow
+def test_kill9_mid_training_resumes_to_identical_results(start_server, tmp_path: Path) -> None:
+    path, _ = digits_npz(tmp_path / "d.npz")
+    spec = {**SMALL, "n_epochs": 12, "random_state": 5}
+    data = tmp_path / "crashy"
+    srv: Server = start_server(data)
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        ds = _upload(c, path)
+        job_id = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec,
+                                       "adaboost": {"n_rounds": 5}}).json()["job_id"]
+        while c.get(f"/jobs/{job_id}").json()["epochs_done"] < 3:
+            time.sleep(0.1)
+    srv.kill9()
+    restarted: Server = start_server(data)
+    with httpx.Client(base_url=restarted.url, timeout=30) as c:
+        job = wait_for(c, job_id, ("succeeded", "failed"))
+        assert job["status"] == "succeeded" and job["attempt"] >= 2, job["error"]
+        resumed = c.get(f"/jobs/{job_id}/examples", params={"limit": 1000}).json()["items"]
+    clean: Server = start_server(tmp_path / "clean")
+    with httpx.Client(base_url=clean.url, timeout=30) as c:
+        ds = _upload(c, path)
+        other = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec,
+                                      "adaboost": {"n_rounds": 5}}).json()["job_id"]
+        wait_for(c, other, ("succeeded",))
+        reference = c.get(f"/jobs/{other}/examples", params={"limit": 1000}).json()["items"]
+    assert resumed == reference
+    restarted.stop()
+    import duckdb
+
+    con = duckdb.connect(str(data / "curate.duckdb"), read_only=True)
+    per_key = con.execute("SELECT max(c) FROM (SELECT model, member, epoch, example_id, count(*) c "
+                          "FROM predictions GROUP BY ALL)").fetchone()[0]
+    epochs = con.execute("SELECT count(DISTINCT epoch) FROM predictions WHERE model = 'ensemble'").fetchone()[0]
+    con.close()
+    assert per_key == 1 and epochs == 13  # every epoch exactly once
+    assert not list((data / "uploads").glob("*"))  # no partial upload left behind
+
+
+def _zip_slip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("../evil/a.png", b"x")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("filename,body,status,fragment", [
+    ("x.csv", b"a,b\n1,2\n3,4\n", 422, "no label column 'label'"),
+    ("x.csv", b"a,label\n1,x\n2,x\n3,x\n", 422, "class"),
+    ("x.csv", b"a,label\n1,x\nnan,y\n2,x\n4,y\n", 422, "row 1"),
+    ("x.csv", b"a,label\n1,x\nhello,y\n2,x\n4,y\n", 422, "'a'"),
+    ("x.txt", b"hello", 415, "unsupported"),
+    ("x.npz", b"not a zip", 422, "x.npz"),
+    ("evil.zip", _zip_slip(), 422, "unsafe entry"),
+    ("x.csv", b"", 422, "empty"),
+    ("", b"a,label\n1,x\n", 422, "file name"),
+])
+def test_bad_uploads_get_4xx_and_store_nothing(server: Server, tmp_path: Path, filename: str, body: bytes,
+                                               status: int, fragment: str) -> None:
+    path, _ = digits_npz(tmp_path / "good.npz", n=60)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        good = _upload(c, path)
+        r = c.post("/datasets", params={"filename": filename}, content=body)
+        assert r.status_code == status, r.text
+        assert fragment in r.json()["error"]["message"]
+        assert [d["dataset_id"] for d in c.get("/datasets").json()] == [good["dataset_id"]]
+    assert sorted(p.name for p in (server.data_dir / "datasets").iterdir()) == [good["dataset_id"]]
+    assert not list((server.data_dir / "uploads").glob("*"))
+
+
+def test_upload_size_limit_gives_413(start_server, tmp_path: Path) -> None:
+    srv: Server = start_server(CURATE_MAX_UPLOAD_BYTES="1000")
+    path, _ = digits_npz(tmp_path / "d.npz", n=100)
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        r = c.post("/datasets", params={"filename": "d.npz"}, content=path.read_bytes())
+        assert r.status_code == 413 and r.json()["error"]["code"] == "dataset_too_large"
+
+        def chunked():  # no Content-Length: the limit holds while streaming
+            data = path.read_bytes()
+            for i in range(0, len(data), 500):
+                yield data[i:i + 500]
+
+        r = c.post("/datasets", params={"filename": "d.npz"}, content=chunked())
+        assert r.status_code == 413
+        assert c.get("/datasets").json() == []
+
+
+def test_api_keys_isolate_owners(start_server, tmp_path: Path) -> None:
+    alice, bob = "alice-key-0123456789abcdef", "bob-key-0123456789abcdefgh"
+    srv: Server = start_server(CURATE_API_KEYS=f"alice={alice},bob={bob}")
+    path, _ = digits_npz(tmp_path / "d.npz", n=60)
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.get("/health").status_code == 200
+        r = c.get("/datasets")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert c.get("/datasets", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        a = {"Authorization": f"Bearer {alice}"}
+        b = {"Authorization": f"Bearer {bob}"}
+        ds = c.post("/datasets", params={"filename": "d.npz"}, content=path.read_bytes(), headers=a).json()
+        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": SMALL,
+                                    "adaboost": {"enabled": False}}, headers=a).json()
+        assert c.get(f"/datasets/{ds['dataset_id']}", headers=b).status_code == 404
+        assert c.get(f"/jobs/{job['job_id']}", headers=b).status_code == 404
+        assert c.delete(f"/jobs/{job['job_id']}", headers=b).status_code == 404
+        assert c.post("/jobs", json={"dataset_id": ds["dataset_id"]}, headers=b).status_code == 404
+        assert c.get("/jobs", headers=b).json() == [] and c.get("/datasets", headers=b).json() == []
+        assert [j["job_id"] for j in c.get("/jobs", headers=a).json()] == [job["job_id"]]
+
+
+def test_error_shape_for_unknown_routes_and_bad_bodies(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        r = c.get("/nope")
+        assert r.status_code == 404 and set(r.json()["error"]) == {"code", "message"}
+        r = c.post("/jobs", json={"dataset_id": "x", "spec": {"n_members": 0}})
+        assert r.status_code == 422 and "n_members" in r.json()["error"]["message"]
+        r = c.get("/jobs/none")
+        assert r.status_code == 404 and r.json()["error"]["message"] == "job none not found"
