@@ -24,9 +24,13 @@ from scoring.mislabel import (compute_mislabel_score, estimate_n_label_errors, f
 from scoring.scores import _masked_member_mean, _mean_probs
 
 TRAIN_VARIANTS = {
-    "jumpout_s0.1": dict(dropout="jumpout"),
-    "jumpout_strong": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7),
-    "dropout0.5": dict(dropout="dropout", dropout_rate=0.5),
+    "jumpout_s0.1": dict(dropout="jumpout", batch_size=64),
+    "jumpout_strong": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, batch_size=64),
+    "dropout0.5": dict(dropout="dropout", dropout_rate=0.5, batch_size=64),
+    "js_b32": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, batch_size=0),
+    "js_b32_e30": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, n_epochs=30),
+    "js_b32_m16": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, n_members=16),
+    "js_mid_b32": dict(dropout="jumpout", jumpout_p_min=0.1, jumpout_sigma=0.2, jumpout_p_max=0.6),
     "jumpout_strong_f4": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, n_folds=4),
 }
 

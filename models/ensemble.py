@@ -39,6 +39,14 @@ def resolve_model(spec: TrainSpec, X: np.ndarray) -> Literal["mlp", "cnn"]:
     return "cnn" if X.ndim == 4 else "mlp"
 
 
+def resolve_batch_size(spec: TrainSpec, n_examples: int) -> int:
+    """The spec's batch size, or auto: about 30 steps per epoch, so small data sets get enough
+    updates and large ones big enough batches (clipped to 8..256)."""
+    if spec.batch_size:
+        return spec.batch_size
+    return int(np.clip(n_examples // 30, 8, 256))
+
+
 def assign_folds(y: npt.NDArray[np.int64], n_folds: int, random_state: int) -> npt.NDArray[np.int64]:
     """Stratified fold of every example, (n_examples,) in 0..n_folds-1: each class dealt round-robin
     after a seeded shuffle. n_folds = 0 gives all zeros (no cross-fitting)."""
@@ -95,10 +103,11 @@ def _member_train_indices(folds: np.ndarray, members: list[int], n_folds: int) -
 
 
 def _epoch_order(train_idx: list[np.ndarray], members: list[int], random_state: int, epoch: int,
-                 batch_size: int) -> np.ndarray:
+                 batch_size: int, n_steps: int) -> np.ndarray:
     """(n_steps, M, batch_size) example indices: each member its own shuffle of its own examples;
-    members with fewer examples wrap around into a second shuffle."""
-    n_steps = max(int(np.ceil(len(t) / batch_size)) for t in train_idx)
+    members with fewer examples wrap around into a second shuffle. n_steps is the same for every
+    group of a job (from the largest training set of any member), so a member's updates do not
+    depend on which group it is trained in."""
     need = n_steps * batch_size
     orders = []
     for idx, member in zip(train_idx, members):
@@ -198,6 +207,9 @@ def train_group(
     gen = torch.Generator(device=device).manual_seed(member_seed(spec.random_state, 0xD0, group))
     net = build_ensemble(kind, members, tuple(X.shape[1:]), n_classes, spec, gen).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay)
+    batch_size = resolve_batch_size(spec, len(y))
+    largest = max(len(t) for t in _member_train_indices(folds, list(range(spec.n_members)), spec.n_folds))
+    n_steps = int(np.ceil(largest / batch_size))
     start_epoch = 1
     state = _load_checkpoint(checkpoint_dir, resume_after)
     if state is not None:
@@ -215,7 +227,7 @@ def train_group(
         started = time.perf_counter()
         # --- train: every member steps through its own shuffle of its own training examples
         net.train()
-        order = torch.as_tensor(_epoch_order(train_idx, members, spec.random_state, epoch, spec.batch_size),
+        order = torch.as_tensor(_epoch_order(train_idx, members, spec.random_state, epoch, batch_size, n_steps),
                                 device=device)
         total = torch.zeros((), device=device)
         for idx in order:  # idx: (M, B)

@@ -27,7 +27,7 @@ class TrainSpec(BaseModel):
     hidden_units: int = Field(256, ge=4, le=8192, description="MLP width")
     n_hidden_layers: int = Field(2, ge=1, le=8, description="MLP depth")
     cnn_width: int = Field(32, ge=4, le=512, description="CNN channels of the first block")
-    batch_size: int = Field(64, ge=1, le=65536)
+    batch_size: int = Field(0, ge=0, le=65536, description="0 = auto: n_examples // 30, clipped to 8..256")
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Adam step size")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="AdamW decoupled weight decay")
     members_per_group: int = Field(0, ge=0, le=512, description="members trained together; 0 = all in one group")
@@ -40,6 +40,9 @@ class TrainSpec(BaseModel):
             raise ValueError(f"jumpout_p_min {self.jumpout_p_min} exceeds jumpout_p_max {self.jumpout_p_max}")
         if self.n_folds == 1:
             raise ValueError("n_folds must be 0 (no cross-fitting) or at least 2")
+        if self.n_folds and self.n_members < self.n_folds:
+            raise ValueError(f"cross-fitting needs n_members >= n_folds ({self.n_members} < {self.n_folds}): "
+                             "member m holds out fold m % n_folds, so every fold must be held out by someone")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self

@@ -18,10 +18,16 @@ from scipy.stats import rankdata
 
 
 def compute_rank_score(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Average rank of each value scaled to [0, 1]; 1 = the largest value."""
-    if len(values) == 1:
-        return np.ones(1)
-    return (rankdata(values, method="average") - 1.0) / (len(values) - 1.0)
+    """Average rank of each value scaled to [0, 1]; 1 = the largest value. NaN stays NaN and
+    does not disturb the ranks of the others."""
+    finite = ~np.isnan(values)
+    out = np.full(len(values), np.nan)
+    n = int(finite.sum())
+    if n == 1:
+        out[finite] = 1.0
+    elif n > 1:
+        out[finite] = (rankdata(values[finite], method="average") - 1.0) / (n - 1.0)
+    return out
 
 
 def compute_mislabel_score(
@@ -86,8 +92,10 @@ def flag_suspected_mislabels(
 ) -> npt.NDArray[np.bool_]:
     """True for the n_errors examples with the highest score (ties broken by example order)."""
     flags = np.zeros(len(mislabel_score), dtype=bool)
-    if n_errors > 0:
-        flags[np.argsort(-mislabel_score, kind="stable")[:n_errors]] = True
+    if n_errors > 0:  # NaN scores sort last and are never flagged
+        order = np.argsort(-mislabel_score, kind="stable")
+        flags[order[:n_errors]] = True
+        flags &= ~np.isnan(mislabel_score)
     return flags
 
 

@@ -78,14 +78,25 @@ def compute_example_scores(
     options: ScoringOptions = ScoringOptions(),
 ) -> ExampleScores:
     """Every per-example score of a job; see ExampleScores for the fields."""
+    if predicted_label.ndim != 3:
+        raise ValueError(f"predicted_label must be (n_members, n_epochs, n_examples), got {predicted_label.shape}")
     n_members, n_epochs, n_examples = predicted_label.shape
     if n_epochs < 2:
         raise ValueError(f"need epoch 0 and at least one trained epoch, got {n_epochs} epochs")
-    n_classes = prob_sum.shape[2]
+    for name, arr in (("label_prob", label_prob), ("margin", margin)):
+        if arr.shape != predicted_label.shape:
+            raise ValueError(f"{name} {arr.shape} must match predicted_label {predicted_label.shape}")
+    if held_out.shape != (n_members, n_examples):
+        raise ValueError(f"held_out {held_out.shape} must be (n_members, n_examples) = {(n_members, n_examples)}")
+    n_classes = prob_sum.shape[2] if prob_sum.ndim == 3 else -1
     if prob_sum.shape != (n_epochs, n_examples, n_classes) or heldout_prob_sum.shape != prob_sum.shape:
         raise ValueError(f"prob_sum {prob_sum.shape} / heldout_prob_sum {heldout_prob_sum.shape} must be "
                          f"(n_epochs, n_examples, n_classes) = ({n_epochs}, {n_examples}, K)")
     y = np.asarray(given_labels, dtype=np.int64)
+    if y.shape != (n_examples,):
+        raise ValueError(f"given_labels {y.shape} must be (n_examples,) = ({n_examples},)")
+    if n_examples and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"given labels must lie in 0..{n_classes - 1}, got {y.min()}..{y.max()}")
     in_sample = ~held_out
     has_heldout = bool(held_out.any())
 

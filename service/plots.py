@@ -123,7 +123,8 @@ def _correlation_text(correlation: Mapping[str, float]) -> str:
         if f"{key}_r_sd" in correlation:
             part += f" ± {_number(correlation[f'{key}_r_sd'], '.2f')}"
         if f"{key}_p" in correlation:
-            part += f" (p = {_number(correlation[f'{key}_p'], '.1e')})"
+            p_value = float(correlation[f"{key}_p"])
+            part += " (p < 1e-300)" if p_value == 0.0 else f" (p = {_number(p_value, '.1e')})"
         parts.append(part)
     if "n_examples" in correlation:
         parts.append(f"n = {int(correlation['n_examples'])}")

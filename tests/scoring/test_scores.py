@@ -227,8 +227,6 @@ def test_held_out_count_needs_folds():
         _scores(_random_record(0), ScoringOptions(count_from="held_out"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an example with no in-sample member (e.g. n_members=1, n_folds=2) "
-                   "gets a NaN mean prob/margin, and scipy's rankdata propagates it: every mislabel_score is NaN")
 def test_example_held_out_by_every_member_does_not_poison_other_scores():
     m, e, n = 3, 4, 12
     held = np.zeros((m, n), dtype=bool)
@@ -257,8 +255,6 @@ def test_rejects_bad_prob_sum_shapes(field):
             _scores({**rec, field: bad})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a 2-D prob_sum raises IndexError at prob_sum.shape[2] "
-                   "(scoring/scores.py:84) instead of the ValueError naming the shapes")
 def test_rejects_prob_sum_without_a_class_axis():
     rec = _random_record(0)
     with pytest.raises(ValueError, match="prob_sum"):
@@ -283,8 +279,6 @@ def test_rejects_held_out_mask_of_the_wrong_length():
         _scores({**rec, "held_out": rec["held_out"][:, :-1]})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compute_example_scores does not check label_prob / margin against "
-                   "predicted_label's (n_members, n_epochs, n_examples); numpy broadcasting accepts them silently")
 @pytest.mark.parametrize("cut", [np.s_[:1], np.s_[:, :2], np.s_[:, :, :1]], ids=["members", "epochs", "examples"])
 def test_rejects_label_prob_and_margin_of_the_wrong_shape(cut):
     rec = _random_record(0)
@@ -292,9 +286,6 @@ def test_rejects_label_prob_and_margin_of_the_wrong_shape(cut):
         _scores({**rec, "label_prob": rec["label_prob"][cut], "margin": rec["margin"][cut]})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: given labels are not range-checked; a label >= n_classes fails "
-                   "deep in compute_confident_joint (IndexError from np.add.at, or a broadcast ValueError), "
-                   "never with a message about the labels")
 @pytest.mark.parametrize("seed", [0, 1])
 def test_rejects_given_labels_out_of_range(seed):
     rec = _random_record(seed, k=3)
