@@ -227,7 +227,7 @@ def paper_comparison(cases: list[dict]) -> list[str]:
         p_worst = max((c["correlation_pearson_p_max"] or 1.0) for c in clean)
         reaching = [d for d, r in rs.items() if r >= PAPER_R]
         closest = max(rs, key=lambda d: rs[d])
-        ordered = ", ".join(f"{c['dataset']} {c['ordered_share']:.0%}" for c in clean)
+        ordered = ", ".join(f"{c['dataset']} {_share(c['ordered_share'])}" for c in clean)
         lines.append(
             f"- Depth {depth}, clean labels: Pearson r from {min(rs.values()):.2f} to {max(rs.values()):.2f} "
             f"({', '.join(f'{d} {r:.2f}' for d, r in rs.items())}); Spearman ρ from {min(rhos.values()):.2f} "
@@ -311,6 +311,10 @@ def save_report(out: Path, report: dict) -> None:
     (out / "adaboost.md").write_text("\n".join(lines))
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def notes(cases: list[dict]) -> list[str]:
     """Caveats for the markdown, with the numbers that back them."""
     clean = [c for c in cases if c["labels"] == "clean"]
@@ -331,7 +335,8 @@ def notes(cases: list[dict]) -> list[str]:
         "(group sizes above), and both families are scored in-sample: AdaBoost ends up fitting every training "
         f"example ({', '.join(fitted) or 'no case'}: final accuracy ≥ 0.999), so the curves meet at 1 and a "
         "small split can overtake the easy one by a single example. `easy ≥ hard` (intermediate left out): "
-        + ", ".join(f"{c['dataset']} depth {c['depth']} {c['ordered_easy_hard_share']:.0%}" for c in clean) + ".",
+        + ", ".join(f"{c['dataset']} depth {c['depth']} {_share(c['ordered_easy_hard_share'])}" for c in clean)
+        + " (n/a = no hard split).",
     ]
     noisy = [c for c in cases if c["labels"] != "clean" and c.get("correlation_unflipped_pearson_r") is not None]
     if noisy:
@@ -398,7 +403,8 @@ def main(argv: list[str] | None = None) -> dict:
                    "noise_seeds": args.noise_seeds, "depths": args.depths, "n_rounds": args.n_rounds,
                    "learning_rate": args.learning_rate, "not_easy_below": NOT_EASY_BELOW,
                    "train_spec": f"{spec.n_members} members, {spec.n_epochs} epochs, {spec.model} model, "
-                                 f"{spec.dropout}, batch {spec.batch_size}, lr {spec.learning_rate}"},
+                                 f"{spec.dropout}, batch {spec.batch_size or 'auto (n_examples // 30, 8..256)'}, "
+                                 f"AdamW lr {spec.learning_rate}"},
         "total_seconds": time.perf_counter() - start,
         "timing_note": ([f"Timings: the machine was shared with other jobs during this run (1-minute load average "
                          f"{machine['load_average_1min_before_after']} before/after, {os.cpu_count()} cores), so "

@@ -239,10 +239,18 @@ def serve(
     if chosen == "ray":
         from service.ray_executor import RayExecutor
 
-        runner = RayExecutor(address=os.environ.get("RAY_ADDRESS"))
+        runner = RayExecutor(address=os.environ.get("RAY_ADDRESS"), num_cpus_per_group=settings.ray_cpus_per_group,
+                             num_gpus_per_group=settings.ray_gpus_per_group,
+                             members_per_gpu=settings.ray_members_per_gpu or None,
+                             shared_dir=str(settings.ray_shared_dir) if settings.ray_shared_dir else None)
+        runner.connect()  # before serving: the first job should not pay for Ray's start-up
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     err.print(f"curate serving {settings.data_dir} at {url} ({chosen} executor)", highlight=False)
-    uvicorn.run(create_app(settings, runner, server_url=url), host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(create_app(settings, runner, server_url=url), host=host, port=port, log_level="warning")
+    finally:
+        if runner is not None:
+            runner.shutdown()
 
 
 keys_app = typer.Typer(help="API keys: once one exists, every endpoint but /health needs one.")

@@ -50,6 +50,9 @@ def _job(row: tuple) -> Job:
     values[3] = ScoringOptions(**json.loads(values[3]))
     values[4] = AdaBoostSpec.model_validate_json(values[4])
     values[10] = json.loads(values[10]) if values[10] else None
+    for i in (13, 14, 15):  # stored in UTC (the store sets TimeZone = UTC): make that explicit
+        if values[i] is not None and values[i].tzinfo is None:
+            values[i] = values[i].replace(tzinfo=timezone.utc)
     return Job(*values)
 
 
@@ -135,8 +138,7 @@ def _eta(job: Job) -> float | None:
     """Seconds left at the pace so far; None until an epoch is done."""
     if job.status != "running" or job.started_at is None or job.epochs_done == 0:
         return None
-    started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=timezone.utc)
-    elapsed = (datetime.now(timezone.utc) - started).total_seconds()
+    elapsed = (datetime.now(timezone.utc) - job.started_at).total_seconds()
     return max(0.0, elapsed / job.epochs_done * (job.epochs_total - job.epochs_done))
 
 

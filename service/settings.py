@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(1, ge=1, le=64, description="jobs the server trains at once")
     api_keys: str = Field("", description="extra API keys as name=key pairs, comma-separated")
     max_page_size: int = Field(1000, ge=1, le=100_000, description="largest `limit` of a paginated read")
+    ray_cpus_per_group: float = Field(1.0, gt=0, description="Ray executor: CPUs per member group")
+    ray_gpus_per_group: float = Field(0.0, ge=0, le=1, description="Ray executor: GPUs per member group")
+    ray_members_per_gpu: int = Field(0, ge=0, description="Ray executor: members sharing one GPU (0 = use ray_gpus_per_group)")
+    ray_shared_dir: Path | None = Field(None, description="Ray executor: checkpoint dir on storage every node sees")
     max_workers: int = Field(1, ge=1, le=64, description="member groups trained at once by the local executor")
 
     @property

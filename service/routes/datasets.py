@@ -51,6 +51,9 @@ async def upload_dataset(
     else:
         path = await receive_upload(request.stream(), filename or "", settings)
     size = tuple(int(v) for v in resize.split("x")) if resize else None
+    if size is not None and min(size) < 1:
+        discard_upload(path)
+        raise InvalidDataset(f"resize must be HxW with both sides at least 1, got {resize!r}")
     try:
         manifest = await run_in_threadpool(catalog.add_dataset, engine.store, settings, path, name=name or path.name,
                                            label_column=label_column, resize=size, owner=owner)
