@@ -81,3 +81,4 @@ class GroupTask(BaseModel):
     n_classes: int
     checkpoint_dir: str | None = None
     resume_after: int | None = None  # last committed epoch; None = start from scratch
+    n_threads: int = 0  # torch CPU threads for this task; 0 = torch's default

@@ -44,8 +44,12 @@ def iter_task_records(task: GroupTask, X: np.ndarray | None = None,
         after = -1 if task.resume_after is None else task.resume_after
         yield from (r for r in base.stage_records(y, member=0, group=task.group) if r.epoch > after)
         return
+    import torch
+
     from models.ensemble import train_group
 
+    if task.n_threads:
+        torch.set_num_threads(task.n_threads)
     ckpt = Path(task.checkpoint_dir) if task.checkpoint_dir else None
     yield from train_group(np.asarray(X), y, task.n_classes, task.spec, list(task.members), group=task.group,
                            checkpoint_dir=ckpt, resume_after=task.resume_after)

@@ -13,7 +13,7 @@ from service import jobs, queries
 from service.engine import Engine
 from service.errors import CurationError
 from service.exports import write_table
-from service.schemas import DatasetOut, ExampleOut, JobOut
+from service.schemas import AdaBoostOut, DatasetOut, ExampleOut, JobOut
 from service.settings import Settings
 
 ProgressFn = Callable[[int, int], None]  # (epochs_done, epochs_total)
@@ -48,6 +48,9 @@ class LocalBackend:
                  limit: int | None = None) -> list[ExampleOut]:
         rows = queries.score_rows(self.engine.store, job_id, suspected_only=suspected_only, order=order, limit=limit)
         return [ExampleOut(**r) for r in rows.to_pylist()]
+
+    def adaboost(self, job_id: str) -> AdaBoostOut:
+        return queries.adaboost_comparison(self.engine.store, job_id)
 
     def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:
         rows = queries.export_rows(self.engine.store, job_id, what)
@@ -131,6 +134,9 @@ class RemoteBackend:
             if not batch or offset >= page["total"]:  # type: ignore[index]
                 break
         return items
+
+    def adaboost(self, job_id: str) -> AdaBoostOut:
+        return AdaBoostOut.model_validate(self._json(self.client.get(f"/jobs/{job_id}/adaboost")))
 
     def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)

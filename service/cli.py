@@ -203,6 +203,39 @@ def flag(job_id: str, top: Annotated[int, typer.Option(help="how many to list (0
 
 @app.command()
 @cli_errors
+def compare(
+    job_id: str,
+    plot: Annotated[Path | None, typer.Option(help="also draw the per-group accuracy curves to this PNG")] = None,
+    data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None,
+) -> None:
+    """AdaBoost vs the ensemble: correlation of difficulties, per-group accuracy curves, agreement."""
+    with _backend(data_dir, url, api_key) as backend:
+        ada = backend.adaboost(job_id)
+    c = ada.correlation
+    out.print(f"difficulty correlation over {c.get('n_examples')} examples: "
+              f"Pearson r {_fmt(c.get('pearson_r'))} (p {c.get('pearson_p')!s:.8}), "
+              f"Spearman rho {_fmt(c.get('spearman_r'))} (p {c.get('spearman_p')!s:.8})", highlight=False)
+    n_stages = max((len(v) for v in ada.curves.values()), default=0)
+    stages = sorted({s for s in (1, 5, 10, 25, 50, 100, 250, 500, n_stages) if 1 <= s <= n_stages})
+    table = Table(title="AdaBoost accuracy by ensemble split after t weak learners")
+    table.add_column("split")
+    for t in stages:
+        table.add_column(f"t={t}", justify="right")
+    for split in ("easy", "intermediate", "hard"):
+        curve = ada.curves.get(split, [])
+        table.add_row(split, *(_fmt(curve[t - 1]) if t <= len(curve) else "n/a" for t in stages))
+    out.print(table)
+    out.print(f"curves ordered easy >= intermediate >= hard at {_fmt(c.get('curves_ordered'))} of the stages")
+    out.print("family agreement: " + ", ".join(f"{k} {v}" for k, v in (c.get("family_counts") or {}).items()))
+    if plot is not None:
+        from service.plots import plot_adaboost_curves
+
+        plot_adaboost_curves(ada.curves, c, plot, title=f"job {job_id}: AdaBoost accuracy by ensemble split")
+        err.print(f"wrote {plot}", highlight=False)
+
+
+@app.command()
+@cli_errors
 def demo(
     noise: Annotated[float, typer.Option(help="share of labels to flip")] = 0.1,
     members: Annotated[int, typer.Option(help="ensemble size N")] = TrainSpec().n_members,

@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow as pa
 
 from scoring.agreement import (
+    FAMILY_CATEGORIES,
     compute_boosting_accessibility,
     compute_difficulty_correlation,
     compute_family_agreement,
@@ -66,7 +67,8 @@ def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScor
         family = compute_family_agreement(scores.accessibility, ada_access)
         summary["adaboost"] = {**{k: _num(v) for k, v in corr.__dict__.items()},
                                "curves_ordered": _num(check_curves_ordered(curves)),
-                               "final_accuracy": float((stages[-1] == given).mean())}
+                               "final_accuracy": float((stages[-1] == given).mean()),
+                               "family_counts": {k: int((family == k).sum()) for k in FAMILY_CATEGORIES}}
         t = len(stages)
         curves_rows = pa.table({"stage": np.tile(np.arange(1, t + 1, dtype=np.int32), 3),
                                 "split": np.repeat(list(curves), t),

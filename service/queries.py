@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from service import jobs
 from service.errors import CurationError, JobNotFinished, NotFound
+from service.schemas import AdaBoostOut
 from service.store import Store
 
 SCORE_COLUMNS = ("example_id", "source", "given_label", "consistency", "consensus", "consensus_label",
@@ -143,3 +144,12 @@ def count_rows(store: Store, job_id: str, *, owner: str | None = None, split: st
         return cur.execute("SELECT count(*) FROM example_scores WHERE job_id = ? AND (? IS NULL OR split = ?) "
                            "AND (NOT ? OR is_suspected_mislabel)",
                            [job_id, split, split, suspected_only]).fetchone()[0]
+
+
+def adaboost_comparison(store: Store, job_id: str, owner: str | None = None) -> AdaBoostOut:
+    """The AdaBoost comparison of a finished job (409 if the job ran without AdaBoost)."""
+    job = finished_job(store, job_id, owner)
+    if not job.adaboost.enabled:
+        raise InvalidQuery(f"job {job_id} ran without the AdaBoost baseline")
+    return AdaBoostOut(job_id=job_id, correlation=(job.summary or {}).get("adaboost", {}),
+                       curves=adaboost_curves(store, job_id, owner))

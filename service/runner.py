@@ -48,7 +48,7 @@ def build_tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int) -
         tasks.append(GroupTask(job_id=job.job_id, attempt=attempt, model=model, group=group, members=members,
                                spec=job.spec, adaboost=job.adaboost, x_path=str(ds / "X.npy"),
                                y_path=str(ds / "y.npy"), n_classes=n_classes, checkpoint_dir=str(ckpt),
-                               resume_after=resume))
+                               resume_after=resume, n_threads=settings.threads_per_worker()))
     return tasks
 
 

@@ -1,5 +1,6 @@
 """Service settings, read from CURATE_* environment variables (never at import time)."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +24,11 @@ class Settings(BaseSettings):
     ray_gpus_per_group: float = Field(0.0, ge=0, le=1, description="Ray executor: GPUs per member group")
     ray_members_per_gpu: int = Field(0, ge=0, description="Ray executor: members sharing one GPU (0 = use ray_gpus_per_group)")
     ray_shared_dir: Path | None = Field(None, description="Ray executor: checkpoint dir on storage every node sees")
+    torch_threads: int = Field(0, ge=0, le=1024, description="CPU threads per training worker; 0 = cores / max_workers")
     max_workers: int = Field(1, ge=1, le=64, description="member groups trained at once by the local executor")
+
+    def threads_per_worker(self) -> int:
+        return self.torch_threads or max(1, (os.cpu_count() or 1) // self.max_workers)
 
     @property
     def db_path(self) -> Path:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from service import jobs, queries
+from service import queries
 from service.app_info import VERSION
 from service.exports import write_table
 from service.routes.deps import EngineDep, OwnerDep
@@ -63,10 +63,8 @@ def get_dynamics(job_id: str, engine: EngineDep, owner: OwnerDep,
 @router.get("/jobs/{job_id}/adaboost", response_model=AdaBoostOut, responses=ERRORS)
 def get_adaboost(job_id: str, engine: EngineDep, owner: OwnerDep) -> AdaBoostOut:
     """AdaBoost accuracy per easy/intermediate/hard group against the number of weak learners,
-    and its correlation with the ensemble's difficulty."""
-    job = jobs.get_job(engine.store, job_id, owner)
-    curves = queries.adaboost_curves(engine.store, job_id, owner)
-    return AdaBoostOut(job_id=job_id, correlation=(job.summary or {}).get("adaboost", {}), curves=curves)
+    its correlation with the ensemble's difficulty, and the family-agreement counts."""
+    return queries.adaboost_comparison(engine.store, job_id, owner)
 
 
 @router.get("/jobs/{job_id}/export", responses={200: {"content": {m: {} for m in MEDIA.values()}}, **ERRORS})

@@ -135,3 +135,19 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path, args: list[str], 
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_compare_prints_correlation_curves_and_plot(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    result = runner.invoke(app, ["score", str(_write_npz(tmp_path)), "--members", "2", "--epochs", "2", *data])
+    assert result.exit_code == 0, result.output
+    job_id = _job_id(result.output)
+    png = tmp_path / "cmp.png"
+    result = runner.invoke(app, ["compare", job_id, "--plot", str(png), *data])
+    assert result.exit_code == 0, result.output
+    assert "Spearman rho" in result.output and "t=100" in result.output and "family agreement" in result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    no_ada = runner.invoke(app, ["score", str(_write_npz(tmp_path)), *FAST, *data])
+    result = runner.invoke(app, ["compare", _job_id(no_ada.output), *data])
+    assert result.exit_code == 1 and "without the AdaBoost baseline" in result.output

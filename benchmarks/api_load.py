@@ -1,0 +1,534 @@
+"""Benchmark: REST read latency under load while a job trains.
+
+    python benchmarks/api_load.py [--clients 50] [--seconds 30] [--examples 100000]
+        [--think-ms 0] [--quick] [--profile | --no-profile] [--out benchmarks/results]
+
+Starts a real `python -m service serve` on a free loopback port (its own data directory), uploads
+a seeded synthetic tabular NPZ (20 features, 10 classes, Gaussian class clusters, 5 % of labels
+flipped), runs a small job to completion (4 members x 3 epochs, 32 hidden units, AdaBoost 5
+rounds) and times it, then submits a long job on the same dataset so that training (and a DuckDB
+commit per epoch) goes on during the load. `--clients` closed-loop clients (one
+`httpx.AsyncClient` and connection each, no pause between requests unless --think-ms) then call
+the read endpoints of the finished job for `--seconds`, choosing one of ENDPOINTS uniformly at
+random each time. Errors are non-2xx answers and exceptions (10 s timeout).
+Target: p99 < 50 ms over all requests and 0 errors.
+
+If the target is missed (or with --profile): each endpoint single-client (no concurrency) while
+training runs and again once it is cancelled, py-spy on the server during a 10 s burst of the same
+load, and, after the server stops, `service/queries.py` timed in-process against its DuckDB file,
+with variants of the examples query that drop one part each.
+`--quick`: 10 clients, 5 s, 20,000 examples. Writes `<out>/api_load.json` and `.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `service` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ENDPOINTS = ("job", "examples", "examples_hard", "mislabeled", "dynamics", "adaboost", "health")
+FINISHED_JOB = {"spec": {"n_members": 4, "n_epochs": 3, "hidden_units": 32, "device": "cpu", "random_state": 0},
+                "adaboost": {"n_rounds": 5}}
+TRAINING_JOB = {"spec": {"n_members": 4, "n_epochs": 1000, "hidden_units": 32, "device": "cpu", "random_state": 1},
+                "adaboost": {"enabled": False}}
+TARGET_P99_MS = 50.0
+FRAME = re.compile(r"(.*) \((.*):\d+\)")
+console = Console()
+
+
+# --- server and data -------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """`python -m service serve` on loopback in its own process group (as tests/service/conftest.py)."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> "Server":
+        log = (self.data_dir.parent / "server.log").open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", str(self.port),
+                                      "--data-dir", str(self.data_dir)], cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.data_dir.parent / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start in time")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def save_synthetic_npz(path: Path, n_examples: int, n_features: int = 20, n_classes: int = 10,
+                       noise: float = 0.05, random_state: int = 0) -> Path:
+    """Gaussian clusters around random class centres (learnable, with overlap) and flipped labels."""
+    rng = np.random.default_rng(random_state)
+    centres = rng.normal(0.0, 1.0, (n_classes, n_features))
+    y = rng.integers(0, n_classes, n_examples)
+    X = (centres[y] + rng.normal(0.0, 1.0, (n_examples, n_features))).astype(np.float32)  # (n, d)
+    flipped = rng.choice(n_examples, size=int(noise * n_examples), replace=False)
+    y[flipped] = (y[flipped] + rng.integers(1, n_classes, len(flipped))) % n_classes
+    np.savez(path, X=X, y=y.astype(np.int64))
+    return path
+
+
+def wait_for_job(client: httpx.Client, job_id: str, done: Callable[[dict], bool], timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if done(job):
+            return job
+        time.sleep(0.5)
+    raise RuntimeError(f"job {job_id} still {job['status']} after {timeout:.0f} s")
+
+
+def prepare(client: httpx.Client, work: Path, n_examples: int) -> dict:
+    """Upload, train the finished job (timed), start the training job; ids and timings."""
+    started = time.perf_counter()
+    path = save_synthetic_npz(work / "synthetic.npz", n_examples)
+    ds = client.post("/datasets", params={"filename": path.name}, content=path.read_bytes(), timeout=300)
+    ds.raise_for_status()
+    dataset_id = ds.json()["dataset_id"]
+    upload_s = time.perf_counter() - started
+    started = time.perf_counter()
+    job = client.post("/jobs", json={"dataset_id": dataset_id, **FINISHED_JOB}).json()
+    finished = wait_for_job(client, job["job_id"], lambda j: j["status"] in ("succeeded", "failed", "cancelled"), 900)
+    if finished["status"] != "succeeded":
+        raise RuntimeError(f"setup job {finished['status']}: {finished['error']}")
+    train_s = time.perf_counter() - started
+    training = client.post("/jobs", json={"dataset_id": dataset_id, **TRAINING_JOB}).json()
+    wait_for_job(client, training["job_id"], lambda j: j["status"] == "running" and j["epochs_done"] >= 1, 600)
+    return {"dataset_id": dataset_id, "job_id": job["job_id"], "training_job_id": training["job_id"],
+            "upload_s": upload_s, "finished_job_s": train_s, "summary": finished["summary"]}
+
+
+# --- load --------------------------------------------------------------------------------------------
+
+def endpoint_path(name: str, job_id: str, n_examples: int, rng: random.Random) -> str:
+    return {"job": f"/jobs/{job_id}",
+            "examples": f"/jobs/{job_id}/examples?limit=100&offset={rng.randrange(max(n_examples - 100, 1))}",
+            "examples_hard": f"/jobs/{job_id}/examples?split=hard&limit=50",
+            "mislabeled": f"/jobs/{job_id}/mislabeled?limit=50",
+            "dynamics": f"/jobs/{job_id}/dynamics", "adaboost": f"/jobs/{job_id}/adaboost",
+            "health": "/health"}[name]
+
+
+async def client_loop(url: str, job_id: str, n_examples: int, deadline: float, think_s: float,
+                      seed: int, samples: list[tuple[str, float, int]]) -> None:
+    """One closed-loop client: request, record (endpoint, seconds, status; 0 = exception), repeat."""
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=httpx.Limits(max_connections=1)) as client:
+        while time.perf_counter() < deadline:
+            name = rng.choice(ENDPOINTS)
+            started = time.perf_counter()
+            try:
+                status = (await client.get(endpoint_path(name, job_id, n_examples, rng))).status_code
+            except httpx.HTTPError:
+                status = 0
+            samples.append((name, time.perf_counter() - started, status))
+            if think_s:
+                await asyncio.sleep(think_s)
+
+
+def run_load(url: str, job_id: str, n_examples: int, n_clients: int, seconds: float,
+             think_s: float = 0.0, seed: int = 0) -> tuple[list[tuple[str, float, int]], float]:
+    samples: list[tuple[str, float, int]] = []
+
+    async def main() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(url, job_id, n_examples, started + seconds, think_s, seed + i, samples)
+                               for i in range(n_clients)))
+        return time.perf_counter() - started
+
+    return samples, asyncio.run(main())
+
+
+def summarize(samples: list[tuple[str, float, int]], elapsed: float) -> dict:
+    rows = {}
+    for name in (*ENDPOINTS, "overall"):
+        picked = [(s, c) for n, s, c in samples if name == "overall" or n == name]
+        ms = np.array([s for s, _ in picked]) * 1000
+        errors = sum(1 for _, c in picked if not 200 <= c < 300)
+        q = np.percentile(ms, [50, 90, 99]) if len(ms) else [float("nan")] * 3
+        rows[name] = {"n": len(picked), "p50_ms": float(q[0]), "p90_ms": float(q[1]), "p99_ms": float(q[2]),
+                      "max_ms": float(ms.max()) if len(ms) else float("nan"),
+                      "mean_ms": float(ms.mean()) if len(ms) else float("nan"), "errors": errors}
+    codes = Counter(c for _, _, c in samples if not 200 <= c < 300)
+    return {"endpoints": rows, "elapsed_s": elapsed, "requests_per_s": len(samples) / elapsed,
+            "error_codes": {str(k): v for k, v in codes.items()}}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def measured_load(server: Server, client: httpx.Client, ids: dict, n_examples: int, n_clients: int,
+                  seconds: float, think_s: float) -> dict:
+    """One load phase with training state, load average and CPU use around it."""
+    pid = server.proc.pid
+    before = client.get(f"/jobs/{ids['training_job_id']}").json()
+    procs = {"server": [pid], "workers": child_pids(pid)}
+    cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in procs.items()}
+    own0 = time.process_time()
+    samples, elapsed = run_load(server.url, ids["job_id"], n_examples, n_clients, seconds, think_s)
+    cpu = {k: (sum(cpu_seconds(p) for p in v) - cpu0[k]) / elapsed for k, v in procs.items()}
+    cpu["load_client"] = (time.process_time() - own0) / elapsed
+    loadavg = os.getloadavg()
+    after = client.get(f"/jobs/{ids['training_job_id']}").json()
+    return {**summarize(samples, elapsed), "loadavg_after": loadavg, "cpu_cores_used": cpu,
+            "training": {"status_before": before["status"], "status_after": after["status"],
+                         "epochs_done_before": before["epochs_done"], "epochs_done_after": after["epochs_done"],
+                         "running_throughout": before["status"] == after["status"] == "running"
+                         and after["epochs_done"] > before["epochs_done"]}}
+
+
+# --- profile -----------------------------------------------------------------------------------------
+
+def single_client(url: str, job_id: str, n_examples: int, reps: int) -> dict[str, dict[str, float]]:
+    """Each endpoint `reps` times in a row, one connection: service time without queueing."""
+    rng = random.Random(1)
+    out = {}
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        for name in ENDPOINTS:
+            ms = []
+            for _ in range(reps):
+                started = time.perf_counter()
+                client.get(endpoint_path(name, job_id, n_examples, rng)).raise_for_status()
+                ms.append((time.perf_counter() - started) * 1000)
+            out[name] = {"p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+                         "max_ms": float(max(ms))}
+    return out
+
+
+def pyspy_profile(server: Server, ids: dict, n_examples: int, n_clients: int, seconds: float, raw: Path) -> dict:
+    """py-spy (raw collapsed stacks) on the server during a burst of the same load; top frames."""
+    exe = Path(sys.executable).parent / "py-spy"
+    if not exe.exists():
+        return {"skipped": "py-spy is not installed"}
+    spy = subprocess.Popen([str(exe), "record", "--pid", str(server.proc.pid), "--duration", str(int(seconds)),
+                            "--rate", "100", "--format", "raw", "--nonblocking", "--output", str(raw)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # let it attach
+    samples, elapsed = run_load(server.url, ids["job_id"], n_examples, n_clients, seconds - 1.0)
+    spy.wait(60)
+    if not raw.exists():
+        return {"skipped": f"py-spy failed: {spy.stderr.read().decode()[-500:]}"}
+    return {"load": summarize(samples, elapsed)["endpoints"]["overall"], **top_frames(raw)}
+
+
+def top_frames(raw: Path, n_top: int = 25) -> dict:
+    """Self and inclusive sample shares per frame from py-spy's raw output ("f1;f2;...;fn count")."""
+    self_n: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        # "func (path/to/file.py:12)" -> "func (file.py)": one row per function, not per line
+        frames = [f"{m[1]} ({Path(m[2]).name})" for m in map(FRAME.fullmatch, stack.split(";")) if m]
+        total += int(count)
+        if frames:
+            self_n[frames[-1]] += int(count)
+        for f in set(frames):
+            incl[f] += int(count)
+    share = lambda c: {k: round(v / max(total, 1), 4) for k, v in c.most_common(n_top)}  # noqa: E731
+    return {"samples": total, "self": share(self_n), "inclusive": share(incl)}
+
+
+def time_call(fn: Callable[[], object], reps: int) -> dict[str, float]:
+    ms = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": float(np.median(ms)), "max_ms": float(max(ms))}
+
+
+def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> dict[str, dict[str, float]]:
+    """After the server stopped: `service/queries.py` and variants, in-process on its DuckDB file."""
+    from service import jobs, queries
+    from service.schemas import ExampleOut, ExamplePage
+    from service.store import Store
+
+    store = Store(data_dir / "curate.duckdb")
+    job_id, dataset_id = ids["job_id"], ids["dataset_id"]
+    rng = random.Random(2)
+    offset = lambda: rng.randrange(max(n_examples - 100, 1))  # noqa: E731
+    scores = "SELECT * FROM example_scores WHERE job_id = ? ORDER BY example_id LIMIT 100 OFFSET ?"
+    joined = ("SELECT s.*, e.source FROM example_scores s JOIN examples e ON e.dataset_id = ? "
+              "AND e.example_id = s.example_id WHERE s.job_id = ? ORDER BY s.example_id LIMIT 100 OFFSET ?")
+    names = ("SELECT unnest(json_extract_string(class_names, '$[*]')), generate_subscripts("
+             "json_extract_string(class_names, '$[*]'), 1) - 1 FROM datasets WHERE dataset_id = ?")
+
+    def sql(query: str, params: Callable[[], list]) -> Callable[[], None]:
+        def run() -> None:
+            with store.reader() as cur:
+                cur.execute(query, params()).fetchall()
+        return run
+
+    def cursor() -> None:
+        with store.reader() as cur:
+            cur.execute("SELECT 1").fetchall()
+
+    page = queries.score_rows(store, job_id, limit=100).to_pylist()
+    calls = {
+        "reader() cursor + SELECT 1": cursor,
+        "jobs.get_job": lambda: jobs.get_job(store, job_id),
+        "score_rows(limit=100, offset=random)": lambda: queries.score_rows(store, job_id, limit=100, offset=offset()),
+        "score_rows(split=hard, limit=50)": lambda: queries.score_rows(store, job_id, split="hard", limit=50),
+        "score_rows(suspected, by mislabel_score, 50)": lambda: queries.score_rows(
+            store, job_id, suspected_only=True, order="mislabel_score", limit=50),
+        "count_rows()": lambda: queries.count_rows(store, job_id),
+        "count_rows(split=hard)": lambda: queries.count_rows(store, job_id, split="hard"),
+        "dynamics_histograms": lambda: queries.dynamics_histograms(store, job_id),
+        "adaboost_curves": lambda: queries.adaboost_curves(store, job_id),
+        "SQL: example_scores only (no joins)": sql(scores, lambda: [job_id, offset()]),
+        "SQL: + examples join (no class names)": sql(joined, lambda: [dataset_id, job_id, offset()]),
+        "SQL: class-name CTE alone": sql(names, lambda: [dataset_id]),
+        "pydantic: ExamplePage of 100 rows -> JSON": lambda: ExamplePage(
+            job_id=job_id, total=n_examples, limit=100, offset=0,
+            items=[ExampleOut(**r) for r in page]).model_dump_json(),
+    }
+    try:
+        return {name: time_call(fn, reps) for name, fn in calls.items()}
+    finally:
+        store.close()
+
+
+def threaded_throughput(data_dir: Path, ids: dict, n_examples: int, seconds: float = 3.0) -> dict[str, float]:
+    """score_rows calls per second in-process with 1, 4 and 16 threads: does the query scale?"""
+    from service import queries
+    from service.store import Store
+
+    store = Store(data_dir / "curate.duckdb")
+    out = {}
+    try:
+        for n_threads in (1, 4, 16):
+            counts = [0] * n_threads
+            deadline = time.perf_counter() + seconds
+
+            def work(i: int) -> None:
+                rng = random.Random(i)
+                while time.perf_counter() < deadline:
+                    queries.score_rows(store, ids["job_id"], limit=100, offset=rng.randrange(n_examples - 100))
+                    counts[i] += 1
+
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            out[f"{n_threads} threads"] = sum(counts) / seconds
+    finally:
+        store.close()
+    return out
+
+
+# --- report ------------------------------------------------------------------------------------------
+
+def describe_machine() -> dict:
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            **{p: version(p) for p in ("duckdb", "fastapi", "starlette", "uvicorn", "httpx", "pydantic", "anyio")}}
+
+
+def print_table(title: str, load: dict) -> None:
+    table = Table(title=title)
+    for col in ("endpoint", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"):
+        table.add_column(col, justify="left" if col == "endpoint" else "right")
+    for name, r in load["endpoints"].items():
+        table.add_row(name, str(r["n"]), *(f"{r[k]:.1f}" for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")),
+                      str(r["errors"]), style="bold" if name == "overall" else None)
+    console.print(table)
+    console.print(f"{load['requests_per_s']:.0f} requests/s over {load['elapsed_s']:.1f} s; "
+                  f"training {load['training']}; load average {load['loadavg_after']}")
+
+
+def verdict(load: dict) -> tuple[bool, str]:
+    overall = load["endpoints"]["overall"]
+    ok = overall["p99_ms"] < TARGET_P99_MS and overall["errors"] == 0
+    return ok, (f"{'PASS' if ok else 'MISS'}: p99 {overall['p99_ms']:.1f} ms (target < {TARGET_P99_MS:.0f}), "
+                f"{overall['errors']} errors (target 0)")
+
+
+def md_rows(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def write_markdown(path: Path, result: dict) -> None:
+    load, cfg, setup = result["load"], result["config"], result["setup"]
+    lines = ["# REST read latency under load while a job trains", "",
+             f"Command: `{result['command']}`", "", f"Machine: {result['machine']}", "",
+             f"Config: {cfg}", "",
+             f"Setup: upload {setup['upload_s']:.1f} s; finished job ({FINISHED_JOB}) trained and scored in "
+             f"{setup['finished_job_s']:.1f} s (summary {setup['summary']}). Training during the load: job "
+             f"{TRAINING_JOB}, {load['training']}.", "",
+             f"Load average: before setup {result['loadavg_before']}, after the load phase {load['loadavg_after']}. "
+             f"CPU cores used during the load (of {os.cpu_count()}): {_fmt(load['cpu_cores_used'])}.", "",
+             f"## Result: {result['verdict']}", "",
+             f"{load['requests_per_s']:.0f} requests/s over {load['elapsed_s']:.1f} s; errors by status "
+             f"(0 = exception): {load['error_codes'] or 'none'}. Little's law: {cfg['clients']} clients / "
+             f"{load['requests_per_s']:.0f} req/s = {1000 * cfg['clients'] / load['requests_per_s']:.0f} ms mean "
+             f"latency at zero think time, whatever each request costs.", ""]
+    lines += md_rows(["endpoint", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"],
+                     [[k, str(r["n"]), *(f"{r[c]:.1f}" for c in ("p50_ms", "p90_ms", "p99_ms", "max_ms")),
+                       str(r["errors"])] for k, r in load["endpoints"].items()])
+    prof = result.get("profile")
+    if prof:
+        lines += ["", "## Profile", "", "Single client, one request at a time (ms, p50 / p90):", ""]
+        lines += md_rows(["endpoint", "training running", "training cancelled"],
+                         [[k, f"{v['p50_ms']:.1f} / {v['p90_ms']:.1f}",
+                           f"{prof['single_idle'][k]['p50_ms']:.1f} / {prof['single_idle'][k]['p90_ms']:.1f}"]
+                          for k, v in prof["single_training"].items()])
+        lines += ["", "In-process against the DuckDB file after the server stopped (ms, p50 / max):", ""]
+        lines += md_rows(["call", "p50 ms", "max ms"], [[k, f"{v['p50_ms']:.2f}", f"{v['max_ms']:.1f}"]
+                                                       for k, v in prof["queries"].items()])
+        lines += ["", f"score_rows calls/s in-process by thread count: {_fmt(prof['threaded'])}", ""]
+        spy = prof["pyspy"]
+        if "skipped" in spy:
+            lines += [f"py-spy: {spy['skipped']}"]
+        else:
+            lines += [f"py-spy on the server, {spy['samples']} samples during a burst (overall p99 "
+                      f"{spy['load']['p99_ms']:.0f} ms). Inclusive share of samples, top frames:", ""]
+            lines += md_rows(["frame", "inclusive", "self"], [[f"`{k}`", f"{v:.1%}", f"{spy['self'].get(k, 0):.1%}"]
+                                                             for k, v in spy["inclusive"].items()])
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _fmt(d: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items())
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+def profile(server: Server, client: httpx.Client, ids: dict, work: Path, n_examples: int, n_clients: int) -> dict:
+    console.print("profile: single client while training runs")
+    prof = {"single_training": single_client(server.url, ids["job_id"], n_examples, 20)}
+    console.print("profile: py-spy during a 10 s load burst")
+    prof["pyspy"] = pyspy_profile(server, ids, n_examples, n_clients, 10.0, work / "pyspy.txt")
+    client.delete(f"/jobs/{ids['training_job_id']}")
+    wait_for_job(client, ids["training_job_id"], lambda j: j["status"] == "cancelled", 120)
+    console.print("profile: single client with training cancelled")
+    prof["single_idle"] = single_client(server.url, ids["job_id"], n_examples, 20)
+    return prof
+
+
+def run(args: argparse.Namespace) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="curate-api-load-"))
+    loadavg_before = os.getloadavg()
+    server = Server(work / "data").start()
+    prof = None
+    try:
+        with httpx.Client(base_url=server.url, timeout=30.0) as client:
+            console.print(f"setup: {args.examples:,} examples, finished job, then a training job ({server.url})")
+            ids = prepare(client, work, args.examples)
+            console.print(f"setup done: finished job in {ids['finished_job_s']:.1f} s; load for {args.seconds} s")
+            load = measured_load(server, client, ids, args.examples, args.clients, args.seconds, args.think_ms / 1000)
+            ok, line = verdict(load)
+            if args.profile or (args.profile is None and not ok):
+                prof = profile(server, client, ids, work, args.examples, args.clients)
+            else:
+                client.delete(f"/jobs/{ids['training_job_id']}")
+        server.stop()
+        if prof is not None:
+            console.print("profile: queries in-process against the DuckDB file")
+            prof["queries"] = query_costs(work / "data", ids, args.examples)
+            prof["threaded"] = threaded_throughput(work / "data", ids, args.examples)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return {"command": "python benchmarks/api_load.py " + " ".join(sys.argv[1:]), "machine": describe_machine(),
+            "config": {"clients": args.clients, "seconds": args.seconds, "examples": args.examples,
+                       "think_ms": args.think_ms, "endpoints": ENDPOINTS, "target_p99_ms": TARGET_P99_MS},
+            "loadavg_before": loadavg_before, "setup": {k: v for k, v in ids.items() if k.endswith(("_s", "summary"))},
+            "load": load, "verdict": line, "passed": ok, "profile": prof}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--examples", type=int, default=100_000)
+    parser.add_argument("--think-ms", type=float, default=0.0, help="pause of each client between requests")
+    parser.add_argument("--quick", action="store_true", help="10 clients, 5 s, 20,000 examples")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                        help="profile even on a PASS (--no-profile: never); default: on a MISS")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    if args.quick:
+        args.clients, args.seconds, args.examples = 10, 5.0, 20_000
+    result = run(args)
+    print_table(f"{args.clients} clients x {args.seconds:.0f} s, {args.examples:,} examples", result["load"])
+    console.print(result["verdict"], style="green" if result["passed"] else "red")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "api_load.json").write_text(json.dumps(result, indent=2, default=str))
+    write_markdown(args.out / "api_load.md", result)
+    console.print(f"wrote {args.out / 'api_load.json'} and {args.out / 'api_load.md'}")
+
+
+if __name__ == "__main__":
+    main()
