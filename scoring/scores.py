@@ -54,17 +54,106 @@ class ExampleScores:
 
 
 def _masked_member_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean over members where mask (M, n) is True: (M, E, n) -> (E, n); NaN where none."""
+    """Mean over members where mask (M, n) is True: (M, n) -> (n,); NaN where none."""
     count = mask.sum(axis=0).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mask[:, None, :], values, 0.0).sum(axis=0) / count[None, :]
+        return np.where(mask, values, 0.0).sum(axis=0) / count
 
 
-def _mean_probs(prob_sum: np.ndarray, n_members_counted: np.ndarray) -> np.ndarray:
-    """Class probabilities averaged over members and trained epochs: (E, n, K) sums -> (n, K)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        probs = prob_sum[1:].mean(axis=0) / n_members_counted[:, None]
-    return probs
+class DynamicsAccumulator:
+    """Per-epoch curves built one epoch at a time, so a job of any size is scored in memory
+    proportional to (n_epochs x n_examples), never (n_members x n_epochs x n_examples)."""
+
+    def __init__(self, given_labels: npt.NDArray[np.integer], n_classes: int, n_epochs: int,
+                 held_out: npt.NDArray[np.bool_]) -> None:  # held_out: (n_members, n_examples)
+        y = np.asarray(given_labels, dtype=np.int64)
+        n = len(y)
+        if n and (y.min() < 0 or y.max() >= n_classes):
+            raise ValueError(f"given labels must lie in 0..{n_classes - 1}, got {y.min()}..{y.max()}")
+        if held_out.ndim != 2 or held_out.shape[1] != n:
+            raise ValueError(f"held_out {held_out.shape} must be (n_members, n_examples) with n_examples = {n}")
+        if n_epochs < 2:
+            raise ValueError(f"need epoch 0 and at least one trained epoch, got {n_epochs} epochs")
+        self.y, self.n_classes, self.n_epochs, self.held_out = y, n_classes, n_epochs, held_out
+        self.has_heldout = bool(held_out.any())
+        curve = lambda: np.full((n_epochs, n), np.nan, dtype=np.float32)  # noqa: E731
+        self.consistency, self.consensus, self.heldout, self.in_sample = curve(), curve(), curve(), curve()
+        self.prob, self.margin = curve(), curve()
+        self.consensus_label = np.zeros((n_epochs, n), dtype=np.int16)
+        self.prob_total = np.zeros((n, n_classes))  # in-sample softmax sums over trained epochs
+        self.heldout_total = np.zeros((n, n_classes))
+        self.seen = np.zeros(n_epochs, dtype=bool)
+
+    def add_epoch(self, epoch: int,
+                  predicted_label: npt.NDArray[np.integer],  # (n_members, n_examples)
+                  label_prob: npt.NDArray[np.floating],  # (n_members, n_examples)
+                  margin: npt.NDArray[np.floating],  # (n_members, n_examples)
+                  prob_sum: npt.NDArray[np.floating],  # (n_examples, n_classes)
+                  heldout_prob_sum: npt.NDArray[np.floating]) -> None:  # (n_examples, n_classes)
+        m, n = self.held_out.shape
+        for name, arr in (("predicted_label", predicted_label), ("label_prob", label_prob), ("margin", margin)):
+            if arr.shape != (m, n):
+                raise ValueError(f"{name} {arr.shape} must be (n_members, n_examples) = {(m, n)}")
+        for name, arr in (("prob_sum", prob_sum), ("heldout_prob_sum", heldout_prob_sum)):
+            if arr.shape != (n, self.n_classes):
+                raise ValueError(f"{name} {arr.shape} must be (n_examples, n_classes) = {(n, self.n_classes)}")
+        if not 0 <= epoch < self.n_epochs:
+            raise ValueError(f"epoch {epoch} outside 0..{self.n_epochs - 1}")
+        preds = predicted_label[:, None, :]
+        self.consistency[epoch] = compute_consistency(preds, self.y)[0]
+        share, label = compute_consensus(compute_vote_counts(preds, self.n_classes))
+        self.consensus[epoch], self.consensus_label[epoch] = share[0], label[0]
+        in_sample = ~self.held_out
+        if self.has_heldout:
+            self.heldout[epoch] = compute_consistency(preds, self.y, self.held_out)[0]
+            self.in_sample[epoch] = compute_consistency(preds, self.y, in_sample)[0]
+        else:
+            self.in_sample[epoch] = self.consistency[epoch]
+        self.prob[epoch] = _masked_member_mean(label_prob.astype(np.float64), in_sample)
+        self.margin[epoch] = _masked_member_mean(margin.astype(np.float64), in_sample)
+        if epoch >= 1:
+            self.prob_total += prob_sum
+            self.heldout_total += heldout_prob_sum
+        self.seen[epoch] = True
+
+    def scores(self, options: "ScoringOptions | None" = None) -> ExampleScores:
+        """Every per-example score; every epoch must have been added."""
+        options = options or ScoringOptions()
+        if not self.seen.all():
+            raise ValueError(f"epochs {np.flatnonzero(~self.seen).tolist()} were never added")
+        y, k = self.y, self.n_classes
+        accessibility = compute_accessibility(self.in_sample.astype(np.float64))
+        prob_curve, margin_curve = self.prob.astype(np.float64), self.margin.astype(np.float64)
+        mislabel_score = compute_mislabel_score(prob_curve, margin_curve, method=options.mislabel_method)
+        trained = self.n_epochs - 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            in_probs = self.prob_total / trained / (~self.held_out).sum(axis=0)[:, None]
+            heldout_probs = self.heldout_total / trained / self.held_out.sum(axis=0)[:, None]
+        use_heldout = options.count_from == "held_out" or (options.count_from == "auto" and self.has_heldout)
+        if use_heldout and not self.has_heldout:
+            raise ValueError("count_from='held_out' needs cross-fitting (n_folds >= 2)")
+        count_probs = heldout_probs if use_heldout else in_probs
+        n_errors = estimate_n_label_errors(np.nan_to_num(count_probs, nan=1.0 / k), y)
+        consistency = self.consistency.astype(np.float64)
+        return ExampleScores(
+            consistency_curve=consistency,
+            consensus_curve=self.consensus.astype(np.float64),
+            consensus_label_curve=self.consensus_label.astype(np.int64),
+            heldout_consistency_curve=self.heldout.astype(np.float64),
+            consistency=consistency[-1],
+            consensus=self.consensus[-1].astype(np.float64),
+            consensus_label=self.consensus_label[-1].astype(np.int64),
+            heldout_consistency=self.heldout[-1].astype(np.float64),
+            accessibility=accessibility,
+            first_learned_epoch=compute_first_learned_epoch(consistency, options.learned_threshold),
+            mean_label_prob=np.nanmean(prob_curve[1:], axis=0),
+            split=compute_splits(accessibility, options.easy_at_least, options.hard_below),
+            mislabel_score=mislabel_score,
+            is_suspected_mislabel=flag_suspected_mislabels(mislabel_score, n_errors),
+            suggested_label=compute_suggested_label(np.nan_to_num(in_probs), y),
+            estimated_n_errors=n_errors,
+            options=options,
+        )
 
 
 def compute_example_scores(
@@ -77,7 +166,7 @@ def compute_example_scores(
     given_labels: npt.NDArray[np.integer],  # (n_examples,)
     options: ScoringOptions = ScoringOptions(),
 ) -> ExampleScores:
-    """Every per-example score of a job; see ExampleScores for the fields."""
+    """Every per-example score of a job held in memory; see ExampleScores for the fields."""
     if predicted_label.ndim != 3:
         raise ValueError(f"predicted_label must be (n_members, n_epochs, n_examples), got {predicted_label.shape}")
     n_members, n_epochs, n_examples = predicted_label.shape
@@ -95,45 +184,7 @@ def compute_example_scores(
     y = np.asarray(given_labels, dtype=np.int64)
     if y.shape != (n_examples,):
         raise ValueError(f"given_labels {y.shape} must be (n_examples,) = ({n_examples},)")
-    if n_examples and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"given labels must lie in 0..{n_classes - 1}, got {y.min()}..{y.max()}")
-    in_sample = ~held_out
-    has_heldout = bool(held_out.any())
-
-    consistency_curve = compute_consistency(predicted_label, y)
-    consensus_curve, consensus_label_curve = compute_consensus(compute_vote_counts(predicted_label, n_classes))
-    heldout_curve = (compute_consistency(predicted_label, y, held_out) if has_heldout
-                     else np.full((n_epochs, n_examples), np.nan))
-    in_curve = compute_consistency(predicted_label, y, in_sample) if has_heldout else consistency_curve
-    accessibility = compute_accessibility(in_curve)
-
-    prob_curve = _masked_member_mean(label_prob.astype(np.float64), in_sample)
-    margin_curve = _masked_member_mean(margin.astype(np.float64), in_sample)
-    mislabel_score = compute_mislabel_score(prob_curve, margin_curve, method=options.mislabel_method)
-
-    in_probs = _mean_probs(prob_sum.astype(np.float64), in_sample.sum(axis=0))
-    use_heldout = options.count_from == "held_out" or (options.count_from == "auto" and has_heldout)
-    if use_heldout and not has_heldout:
-        raise ValueError("count_from='held_out' needs cross-fitting (n_folds >= 2)")
-    count_probs = _mean_probs(heldout_prob_sum.astype(np.float64), held_out.sum(axis=0)) if use_heldout else in_probs
-    n_errors = estimate_n_label_errors(np.nan_to_num(count_probs, nan=1.0 / n_classes), y)
-
-    return ExampleScores(
-        consistency_curve=consistency_curve,
-        consensus_curve=consensus_curve,
-        consensus_label_curve=consensus_label_curve,
-        heldout_consistency_curve=heldout_curve,
-        consistency=consistency_curve[-1],
-        consensus=consensus_curve[-1],
-        consensus_label=consensus_label_curve[-1],
-        heldout_consistency=heldout_curve[-1],
-        accessibility=accessibility,
-        first_learned_epoch=compute_first_learned_epoch(consistency_curve, options.learned_threshold),
-        mean_label_prob=np.nanmean(prob_curve[1:], axis=0),
-        split=compute_splits(accessibility, options.easy_at_least, options.hard_below),
-        mislabel_score=mislabel_score,
-        is_suspected_mislabel=flag_suspected_mislabels(mislabel_score, n_errors),
-        suggested_label=compute_suggested_label(np.nan_to_num(in_probs), y),
-        estimated_n_errors=n_errors,
-        options=options,
-    )
+    acc = DynamicsAccumulator(y, n_classes, n_epochs, held_out)
+    for e in range(n_epochs):
+        acc.add_epoch(e, predicted_label[:, e], label_prob[:, e], margin[:, e], prob_sum[e], heldout_prob_sum[e])
+    return acc.scores(options)

@@ -12,37 +12,68 @@ from scoring.agreement import (
     compute_stage_accuracy_by_group,
     check_curves_ordered,
 )
-from scoring.scores import ExampleScores, compute_example_scores
+from scoring.scores import DynamicsAccumulator, ExampleScores, ScoringOptions
 from service import jobs
 from service.settings import Settings
 from service.store import Store, insert_arrow, to_json
 
 
-def load_dynamics(store: Store, job_id: str, model: str, n_members: int, n_epochs: int,
-                  n_examples: int, n_classes: int) -> dict[str, np.ndarray]:
-    """Committed predictions as arrays shaped (n_members, n_epochs + 1, n_examples) etc."""
-    shape = (n_members, n_epochs + 1, n_examples)
-    out = {"predicted_label": np.full(shape, -1, np.int16), "label_prob": np.zeros(shape, np.float32),
-           "margin": np.zeros(shape, np.float32), "held_out": np.zeros((n_members, n_examples), bool),
-           "prob_sum": np.zeros((n_epochs + 1, n_examples, n_classes), np.float32),
-           "heldout_prob_sum": np.zeros((n_epochs + 1, n_examples, n_classes), np.float32)}
-    with store.reader() as cur:
-        rows = cur.execute("SELECT member, epoch, example_id, predicted_label, label_prob, margin, held_out "
-                           "FROM predictions WHERE job_id = ? AND model = ?", [job_id, model]).fetchnumpy()
-        probs = cur.sql("SELECT epoch, example_id, prob_sum, heldout_prob_sum FROM group_probs "
-                        "WHERE job_id = $job AND model = $model", params={"job": job_id, "model": model}
-                        ).to_arrow_table()
-    m, e, i = (np.asarray(rows[c]).astype(np.int64) for c in ("member", "epoch", "example_id"))
-    for col in ("predicted_label", "label_prob", "margin"):
-        out[col][m, e, i] = rows[col]
-    out["held_out"][m, i] = rows["held_out"]
-    if (out["predicted_label"] < 0).any():
-        raise RuntimeError(f"job {job_id}: {model} predictions are incomplete; cannot score")
-    pe = probs.column("epoch").to_numpy().astype(np.int64)
-    pi = probs.column("example_id").to_numpy().astype(np.int64)
+def _epoch_predictions(cur, job_id: str, model: str, epoch: int, n_members: int, n_examples: int
+                       ) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """One epoch's committed predictions as (n_members, n_examples) arrays."""
+    rows = cur.execute("SELECT member, example_id, predicted_label, label_prob, margin, held_out FROM predictions "
+                       "WHERE job_id = ? AND model = ? AND epoch = ?", [job_id, model, epoch]).fetchnumpy()
+    if len(rows["member"]) != n_members * n_examples:
+        raise RuntimeError(f"job {job_id}: {model} epoch {epoch} has {len(rows['member'])} predictions, "
+                           f"expected {n_members * n_examples}; cannot score")
+    m, i = rows["member"].astype(np.int64), rows["example_id"].astype(np.int64)
+    out = {}
+    for col, dtype in (("predicted_label", np.int16), ("label_prob", np.float32), ("margin", np.float32),
+                       ("held_out", bool)):
+        arr = np.empty((n_members, n_examples), dtype=dtype)
+        arr[m, i] = rows[col]
+        out[col] = arr
+    return out
+
+
+def _epoch_probs(cur, job_id: str, model: str, epoch: int, n_examples: int, n_classes: int
+                 ) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """One epoch's class-probability sums over all groups, each (n_examples, n_classes)."""
+    table = cur.sql("SELECT example_id, prob_sum, heldout_prob_sum FROM group_probs "
+                    "WHERE job_id = $job AND model = $model AND epoch = $epoch",
+                    params={"job": job_id, "model": model, "epoch": epoch}).to_arrow_table()
+    ids = table.column("example_id").to_numpy().astype(np.int64)
+    sums = []
     for col in ("prob_sum", "heldout_prob_sum"):
-        flat = probs.column(col).combine_chunks().flatten().to_numpy()
-        np.add.at(out[col], (pe, pi), flat.reshape(len(pe), n_classes))
+        flat = table.column(col).combine_chunks().flatten().to_numpy().reshape(len(ids), n_classes)
+        total = np.zeros((n_examples, n_classes))
+        np.add.at(total, ids, flat)
+        sums.append(total)
+    return sums[0], sums[1]
+
+
+def compute_job_scores(store: Store, job_id: str, n_members: int, n_epochs: int, n_examples: int,
+                       n_classes: int, given: np.ndarray, options: ScoringOptions) -> ExampleScores:
+    """Stream the ensemble's predictions epoch by epoch into the scorer (memory ~ epochs x examples)."""
+    with store.reader() as cur:
+        first = _epoch_predictions(cur, job_id, "ensemble", 0, n_members, n_examples)
+        acc = DynamicsAccumulator(given, n_classes, n_epochs + 1, first["held_out"])
+        for epoch in range(n_epochs + 1):
+            pred = first if epoch == 0 else _epoch_predictions(cur, job_id, "ensemble", epoch, n_members, n_examples)
+            prob_sum, heldout_sum = _epoch_probs(cur, job_id, "ensemble", epoch, n_examples, n_classes)
+            acc.add_epoch(epoch, pred["predicted_label"], pred["label_prob"], pred["margin"], prob_sum, heldout_sum)
+    return acc.scores(options)
+
+
+def load_stage_predictions(store: Store, job_id: str, n_stages: int, n_examples: int) -> np.ndarray:
+    """AdaBoost's predicted labels after stages 1..T, (n_stages, n_examples)."""
+    with store.reader() as cur:
+        rows = cur.execute("SELECT epoch, example_id, predicted_label FROM predictions WHERE job_id = ? "
+                           "AND model = 'adaboost' AND epoch >= 1", [job_id]).fetchnumpy()
+    if len(rows["epoch"]) != n_stages * n_examples:
+        raise RuntimeError(f"job {job_id}: AdaBoost predictions are incomplete; cannot score")
+    out = np.empty((n_stages, n_examples), dtype=np.int16)
+    out[rows["epoch"].astype(np.int64) - 1, rows["example_id"].astype(np.int64)] = rows["predicted_label"]
     return out
 
 
@@ -52,15 +83,14 @@ def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScor
                                             [job.dataset_id]).fetchone()
         given = cur.execute("SELECT given_label FROM examples WHERE dataset_id = ? ORDER BY example_id",
                             [job.dataset_id]).fetchnumpy()["given_label"].astype(np.int64)
-    dyn = load_dynamics(store, job.job_id, "ensemble", job.spec.n_members, job.spec.n_epochs, n_examples, n_classes)
-    scores = compute_example_scores(**dyn, given_labels=given, options=job.scoring)
+    scores = compute_job_scores(store, job.job_id, job.spec.n_members, job.spec.n_epochs, n_examples, n_classes,
+                                given, job.scoring)
     summary: dict[str, object] = {"n_examples": n_examples,
                                   "split_counts": {s: int((scores.split == s).sum()) for s in ("easy", "intermediate", "hard")}}
     ada_access = family = None
     curves_rows = None
     if job.adaboost.enabled:
-        ada = load_dynamics(store, job.job_id, "adaboost", 1, job.adaboost.n_rounds, n_examples, n_classes)
-        stages = ada["predicted_label"][0, 1:]  # (T, n): stage t = 1..T
+        stages = load_stage_predictions(store, job.job_id, job.adaboost.n_rounds, n_examples)  # (T, n)
         ada_access = compute_boosting_accessibility(stages, given)
         corr = compute_difficulty_correlation(scores.accessibility, ada_access)
         curves = compute_stage_accuracy_by_group(stages, given, scores.split)
