@@ -1,7 +1,7 @@
 """Benchmark: REST read latency under load while a job trains.
 
     python benchmarks/api_load.py [--clients 50] [--seconds 30] [--examples 100000]
-        [--think-ms 0] [--quick] [--profile | --no-profile] [--out benchmarks/results]
+        [--think-ms 0] [--quick] [--profile | --no-profile] [--keep] [--out benchmarks/results]
 
 Starts a real `python -m service serve` on a free loopback port (its own data directory), uploads
 a seeded synthetic tabular NPZ (20 features, 10 classes, Gaussian class clusters, 5 % of labels
@@ -59,6 +59,10 @@ TRAINING_JOB = {"spec": {"n_members": 4, "n_epochs": 1000, "hidden_units": 32, "
                 "adaboost": {"enabled": False}}
 TARGET_P99_MS = 50.0
 FRAME = re.compile(r"(.*) \((.*):\d+\)")
+IDLE_LEAVES = {"Condition.wait (threading.py)", "Event.wait (threading.py)", "EpollSelector.select (selectors.py)",
+               "Thread.join (threading.py)", "Thread._wait_for_tstate_lock (threading.py)"}
+PLUMBING_FILES = {"threading.py", "_asyncio.py", "runners.py", "base_events.py", "events.py", "core.py", "main.py",
+                  "cli.py", "__main__.py", "_compat.py", "server.py", "_thread.py", "queue.py", "<frozen runpy>"}
 console = Console()
 
 
@@ -280,24 +284,31 @@ def pyspy_profile(server: Server, ids: dict, n_examples: int, n_clients: int, se
     return {"load": summarize(samples, elapsed)["endpoints"]["overall"], **top_frames(raw)}
 
 
-def top_frames(raw: Path, n_top: int = 25) -> dict:
-    """Self and inclusive sample shares per frame from py-spy's raw output ("f1;f2;...;fn count")."""
+def top_frames(raw: Path, n_top: int = 20) -> dict:
+    """Self and inclusive sample shares per function from py-spy's raw output ("f1;f2;...;fn count").
+
+    Stacks that end waiting (a threadpool worker with no request, the event loop in select) are
+    counted apart as idle; shares are of the busy samples. Thread and event-loop plumbing is left
+    out of the inclusive list (it contains everything)."""
     self_n: Counter[str] = Counter()
     incl: Counter[str] = Counter()
-    total = 0
+    busy = idle = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
         # "func (path/to/file.py:12)" -> "func (file.py)": one row per function, not per line
         frames = [f"{m[1]} ({Path(m[2]).name})" for m in map(FRAME.fullmatch, stack.split(";")) if m]
-        total += int(count)
-        if frames:
-            self_n[frames[-1]] += int(count)
+        if not frames or not count.isdigit():
+            continue
+        if frames[-1] in IDLE_LEAVES:
+            idle += int(count)
+            continue
+        busy += int(count)
+        self_n[frames[-1]] += int(count)
         for f in set(frames):
-            incl[f] += int(count)
-    share = lambda c: {k: round(v / max(total, 1), 4) for k, v in c.most_common(n_top)}  # noqa: E731
-    return {"samples": total, "self": share(self_n), "inclusive": share(incl)}
+            if f.rsplit("(", 1)[-1].rstrip(")") not in PLUMBING_FILES:
+                incl[f] += int(count)
+    share = lambda c: {k: round(v / max(busy, 1), 4) for k, v in c.most_common(n_top)}  # noqa: E731
+    return {"busy_samples": busy, "idle_samples": idle, "self": share(self_n), "inclusive": share(incl)}
 
 
 def time_call(fn: Callable[[], object], reps: int) -> dict[str, float]:
@@ -307,6 +318,23 @@ def time_call(fn: Callable[[], object], reps: int) -> dict[str, float]:
         fn()
         ms.append((time.perf_counter() - started) * 1000)
     return {"p50_ms": float(np.median(ms)), "max_ms": float(max(ms))}
+
+
+# Variants of the queries behind the examples and dynamics endpoints, each dropping or moving one part.
+SCORES_ONLY = "SELECT * FROM example_scores WHERE job_id = ? ORDER BY example_id LIMIT 100 OFFSET ?"
+SCORES_EXAMPLES = ("SELECT s.*, e.source FROM example_scores s JOIN examples e ON e.dataset_id = ? "
+                   "AND e.example_id = s.example_id WHERE s.job_id = ? ORDER BY s.example_id LIMIT 100 OFFSET ?")
+PAGE_FIRST = """
+    WITH page AS (SELECT * FROM example_scores WHERE job_id = $job ORDER BY example_id LIMIT 100 OFFSET $offset)
+    SELECT p.example_id, e.source, $names[p.given_label + 1] AS given_label, p.consistency, p.consensus,
+           $names[p.consensus_label + 1] AS consensus_label, p.heldout_consistency, p.accessibility,
+           p.first_learned_epoch, p.mean_label_prob, p.split, p.mislabel_score, p.is_suspected_mislabel,
+           $names[p.suggested_label + 1] AS suggested_label, p.adaboost_accessibility, p.family_agreement
+    FROM page p JOIN examples e ON e.dataset_id = $dataset AND e.example_id = p.example_id
+    ORDER BY p.example_id"""
+DYNAMICS_ONE_PASS = ("SELECT epoch, least(floor(consistency * $bins), $bins - 1)::INT, "
+                     "least(floor(consensus * $bins), $bins - 1)::INT, count(*) FROM example_epoch_stats "
+                     "WHERE job_id = $job GROUP BY ALL")
 
 
 def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> dict[str, dict[str, float]]:
@@ -319,37 +347,34 @@ def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> d
     job_id, dataset_id = ids["job_id"], ids["dataset_id"]
     rng = random.Random(2)
     offset = lambda: rng.randrange(max(n_examples - 100, 1))  # noqa: E731
-    scores = "SELECT * FROM example_scores WHERE job_id = ? ORDER BY example_id LIMIT 100 OFFSET ?"
-    joined = ("SELECT s.*, e.source FROM example_scores s JOIN examples e ON e.dataset_id = ? "
-              "AND e.example_id = s.example_id WHERE s.job_id = ? ORDER BY s.example_id LIMIT 100 OFFSET ?")
-    names = ("SELECT unnest(json_extract_string(class_names, '$[*]')), generate_subscripts("
-             "json_extract_string(class_names, '$[*]'), 1) - 1 FROM datasets WHERE dataset_id = ?")
+    names = queries.get_dataset(store, dataset_id).class_names
 
-    def sql(query: str, params: Callable[[], list]) -> Callable[[], None]:
+    def sql(query: str, params: Callable[[], list | dict]) -> Callable[[], None]:
         def run() -> None:
             with store.reader() as cur:
-                cur.execute(query, params()).fetchall()
+                cur.sql(query, params=params()).fetchall()
         return run
 
-    def cursor() -> None:
-        with store.reader() as cur:
-            cur.execute("SELECT 1").fetchall()
-
     page = queries.score_rows(store, job_id, limit=100).to_pylist()
+    in_memory = queries.score_rows(store, job_id)  # a whole finished job, as a cache would hold it
     calls = {
-        "reader() cursor + SELECT 1": cursor,
+        "reader() cursor + SELECT 1": sql("SELECT 1", list),
         "jobs.get_job": lambda: jobs.get_job(store, job_id),
         "score_rows(limit=100, offset=random)": lambda: queries.score_rows(store, job_id, limit=100, offset=offset()),
         "score_rows(split=hard, limit=50)": lambda: queries.score_rows(store, job_id, split="hard", limit=50),
         "score_rows(suspected, by mislabel_score, 50)": lambda: queries.score_rows(
             store, job_id, suspected_only=True, order="mislabel_score", limit=50),
         "count_rows()": lambda: queries.count_rows(store, job_id),
-        "count_rows(split=hard)": lambda: queries.count_rows(store, job_id, split="hard"),
         "dynamics_histograms": lambda: queries.dynamics_histograms(store, job_id),
         "adaboost_curves": lambda: queries.adaboost_curves(store, job_id),
-        "SQL: example_scores only (no joins)": sql(scores, lambda: [job_id, offset()]),
-        "SQL: + examples join (no class names)": sql(joined, lambda: [dataset_id, job_id, offset()]),
-        "SQL: class-name CTE alone": sql(names, lambda: [dataset_id]),
+        "variant: example_scores page only (no joins)": sql(SCORES_ONLY, lambda: [job_id, offset()]),
+        "variant: + examples join (no class names)": sql(SCORES_EXAMPLES, lambda: [dataset_id, job_id, offset()]),
+        "variant: page first, then examples join + $names[label + 1]": sql(PAGE_FIRST, lambda: {
+            "job": job_id, "offset": offset(), "names": names, "dataset": dataset_id}),
+        "variant: dynamics in one GROUP BY (both histograms)": sql(DYNAMICS_ONE_PASS, lambda: {
+            "job": job_id, "bins": 20}),
+        "variant: whole job's scores (to cache once)": lambda: queries.score_rows(store, job_id),
+        "variant: 100 rows sliced from the cached Arrow table": lambda: in_memory.slice(offset(), 100).to_pylist(),
         "pydantic: ExamplePage of 100 rows -> JSON": lambda: ExamplePage(
             job_id=job_id, total=n_examples, limit=100, offset=0,
             items=[ExampleOut(**r) for r in page]).model_dump_json(),
@@ -361,14 +386,16 @@ def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> d
 
 
 def threaded_throughput(data_dir: Path, ids: dict, n_examples: int, seconds: float = 3.0) -> dict[str, float]:
-    """score_rows calls per second in-process with 1, 4 and 16 threads: does the query scale?"""
+    """score_rows calls per second in-process by Python threads (and DuckDB threads): does it scale?"""
     from service import queries
     from service.store import Store
 
     store = Store(data_dir / "curate.duckdb")
     out = {}
     try:
-        for n_threads in (1, 4, 16):
+        for n_threads, duckdb_threads in ((1, os.cpu_count()), (4, os.cpu_count()), (16, os.cpu_count()), (4, 1)):
+            with store.reader() as cur:
+                cur.execute(f"SET threads = {int(duckdb_threads)}")  # a database-wide setting
             counts = [0] * n_threads
             deadline = time.perf_counter() + seconds
 
@@ -383,7 +410,7 @@ def threaded_throughput(data_dir: Path, ids: dict, n_examples: int, seconds: flo
                 t.start()
             for t in threads:
                 t.join()
-            out[f"{n_threads} threads"] = sum(counts) / seconds
+            out[f"{n_threads} threads, duckdb threads={duckdb_threads}"] = sum(counts) / seconds
     finally:
         store.close()
     return out
@@ -452,10 +479,13 @@ def write_markdown(path: Path, result: dict) -> None:
         if "skipped" in spy:
             lines += [f"py-spy: {spy['skipped']}"]
         else:
-            lines += [f"py-spy on the server, {spy['samples']} samples during a burst (overall p99 "
-                      f"{spy['load']['p99_ms']:.0f} ms). Inclusive share of samples, top frames:", ""]
-            lines += md_rows(["frame", "inclusive", "self"], [[f"`{k}`", f"{v:.1%}", f"{spy['self'].get(k, 0):.1%}"]
-                                                             for k, v in spy["inclusive"].items()])
+            lines += [f"py-spy on the server (all threads, 100 Hz) during a 10 s burst of the same load (overall "
+                      f"p99 {spy['load']['p99_ms']:.0f} ms): {spy['busy_samples']} busy samples, "
+                      f"{spy['idle_samples']} idle (waiting) left out. Share of busy samples:", ""]
+            lines += md_rows(["function (inclusive)", "share"], [[f"`{k}`", f"{v:.1%}"]
+                                                               for k, v in spy["inclusive"].items()])
+            lines += [""] + md_rows(["function (self: on top of the stack)", "share"],
+                                    [[f"`{k}`", f"{v:.1%}"] for k, v in spy["self"].items()])
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -500,7 +530,10 @@ def run(args: argparse.Namespace) -> dict:
             prof["threaded"] = threaded_throughput(work / "data", ids, args.examples)
     finally:
         server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            console.print(f"kept {work} (DuckDB file: {work / 'data' / 'curate.duckdb'})")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return {"command": "python benchmarks/api_load.py " + " ".join(sys.argv[1:]), "machine": describe_machine(),
             "config": {"clients": args.clients, "seconds": args.seconds, "examples": args.examples,
                        "think_ms": args.think_ms, "endpoints": ENDPOINTS, "target_p99_ms": TARGET_P99_MS},
@@ -517,6 +550,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 clients, 5 s, 20,000 examples")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="profile even on a PASS (--no-profile: never); default: on a MISS")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     if args.quick:

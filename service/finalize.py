@@ -21,33 +21,41 @@ from service.store import Store, insert_arrow, to_json
 def _epoch_predictions(cur, job_id: str, model: str, epoch: int, n_members: int, n_examples: int
                        ) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
     """One epoch's committed predictions as (n_members, n_examples) arrays."""
-    rows = cur.execute("SELECT member, example_id, predicted_label, label_prob, margin, held_out FROM predictions "
-                       "WHERE job_id = ? AND model = ? AND epoch = ?", [job_id, model, epoch]).fetchnumpy()
-    if len(rows["member"]) != n_members * n_examples:
-        raise RuntimeError(f"job {job_id}: {model} epoch {epoch} has {len(rows['member'])} predictions, "
+    table = cur.sql("SELECT member, example_id, predicted_label, label_prob, margin, held_out FROM predictions "
+                    "WHERE job_id = $job AND model = $model AND epoch = $epoch",
+                    params={"job": job_id, "model": model, "epoch": epoch}).to_arrow_table()
+    if table.num_rows != n_members * n_examples:
+        raise RuntimeError(f"job {job_id}: {model} epoch {epoch} has {table.num_rows} predictions, "
                            f"expected {n_members * n_examples}; cannot score")
-    m, i = rows["member"].astype(np.int64), rows["example_id"].astype(np.int64)
+    # one row per (member, example): its flat position; rows usually arrive in order already
+    flat = table.column("member").to_numpy().astype(np.int64) * n_examples + table.column("example_id").to_numpy()
+    in_order = bool((flat == np.arange(len(flat))).all())
     out = {}
-    for col, dtype in (("predicted_label", np.int16), ("label_prob", np.float32), ("margin", np.float32),
-                       ("held_out", bool)):
-        arr = np.empty((n_members, n_examples), dtype=dtype)
-        arr[m, i] = rows[col]
-        out[col] = arr
+    for col in ("predicted_label", "label_prob", "margin", "held_out"):
+        values = table.column(col).to_numpy(zero_copy_only=False)
+        if not in_order:
+            placed = np.empty_like(values)
+            placed[flat] = values
+            values = placed
+        out[col] = values.reshape(n_members, n_examples)
     return out
 
 
 def _epoch_probs(cur, job_id: str, model: str, epoch: int, n_examples: int, n_classes: int
                  ) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     """One epoch's class-probability sums over all groups, each (n_examples, n_classes)."""
-    table = cur.sql("SELECT example_id, prob_sum, heldout_prob_sum FROM group_probs "
-                    "WHERE job_id = $job AND model = $model AND epoch = $epoch",
+    table = cur.sql("SELECT group_id, example_id, prob_sum, heldout_prob_sum FROM group_probs "
+                    "WHERE job_id = $job AND model = $model AND epoch = $epoch ORDER BY group_id, example_id",
                     params={"job": job_id, "model": model, "epoch": epoch}).to_arrow_table()
+    groups = table.column("group_id").to_numpy()
     ids = table.column("example_id").to_numpy().astype(np.int64)
+    bounds = np.flatnonzero(np.diff(groups)) + 1  # each group covers every example once
     sums = []
     for col in ("prob_sum", "heldout_prob_sum"):
         flat = table.column(col).combine_chunks().flatten().to_numpy().reshape(len(ids), n_classes)
         total = np.zeros((n_examples, n_classes))
-        np.add.at(total, ids, flat)
+        for part_ids, part in zip(np.split(ids, bounds), np.split(flat, bounds)):
+            total[part_ids] += part
         sums.append(total)
     return sums[0], sums[1]
 

@@ -1,0 +1,607 @@
+"""Benchmark: training and record-pass throughput of member groups, and one `curate score` job end to end.
+
+    python benchmarks/throughput.py [--device auto|cpu|cuda] [--threads 1,2] [--members 8,16]
+        [--cnn-members 8] [--cnn-images 2048] [--cnn-steps 2] [--skip-cnn] [--skip-cli]
+        [--profile] [--quick] [--out benchmarks/results]
+
+Sections (every timing after warm-up; torch threads set per row; CUDA synchronised before reads):
+  1. MLP steps: 50,000 x 64 synthetic tabular data, 10 classes, default TrainSpec (256 units x 2
+     layers, Jumpout, auto batch 256). One group of N members (vectorised, baddbmm) against N
+     groups of 1 member trained one after another, same steps and examples per member. The step
+     is train_group's loop body (models.ensemble helpers: data.batch(idx), forward, loss, AdamW).
+     Also the same step with AdamW(fused=True), a proposed change measured without editing code.
+  2. Dropout overhead: the vectorised step with dropout none / dropout / jumpout.
+  3. MLP epochs through `train_group` itself (real code path, largest N, first thread count):
+     epoch 0 is the record pass alone; epoch 1 is train + record; train = epoch 1 - epoch 0.
+  4. CNN: CIFAR-shaped synthetic uint8 images (3 x 32 x 32), EnsembleCNN at the width whose
+     parameter count per member is nearest 2M; training steps at batch 128 and the record pass
+     (`_record`, all members on a chunk). On CPU a subset and a few steps keep this to minutes.
+  5. `curate score` on scikit-learn digits (16 members x 30 epochs), a subprocess timed wall to
+     wall, with CURATE_TORCH_THREADS = each thread count, AdaBoost off and on; plus the parts of
+     that time measured in isolation (imports, train_group in-process, record pass, AdamW).
+     --profile also runs one job under py-spy and sums its samples by category.
+
+Writes `<out>/throughput.json` and `<out>/throughput.md` and prints the tables. The machine load
+average is recorded before and after every section: on a shared CPU the numbers move with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `models` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from torch import nn  # noqa: E402
+
+from models.ensemble import (  # noqa: E402  (private helpers: the benchmark times train_group's own parts)
+    RECORD_CHUNK,
+    _epoch_order,
+    _forward,
+    _prepare,
+    _record,
+    resolve_batch_size,
+    resolve_device,
+    train_group,
+)
+from models.nets import build_ensemble  # noqa: E402
+from models.spec import TrainSpec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+VEC_TARGET = 10.0  # MLP: vectorised >= 10x one member after another (issue target, 2-core CPU)
+CLI_TARGET_S = 20.0  # curate score digits, 16 members x 30 epochs, end to end
+CLI_MEMBERS, CLI_EPOCHS = 16, 30
+N_TAB, D_TAB, N_CLASSES = 50_000, 64, 10
+CNN_PARAMS = 2_000_000
+CNN_BATCH = 128
+ROW_DEADLINE_S = 10.0  # most timed seconds per MLP row
+CLI_TIMEOUT_S = 120.0  # a curate score run is stopped (its process group killed) after this
+DEFAULTS = {  # per device type; the CPU ones keep the whole run near 8 minutes on 2 busy cores
+    "cpu": {"mlp_steps": 20, "cnn_images": 2048, "cnn_steps": 2, "cnn_members": "8", "record_images": 256},
+    "cuda": {"mlp_steps": 200, "cnn_images": 50_000, "cnn_steps": 20, "cnn_members": "8,16",
+             "record_images": 50_000},
+}
+console = Console(stderr=True)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def describe_machine(device: torch.device) -> dict[str, object]:
+    return {"command": " ".join(["python", *sys.argv]), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "device": str(device), "cuda_device": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+            "default_torch_threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "load_average_at_start": load_average()}
+
+
+class StepRunner:
+    """One member group's training step, as in train_group's loop: per-member batches idx (M, B)."""
+
+    def __init__(self, spec: TrainSpec, kind: str, data, members: list[int], x_shape: tuple[int, ...],
+                 device: torch.device, batch_size: int, n_steps: int, fused: bool = False) -> None:
+        gen = torch.Generator(device=device).manual_seed(spec.random_state)
+        self.net = build_ensemble(kind, members, x_shape, N_CLASSES, spec, gen).to(device)  # type: ignore[arg-type]
+        extra = {"fused": True} if fused else {}
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=spec.learning_rate,
+                                     weight_decay=spec.weight_decay, **extra)
+        self.data, self.loss_fn = data, nn.CrossEntropyLoss(reduction="none")
+        all_idx = [np.arange(len(data.y))] * len(members)
+        order = _epoch_order(all_idx, members, spec.random_state, 1, batch_size, n_steps)
+        self.order = torch.as_tensor(order, device=device)  # (n_steps, M, B)
+
+    def step(self, i: int) -> None:
+        idx = self.order[i % len(self.order)]
+        logits = _forward(self.net, self.data, idx)
+        loss = self.loss_fn(logits.flatten(0, 1), self.data.y[idx].flatten()).view(idx.shape).mean(dim=1).sum()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
+def time_steps(runners: list[StepRunner], n_warmup: int, n_steps: int, device: torch.device,
+               deadline_s: float = float("inf")) -> tuple[list[float], int]:
+    """Seconds of each timed step of the runners, trained one after another, and member-steps done.
+
+    Stops early once the timed steps took deadline_s (oversubscribed threads can be 100x slower)."""
+    times: list[float] = []
+    member_steps = 0
+    for r in runners:
+        for i in range(n_warmup):
+            r.step(i)
+        sync(device)
+        for i in range(n_steps):
+            t = time.perf_counter()
+            r.step(n_warmup + i)
+            sync(device)
+            times.append(time.perf_counter() - t)
+            member_steps += r.net.n_members
+            if sum(times) > deadline_s:
+                return times, member_steps
+    return times, member_steps
+
+
+def section(name: str, fn: Callable[[], dict]) -> dict:
+    console.print(f"[bold]{name}[/] (load average {load_average()})")
+    before, t = load_average(), time.perf_counter()
+    result = fn()
+    result.update(load_average_before=before, load_average_after=load_average(),
+                  section_seconds=round(time.perf_counter() - t, 1))
+    return result
+
+
+# --- 1-3. MLP ----------------------------------------------------------------------------------
+
+
+def tabular_data(n: int, device: torch.device, random_state: int = 0):
+    rng = np.random.default_rng(random_state)
+    X = rng.standard_normal((n, D_TAB)).astype(np.float32)
+    y = rng.integers(0, N_CLASSES, n)
+    return X, y, _prepare(X, y, "mlp", device)
+
+
+def mlp_row(spec: TrainSpec, data, n_members: int, mode: str, threads: int, args, device, fused: bool = False) -> dict:
+    torch.set_num_threads(threads)
+    batch = resolve_batch_size(spec, N_TAB)
+    groups = [list(range(n_members))] if mode == "vectorised" else [[m] for m in range(n_members)]
+    runners = [StepRunner(spec, "mlp", data, g, (D_TAB,), device, batch, args.mlp_steps + 3, fused) for g in groups]
+    times, member_steps = time_steps(runners, 2, args.mlp_steps, device, ROW_DEADLINE_S)
+    total = sum(times)
+    return {"threads": threads, "n_members": n_members, "mode": mode, "dropout": spec.dropout,
+            "adamw": "fused" if fused else "default", "batch_size": batch, "timed_steps": len(times),
+            "complete": member_steps == n_members * args.mlp_steps,
+            "ms_per_step": round(1e3 * total * n_members / member_steps, 2),  # per step of all N members
+            "ensemble_examples_per_s": round(member_steps * batch / total), "load_average": load_average()}
+
+
+def run_mlp_steps(args, device: torch.device) -> dict:
+    _, _, data = tabular_data(N_TAB, device)
+    rows = []
+    for threads in args.threads:
+        for n in args.members:
+            for mode, fused in (("vectorised", False), ("sequential", False), ("vectorised", True)):
+                rows.append(mlp_row(TrainSpec(device=str(device)), data, n, mode, threads, args, device, fused))
+                console.print(rows[-1])
+    for r in rows:
+        if r["mode"] == "vectorised" and r["adamw"] == "default":
+            seq = next(s for s in rows if s["mode"] == "sequential" and s["threads"] == r["threads"]
+                       and s["n_members"] == r["n_members"])
+            r["speedup_vs_sequential"] = round(r["ensemble_examples_per_s"] / seq["ensemble_examples_per_s"], 2)
+    return {"method": "train_group's step body through build_ensemble (no record pass, no epoch setup)",
+            "rows": rows}
+
+
+def run_dropout(args, device: torch.device) -> dict:
+    _, _, data = tabular_data(N_TAB, device)
+    n, rows = max(args.members), []
+    for threads in args.threads:
+        for kind in ("none", "dropout", "jumpout"):
+            rows.append(mlp_row(TrainSpec(device=str(device), dropout=kind), data, n, "vectorised", threads,
+                                args, device))
+            console.print(rows[-1])
+    for r in rows:
+        base = next(b for b in rows if b["dropout"] == "none" and b["threads"] == r["threads"])
+        r["slowdown_vs_none"] = round(base["ensemble_examples_per_s"] / r["ensemble_examples_per_s"], 2)
+    return {"rows": rows}
+
+
+def group_epoch(X: np.ndarray, y: np.ndarray, spec: TrainSpec, members: list[int]) -> tuple[float, float]:
+    """(record-pass seconds, train seconds) of one train_group epoch; setup excluded."""
+    records = list(train_group(X, y, N_CLASSES, spec, members))
+    return records[0].seconds, records[1].seconds - records[0].seconds
+
+
+def run_mlp_epochs(args, device: torch.device) -> dict:
+    torch.set_num_threads(args.threads[0])
+    X, y, _ = tabular_data(N_TAB, device)
+    n = max(args.members)
+    spec = TrainSpec(n_members=n, n_epochs=1, device=str(device))
+    rows = []
+    for mode, groups in (("vectorised", [list(range(n))]), ("sequential", [[m] for m in range(n)])):
+        rec, train = map(sum, zip(*(group_epoch(X, y, spec, g) for g in groups)))
+        rows.append({"threads": args.threads[0], "n_members": n, "mode": mode, "train_seconds": round(train, 2),
+                     "record_seconds": round(rec, 2),
+                     "train_ensemble_examples_per_s": round(n * N_TAB / train),
+                     "record_ensemble_examples_per_s": round(n * N_TAB / rec), "load_average": load_average()})
+        console.print(rows[-1])
+    rows[0]["train_speedup_vs_sequential"] = round(rows[1]["train_seconds"] / rows[0]["train_seconds"], 2)
+    return {"method": "train_group, n_epochs=1: record = epoch-0 seconds, train = epoch-1 seconds - record",
+            "rows": rows}
+
+
+# --- 4. CNN ------------------------------------------------------------------------------------
+
+
+def cnn_params(width: int) -> int:
+    net = build_ensemble("cnn", [0], (3, 32, 32), N_CLASSES, TrainSpec(cnn_width=width))
+    return sum(p.numel() for p in net.parameters())
+
+
+def cnn_gflop(width: int) -> float:
+    """Forward GFLOP per image and member (convolutions and head; 2 FLOP per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = build_ensemble("cnn", [0], (3, 32, 32), N_CLASSES, TrainSpec(cnn_width=width)).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.zeros(1, 3, 32, 32))
+    return counter.get_total_flops() / 1e9
+
+
+def pick_cnn_width() -> tuple[int, list[dict]]:
+    lo, hi = 4, 512  # params grow monotonically with width: bisect for the first width >= 2M
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if cnn_params(mid) < CNN_PARAMS else (lo, mid)
+    width = min((lo - 1, lo), key=lambda w: abs(cnn_params(w) - CNN_PARAMS))
+    table = [{"cnn_width": w, "params_per_member": cnn_params(w), "forward_gflop_per_image": round(cnn_gflop(w), 3)}
+             for w in sorted({32, 64, 96, 128, width})]
+    return width, table
+
+
+def cnn_row(spec: TrainSpec, X: np.ndarray, y: np.ndarray, n: int, args, device) -> dict:
+    data = _prepare(X, y, "cnn", device)
+    runner = StepRunner(spec, "cnn", data, list(range(n)), X.shape[1:], device, CNN_BATCH, args.cnn_steps + 1)
+    warm = StepRunner(spec, "cnn", data, list(range(n)), X.shape[1:], device, 16, 1)  # cheap first-call warm-up
+    warm.step(0)
+    per_step, _ = time_steps([runner], 1 if device.type == "cuda" else 0, args.cnn_steps, device)
+    row = {"n_members": n, "threads": torch.get_num_threads(), "batch_size": CNN_BATCH,
+           "step_seconds": [round(s, 2) for s in per_step],
+           "train_ensemble_images_per_s": round(n * CNN_BATCH * len(per_step) / sum(per_step), 1)}
+    chunk = _prepare(X[: args.record_images], y[: args.record_images], "cnn", device)
+    held = np.zeros((n, len(chunk.y)), dtype=bool)
+    try:
+        _record(runner.net, _prepare(X[:16], y[:16], "cnn", device), held[:, :16], N_CLASSES, 0, 0,
+                list(range(n)), 0.0, 0.0)  # warm-up at a small size
+        sync(device)
+        t = time.perf_counter()
+        _record(runner.net, chunk, held, N_CLASSES, 0, 1, list(range(n)), 0.0, t)
+        sync(device)
+        seconds = time.perf_counter() - t
+        row.update(record_images=len(chunk.y), record_seconds=round(seconds, 2),
+                   record_ensemble_images_per_s=round(n * len(chunk.y) / seconds, 1))
+    except torch.OutOfMemoryError as exc:  # RECORD_CHUNK images x all members at once
+        row.update(record_images=len(chunk.y), record_error=f"out of memory at RECORD_CHUNK={RECORD_CHUNK}: {exc}"[:300])
+    row["load_average"] = load_average()
+    return row
+
+
+def run_cnn(args, device: torch.device) -> dict:
+    torch.set_num_threads(args.threads[0])
+    width, widths = pick_cnn_width()
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (args.cnn_images, 3, 32, 32), dtype=np.uint8)
+    y = rng.integers(0, N_CLASSES, args.cnn_images)
+    spec = TrainSpec(model="cnn", cnn_width=width, batch_size=CNN_BATCH, device=str(device))
+    rows = []
+    for n in args.cnn_members:
+        rows.append(cnn_row(spec, X, y, n, args, device))
+        console.print(rows[-1])
+    return {"cnn_width": width, "widths": widths, "n_images": args.cnn_images, "dropout": spec.dropout,
+            "record_chunk": RECORD_CHUNK, "rows": rows}
+
+
+# --- 5. curate score end to end ----------------------------------------------------------------
+
+
+def write_digits(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    path = folder / "digits.npz"
+    np.savez(path, X=X.astype(np.float32), y=y)
+    return path, X.astype(np.float32), y.astype(np.int64)
+
+
+def cli_command(npz: Path, data_dir: Path, adaboost: bool, device: str) -> list[str]:
+    return [str(ROOT / ".venv/bin/curate"), "score", str(npz), "--members", str(CLI_MEMBERS), "--epochs",
+            str(CLI_EPOCHS), "--adaboost" if adaboost else "--no-adaboost", "--device", device,
+            "--data-dir", str(data_dir)]
+
+
+def time_cli(npz: Path, tmp: Path, threads: int, adaboost: bool, device: str) -> dict:
+    data_dir = Path(tempfile.mkdtemp(dir=tmp))
+    env = {**os.environ, "CURATE_TORCH_THREADS": str(threads)}
+    before, t = load_average(), time.perf_counter()
+    proc = subprocess.Popen(cli_command(npz, data_dir, adaboost, device), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=CLI_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # the CLI and its spawned worker share the new session's group
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+    seconds = time.perf_counter() - t
+    ok = proc.returncode == 0
+    return {"threads": threads, "adaboost": adaboost, "seconds": round(seconds, 1), "returncode": proc.returncode,
+            "timed_out": seconds >= CLI_TIMEOUT_S, "meets_target": ok and seconds <= CLI_TARGET_S,
+            "stderr_tail": stderr[-300:], "load_average_before": before, "load_average_after": load_average()}
+
+
+def time_import(module: str) -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=ROOT)
+    return round(time.perf_counter() - t, 2)
+
+
+def digits_parts(X: np.ndarray, y: np.ndarray, device: torch.device, threads: int) -> dict:
+    """train_group in this process on the CLI's job, and its record pass and optimizer alone."""
+    torch.set_num_threads(threads)
+    spec = TrainSpec(n_members=CLI_MEMBERS, n_epochs=CLI_EPOCHS, device=str(device))
+    t = time.perf_counter()
+    records = list(train_group(X, y, N_CLASSES, spec, list(range(CLI_MEMBERS))))
+    total = time.perf_counter() - t
+    data = _prepare(X, y, "mlp", device)
+    batch = resolve_batch_size(spec, len(y))
+    n_steps = int(np.ceil(len(y) / batch))
+    out: dict[str, object] = {"threads": threads, "train_group_seconds": round(total, 2),
+                              "record_pass_seconds_epoch0": round(records[0].seconds, 3),
+                              "steps": n_steps * CLI_EPOCHS, "batch_size": batch}
+    for fused in (False, True):
+        runner = StepRunner(spec, "mlp", data, list(range(CLI_MEMBERS)), (64,), device, batch, n_steps, fused)
+        ms = 1e3 * statistics.median(time_steps([runner], 3, 30, device)[0])
+        out[f"ms_per_step_{'fused' if fused else 'default'}_adamw"] = round(ms, 2)
+    runner.opt.zero_grad()
+    for p in runner.net.parameters():
+        p.grad = torch.randn_like(p)
+    for fused in (False, True):
+        opt = torch.optim.AdamW(runner.net.parameters(), **({"fused": True} if fused else {}))
+        ms = 1e3 * statistics.median(_timed(opt.step, 30, device))
+        out[f"ms_adamw_step_{'fused' if fused else 'default'}"] = round(ms, 2)
+    return out
+
+
+def _timed(fn: Callable[[], object], n: int, device: torch.device) -> list[float]:
+    fn()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def profile_cli(npz: Path, tmp: Path, threads: int, device: str) -> dict:
+    """py-spy over one job (all processes); samples summed by category, in seconds of samples."""
+    raw, rate = tmp / "profile.txt", 50
+    cmd = [str(ROOT / ".venv/bin/py-spy"), "record", "--subprocesses", "--nonblocking", "--rate", str(rate),
+           "--format", "raw", "-o", str(raw), "--", *cli_command(npz, Path(tempfile.mkdtemp(dir=tmp)), False, device)]
+    subprocess.run(cmd, env={**os.environ, "CURATE_TORCH_THREADS": str(threads)}, capture_output=True, cwd=ROOT)
+    totals: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, count = line.rsplit(" ", 1)
+        totals[categorise(stack)] += int(count) / rate
+    return {"threads": threads, "seconds_by_category": {k: round(v, 2) for k, v in totals.most_common()}}
+
+
+CATEGORIES = [  # first match wins; py-spy raw stacks, outermost frame first
+    ("_compile_bytecode", "import: compiling .py (no .pyc; PYTHONDONTWRITEBYTECODE)"),
+    ("_find_and_load", "import"), ("_save_checkpoint", "train_group: checkpoint save"),
+    ("_record (models", "train_group: record pass"), ("adam", "train_group: AdamW step"),
+    ("backward (", "train_group: backward"), ("Jumpout.forward", "train_group: Jumpout forward"),
+    ("forward (models/nets", "train_group: forward"), ("cross_entropy", "train_group: loss"),
+    ("_Data.batch", "train_group: X[idx] indexing"), ("_epoch_order", "train_group: epoch order"),
+    ("train_group", "train_group: other (Python per step)"), ("runner.py", "engine: commit epoch"),
+    ("store.py", "engine: DuckDB"), ("scoring/", "scoring"), ("finalize", "scoring"),
+    ("ingest", "ingest"), ("datasets.py", "ingest"), ("wait_with_progress", "CLI: progress loop"),
+]
+
+
+def categorise(stack: str) -> str:
+    for needle, name in CATEGORIES:
+        if needle in stack:
+            return name
+    return "other: " + stack.rsplit(";", 1)[-1].strip()[:60]
+
+
+def run_cli(args, device: torch.device) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="curate-throughput-"))
+    npz, X, y = write_digits(tmp)
+    rows = []
+    for threads in args.threads:
+        for adaboost in (False, True):
+            rows.append(time_cli(npz, tmp, threads, adaboost, args.device))
+            console.print(rows[-1])
+    parts = {"import_service_cli_seconds": time_import("service.cli"),
+             "import_torch_models_ensemble_seconds": time_import("models.ensemble"),
+             "in_process": digits_parts(X, y, device, args.threads[0])}
+    console.print(parts)
+    result = {"job": f"digits 1797 x 64, {CLI_MEMBERS} members x {CLI_EPOCHS} epochs", "rows": rows,
+              "parts": parts}
+    if args.profile:
+        result["profile"] = profile_cli(npz, tmp, args.threads[0], args.device)
+        console.print(result["profile"])
+    return result
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def verdicts(report: dict) -> list[dict]:
+    out = []
+    for r in report["mlp_steps"]["rows"]:
+        if "speedup_vs_sequential" in r:
+            out.append({"target": f"MLP vectorised >= {VEC_TARGET:g}x one member after another "
+                                  f"(N={r['n_members']}, {r['threads']} thread(s), steps)",
+                        "shown": f"{r['speedup_vs_sequential']}x", "met": r["speedup_vs_sequential"] >= VEC_TARGET})
+    for r in report.get("mlp_epochs", {}).get("rows", []):
+        if "train_speedup_vs_sequential" in r:
+            out.append({"target": f"MLP vectorised >= {VEC_TARGET:g}x (N={r['n_members']}, {r['threads']} thread(s), "
+                                  "train_group epoch)",
+                        "shown": f"{r['train_speedup_vs_sequential']}x",
+                        "met": r["train_speedup_vs_sequential"] >= VEC_TARGET})
+    for r in report.get("cli", {}).get("rows", []):
+        out.append({"target": f"curate score digits {CLI_MEMBERS}x{CLI_EPOCHS} <= {CLI_TARGET_S:g} s "
+                              f"(CURATE_TORCH_THREADS={r['threads']}, AdaBoost {'on' if r['adaboost'] else 'off'})",
+                    "shown": f"{r['seconds']} s, load {r['load_average_before'][0]}", "met": r["meets_target"]})
+    return out
+
+
+def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of every table, shared by the terminal and the markdown file."""
+    out = []
+    mlp = report["mlp_steps"]["rows"]
+    out.append(("MLP training steps, 50,000 x 64, batch 256 (" + report["mlp_steps"]["method"] + ")",
+                ["threads", "N", "mode", "AdamW", "ms/step", "ensemble-examples/s", "speed-up", "load"],
+                [[str(r["threads"]), str(r["n_members"]), r["mode"] + ("" if r["complete"] else " (partial)"),
+                  r["adamw"], f"{r['ms_per_step']:.1f}",
+                  f"{r['ensemble_examples_per_s']:,}", str(r.get("speedup_vs_sequential", "")),
+                  str(r["load_average"][0])] for r in mlp]))
+    if "dropout" in report:
+        out.append(("Dropout overhead (vectorised, largest N)",
+                    ["threads", "N", "dropout", "ms/step", "ensemble-examples/s", "slow-down vs none", "load"],
+                    [[str(r["threads"]), str(r["n_members"]), r["dropout"] + ("" if r["complete"] else " (partial)"),
+                      f"{r['ms_per_step']:.1f}",
+                      f"{r['ensemble_examples_per_s']:,}", f"{r['slowdown_vs_none']}x", str(r["load_average"][0])]
+                     for r in report["dropout"]["rows"]]))
+    if "mlp_epochs" in report:
+        out.append(("MLP epoch through train_group (" + report["mlp_epochs"]["method"] + ")",
+                    ["threads", "N", "mode", "train s", "record s", "train ens-ex/s", "record ens-ex/s", "speed-up",
+                     "load"],
+                    [[str(r["threads"]), str(r["n_members"]), r["mode"], str(r["train_seconds"]),
+                      str(r["record_seconds"]), f"{r['train_ensemble_examples_per_s']:,}",
+                      f"{r['record_ensemble_examples_per_s']:,}", str(r.get("train_speedup_vs_sequential", "")),
+                      str(r["load_average"][0])] for r in report["mlp_epochs"]["rows"]]))
+    if "cnn" in report:
+        cnn = report["cnn"]
+        out.append(("CNN widths (params and forward GFLOP per member and image)",
+                    ["cnn_width", "params", "GFLOP fwd"],
+                    [[str(w["cnn_width"]) + (" (used)" if w["cnn_width"] == cnn["cnn_width"] else ""),
+                      f"{w['params_per_member']:,}", str(w["forward_gflop_per_image"])] for w in cnn["widths"]]))
+        out.append((f"CNN 3x32x32, width {cnn['cnn_width']}, {cnn['n_images']:,} synthetic images, {cnn['dropout']}",
+                    ["threads", "N", "batch", "step s", "train ens-img/s", "record imgs", "record ens-img/s", "load"],
+                    [[str(r["threads"]), str(r["n_members"]), str(r["batch_size"]),
+                      ", ".join(map(str, r["step_seconds"])), str(r["train_ensemble_images_per_s"]),
+                      str(r["record_images"]), str(r.get("record_ensemble_images_per_s", r.get("record_error"))),
+                      str(r["load_average"][0])] for r in cnn["rows"]]))
+    if "cli" in report:
+        out.append((f"curate score end to end: {report['cli']['job']}",
+                    ["CURATE_TORCH_THREADS", "AdaBoost", "seconds", f"<= {CLI_TARGET_S:g} s", "load before", "rc"],
+                    [[str(r["threads"]), "on" if r["adaboost"] else "off",
+                      str(r["seconds"]) + (" (stopped)" if r["timed_out"] else ""),
+                      "yes" if r["meets_target"] else "no", str(r["load_average_before"][0]), str(r["returncode"])]
+                     for r in report["cli"]["rows"]]))
+        parts = report["cli"]["parts"]
+        flat = {k: v for k, v in parts.items() if k != "in_process"} | parts["in_process"]
+        out.append(("Parts of the job, measured alone", ["part", "value"], [[k, str(v)] for k, v in flat.items()]))
+        if "profile" in report["cli"]:
+            prof = report["cli"]["profile"]["seconds_by_category"]
+            out.append(("py-spy samples of one job (seconds, all processes)", ["category", "s"],
+                        [[k, str(v)] for k, v in prof.items()]))
+    return out
+
+
+def print_tables(report: dict) -> None:
+    for title, header, rows in tables(report):
+        table = Table(title=title)
+        for h in header:
+            table.add_column(h)
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+    for v in report["verdicts"]:
+        Console().print(f"{'MET ' if v['met'] else 'MISSED'} {v['target']}: {v['shown']}", highlight=False)
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+
+
+def save_report(out: Path, report: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+    machine = report["machine"]
+    lines = ["# Throughput benchmark", "", f"Command: `{machine['command']}`", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items() if k != "command"), "",
+             f"Threads per row in the tables; load average (1 min) next to every timing. "
+             f"Total wall time {report['total_seconds']:.0f} s.", ""]
+    for title, header, rows in tables(report):
+        lines += [f"## {title}", "", markdown_table(header, rows), ""]
+    lines += ["## Targets", ""] + [f"- **{'met' if v['met'] else 'missed'}** {v['target']}: {v['shown']}"
+                                   for v in report["verdicts"]]
+    (out / "throughput.md").write_text("\n".join(lines) + "\n")
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", default="1,2", help="torch CPU thread counts to compare (first: epochs, CNN)")
+    p.add_argument("--members", default="8,16", help="ensemble sizes N of the MLP sections")
+    p.add_argument("--mlp-steps", type=int, help="timed MLP steps per row (default by device)")
+    p.add_argument("--cnn-members", help="ensemble sizes of the CNN section (default: cpu 8, cuda 8,16)")
+    p.add_argument("--cnn-images", type=int, help="synthetic CIFAR-shaped images (default: cpu 2048, cuda 50000)")
+    p.add_argument("--cnn-steps", type=int, help="timed CNN steps at batch 128 (default: cpu 2, cuda 20)")
+    p.add_argument("--record-images", type=int, help="images of the CNN record pass (default: cpu 256, cuda all)")
+    p.add_argument("--skip-cnn", action="store_true")
+    p.add_argument("--skip-cli", action="store_true")
+    p.add_argument("--skip-epochs", action="store_true", help="skip the train_group epoch section")
+    p.add_argument("--profile", action="store_true", help="also run one curate score job under py-spy")
+    p.add_argument("--quick", action="store_true", help="smoke run: N=2,4, tiny CNN, no CLI")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    for key, value in DEFAULTS["cuda" if device.type == "cuda" else "cpu"].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.quick:
+        args.members, args.mlp_steps, args.cnn_members, args.cnn_images = "2,4", 3, "2", 256
+        args.cnn_steps, args.record_images, args.skip_cli = 1, 32, True
+    args.threads = [int(t) for t in str(args.threads).split(",")]
+    args.members = [int(n) for n in str(args.members).split(",")]
+    args.cnn_members = [int(n) for n in str(args.cnn_members).split(",")]
+    args.record_images = min(args.record_images, args.cnn_images)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    started = time.perf_counter()
+    report: dict = {"machine": describe_machine(device), "quick": args.quick}
+    report["mlp_steps"] = section("1. MLP steps", lambda: run_mlp_steps(args, device))
+    report["dropout"] = section("2. dropout overhead", lambda: run_dropout(args, device))
+    if not args.skip_epochs:
+        report["mlp_epochs"] = section("3. MLP epochs via train_group", lambda: run_mlp_epochs(args, device))
+    if not args.skip_cnn:
+        report["cnn"] = section("4. CNN", lambda: run_cnn(args, device))
+    if not args.skip_cli:
+        report["cli"] = section("5. curate score end to end", lambda: run_cli(args, device))
+    report["verdicts"] = verdicts(report)
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    report["machine"]["load_average_at_end"] = load_average()
+    print_tables(report)
+    save_report(args.out, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
