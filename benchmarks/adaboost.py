@@ -2,7 +2,7 @@
 
     python benchmarks/adaboost.py [--datasets digits,breast_cancer,wine,iris] [--seeds 0,1,2]
         [--noise-rate 0.1] [--noise-seeds 0] [--depths 1,3] [--n-rounds 100]
-        [--learning-rate 0.5] [--n-epochs 20] [--quick] [--out benchmarks/results]
+        [--learning-rate 0.5] [--n-epochs 20] [--torch-threads 1] [--quick] [--out benchmarks/results]
 
 The check of SCIENCE.md §1 (AdaBoost paragraph). For each (dataset, labels, seed) the Curate
 ensemble (default TrainSpec on the CPU) gives every example an accessibility and an
@@ -28,6 +28,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -361,6 +362,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-rounds", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=0.5)
     parser.add_argument("--n-epochs", type=int, default=TrainSpec().n_epochs)
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads; 1 avoids the slowdown of 2 threads when other jobs "
+                             "share the cores (iris: 6 s vs 54 s at load 7)")
     parser.add_argument("--quick", action="store_true", help="iris+wine, seed 0, clean, 10 epochs")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -380,6 +384,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
     console = Console(width=max(Console().width, 200))
     load_before = os.getloadavg()
     start = time.perf_counter()
@@ -395,6 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key in ("cleanlab", "baseline_blas_threads"):
         machine.pop(key, None)
     load_after = os.getloadavg()
+    machine["torch_threads"] = torch.get_num_threads()
     machine["load_average_1min_before_after"] = f"{load_before[0]:.1f}/{load_after[0]:.1f}"
     busy = max(load_before[0], load_after[0]) > 1.5
     report = {

@@ -220,6 +220,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds spent busy by the whole machine, every process (Linux /proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def child_pids(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -237,17 +243,17 @@ def measured_load(server: Server, client: httpx.Client, ids: dict, n_examples: i
     before = client.get(f"/jobs/{ids['training_job_id']}").json()
     procs = {"server": [pid], "workers": child_pids(pid)}
     cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in procs.items()}
-    own0 = time.process_time()
+    own0, machine0 = time.process_time(), busy_cpu_seconds()
     samples, elapsed = run_load(server.url, ids["job_id"], n_examples, n_clients, seconds, think_s)
     cpu = {k: (sum(cpu_seconds(p) for p in v) - cpu0[k]) / elapsed for k, v in procs.items()}
     cpu["load_client"] = (time.process_time() - own0) / elapsed
+    cpu["other_processes"] = (busy_cpu_seconds() - machine0) / elapsed - sum(cpu.values())
     loadavg = os.getloadavg()
     after = client.get(f"/jobs/{ids['training_job_id']}").json()
     return {**summarize(samples, elapsed), "loadavg_after": loadavg, "cpu_cores_used": cpu,
             "training": {"status_before": before["status"], "status_after": after["status"],
                          "epochs_done_before": before["epochs_done"], "epochs_done_after": after["epochs_done"],
-                         "running_throughout": before["status"] == after["status"] == "running"
-                         and after["epochs_done"] > before["epochs_done"]}}
+                         "running_throughout": before["status"] == after["status"] == "running"}}
 
 
 # --- profile -----------------------------------------------------------------------------------------
@@ -448,19 +454,27 @@ def md_rows(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def write_markdown(path: Path, result: dict) -> None:
     load, cfg, setup = result["load"], result["config"], result["setup"]
+    tr, cpu = load["training"], load["cpu_cores_used"]
+    little = 1000 * cfg["clients"] / load["requests_per_s"] - cfg["think_ms"]
     lines = ["# REST read latency under load while a job trains", "",
              f"Command: `{result['command']}`", "", f"Machine: {result['machine']}", "",
              f"Config: {cfg}", "",
              f"Setup: upload {setup['upload_s']:.1f} s; finished job ({FINISHED_JOB}) trained and scored in "
-             f"{setup['finished_job_s']:.1f} s (summary {setup['summary']}). Training during the load: job "
-             f"{TRAINING_JOB}, {load['training']}.", "",
-             f"Load average: before setup {result['loadavg_before']}, after the load phase {load['loadavg_after']}. "
-             f"CPU cores used during the load (of {os.cpu_count()}): {_fmt(load['cpu_cores_used'])}.", "",
+             f"{setup['finished_job_s']:.1f} s (summary {setup['summary']}).", "",
+             f"Training during the load: job {TRAINING_JOB}; status {tr['status_before']} -> {tr['status_after']}, "
+             f"epochs_done {tr['epochs_done_before']} -> {tr['epochs_done_after']} "
+             f"({'running throughout' if tr['running_throughout'] else 'NOT running throughout'}).", "",
+             f"Load average (1, 5, 15 min): before setup {_fmt_load(result['loadavg_before'])}, after the load phase "
+             f"{_fmt_load(load['loadavg_after'])}. CPU cores busy during the load (of {os.cpu_count()}): "
+             f"server {cpu['server']:.2f}, training workers {cpu['workers']:.2f}, load clients "
+             f"{cpu['load_client']:.2f}, other processes on the machine (not this benchmark) "
+             f"{cpu['other_processes']:.2f}.", "",
              f"## Result: {result['verdict']}", "",
              f"{load['requests_per_s']:.0f} requests/s over {load['elapsed_s']:.1f} s; errors by status "
-             f"(0 = exception): {load['error_codes'] or 'none'}. Little's law: {cfg['clients']} clients / "
-             f"{load['requests_per_s']:.0f} req/s = {1000 * cfg['clients'] / load['requests_per_s']:.0f} ms mean "
-             f"latency at zero think time, whatever each request costs.", ""]
+             f"(0 = exception): {load['error_codes'] or 'none'}. Closed loop, so by Little's law the mean latency "
+             f"is clients / throughput - think time = {little:.0f} ms; a mean under {TARGET_P99_MS:.0f} ms with "
+             f"{cfg['clients']} clients would take more than "
+             f"{cfg['clients'] / (TARGET_P99_MS + cfg['think_ms']) * 1000:.0f} requests/s.", ""]
     lines += md_rows(["endpoint", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"],
                      [[k, str(r["n"]), *(f"{r[c]:.1f}" for c in ("p50_ms", "p90_ms", "p99_ms", "max_ms")),
                        str(r["errors"])] for k, r in load["endpoints"].items()])
@@ -487,6 +501,10 @@ def write_markdown(path: Path, result: dict) -> None:
             lines += [""] + md_rows(["function (self: on top of the stack)", "share"],
                                     [[f"`{k}`", f"{v:.1%}"] for k, v in spy["self"].items()])
     path.write_text("\n".join(lines) + "\n")
+
+
+def _fmt_load(values: tuple[float, ...]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
 
 
 def _fmt(d: dict) -> str:

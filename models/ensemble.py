@@ -96,6 +96,14 @@ def _prepare(X: np.ndarray, y: np.ndarray, kind: str, device: torch.device) -> _
     return _Data(Xt, yt, mean, std)
 
 
+def normalised_inputs(X: np.ndarray, kind: Literal["mlp", "cnn"], example_ids: npt.NDArray[np.int64]) -> Tensor:
+    """What the networks of `kind` see for these examples, float32 on the CPU, normalised as in
+    training (statistics over the whole dataset): tables standardised per feature, (b, d); images
+    scaled to [0, 1] and normalised per channel, (b, C, H, W) for a CNN, flattened for an MLP."""
+    data = _prepare(X, np.zeros(len(X), dtype=np.int64), kind, torch.device("cpu"))
+    return data.batch(torch.as_tensor(np.asarray(example_ids, dtype=np.int64)))
+
+
 def _member_train_indices(folds: np.ndarray, members: list[int], n_folds: int) -> list[np.ndarray]:
     if n_folds == 0:
         return [np.arange(len(folds)) for _ in members]

@@ -66,3 +66,18 @@ def run_task(task: GroupTask, out: _Queue, cancel: _Flag) -> None:
         out.put(("done", key, None))
     except BaseException:  # the engine records the traceback tail in jobs.error
         out.put(("error", key, traceback.format_exc()))
+
+
+def run_explain(job_dir: str, spec_json: str, members_by_group: list[list[int]], x_path: str, y_path: str,
+                n_classes: int, example_ids: list[int], targets: dict[str, list[int]], methods: list[str],
+                n_threads: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Process entry of service/explain.py: `models.explain_worker.explain_examples` with n_threads
+    torch CPU threads (0 = torch's default); this module stays torch-free for the engine."""
+    import torch
+
+    from models.explain_worker import explain_examples
+
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    return explain_examples(job_dir, spec_json, members_by_group, x_path, y_path, n_classes, example_ids,
+                            targets, methods)

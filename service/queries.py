@@ -153,3 +153,27 @@ def adaboost_comparison(store: Store, job_id: str, owner: str | None = None) -> 
         raise InvalidQuery(f"job {job_id} ran without the AdaBoost baseline")
     return AdaBoostOut(job_id=job_id, correlation=(job.summary or {}).get("adaboost", {}),
                        curves=adaboost_curves(store, job_id, owner))
+
+
+def attribution_row(store: Store, job_id: str, example_id: int, target: str, method: str,
+                    owner: str | None = None) -> dict | None:
+    """One stored attribution summary (target_label by class name), or None if not computed yet.
+    Raises NotFound for an example outside the job's dataset, JobNotFinished before success."""
+    job = finished_job(store, job_id, owner)
+    with store.reader() as cur:
+        if not cur.execute("SELECT 1 FROM example_scores WHERE job_id = ? AND example_id = ?",
+                           [job_id, example_id]).fetchone():
+            raise NotFound(f"example {example_id} not found in job {job_id}")
+        cur.execute("SELECT a.*, json_extract_string(d.class_names, '$[' || a.target_label || ']') AS label_name "
+                    "FROM attributions a JOIN datasets d ON d.dataset_id = ? WHERE a.job_id = ? "
+                    "AND a.example_id = ? AND a.target = ? AND a.method = ?",
+                    [job.dataset_id, job_id, example_id, target, method])
+        row = cur.fetchone()
+        columns = [d[0] for d in cur.description]
+    if row is None:
+        return None
+    out = dict(zip(columns, row))
+    out["target_label"] = out.pop("label_name")
+    out["per_layer_bias_share"] = json.loads(out["per_layer_bias_share"])
+    out["top_features"] = json.loads(out["top_features"])
+    return out

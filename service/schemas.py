@@ -101,3 +101,29 @@ class AdaBoostOut(BaseModel):
 class Health(BaseModel):
     status: str
     version: str
+
+
+class TopFeature(BaseModel):
+    feature: str  # the feature's name, or "pixel (c, y, x)"
+    index: list[int]  # position in the example's array
+    value: float  # attribution (relevance w.r.t. the normalised input)
+
+
+class AttributionOut(BaseModel):
+    """Why the ensemble's logit for `target_label` is what it is, averaged over all members."""
+
+    job_id: str
+    example_id: int
+    target: str  # given | suggested
+    target_label: str
+    method: str
+    logit: float  # mean over members; = gradient_term + bias_term
+    gradient_term: float  # grad logit . x (x: the normalised input the network sees)
+    bias_term: float  # the part of the logit due to the biases (bias back-propagation)
+    bias_share: float  # |bias_term| / (|gradient_term| + |bias_term|), in [0, 1]
+    per_layer_bias_share: list[float]  # each affine layer's part of bias_term, first layer first
+    top_features: list[TopFeature]  # the 10 largest |attribution|, largest first
+    map_path: str  # .npy of the full map, relative to the data directory
+    heatmap_path: str | None  # PNG (image and map side by side) for images
+    map_shape: list[int]
+    map: list[float]  # the full map, flattened in C order

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     ray_shared_dir: Path | None = Field(None, description="Ray executor: checkpoint dir on storage every node sees")
     torch_threads: int = Field(0, ge=0, le=1024, description="CPU threads per training worker; 0 = cores / max_workers")
     max_workers: int = Field(1, ge=1, le=64, description="member groups trained at once by the local executor")
+    explain_max_examples: int = Field(2000, ge=0, le=1_000_000, description="suspected mislabels and hard examples "
+                                      "explained (attributions) after each job; 0 = none")
 
     def threads_per_worker(self) -> int:
         return self.torch_threads or max(1, (os.cpu_count() or 1) // self.max_workers)

@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
     name VARCHAR PRIMARY KEY, key_sha256 VARCHAR NOT NULL UNIQUE, created_at TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     job_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, message VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS attributions (
+    job_id VARCHAR NOT NULL, example_id INTEGER NOT NULL, target VARCHAR NOT NULL, target_label SMALLINT NOT NULL,
+    method VARCHAR NOT NULL, logit DOUBLE NOT NULL, gradient_term DOUBLE NOT NULL, bias_term DOUBLE NOT NULL,
+    bias_share DOUBLE NOT NULL, per_layer_bias_share JSON NOT NULL, top_features JSON NOT NULL,
+    map_path VARCHAR NOT NULL, heatmap_path VARCHAR);
 """
 
 
