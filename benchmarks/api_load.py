@@ -6,8 +6,8 @@
 Starts a real `python -m service serve` on a free loopback port (its own data directory), uploads
 a seeded synthetic tabular NPZ (20 features, 10 classes, Gaussian class clusters, 5 % of labels
 flipped), runs a small job to completion (4 members x 3 epochs, 32 hidden units, AdaBoost 5
-rounds) and times it, then submits a long job on the same dataset so that training (and a DuckDB
-commit per epoch) goes on during the load. `--clients` closed-loop clients (one
+rounds) and times it, then submits a long job on the same dataset (batches of 2048, so that epochs
+are short and each commits its predictions to DuckDB) so that training goes on during the load. `--clients` closed-loop clients (one
 `httpx.AsyncClient` and connection each, no pause between requests unless --think-ms) then call
 the read endpoints of the finished job for `--seconds`, choosing one of ENDPOINTS uniformly at
 random each time. Errors are non-2xx answers and exceptions (10 s timeout).
@@ -55,11 +55,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = ("job", "examples", "examples_hard", "mislabeled", "dynamics", "adaboost", "health")
 FINISHED_JOB = {"spec": {"n_members": 4, "n_epochs": 3, "hidden_units": 32, "device": "cpu", "random_state": 0},
                 "adaboost": {"n_rounds": 5}}
-TRAINING_JOB = {"spec": {"n_members": 4, "n_epochs": 1000, "hidden_units": 32, "device": "cpu", "random_state": 1},
-                "adaboost": {"enabled": False}}
+TRAINING_JOB = {"spec": {"n_members": 4, "n_epochs": 1000, "hidden_units": 32, "batch_size": 2048, "device": "cpu",
+                         "random_state": 1}, "adaboost": {"enabled": False}}  # short epochs: commits during the load
 TARGET_P99_MS = 50.0
 FRAME = re.compile(r"(.*) \((.*):\d+\)")
 IDLE_LEAVES = {"Condition.wait (threading.py)", "Event.wait (threading.py)", "EpollSelector.select (selectors.py)",
+               "_PollLikeSelector.select (selectors.py)",
                "Thread.join (threading.py)", "Thread._wait_for_tstate_lock (threading.py)"}
 PLUMBING_FILES = {"threading.py", "_asyncio.py", "runners.py", "base_events.py", "events.py", "core.py", "main.py",
                   "cli.py", "__main__.py", "_compat.py", "server.py", "_thread.py", "queue.py", "<frozen runpy>"}

@@ -1,10 +1,11 @@
 """Suspected mislabels: a score per example, an estimate of how many labels are wrong, a flag, and
 a suggested label.
 
-Method [ours, chosen by benchmarks/detection.py]:
-- score: 1 - the ensemble's probability of the given label averaged over every trained epoch
-  (in-sample learning dynamics: a flipped label is learned late, only by memorisation, so its
-  probability stays low for most of training), rank-averaged with the mean margin (AUM-style).
+Method [ours, chosen by benchmarks/detection_variants.py over 4 data sets x 3 noise kinds x 3 seeds]:
+- score (default "margin", AUM-style): the rank of the ensemble's mean margin of the given label
+  (given-label logit minus the best other logit), averaged over members and every trained epoch,
+  negated. A flipped label is learned late, only by memorisation, so its margin stays negative for
+  most of training. Measured mean AP: margin 0.947, prob_margin 0.945, prob 0.943.
 - count: confident learning (Northcutt et al.) on the ensemble's class probabilities averaged
   over epochs: per-class thresholds t_j = mean p_j over examples labelled j, the confident joint
   calibrated to the label counts, n_errors = n * (1 - trace).
@@ -34,12 +35,12 @@ def compute_mislabel_score(
     label_prob: npt.NDArray[np.float64],  # (n_epochs, n_examples) ensemble-mean prob of the given label
     margin: npt.NDArray[np.float64],  # (n_epochs, n_examples) ensemble-mean margin of the given label
     first_epoch: int = 1,
-    method: str = "prob_margin",
+    method: str = "margin",
 ) -> npt.NDArray[np.float64]:
     """(n_examples,) in [0, 1]; high = suspect.
 
     methods: "prob" = 1 - mean given-label probability over epochs; "margin" = rank of the
-    negated mean margin; "prob_margin" (default) = mean of the two ranks.
+    negated mean margin (default); "prob_margin" = mean of the two ranks.
     """
     if label_prob.shape != margin.shape or label_prob.ndim != 2:
         raise ValueError(f"label_prob {label_prob.shape} and margin {margin.shape} must both be (n_epochs, n_examples)")

@@ -25,7 +25,7 @@ class ScoringOptions:
     easy_at_least: float = 0.8  # accessibility at or above -> "easy"
     hard_below: float = 0.3  # accessibility below -> "hard"
     learned_threshold: float = 0.5  # consistency that counts as "learned" for first_learned_epoch
-    mislabel_method: str = "prob_margin"  # see scoring.mislabel.compute_mislabel_score
+    mislabel_method: str = "margin"  # see scoring.mislabel.compute_mislabel_score (chosen by benchmark)
     count_from: str = "auto"  # probabilities for the error count: in_sample | held_out | auto
 
 

@@ -13,7 +13,8 @@ from service import jobs, queries
 from service.engine import Engine
 from service.errors import CurationError
 from service.exports import write_table
-from service.schemas import AdaBoostOut, DatasetOut, ExampleOut, JobOut
+from service.explain import explain_example
+from service.schemas import AdaBoostOut, AttributionOut, DatasetOut, ExampleOut, JobOut
 from service.settings import Settings
 
 ProgressFn = Callable[[int, int], None]  # (epochs_done, epochs_total)
@@ -51,6 +52,9 @@ class LocalBackend:
 
     def adaboost(self, job_id: str) -> AdaBoostOut:
         return queries.adaboost_comparison(self.engine.store, job_id)
+
+    def attribution(self, job_id: str, example_id: int, method: str, target: str) -> AttributionOut:
+        return explain_example(self.engine.store, self.engine.settings, job_id, example_id, method, target)
 
     def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:
         rows = queries.export_rows(self.engine.store, job_id, what)
@@ -137,6 +141,11 @@ class RemoteBackend:
 
     def adaboost(self, job_id: str) -> AdaBoostOut:
         return AdaBoostOut.model_validate(self._json(self.client.get(f"/jobs/{job_id}/adaboost")))
+
+    def attribution(self, job_id: str, example_id: int, method: str, target: str) -> AttributionOut:
+        r = self.client.get(f"/jobs/{job_id}/examples/{example_id}/attribution",
+                            params={"method": method, "target": target}, timeout=httpx.Timeout(600.0))
+        return AttributionOut.model_validate(self._json(r))
 
     def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)

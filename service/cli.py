@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -21,7 +22,7 @@ from service.backends import LocalBackend, RemoteBackend, open_backend
 from service.engine import Engine
 from service.errors import CurationError
 from service.exports import FORMATS
-from service.schemas import JobOut
+from service.schemas import AttributionOut, JobOut
 from service.settings import Settings
 
 app = typer.Typer(help="Curate: learning-dynamics scores, difficulty splits and suspected mislabels.",
@@ -99,6 +100,10 @@ def print_summary(backend: LocalBackend | RemoteBackend, job: JobOut, top: int =
     if summary.get("adaboost"):
         a = summary["adaboost"]
         out.print(f"AdaBoost agreement: Spearman {_fmt(a.get('spearman_r'))}, Pearson {_fmt(a.get('pearson_r'))}")
+    if summary.get("attributions"):
+        a = summary["attributions"]
+        out.print(f"attributions: {a.get('n_explained')} of {a.get('n_candidates')} flagged or hard examples explained"
+                  + (f" ({a['error']})" if a.get("error") else " (curate explain JOB EXAMPLE_ID)"), highlight=False)
     rows = backend.examples(job.job_id, suspected_only=True, order="mislabel_score", limit=top)
     table = Table(title=f"top {len(rows)} suspected mislabels")
     for col in ("example_id", "source", "given_label", "suggested_label", "mislabel_score"):
@@ -199,6 +204,42 @@ def flag(job_id: str, top: Annotated[int, typer.Option(help="how many to list (0
     for r in rows:
         out.print(f"{r.example_id}\t{r.source}\t{r.given_label}\t{r.suggested_label}\t{r.mislabel_score:.4f}",
                   markup=False, highlight=False)
+
+
+@app.command()
+@cli_errors
+def explain(
+    job_id: str,
+    example_id: int,
+    method: Annotated[str, typer.Option(help="bias | bias_uniform | bias_signed | gradient_x_input | "
+                                             "integrated_gradients_5 | integrated_gradients_10 | full")] = "bias",
+    target: Annotated[str, typer.Option(help="given | suggested: the label whose logit is explained")] = "given",
+    data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None,
+) -> None:
+    """Why the ensemble gives EXAMPLE_ID's logit for a label: gradient and bias terms, bias per layer, top features."""
+    with _backend(data_dir, url, api_key) as backend:
+        a = backend.attribution(job_id, example_id, method, target)
+        root = backend.engine.settings.data_dir if isinstance(backend, LocalBackend) else None
+    print_attribution(a, root)
+
+
+def print_attribution(a: AttributionOut, data_dir: Path | None) -> None:
+    out.print(f"job {a.job_id}  example {a.example_id}  {a.target} label {a.target_label!r}  method {a.method}  "
+              "(mean over members; inputs as the network sees them, normalised)", markup=False, highlight=False)
+    out.print(f"logit {a.logit:.4f} = gradient term {a.gradient_term:.4f} + bias term {a.bias_term:.4f}  "
+              f"(bias share {a.bias_share:.1%})", highlight=False)
+    out.print("bias term per layer: " + ", ".join(f"layer {i + 1} {v:.4f}" for i, v in enumerate(a.per_layer_bias_share)),
+              highlight=False)
+    table = Table(title="top features by |attribution|")
+    table.add_column("feature")
+    table.add_column("attribution", justify="right")
+    for f in a.top_features:
+        table.add_row(escape(f.feature), f"{f.value:.4f}")
+    out.print(table)
+    for name, rel in (("map", a.map_path), ("heatmap", a.heatmap_path)):
+        if rel:
+            where = data_dir / rel if data_dir else f"{rel} (in the server's data directory)"
+            out.print(f"{name}: {where}", markup=False, highlight=False)
 
 
 @app.command()

@@ -6,7 +6,6 @@ batch, advance progress, fenced by the job's attempt (a stale attempt or a cance
 writes nothing). A restarted job resumes every group after its last committed epoch.
 """
 
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from models.predictions import EpochRecord
 from models.spec import GroupTask
 from service import jobs
 from service.executors import Executor, WorkerFailed
+from service.explain import explain_job, keep_model
 from service.finalize import finalize_job
 from service.settings import Settings
 from service.store import Store, fixed_lists, insert_arrow, to_json
@@ -115,8 +115,9 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
         finalize_job(store, settings, job)
         with store.transaction() as cur:
             jobs.add_event(cur, job_id, "scored", f"scores in {time.perf_counter() - started:.2f} s")
+        keep_model(settings, job)  # each group's final weights; the other checkpoints were only for resuming
+        explain_job(store, settings, job)  # attributions of the suspected mislabels and hard examples
         jobs.finish(store, job_id, attempt, "succeeded")
-        shutil.rmtree(settings.jobs_dir / job_id, ignore_errors=True)  # checkpoints are only for resuming
     except StaleAttempt:  # cancelled mid-epoch, or another attempt owns the job now
         _finish_if_cancelled(store, job_id, attempt)
     except WorkerFailed as exc:

@@ -5,14 +5,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from service import queries
 from service.app_info import VERSION
+from service.explain import METHODS, TARGETS, explain_example
 from service.exports import write_table
 from service.routes.deps import EngineDep, OwnerDep
-from service.schemas import AdaBoostOut, DynamicsOut, ErrorResponse, ExampleOut, ExamplePage, Health
+from service.schemas import AdaBoostOut, AttributionOut, DynamicsOut, ErrorResponse, ExampleOut, ExamplePage, Health
 
 router = APIRouter(tags=["results"])
 ERRORS = {c: {"model": ErrorResponse} for c in (401, 404, 409, 422)}
@@ -20,6 +22,8 @@ MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "jsonl"
 
 Split = Literal["easy", "intermediate", "hard"]
 Order = Literal["example_id", "mislabel_score", "accessibility", "consistency"]
+Method = Literal[METHODS]  # type: ignore[valid-type]
+Target = Literal[TARGETS]  # type: ignore[valid-type]
 
 
 def _page(engine, owner, job_id, split, suspected, order, limit, offset) -> ExamplePage:  # type: ignore[no-untyped-def]
@@ -65,6 +69,15 @@ def get_adaboost(job_id: str, engine: EngineDep, owner: OwnerDep) -> AdaBoostOut
     """AdaBoost accuracy per easy/intermediate/hard group against the number of weak learners,
     its correlation with the ensemble's difficulty, and the family-agreement counts."""
     return queries.adaboost_comparison(engine.store, job_id, owner)
+
+
+@router.get("/jobs/{job_id}/examples/{example_id}/attribution", response_model=AttributionOut, responses=ERRORS)
+def get_attribution(job_id: str, example_id: Annotated[int, PathParam(ge=0, le=2**31 - 1)], engine: EngineDep,
+                    owner: OwnerDep, method: Method = "bias", target: Target = "given") -> AttributionOut:
+    """Attribution of the ensemble's logit for the given or suggested label (mean over members, w.r.t.
+    the normalised input): logit = gradient term + bias term, bias per layer, top features and the
+    full map. Computed and stored on the first request for an example that was not flagged or hard."""
+    return explain_example(engine.store, engine.settings, job_id, example_id, method, target, owner)
 
 
 @router.get("/jobs/{job_id}/export", responses={200: {"content": {m: {} for m in MEDIA.values()}}, **ERRORS})

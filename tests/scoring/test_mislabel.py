@@ -58,10 +58,12 @@ def test_mislabel_score_margin_and_default_methods():
     np.testing.assert_allclose(compute_mislabel_score(label_prob, margin, method="margin"), [0, 1, 1 / 3, 2 / 3])
     # both rankings agree here, so the default equals each of them
     np.testing.assert_allclose(compute_mislabel_score(label_prob, margin), [0, 1, 1 / 3, 2 / 3])
-    # when they disagree, the default is the mean of the two ranks
+    # when they disagree, prob_margin is the mean of the two ranks and the default follows the margin
     margin2 = np.array([[0.0] * 4, [-1.0, 3.0, 2.0, 0.5]])
     # prob ranks [0, 1, 1/3, 2/3], margin ranks [1, 0, 1/3, 2/3]
-    np.testing.assert_allclose(compute_mislabel_score(label_prob, margin2), [0.5, 0.5, 1 / 3, 2 / 3])
+    np.testing.assert_allclose(compute_mislabel_score(label_prob, margin2, method="prob_margin"),
+                               [0.5, 0.5, 1 / 3, 2 / 3])
+    np.testing.assert_allclose(compute_mislabel_score(label_prob, margin2), [1, 0, 1 / 3, 2 / 3])
 
 
 def test_mislabel_score_properties_on_random_curves():
