@@ -30,7 +30,7 @@ class LocalBackend:
     def add_dataset(self, path: Path, label_column: str, resize: tuple[int, int] | None,
                     name: str | None = None) -> DatasetOut:
         m = self.engine.add_dataset(path, label_column=label_column, resize=resize, name=name)
-        return DatasetOut(**queries.get_dataset(self.engine.store, m.dataset_id).__dict__)
+        return queries.get_dataset(self.engine.store, m.dataset_id)
 
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec) -> str:
         return self.engine.submit(dataset_id, spec, adaboost)

@@ -1,13 +1,12 @@
 """Every read that the CLI, the API and the web pages show; they all go through here."""
 
 import json
-from dataclasses import dataclass
 
 import pyarrow as pa
 
 from service import jobs
 from service.errors import CurationError, JobNotFinished, NotFound
-from service.schemas import AdaBoostOut
+from service.schemas import AdaBoostOut, DatasetOut
 from service.store import Store
 
 SCORE_COLUMNS = ("example_id", "source", "given_label", "consistency", "consensus", "consensus_label",
@@ -24,19 +23,6 @@ class InvalidQuery(CurationError):
     code = "invalid_query"
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    dataset_id: str
-    name: str
-    kind: str
-    source_format: str
-    n_examples: int
-    n_classes: int
-    class_names: list[str]
-    x_shape: list[int]
-    sha256: str
-
-
 def finished_job(store: Store, job_id: str, owner: str | None = None) -> jobs.Job:
     job = jobs.get_job(store, job_id, owner)
     if job.status != "succeeded":
@@ -44,19 +30,20 @@ def finished_job(store: Store, job_id: str, owner: str | None = None) -> jobs.Jo
     return job
 
 
-def get_dataset(store: Store, dataset_id: str, owner: str | None = None) -> DatasetInfo:
+def get_dataset(store: Store, dataset_id: str, owner: str | None = None) -> DatasetOut:
     with store.reader() as cur:
         row = cur.execute("SELECT dataset_id, name, kind, source_format, n_examples, n_classes, class_names, "
                           "x_shape, sha256 FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
                           [dataset_id, owner]).fetchone()
     if row is None:
         raise NotFound(f"dataset {dataset_id} not found")
-    values = list(row)
-    values[6], values[7] = json.loads(values[6]), json.loads(values[7])
-    return DatasetInfo(*values)
+    keys = ("dataset_id", "name", "kind", "source_format", "n_examples", "n_classes", "class_names", "x_shape", "sha256")
+    values = dict(zip(keys, row))
+    values["class_names"], values["x_shape"] = json.loads(row[6]), json.loads(row[7])
+    return DatasetOut(**values)
 
 
-def list_datasets(store: Store, owner: str | None = None) -> list[DatasetInfo]:
+def list_datasets(store: Store, owner: str | None = None) -> list[DatasetOut]:
     with store.reader() as cur:
         ids = [r[0] for r in cur.execute("SELECT dataset_id FROM datasets WHERE owner IS NOT DISTINCT FROM ? "
                                          "ORDER BY created_at DESC", [owner]).fetchall()]

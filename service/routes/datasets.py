@@ -15,10 +15,6 @@ router = APIRouter(tags=["datasets"])
 ERRORS = {c: {"model": ErrorResponse} for c in (400, 401, 404, 409, 413, 415, 422)}
 
 
-def _out(info: queries.DatasetInfo) -> DatasetOut:
-    return DatasetOut(**info.__dict__)
-
-
 @router.post("/datasets", status_code=201, response_model=DatasetOut, responses=ERRORS,
              openapi_extra={"requestBody": {"content": {
                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -59,17 +55,17 @@ async def upload_dataset(
                                            label_column=label_column, resize=size, owner=owner)
     finally:
         discard_upload(path)
-    return _out(queries.get_dataset(engine.store, manifest.dataset_id, owner))
+    return queries.get_dataset(engine.store, manifest.dataset_id, owner)
 
 
 @router.get("/datasets", response_model=list[DatasetOut], responses=ERRORS)
 def list_datasets(engine: EngineDep, owner: OwnerDep) -> list[DatasetOut]:
-    return [_out(d) for d in queries.list_datasets(engine.store, owner)]
+    return queries.list_datasets(engine.store, owner)
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut, responses=ERRORS)
 def get_dataset(dataset_id: str, engine: EngineDep, owner: OwnerDep) -> DatasetOut:
-    return _out(queries.get_dataset(engine.store, dataset_id, owner))
+    return queries.get_dataset(engine.store, dataset_id, owner)
 
 
 @router.delete("/datasets/{dataset_id}", status_code=204, responses=ERRORS)
