@@ -362,7 +362,9 @@ def notes(cases: list[dict]) -> list[str]:
         + " (n/a = no hard split). With clean labels the default cut (easy ≥ 0.8, hard < 0.3) leaves few "
         "examples outside `easy` ("
         + ", ".join(f"{c['dataset']} {c['group_sizes']['intermediate'] + c['group_sizes']['hard']:.0f}" for c in first)
-        + "), so the clean-label ordering rests on tiny groups; the noisy rows have larger hard splits (`easy ≥ hard`: "
+        + "); where that count is small the clean-label ordering rests on a few examples and one of them can "
+        "break it (a single easy example missed by AdaBoost puts easy below a perfect intermediate split). "
+        "The noisy rows have larger hard splits (`easy ≥ hard`: "
         + (", ".join(f"{c['dataset']} depth {c['depth']} {_share(c['ordered_easy_hard_share'])}"
                      for c in cases if c["labels"] != "clean") or "not run") + ").",
     ]
@@ -436,7 +438,8 @@ def main(argv: list[str] | None = None) -> dict:
                    "noise_seeds": args.noise_seeds, "depths": args.depths, "n_rounds": args.n_rounds,
                    "learning_rate": args.learning_rate, "not_easy_below": NOT_EASY_BELOW,
                    "train_spec": f"{spec.n_members} members, {spec.n_epochs} epochs, {spec.model} model, "
-                                 f"{spec.dropout}, batch {spec.batch_size or 'auto (n_examples // 30, 8..256)'}, "
+                                 f"{spec.dropout} (sigma {spec.jumpout_sigma}, p_min {spec.jumpout_p_min}, "
+                                 f"p_max {spec.jumpout_p_max}), batch {spec.batch_size or 'auto (n_examples // 30, 8..256)'}, "
                                  f"AdamW lr {spec.learning_rate}"},
         "total_seconds": time.perf_counter() - start,
         "timing_note": ([f"Timings: the machine was shared with other jobs during this run (1-minute load average "
