@@ -31,6 +31,8 @@ import argparse
 import json
 import os
 import platform
+import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -39,6 +41,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `models` importable
@@ -50,12 +53,14 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from torch import nn  # noqa: E402
 
+import models.ensemble as ensemble_module  # noqa: E402
 from models.ensemble import (  # noqa: E402  (private helpers: the benchmark times train_group's own parts)
     RECORD_CHUNK,
     _epoch_order,
     _forward,
     _prepare,
     _record,
+    _save_checkpoint,
     resolve_batch_size,
     resolve_device,
     train_group,
@@ -71,7 +76,7 @@ N_TAB, D_TAB, N_CLASSES = 50_000, 64, 10
 CNN_PARAMS = 2_000_000
 CNN_BATCH = 128
 ROW_DEADLINE_S = 10.0  # most timed seconds per MLP row
-CLI_TIMEOUT_S = 120.0  # a curate score run is stopped (its process group killed) after this
+CLI_TIMEOUT_S = 60.0  # a curate score run is stopped (its process group killed) after this
 DEFAULTS = {  # per device type; the CPU ones keep the whole run near 8 minutes on 2 busy cores
     "cpu": {"mlp_steps": 20, "cnn_images": 2048, "cnn_steps": 2, "cnn_members": "8", "record_images": 256},
     "cuda": {"mlp_steps": 200, "cnn_images": 50_000, "cnn_steps": 20, "cnn_members": "8,16",
@@ -126,25 +131,27 @@ class StepRunner:
 
 
 def time_steps(runners: list[StepRunner], n_warmup: int, n_steps: int, device: torch.device,
-               deadline_s: float = float("inf")) -> tuple[list[float], int]:
-    """Seconds of each timed step of the runners, trained one after another, and member-steps done.
+               deadline_s: float = float("inf")) -> tuple[list[float], int, float]:
+    """Wall seconds of each timed step of the runners (trained one after another), member-steps done
+    and CPU seconds of this process over the timed steps (all its threads; spin-waits included).
 
     Stops early once the timed steps took deadline_s (oversubscribed threads can be 100x slower)."""
     times: list[float] = []
-    member_steps = 0
+    member_steps, cpu = 0, 0.0
     for r in runners:
         for i in range(n_warmup):
             r.step(i)
         sync(device)
         for i in range(n_steps):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             r.step(n_warmup + i)
             sync(device)
             times.append(time.perf_counter() - t)
+            cpu += time.process_time() - c
             member_steps += r.net.n_members
             if sum(times) > deadline_s:
-                return times, member_steps
-    return times, member_steps
+                return times, member_steps, cpu
+    return times, member_steps, cpu
 
 
 def section(name: str, fn: Callable[[], dict]) -> dict:
@@ -171,13 +178,14 @@ def mlp_row(spec: TrainSpec, data, n_members: int, mode: str, threads: int, args
     batch = resolve_batch_size(spec, N_TAB)
     groups = [list(range(n_members))] if mode == "vectorised" else [[m] for m in range(n_members)]
     runners = [StepRunner(spec, "mlp", data, g, (D_TAB,), device, batch, args.mlp_steps + 3, fused) for g in groups]
-    times, member_steps = time_steps(runners, 2, args.mlp_steps, device, ROW_DEADLINE_S)
+    times, member_steps, cpu = time_steps(runners, 2, args.mlp_steps, device, ROW_DEADLINE_S)
     total = sum(times)
     return {"threads": threads, "n_members": n_members, "mode": mode, "dropout": spec.dropout,
             "adamw": "fused" if fused else "default", "batch_size": batch, "timed_steps": len(times),
             "complete": member_steps == n_members * args.mlp_steps,
             "ms_per_step": round(1e3 * total * n_members / member_steps, 2),  # per step of all N members
-            "ensemble_examples_per_s": round(member_steps * batch / total), "load_average": load_average()}
+            "ensemble_examples_per_s": round(member_steps * batch / total),
+            "ensemble_examples_per_cpu_s": round(member_steps * batch / cpu), "load_average": load_average()}
 
 
 def run_mlp_steps(args, device: torch.device) -> dict:
@@ -193,6 +201,8 @@ def run_mlp_steps(args, device: torch.device) -> dict:
             seq = next(s for s in rows if s["mode"] == "sequential" and s["threads"] == r["threads"]
                        and s["n_members"] == r["n_members"])
             r["speedup_vs_sequential"] = round(r["ensemble_examples_per_s"] / seq["ensemble_examples_per_s"], 2)
+            r["cpu_speedup_vs_sequential"] = round(r["ensemble_examples_per_cpu_s"] / seq["ensemble_examples_per_cpu_s"],
+                                                   2)
     return {"method": "train_group's step body through build_ensemble (no record pass, no epoch setup)",
             "rows": rows}
 
@@ -231,8 +241,11 @@ def run_mlp_epochs(args, device: torch.device) -> dict:
                      "record_ensemble_examples_per_s": round(n * N_TAB / rec), "load_average": load_average()})
         console.print(rows[-1])
     rows[0]["train_speedup_vs_sequential"] = round(rows[1]["train_seconds"] / rows[0]["train_seconds"], 2)
+    net = build_ensemble("mlp", list(range(n)), (D_TAB,), N_CLASSES, spec).to(device)
+    what_if = record_cpu_ms(net, _prepare(X, y, "mlp", device), n, device)
+    console.print(what_if)
     return {"method": "train_group, n_epochs=1: record = epoch-0 seconds, train = epoch-1 seconds - record",
-            "rows": rows}
+            "rows": rows, "record_pass_what_if": what_if}
 
 
 # --- 4. CNN ------------------------------------------------------------------------------------
@@ -269,22 +282,24 @@ def cnn_row(spec: TrainSpec, X: np.ndarray, y: np.ndarray, n: int, args, device)
     runner = StepRunner(spec, "cnn", data, list(range(n)), X.shape[1:], device, CNN_BATCH, args.cnn_steps + 1)
     warm = StepRunner(spec, "cnn", data, list(range(n)), X.shape[1:], device, 16, 1)  # cheap first-call warm-up
     warm.step(0)
-    per_step, _ = time_steps([runner], 1 if device.type == "cuda" else 0, args.cnn_steps, device)
+    per_step, _, cpu = time_steps([runner], 1 if device.type == "cuda" else 0, args.cnn_steps, device)
     row = {"n_members": n, "threads": torch.get_num_threads(), "batch_size": CNN_BATCH,
            "step_seconds": [round(s, 2) for s in per_step],
-           "train_ensemble_images_per_s": round(n * CNN_BATCH * len(per_step) / sum(per_step), 1)}
+           "train_ensemble_images_per_s": round(n * CNN_BATCH * len(per_step) / sum(per_step), 1),
+           "train_ensemble_images_per_cpu_s": round(n * CNN_BATCH * len(per_step) / cpu, 1)}
     chunk = _prepare(X[: args.record_images], y[: args.record_images], "cnn", device)
     held = np.zeros((n, len(chunk.y)), dtype=bool)
     try:
         _record(runner.net, _prepare(X[:16], y[:16], "cnn", device), held[:, :16], N_CLASSES, 0, 0,
                 list(range(n)), 0.0, 0.0)  # warm-up at a small size
         sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         _record(runner.net, chunk, held, N_CLASSES, 0, 1, list(range(n)), 0.0, t)
         sync(device)
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
         row.update(record_images=len(chunk.y), record_seconds=round(seconds, 2),
-                   record_ensemble_images_per_s=round(n * len(chunk.y) / seconds, 1))
+                   record_ensemble_images_per_s=round(n * len(chunk.y) / seconds, 1),
+                   record_ensemble_images_per_cpu_s=round(n * len(chunk.y) / cpu, 1))
     except torch.OutOfMemoryError as exc:  # RECORD_CHUNK images x all members at once
         row.update(record_images=len(chunk.y), record_error=f"out of memory at RECORD_CHUNK={RECORD_CHUNK}: {exc}"[:300])
     row["load_average"] = load_average()
@@ -327,7 +342,7 @@ def cli_command(npz: Path, data_dir: Path, adaboost: bool, device: str) -> list[
 def time_cli(npz: Path, tmp: Path, threads: int, adaboost: bool, device: str) -> dict:
     data_dir = Path(tempfile.mkdtemp(dir=tmp))
     env = {**os.environ, "CURATE_TORCH_THREADS": str(threads)}
-    before, t = load_average(), time.perf_counter()
+    before, t, cpu = load_average(), time.perf_counter(), children_cpu()
     proc = subprocess.Popen(cli_command(npz, data_dir, adaboost, device), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
     try:
@@ -335,11 +350,18 @@ def time_cli(npz: Path, tmp: Path, threads: int, adaboost: bool, device: str) ->
     except subprocess.TimeoutExpired:  # the CLI and its spawned worker share the new session's group
         os.killpg(proc.pid, signal.SIGKILL)
         _, stderr = proc.communicate()
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, children_cpu() - cpu
     ok = proc.returncode == 0
-    return {"threads": threads, "adaboost": adaboost, "seconds": round(seconds, 1), "returncode": proc.returncode,
+    return {"threads": threads, "adaboost": adaboost, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+            "returncode": proc.returncode,
             "timed_out": seconds >= CLI_TIMEOUT_S, "meets_target": ok and seconds <= CLI_TARGET_S,
             "stderr_tail": stderr[-300:], "load_average_before": before, "load_average_after": load_average()}
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of waited-for child processes (a CLI run and its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def time_import(module: str) -> float:
@@ -349,40 +371,62 @@ def time_import(module: str) -> float:
 
 
 def digits_parts(X: np.ndarray, y: np.ndarray, device: torch.device, threads: int) -> dict:
-    """train_group in this process on the CLI's job, and its record pass and optimizer alone."""
+    """The CLI job's training alone (train_group in this process), and its parts: one training step
+    (default and fused AdamW), the AdamW step, the record pass (RECORD_CHUNK as is and // N), a checkpoint."""
     torch.set_num_threads(threads)
     spec = TrainSpec(n_members=CLI_MEMBERS, n_epochs=CLI_EPOCHS, device=str(device))
-    t = time.perf_counter()
-    records = list(train_group(X, y, N_CLASSES, spec, list(range(CLI_MEMBERS))))
-    total = time.perf_counter() - t
+    members = list(range(CLI_MEMBERS))
+    t, c = time.perf_counter(), time.process_time()
+    records = list(train_group(X, y, N_CLASSES, spec, members))
+    out: dict[str, object] = {"threads": threads, "train_group_seconds": round(time.perf_counter() - t, 2),
+                              "train_group_cpu_seconds": round(time.process_time() - c, 2),
+                              "record_pass_seconds_epoch0": round(records[0].seconds, 3)}
     data = _prepare(X, y, "mlp", device)
     batch = resolve_batch_size(spec, len(y))
     n_steps = int(np.ceil(len(y) / batch))
-    out: dict[str, object] = {"threads": threads, "train_group_seconds": round(total, 2),
-                              "record_pass_seconds_epoch0": round(records[0].seconds, 3),
-                              "steps": n_steps * CLI_EPOCHS, "batch_size": batch}
+    out.update(steps=n_steps * CLI_EPOCHS, batch_size=batch)
     for fused in (False, True):
-        runner = StepRunner(spec, "mlp", data, list(range(CLI_MEMBERS)), (64,), device, batch, n_steps, fused)
-        ms = 1e3 * statistics.median(time_steps([runner], 3, 30, device)[0])
-        out[f"ms_per_step_{'fused' if fused else 'default'}_adamw"] = round(ms, 2)
-    runner.opt.zero_grad()
+        runner = StepRunner(spec, "mlp", data, members, (64,), device, batch, n_steps, fused)
+        _, done, cpu = time_steps([runner], 3, 30, device)
+        out[f"cpu_ms_per_step_{'fused' if fused else 'default'}_adamw"] = round(1e3 * cpu * CLI_MEMBERS / done, 2)
+    out.update(record_cpu_ms(runner.net, data, CLI_MEMBERS, device))
+    with tempfile.TemporaryDirectory() as ckpt:
+        gen = torch.Generator(device=device)
+        ms = statistics.median(_timed(lambda: _save_checkpoint(Path(ckpt), 1, runner.net, runner.opt, gen), 5, device))
+        out["ms_checkpoint_save"] = round(1e3 * ms, 1)
     for p in runner.net.parameters():
         p.grad = torch.randn_like(p)
-    for fused in (False, True):
-        opt = torch.optim.AdamW(runner.net.parameters(), **({"fused": True} if fused else {}))
-        ms = 1e3 * statistics.median(_timed(opt.step, 30, device))
-        out[f"ms_adamw_step_{'fused' if fused else 'default'}"] = round(ms, 2)
+    for kind in ("default", "foreach", "fused"):
+        opt = torch.optim.AdamW(runner.net.parameters(), **({kind: True} if kind != "default" else {}))
+        cpu = statistics.median(_timed(opt.step, 30, device, cpu=True))
+        out[f"cpu_ms_adamw_step_{kind}"] = round(1e3 * cpu, 2)
     return out
 
 
-def _timed(fn: Callable[[], object], n: int, device: torch.device) -> list[float]:
+def record_cpu_ms(net: nn.Module, data, n_members: int, device: torch.device) -> dict[str, float]:
+    """CPU ms of one record pass over data with RECORD_CHUNK as is, and (what-if) RECORD_CHUNK // N."""
+    held = np.zeros((n_members, len(data.y)), dtype=bool)
+    out = {}
+    for chunk in (RECORD_CHUNK, max(RECORD_CHUNK // n_members, 64)):
+        ensemble_module.RECORD_CHUNK = chunk  # _record reads the module constant at call time
+        try:
+            fn = partial(_record, net, data, held, N_CLASSES, 0, 0, list(range(n_members)), 0.0, 0.0)
+            out[f"record_cpu_ms_chunk_{chunk}"] = round(1e3 * statistics.median(_timed(fn, 2, device, cpu=True)), 1)
+        finally:
+            ensemble_module.RECORD_CHUNK = RECORD_CHUNK
+    return out
+
+
+def _timed(fn: Callable[[], object], n: int, device: torch.device, cpu: bool = False) -> list[float]:
+    """Wall (or this process's CPU) seconds of n calls after one warm-up call."""
+    clock = time.process_time if cpu else time.perf_counter
     fn()
     times = []
     for _ in range(n):
-        t = time.perf_counter()
+        t = clock()
         fn()
         sync(device)
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return times
 
 
@@ -401,7 +445,9 @@ def profile_cli(npz: Path, tmp: Path, threads: int, device: str) -> dict:
 
 CATEGORIES = [  # first match wins; py-spy raw stacks, outermost frame first
     ("_compile_bytecode", "import: compiling .py (no .pyc; PYTHONDONTWRITEBYTECODE)"),
-    ("_find_and_load", "import"), ("_save_checkpoint", "train_group: checkpoint save"),
+    ("_find_and_load", "import"),
+    ("models/attribution", "explain: attributions (after training)"), ("service/explain", "explain: other"),
+    ("_save_checkpoint", "train_group: checkpoint save"),
     ("_record (models", "train_group: record pass"), ("adam", "train_group: AdamW step"),
     ("backward (", "train_group: backward"), ("Jumpout.forward", "train_group: Jumpout forward"),
     ("forward (models/nets", "train_group: forward"), ("cross_entropy", "train_group: loss"),
@@ -412,11 +458,20 @@ CATEGORIES = [  # first match wins; py-spy raw stacks, outermost frame first
 ]
 
 
+PROCESS_LABEL = re.compile(r'process \d+:"[^"]*"')
+
+
 def categorise(stack: str) -> str:
+    frames = PROCESS_LABEL.sub("", stack).strip(";")  # child stacks carry the parent's label and their own
+    where = "worker" if len(PROCESS_LABEL.findall(stack)) > 1 else "CLI"
+    if not frames:
+        return f"no Python frame (process start-up, native code) [{where}]"
+    if where == "worker" and "<module> (curate:" in frames:  # spawn re-imports the parent's __main__ script
+        return "import [worker]: the curate script again (spawn's __main__ fix-up)"
     for needle, name in CATEGORIES:
-        if needle in stack:
-            return name
-    return "other: " + stack.rsplit(";", 1)[-1].strip()[:60]
+        if needle in frames:
+            return f"{name} [{where}]" if name.startswith("import") else name
+    return "other: " + frames.rsplit(";", 1)[-1].strip()[:60]
 
 
 def run_cli(args, device: torch.device) -> dict:
@@ -448,7 +503,9 @@ def verdicts(report: dict) -> list[dict]:
         if "speedup_vs_sequential" in r:
             out.append({"target": f"MLP vectorised >= {VEC_TARGET:g}x one member after another "
                                   f"(N={r['n_members']}, {r['threads']} thread(s), steps)",
-                        "shown": f"{r['speedup_vs_sequential']}x", "met": r["speedup_vs_sequential"] >= VEC_TARGET})
+                        "shown": f"{r['speedup_vs_sequential']}x wall, {r['cpu_speedup_vs_sequential']}x per CPU-second, "
+                                 f"load {r['load_average'][0]}",
+                        "met": r["speedup_vs_sequential"] >= VEC_TARGET})
     for r in report.get("mlp_epochs", {}).get("rows", []):
         if "train_speedup_vs_sequential" in r:
             out.append({"target": f"MLP vectorised >= {VEC_TARGET:g}x (N={r['n_members']}, {r['threads']} thread(s), "
@@ -458,7 +515,8 @@ def verdicts(report: dict) -> list[dict]:
     for r in report.get("cli", {}).get("rows", []):
         out.append({"target": f"curate score digits {CLI_MEMBERS}x{CLI_EPOCHS} <= {CLI_TARGET_S:g} s "
                               f"(CURATE_TORCH_THREADS={r['threads']}, AdaBoost {'on' if r['adaboost'] else 'off'})",
-                    "shown": f"{r['seconds']} s, load {r['load_average_before'][0]}", "met": r["meets_target"]})
+                    "shown": f"{r['seconds']} s{' (stopped)' if r['timed_out'] else ''}, {r['cpu_seconds']} CPU s, "
+                             f"load {r['load_average_before'][0]}", "met": r["meets_target"]})
     return out
 
 
@@ -467,17 +525,19 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     out = []
     mlp = report["mlp_steps"]["rows"]
     out.append(("MLP training steps, 50,000 x 64, batch 256 (" + report["mlp_steps"]["method"] + ")",
-                ["threads", "N", "mode", "AdamW", "ms/step", "ensemble-examples/s", "speed-up", "load"],
+                ["threads", "N", "mode", "AdamW", "ms/step", "ens-ex/s", "speed-up", "ens-ex/CPU-s", "CPU speed-up",
+                 "load"],
                 [[str(r["threads"]), str(r["n_members"]), r["mode"] + ("" if r["complete"] else " (partial)"),
-                  r["adamw"], f"{r['ms_per_step']:.1f}",
-                  f"{r['ensemble_examples_per_s']:,}", str(r.get("speedup_vs_sequential", "")),
-                  str(r["load_average"][0])] for r in mlp]))
+                  r["adamw"], f"{r['ms_per_step']:.1f}", f"{r['ensemble_examples_per_s']:,}",
+                  str(r.get("speedup_vs_sequential", "")), f"{r['ensemble_examples_per_cpu_s']:,}",
+                  str(r.get("cpu_speedup_vs_sequential", "")), str(r["load_average"][0])] for r in mlp]))
     if "dropout" in report:
         out.append(("Dropout overhead (vectorised, largest N)",
-                    ["threads", "N", "dropout", "ms/step", "ensemble-examples/s", "slow-down vs none", "load"],
+                    ["threads", "N", "dropout", "ms/step", "ens-ex/s", "slow-down vs none", "ens-ex/CPU-s", "load"],
                     [[str(r["threads"]), str(r["n_members"]), r["dropout"] + ("" if r["complete"] else " (partial)"),
                       f"{r['ms_per_step']:.1f}",
-                      f"{r['ensemble_examples_per_s']:,}", f"{r['slowdown_vs_none']}x", str(r["load_average"][0])]
+                      f"{r['ensemble_examples_per_s']:,}", f"{r['slowdown_vs_none']}x",
+                      f"{r['ensemble_examples_per_cpu_s']:,}", str(r["load_average"][0])]
                      for r in report["dropout"]["rows"]]))
     if "mlp_epochs" in report:
         out.append(("MLP epoch through train_group (" + report["mlp_epochs"]["method"] + ")",
@@ -487,6 +547,8 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                       str(r["record_seconds"]), f"{r['train_ensemble_examples_per_s']:,}",
                       f"{r['record_ensemble_examples_per_s']:,}", str(r.get("train_speedup_vs_sequential", "")),
                       str(r["load_average"][0])] for r in report["mlp_epochs"]["rows"]]))
+        out.append(("MLP record pass, CPU ms, RECORD_CHUNK as is vs // N (what-if)", ["setting", "CPU ms"],
+                    [[k, str(v)] for k, v in report["mlp_epochs"]["record_pass_what_if"].items()]))
     if "cnn" in report:
         cnn = report["cnn"]
         out.append(("CNN widths (params and forward GFLOP per member and image)",
@@ -494,25 +556,30 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                     [[str(w["cnn_width"]) + (" (used)" if w["cnn_width"] == cnn["cnn_width"] else ""),
                       f"{w['params_per_member']:,}", str(w["forward_gflop_per_image"])] for w in cnn["widths"]]))
         out.append((f"CNN 3x32x32, width {cnn['cnn_width']}, {cnn['n_images']:,} synthetic images, {cnn['dropout']}",
-                    ["threads", "N", "batch", "step s", "train ens-img/s", "record imgs", "record ens-img/s", "load"],
+                    ["threads", "N", "batch", "step s", "train ens-img/s", "per CPU-s", "record imgs",
+                     "record ens-img/s", "per CPU-s", "load"],
                     [[str(r["threads"]), str(r["n_members"]), str(r["batch_size"]),
                       ", ".join(map(str, r["step_seconds"])), str(r["train_ensemble_images_per_s"]),
-                      str(r["record_images"]), str(r.get("record_ensemble_images_per_s", r.get("record_error"))),
-                      str(r["load_average"][0])] for r in cnn["rows"]]))
+                      str(r["train_ensemble_images_per_cpu_s"]), str(r["record_images"]),
+                      str(r.get("record_ensemble_images_per_s", r.get("record_error"))),
+                      str(r.get("record_ensemble_images_per_cpu_s", "")), str(r["load_average"][0])]
+                     for r in cnn["rows"]]))
     if "cli" in report:
         out.append((f"curate score end to end: {report['cli']['job']}",
-                    ["CURATE_TORCH_THREADS", "AdaBoost", "seconds", f"<= {CLI_TARGET_S:g} s", "load before", "rc"],
+                    ["CURATE_TORCH_THREADS", "AdaBoost", "seconds", "CPU s (all processes)", f"<= {CLI_TARGET_S:g} s",
+                     "load before", "rc"],
                     [[str(r["threads"]), "on" if r["adaboost"] else "off",
-                      str(r["seconds"]) + (" (stopped)" if r["timed_out"] else ""),
+                      str(r["seconds"]) + (" (stopped)" if r["timed_out"] else ""), str(r["cpu_seconds"]),
                       "yes" if r["meets_target"] else "no", str(r["load_average_before"][0]), str(r["returncode"])]
                      for r in report["cli"]["rows"]]))
         parts = report["cli"]["parts"]
         flat = {k: v for k, v in parts.items() if k != "in_process"} | parts["in_process"]
         out.append(("Parts of the job, measured alone", ["part", "value"], [[k, str(v)] for k, v in flat.items()]))
         if "profile" in report["cli"]:
-            prof = report["cli"]["profile"]["seconds_by_category"]
+            prof = list(report["cli"]["profile"]["seconds_by_category"].items())
+            rest = [("rest (%d more categories)" % len(prof[15:]), round(sum(v for _, v in prof[15:]), 2))]
             out.append(("py-spy samples of one job (seconds, all processes)", ["category", "s"],
-                        [[k, str(v)] for k, v in prof.items()]))
+                        [[k, str(v)] for k, v in prof[:15] + (rest if prof[15:] else [])]))
     return out
 
 

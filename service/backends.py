@@ -144,7 +144,7 @@ class RemoteBackend:
 
     def attribution(self, job_id: str, example_id: int, method: str, target: str) -> AttributionOut:
         r = self.client.get(f"/jobs/{job_id}/examples/{example_id}/attribution",
-                            params={"method": method, "target": target}, timeout=httpx.Timeout(600.0))
+                            params={"method": method, "target": target})
         return AttributionOut.model_validate(self._json(r))
 
     def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:

@@ -228,8 +228,8 @@ def print_attribution(a: AttributionOut, data_dir: Path | None) -> None:
               "(mean over members; inputs as the network sees them, normalised)", markup=False, highlight=False)
     out.print(f"logit {a.logit:.4f} = gradient term {a.gradient_term:.4f} + bias term {a.bias_term:.4f}  "
               f"(bias share {a.bias_share:.1%})", highlight=False)
-    out.print("bias term per layer: " + ", ".join(f"layer {i + 1} {v:.4f}" for i, v in enumerate(a.per_layer_bias_share)),
-              highlight=False)
+    layers = ", ".join(f"layer {i + 1} {v:.4f}" for i, v in enumerate(a.per_layer_bias_share))
+    out.print(f"bias term per layer: {layers}", highlight=False)
     table = Table(title="top features by |attribution|")
     table.add_column("feature")
     table.add_column("attribution", justify="right")

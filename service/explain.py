@@ -94,9 +94,8 @@ def explain_job(store: Store, settings: Settings, job: jobs.Job) -> None:
         summary = json.loads(row[0]) if row and row[0] else {}
         summary["attributions"] = info
         cur.execute("UPDATE jobs SET summary = ? WHERE job_id = ?", [to_json(summary), job.job_id])
-        message = info.get("error") or f"{len(chosen)} of {len(ids)} flagged or hard examples explained " \
-                                       f"in {info['seconds']} s"
-        jobs.add_event(cur, job.job_id, "explained", str(message))
+        done = f"{len(chosen)} of {len(ids)} flagged or hard examples explained in {info['seconds']} s"
+        jobs.add_event(cur, job.job_id, "explained", str(info.get("error", done)))
 
 
 def explain_example(store: Store, settings: Settings, job_id: str, example_id: int, method: str = "bias",
@@ -127,8 +126,8 @@ def compute_attributions(store: Store, settings: Settings, job: jobs.Job, exampl
     groups = job.spec.member_groups()
     missing = [g for g in range(len(groups)) if not model_path(settings, job.job_id, g).exists()]
     if missing:
-        raise ModelNotKept(f"job {job.job_id} kept no trained model for member groups {missing} (jobs finished "
-                           "before attributions existed, or trained by Ray with ray_shared_dir): rerun it")
+        raise ModelNotKept(f"job {job.job_id} kept no trained model for member groups {missing}: it finished "
+                           "before models were kept, or its checkpoints lived in Ray's ray_shared_dir")
     ids = labels["example_id"].astype(np.int64)
     targets = {"given": labels["given_label"].astype(int).tolist(),
                "suggested": labels["suggested_label"].astype(int).tolist()}

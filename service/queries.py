@@ -50,10 +50,12 @@ def list_datasets(store: Store, owner: str | None = None) -> list[DatasetOut]:
     return [get_dataset(store, i, owner) for i in ids]
 
 
-def score_rows(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
+def score_page(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
                suspected_only: bool = False, order: str = "example_id", limit: int | None = None,
-               offset: int = 0) -> pa.Table:
-    """Per-example scores with source and class names, as an Arrow table (SCORE_COLUMNS)."""
+               offset: int = 0) -> tuple[pa.Table, int]:
+    """One page of per-example scores with source and class names (SCORE_COLUMNS), and the
+    number of rows matching the filters. The page is cut first and joined after, so a page
+    costs the same whatever the data set's size."""
     job = finished_job(store, job_id, owner)
     if split is not None and split not in ("easy", "intermediate", "hard"):
         raise InvalidQuery(f"split must be easy, intermediate or hard, got {split!r}")
@@ -62,26 +64,36 @@ def score_rows(store: Store, job_id: str, *, owner: str | None = None, split: st
     if offset < 0 or (limit is not None and limit < 0):
         raise InvalidQuery("limit and offset must not be negative")
     sql = f"""
-        WITH names AS (SELECT unnest(json_extract_string(class_names, '$[*]')) AS name,
-                              generate_subscripts(json_extract_string(class_names, '$[*]'), 1) - 1 AS idx
-                       FROM datasets WHERE dataset_id = $dataset)
-        SELECT s.example_id, e.source, g.name AS given_label, s.consistency, s.consensus,
-               c.name AS consensus_label, s.heldout_consistency, s.accessibility, s.first_learned_epoch,
-               s.mean_label_prob, s.split, s.mislabel_score, s.is_suspected_mislabel,
-               sg.name AS suggested_label, s.adaboost_accessibility, s.family_agreement
-        FROM example_scores s
-        JOIN examples e ON e.dataset_id = $dataset AND e.example_id = s.example_id
-        JOIN names g ON g.idx = s.given_label
-        JOIN names c ON c.idx = s.consensus_label
-        JOIN names sg ON sg.idx = s.suggested_label
-        WHERE s.job_id = $job AND ($split IS NULL OR s.split = $split)
-          AND (NOT $suspected OR s.is_suspected_mislabel)
-        ORDER BY {ORDERS[order]}
-        LIMIT $limit OFFSET $offset"""
-    params = {"dataset": job.dataset_id, "job": job_id, "split": split, "suspected": suspected_only,
-              "limit": limit if limit is not None else 2**62, "offset": offset}
+        WITH page AS (
+            SELECT s.*, count(*) OVER () AS total_ FROM example_scores s
+            WHERE s.job_id = $job AND ($split IS NULL OR s.split = $split)
+              AND (NOT $suspected OR s.is_suspected_mislabel)
+            ORDER BY {ORDERS[order]} LIMIT $limit OFFSET $offset)
+        SELECT s.example_id, e.source, $names[s.given_label + 1] AS given_label, s.consistency, s.consensus,
+               $names[s.consensus_label + 1] AS consensus_label, s.heldout_consistency, s.accessibility,
+               s.first_learned_epoch, s.mean_label_prob, s.split, s.mislabel_score, s.is_suspected_mislabel,
+               $names[s.suggested_label + 1] AS suggested_label, s.adaboost_accessibility, s.family_agreement,
+               s.total_
+        FROM page s JOIN examples e ON e.dataset_id = $dataset AND e.example_id = s.example_id
+        ORDER BY {ORDERS[order]}"""
     with store.reader() as cur:
-        return cur.sql(sql, params=params).to_arrow_table()
+        names = json.loads(cur.execute("SELECT class_names FROM datasets WHERE dataset_id = ?",
+                                       [job.dataset_id]).fetchall()[0][0])
+        params = {"dataset": job.dataset_id, "job": job_id, "split": split, "suspected": suspected_only,
+                  "limit": limit if limit is not None else 2**62, "offset": offset, "names": names}
+        table = cur.sql(sql, params=params).to_arrow_table()
+    total = table.column("total_")[0].as_py() if table.num_rows else None
+    if total is None:  # an empty page (offset past the end) still reports the total
+        total = count_rows(store, job_id, owner=owner, split=split, suspected_only=suspected_only)
+    return table.drop_columns(["total_"]), int(total)
+
+
+def score_rows(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
+               suspected_only: bool = False, order: str = "example_id", limit: int | None = None,
+               offset: int = 0) -> pa.Table:
+    """Per-example scores with source and class names, as an Arrow table (SCORE_COLUMNS)."""
+    return score_page(store, job_id, owner=owner, split=split, suspected_only=suspected_only, order=order,
+                      limit=limit, offset=offset)[0]
 
 
 def export_rows(store: Store, job_id: str, what: str, owner: str | None = None) -> pa.Table:

@@ -28,9 +28,8 @@ Target = Literal[TARGETS]  # type: ignore[valid-type]
 
 def _page(engine, owner, job_id, split, suspected, order, limit, offset) -> ExamplePage:  # type: ignore[no-untyped-def]
     limit = min(limit, engine.settings.max_page_size)
-    rows = queries.score_rows(engine.store, job_id, owner=owner, split=split, suspected_only=suspected,
-                              order=order, limit=limit, offset=offset)
-    total = queries.count_rows(engine.store, job_id, owner=owner, split=split, suspected_only=suspected)
+    rows, total = queries.score_page(engine.store, job_id, owner=owner, split=split, suspected_only=suspected,
+                                     order=order, limit=limit, offset=offset)
     return ExamplePage(job_id=job_id, total=total, limit=limit, offset=offset,
                        items=[ExampleOut(**r) for r in rows.to_pylist()])
 

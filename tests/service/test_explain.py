@@ -111,7 +111,8 @@ def test_curate_explain_computes_and_stores_a_missing_example(digits_job: tuple[
     assert all(abs(r[1]) <= COMPLETE and (settings.data_dir / r[2]).exists() for r in stored)
     state = torch.load(explain.model_path(settings, job_id, 0), weights_only=True)
     assert set(state) == {"net"}  # the optimizer state is dropped once the model is loaded
-    bad = CliRunner().invoke(cli_app, ["explain", job_id, "0", "--method", "nope", "--data-dir", str(settings.data_dir)])
+    bad = CliRunner().invoke(cli_app, ["explain", job_id, "0", "--method", "nope",
+                                       "--data-dir", str(settings.data_dir)])
     assert bad.exit_code == 1 and "method must be one of" in bad.output
 
 
