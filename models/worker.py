@@ -5,6 +5,7 @@ Runs in a spawned process (LocalExecutor) or a Ray task; never touches DuckDB. M
 ("error", key, traceback text).
 """
 
+import os
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,9 @@ import numpy as np
 
 from models.predictions import EpochRecord
 from models.spec import GroupTask
+
+
+TRAINING_NICENESS = 10
 
 
 class _Queue(Protocol):
@@ -58,6 +62,10 @@ def iter_task_records(task: GroupTask, X: np.ndarray | None = None,
 def run_task(task: GroupTask, out: _Queue, cancel: _Flag) -> None:
     """Process entry: stream records until done, cancelled or failed."""
     key = (task.model, task.group)
+    try:
+        os.nice(TRAINING_NICENESS)  # training yields the CPU to the server that reads and writes
+    except OSError:
+        pass
     try:
         for record in iter_task_records(task):
             if cancel.is_set():

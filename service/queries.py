@@ -14,6 +14,7 @@ SCORE_COLUMNS = ("example_id", "source", "given_label", "consistency", "consensu
                  "mislabel_score", "is_suspected_mislabel", "suggested_label", "adaboost_accessibility",
                  "family_agreement")
 EXPORTS = ("scores", "easy", "intermediate", "hard", "mislabeled")
+_DYNAMICS_CACHE: dict[tuple[str, str, int], list[dict]] = {}  # (db, job, bins) of succeeded jobs
 ORDERS = {"example_id": "s.example_id", "mislabel_score": "s.mislabel_score DESC, s.example_id",
           "accessibility": "s.accessibility, s.example_id", "consistency": "s.consistency, s.example_id"}
 
@@ -119,8 +120,14 @@ def adaboost_curves(store: Store, job_id: str, owner: str | None = None) -> dict
 
 
 def dynamics_histograms(store: Store, job_id: str, n_bins: int = 20, owner: str | None = None) -> list[dict]:
-    """Per epoch, histograms of consistency and consensus over examples (bins of width 1/n_bins)."""
+    """Per epoch, histograms of consistency and consensus over examples (bins of width 1/n_bins).
+
+    A succeeded job never changes, so its answer is cached (the two GROUP BYs scan epochs x
+    examples rows; the API load benchmark found them the costliest read)."""
     finished_job(store, job_id, owner)
+    key = (str(store.path), job_id, n_bins)
+    if key in _DYNAMICS_CACHE:
+        return _DYNAMICS_CACHE[key]
     with store.reader() as cur:
         rows = cur.execute(
             "SELECT epoch, least(floor(consistency * ?), ? - 1)::INT AS b, count(*) FROM example_epoch_stats "
@@ -129,11 +136,15 @@ def dynamics_histograms(store: Store, job_id: str, n_bins: int = 20, owner: str 
             "SELECT epoch, least(floor(consensus * ?), ? - 1)::INT AS b, count(*) FROM example_epoch_stats "
             "WHERE job_id = ? GROUP BY ALL ORDER BY ALL", [n_bins, n_bins, job_id]).fetchall()
     out: dict[int, dict] = {}
-    for key, data in (("consistency", rows), ("consensus", rows2)):
+    for metric, data in (("consistency", rows), ("consensus", rows2)):
         for epoch, b, count in data:
             entry = out.setdefault(epoch, {"epoch": epoch, "consistency": [0] * n_bins, "consensus": [0] * n_bins})
-            entry[key][b] = count
-    return [out[e] for e in sorted(out)]
+            entry[metric][b] = count
+    result = [out[e] for e in sorted(out)]
+    if len(_DYNAMICS_CACHE) >= 64:
+        _DYNAMICS_CACHE.pop(next(iter(_DYNAMICS_CACHE)))
+    _DYNAMICS_CACHE[key] = result
+    return result
 
 
 def count_rows(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
