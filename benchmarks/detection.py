@@ -323,6 +323,8 @@ def describe_machine() -> dict[str, str | int | None]:
         torch = sys.modules["torch"]
         info["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     info["baseline_blas_threads"] = BASELINE_BLAS_THREADS
+    info["curate_torch_threads"] = os.environ.get("CURATE_TORCH_THREADS", "default (cores / workers)")
+    info["load_average_1min_at_end"] = round(os.getloadavg()[0], 1)
     info["command"] = " ".join(["python", *sys.argv])
     return info
 
