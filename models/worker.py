@@ -62,6 +62,9 @@ def iter_task_records(task: GroupTask, X: np.ndarray | None = None,
 def run_task(task: GroupTask, out: _Queue, cancel: _Flag) -> None:
     """Process entry: stream records until done, cancelled or failed."""
     key = (task.model, task.group)
+    # idle OpenMP threads sleep instead of spinning: with other processes on the cores, spinning
+    # threads made 2-thread training 5-25x slower (benchmarks/throughput.md); set before torch loads
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         os.nice(TRAINING_NICENESS)  # training yields the CPU to the server that reads and writes
     except OSError:
