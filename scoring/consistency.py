@@ -63,7 +63,7 @@ def compute_first_learned_epoch(
     if consistency.ndim != 2:
         raise ValueError(f"consistency must be (n_epochs, n_examples), got {consistency.shape}")
     above = consistency >= threshold
-    # stays above from e on  <=>  all of above[e:] true; suffix-AND via reversed cumulative product
-    suffix_all = np.flip(np.cumprod(np.flip(above, axis=0), axis=0), axis=0).astype(bool)
+    # stays above from e on  <=>  all of above[e:] true: a suffix AND (boolean, no int64 copy)
+    suffix_all = np.flip(np.logical_and.accumulate(np.flip(above, axis=0), axis=0), axis=0)
     first = np.argmax(suffix_all, axis=0)
     return np.where(suffix_all.any(axis=0), first, NEVER).astype(np.int64)

@@ -31,12 +31,12 @@ class ScoringOptions:
 
 @dataclass(frozen=True)
 class ExampleScores:
-    # per epoch, (n_epochs, n_examples), over all members
-    consistency_curve: npt.NDArray[np.float64]
-    consensus_curve: npt.NDArray[np.float64]
-    consensus_label_curve: npt.NDArray[np.int64]
+    # per epoch, (n_epochs, n_examples), over all members (float32 / int16 to keep big jobs small)
+    consistency_curve: npt.NDArray[np.float32]
+    consensus_curve: npt.NDArray[np.float32]
+    consensus_label_curve: npt.NDArray[np.int16]
     # per epoch over held-out members only (NaN without cross-fitting)
-    heldout_consistency_curve: npt.NDArray[np.float64]
+    heldout_consistency_curve: npt.NDArray[np.float32]
     # per example, (n_examples,)
     consistency: npt.NDArray[np.float64]  # final epoch, all members
     consensus: npt.NDArray[np.float64]  # final epoch
@@ -122,9 +122,10 @@ class DynamicsAccumulator:
         if not self.seen.all():
             raise ValueError(f"epochs {np.flatnonzero(~self.seen).tolist()} were never added")
         y, k = self.y, self.n_classes
-        accessibility = compute_accessibility(self.in_sample.astype(np.float64))
-        prob_curve, margin_curve = self.prob.astype(np.float64), self.margin.astype(np.float64)
-        mislabel_score = compute_mislabel_score(prob_curve, margin_curve, method=options.mislabel_method)
+        # curves stay float32 (n_epochs x n_examples: 124 MB each at 1M examples); per-example
+        # results are float64
+        accessibility = compute_accessibility(self.in_sample).astype(np.float64)
+        mislabel_score = compute_mislabel_score(self.prob, self.margin, method=options.mislabel_method)
         trained = self.n_epochs - 1
         with np.errstate(invalid="ignore", divide="ignore"):
             in_probs = self.prob_total / trained / (~self.held_out).sum(axis=0)[:, None]
@@ -134,19 +135,18 @@ class DynamicsAccumulator:
             raise ValueError("count_from='held_out' needs cross-fitting (n_folds >= 2)")
         count_probs = heldout_probs if use_heldout else in_probs
         n_errors = estimate_n_label_errors(np.nan_to_num(count_probs, nan=1.0 / k), y)
-        consistency = self.consistency.astype(np.float64)
         return ExampleScores(
-            consistency_curve=consistency,
-            consensus_curve=self.consensus.astype(np.float64),
-            consensus_label_curve=self.consensus_label.astype(np.int64),
-            heldout_consistency_curve=self.heldout.astype(np.float64),
-            consistency=consistency[-1],
+            consistency_curve=self.consistency,
+            consensus_curve=self.consensus,
+            consensus_label_curve=self.consensus_label,
+            heldout_consistency_curve=self.heldout,
+            consistency=self.consistency[-1].astype(np.float64),
             consensus=self.consensus[-1].astype(np.float64),
             consensus_label=self.consensus_label[-1].astype(np.int64),
             heldout_consistency=self.heldout[-1].astype(np.float64),
             accessibility=accessibility,
-            first_learned_epoch=compute_first_learned_epoch(consistency, options.learned_threshold),
-            mean_label_prob=np.nanmean(prob_curve[1:], axis=0),
+            first_learned_epoch=compute_first_learned_epoch(self.consistency, options.learned_threshold),
+            mean_label_prob=np.nanmean(self.prob[1:], axis=0).astype(np.float64),
             split=compute_splits(accessibility, options.easy_at_least, options.hard_below),
             mislabel_score=mislabel_score,
             is_suspected_mislabel=flag_suspected_mislabels(mislabel_score, n_errors),

@@ -21,7 +21,7 @@ class Engine:
     def __init__(self, settings: Settings, executor: Executor | None = None) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(settings.db_path)
+        self.store = Store(settings.db_path, settings.duckdb_memory_limit)
         self.executor = executor or LocalExecutor(max_workers=settings.max_workers)
         self.stopping = threading.Event()  # set on shutdown: running jobs pause, resume at restart
         catalog.clean_orphans(self.store, settings)

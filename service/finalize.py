@@ -127,10 +127,11 @@ def _write_scores(store: Store, job_id: str, s: ExampleScores, given: np.ndarray
     stats = pa.table({
         "epoch": np.repeat(np.arange(n_epochs, dtype=np.int16), n),
         "example_id": np.tile(np.arange(n, dtype=np.int32), n_epochs),
-        "consistency": s.consistency_curve.ravel().astype(np.float32),
-        "consensus": s.consensus_curve.ravel().astype(np.float32),
-        "consensus_label": s.consensus_label_curve.ravel().astype(np.int16),
-        "heldout_consistency": pa.array(s.heldout_consistency_curve.ravel().astype(np.float32), from_pandas=True),
+        "consistency": s.consistency_curve.ravel().astype(np.float32, copy=False),
+        "consensus": s.consensus_curve.ravel().astype(np.float32, copy=False),
+        "consensus_label": s.consensus_label_curve.ravel().astype(np.int16, copy=False),
+        "heldout_consistency": pa.array(s.heldout_consistency_curve.ravel().astype(np.float32, copy=False),
+                                        from_pandas=True),
     })
     per_example = {
         "example_id": np.arange(n, dtype=np.int32), "given_label": given.astype(np.int16),

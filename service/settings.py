@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(2 * 1024**3, ge=1, description="largest accepted upload or file")
     max_archive_bytes: int = Field(2 * 1024**3, ge=1, description="largest total uncompressed size of a zip")
     max_files: int = Field(200_000, ge=1, description="most files in an image folder or zip")
+    duckdb_memory_limit: str = Field("1GB", description="DuckDB buffer memory of the engine process "
+                                     "(DuckDB's own default is 80 % of RAM)")
     max_concurrent_jobs: int = Field(1, ge=1, le=64, description="jobs the server trains at once")
     api_keys: str = Field("", description="extra API keys as name=key pairs, comma-separated")
     max_page_size: int = Field(1000, ge=1, le=100_000, description="largest `limit` of a paginated read")

@@ -81,7 +81,7 @@ class StoreLocked(CurationError):
 class Store:
     """The DuckDB file of one data directory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, memory_limit: str | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         try:
@@ -90,6 +90,8 @@ class Store:
             raise StoreLocked(f"{path} is in use by another process (a running `curate serve`?): talk to that "
                               f"server with --url, or stop it first ({exc})") from None
         self._con.execute("SET TimeZone = 'UTC'")  # timestamps are stored in UTC
+        if memory_limit:  # DuckDB's own default is 80 % of the machine's memory
+            self._con.execute(f"SET memory_limit = '{_check_size(memory_limit)}'")
         self._lock = threading.RLock()
         self._migrate()
 
@@ -131,6 +133,15 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+
+def _check_size(value: str) -> str:
+    """'2GB', '512MB', ... (a setting, never user input, but checked before it reaches SQL)."""
+    import re
+
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value.strip()):
+        raise ValueError(f"duckdb_memory_limit must look like 2GB or 512MB, got {value!r}")
+    return value.strip()
 
 
 def insert_arrow(cur: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, prefix: dict[str, object]) -> None:
