@@ -4,7 +4,9 @@ Every command works on the engine in this process, or, when a `curate serve` run
 data directory (or --url names one), on that server over HTTP: same results either way.
 """
 
+import html as html_lib
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -273,6 +275,31 @@ def compare(
 
         plot_adaboost_curves(ada.curves, c, plot, title=f"job {job_id}: AdaBoost accuracy by ensemble split")
         err.print(f"wrote {plot}", highlight=False)
+
+
+@app.command()
+@cli_errors
+def report(
+    job_id: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")],
+    data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None,
+) -> None:
+    """One self-contained HTML report of a finished job: splits, top 50 suspects, dynamics and AdaBoost plots.
+    In-process, or from a server's /ui/jobs/JOB/report.html."""
+    with _backend(data_dir, url, api_key) as backend:
+        if isinstance(backend, LocalBackend):
+            from service.web import render_report
+
+            html = render_report(backend.engine.store, job_id)
+        else:
+            response = backend.client.get(f"/ui/jobs/{job_id}/report.html")
+            if response.status_code >= 400:
+                found = re.search(r'<p class="err">(.*?)</p>', response.text)
+                message = html_lib.unescape(found.group(1)) if found else response.text[:300]
+                raise CurationError(f"{message} (HTTP {response.status_code})")
+            html = response.text
+    output.write_text(html, encoding="utf-8")
+    err.print(f"wrote {output} ({len(html) / 1024:.0f} KiB)", highlight=False)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pyarrow as pa
 
 from service import jobs
@@ -186,4 +187,38 @@ def attribution_row(store: Store, job_id: str, example_id: int, target: str, met
     out["target_label"] = out.pop("label_name")
     out["per_layer_bias_share"] = json.loads(out["per_layer_bias_share"])
     out["top_features"] = json.loads(out["top_features"])
+    return out
+
+
+def dataset_feature_names(store: Store, dataset_id: str, owner: str | None = None) -> list[str] | None:
+    """Feature names of a tabular dataset (None for images)."""
+    with store.reader() as cur:
+        row = cur.execute("SELECT feature_names FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
+                          [dataset_id, owner]).fetchone()
+    if row is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return json.loads(row[0]) if row[0] else None
+
+
+def attribution_heatmaps(store: Store, job_id: str, example_ids: list[int],
+                         owner: str | None = None) -> dict[int, str | None]:
+    """For the examples among `example_ids` with a stored attribution of the given label: its
+    heatmap PNG path (relative to the data directory; None for tables). bias method first."""
+    finished_job(store, job_id, owner)
+    with store.reader() as cur:
+        rows = cur.execute("SELECT example_id, heatmap_path FROM attributions WHERE job_id = ? AND target = 'given' "
+                           "AND list_contains(?, example_id) ORDER BY method = 'bias'",
+                           [job_id, [int(i) for i in example_ids]]).fetchall()
+    return {int(example_id): path for example_id, path in rows}  # the bias row, sorted last, wins
+
+
+def epoch_consistency(store: Store, job_id: str, owner: str | None = None) -> np.ndarray:  # (n_epochs + 1, n_examples)
+    """Consistency per epoch and example, (n_epochs + 1, n_examples) float32, epoch 0 first."""
+    finished_job(store, job_id, owner)
+    with store.reader() as cur:
+        cols = cur.execute("SELECT epoch, example_id, consistency FROM example_epoch_stats WHERE job_id = ?",
+                           [job_id]).fetchnumpy()  # any order: placed by searchsorted
+    epochs, ids = np.unique(cols["epoch"]), np.unique(cols["example_id"])
+    out = np.zeros((epochs.size, ids.size), dtype=np.float32)
+    out[np.searchsorted(epochs, cols["epoch"]), np.searchsorted(ids, cols["example_id"])] = cols["consistency"]
     return out

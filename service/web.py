@@ -1,0 +1,356 @@
+"""The dashboard's pages and the self-contained HTML report, rendered on the server.
+
+Plain HTML with one inline style sheet; plots are PNGs from `service.plots`; every read goes
+through `queries`. Every user-provided string passes `esc` (html.escape). The only script is a
+few lines on the job page (live progress over SSE, cancel) and the start-job/upload forms.
+"""
+
+import base64
+import io
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from html import escape
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+from PIL import Image
+
+from service import jobs, queries
+from service.datasets import load_arrays
+from service.errors import NotFound
+from service.plots import plot_adaboost_curves, plot_dynamics
+from service.store import Store
+
+SPLITS = ("easy", "intermediate", "hard")
+GALLERIES = (*SPLITS, "mislabeled")
+EXPORTS = ("scores", "easy", "intermediate", "hard", "mislabeled")
+PAGE_SIZE = 60
+N_FEATURES_SHOWN = 6
+THUMB_PX = 96
+_PLOT_LOCK = threading.Lock()  # two requests drawing the same PNG would share its .tmp file
+_PHASES_CACHE: dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | None] = {}
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px;color:#222}
+header{display:flex;gap:16px;align-items:baseline;border-bottom:1px solid #ddd;margin-bottom:12px}
+header a{color:#333;text-decoration:none;font-weight:600}
+table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f4f4f4}.json{font-size:12px;color:#777}.err{color:#b00}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:8px}
+.card{border:1px solid #ddd;border-radius:4px;padding:6px;font-size:12px}.card img{image-rendering:pixelated}
+.flag{border-color:#d33}.btn{display:inline-block;padding:3px 10px;border:1px solid #888;border-radius:3px;
+margin:2px;text-decoration:none;color:#222;background:#f8f8f8}img.plot{max-width:100%}
+progress{width:320px}
+"""
+
+
+def esc(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def page(title: str, body: str, json_links: Sequence[str] = ()) -> str:
+    links = " ".join(f'<a href="{esc(u)}">{esc(u)}</a>' for u in json_links)
+    twin = f'<p class="json">JSON: {links}</p>' if links else ""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)} · Curate</title>'
+            f'<style>{CSS}</style></head><body><header><a href="/">Curate</a><h1>{esc(title)}</h1></header>'
+            f'{twin}{body}</body></html>')
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Cells are HTML already (escape values with `esc`)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def link(href: str, text: object) -> str:
+    return f'<a href="{esc(href)}">{esc(text)}</a>'
+
+
+def render_error(status_code: int, message: str) -> str:
+    return page(f"Error {status_code}", f'<p class="err">{esc(message)}</p><p>{link("/", "back to the dashboard")}</p>')
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+def render_home(store: Store, owner: str | None) -> str:
+    datasets = queries.list_datasets(store, owner)
+    start = ('<form class="start" data-dataset="{id}">members <input name="n_members" type="number" min="1" '
+             'value="4" size="3"> epochs <input name="n_epochs" type="number" min="1" value="10" size="3"> '
+             '<button type="submit">start job</button></form>')
+    ds_rows = [(esc(d.name), f"<code>{esc(d.dataset_id)}</code>", esc(d.kind), str(d.n_examples),
+                esc(", ".join(d.class_names[:12]) + (" …" if d.n_classes > 12 else "")) + f" ({d.n_classes})",
+                start.format(id=esc(d.dataset_id))) for d in datasets]
+    job_rows = [(link(f"/ui/jobs/{j.job_id}", j.job_id), f"<code>{esc(j.dataset_id)}</code>", esc(j.status),
+                 f'<progress max="1" value="{j.epochs_done / max(j.epochs_total, 1):.3f}"></progress> '
+                 f"{j.epochs_done}/{j.epochs_total} epochs",
+                 esc(j.estimated_n_errors if j.estimated_n_errors is not None else "-"), esc(str(j.created_at)[:19]))
+                for j in jobs.list_jobs(store, owner)]
+    upload = ('<form id="upload" action="/datasets" method="post" enctype="multipart/form-data">'
+              '<input type="file" name="file" required> name <input name="name" size="20"> '
+              '<button type="submit">upload</button> <span id="upload-status"></span></form>'
+              '<p class="json">.csv/.parquet (label column "label"), .npz (X, y) or a .zip of class folders</p>')
+    body = (f"<h2>Datasets</h2>{upload}"
+            + table(("name", "dataset_id", "kind", "n", "classes", ""), ds_rows)
+            + "<h2>Jobs</h2>" + table(("job_id", "dataset_id", "status", "progress", "est. errors", "created"),
+                                      job_rows) + f"<script>{HOME_JS}</script>")
+    return page("Dashboard", body, ("/datasets", "/jobs"))
+
+
+HOME_JS = """
+document.getElementById('upload').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const form = ev.target, status = document.getElementById('upload-status');
+  const name = form.elements.name.value, data = new FormData();
+  data.append('file', form.elements.file.files[0]);
+  status.textContent = 'uploading…';
+  const r = await fetch('/datasets' + (name ? '?name=' + encodeURIComponent(name) : ''), {method: 'POST', body: data});
+  const j = await r.json();
+  if (r.ok) { location.reload(); } else { status.textContent = 'error: ' + j.error.message; }
+});
+for (const form of document.querySelectorAll('form.start')) {
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const spec = {n_members: +form.elements.n_members.value, n_epochs: +form.elements.n_epochs.value};
+    const r = await fetch('/jobs', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                    body: JSON.stringify({dataset_id: form.dataset.dataset, spec: spec})});
+    const j = await r.json();
+    if (r.ok) { location.href = '/ui/jobs/' + j.job_id; } else { alert(j.error.message); }
+  });
+}
+"""
+
+JOB_JS = """
+const box = document.getElementById('live'), id = box.dataset.job;
+const text = document.getElementById('progress-text'), bar = document.getElementById('progress-bar');
+const es = new EventSource('/jobs/' + id + '/events');
+es.addEventListener('progress', (ev) => {
+  const j = JSON.parse(ev.data);
+  bar.value = j.progress;
+  text.textContent = j.status + ': ' + j.epochs_done + '/' + j.epochs_total + ' epochs' +
+    (j.eta_seconds != null ? ', about ' + Math.round(j.eta_seconds) + ' s left' : '') + (j.error ? ' ' + j.error : '');
+});
+es.addEventListener('end', () => { es.close(); location.reload(); });
+document.getElementById('cancel').addEventListener('click', async () => {
+  const r = await fetch('/jobs/' + id, {method: 'DELETE'});
+  text.textContent = (await r.json()).status;
+});
+"""
+
+
+def render_job(store: Store, job_id: str, owner: str | None) -> str:
+    job = jobs.job_out(jobs.get_job(store, job_id, owner))
+    twins = [f"/jobs/{job_id}"]
+    head = table(("dataset", "status", "spec", "created", "finished"), [(
+        f"<code>{esc(job.dataset_id)}</code>", esc(job.status),
+        esc(f"{job.spec.n_members} members x {job.spec.n_epochs} epochs ({job.spec.dropout})"),
+        esc(str(job.created_at)[:19]), esc(str(job.finished_at or "-")[:19]))])
+    if job.status != "succeeded":
+        live = ""
+        if job.status in jobs.UNFINISHED:
+            live = (f'<div id="live" data-job="{esc(job_id)}"><progress id="progress-bar" max="1" '
+                    f'value="{job.progress:.3f}"></progress> <span id="progress-text">{esc(job.status)}: '
+                    f'{job.epochs_done}/{job.epochs_total} epochs</span> <button id="cancel">cancel</button>'
+                    f"</div><script>{JOB_JS}</script>")
+        error = f'<pre class="err">{esc(job.error)}</pre>' if job.error else ""
+        return page(f"Job {job_id}", head + live + error, twins)
+    summary = job.summary or {}
+    n = summary.get("n_examples", 0)
+    counts = summary.get("split_counts", {})
+    splits = table(("split", "examples", "share", ""), [
+        (esc(s), str(counts.get(s, 0)), f"{counts.get(s, 0) / max(n, 1):.1%}",
+         link(f"/ui/jobs/{job_id}/gallery/{s}", "gallery")) for s in SPLITS])
+    rate = (job.estimated_n_errors or 0) / max(n, 1)
+    errors = (f"<p>Estimated label errors: <b>{esc(job.estimated_n_errors)}</b> of {n} ({rate:.1%}), flagged as "
+              f"suspected mislabels: {link(f'/ui/jobs/{job_id}/gallery/mislabeled', 'mislabeled gallery')}</p>")
+    exports = "".join(f'<a class="btn" href="{esc(f"/jobs/{job_id}/export?what={w}&format=csv")}">{esc(w)}.csv</a>'
+                      for w in EXPORTS)
+    plots = f'<h2>Learning dynamics</h2><img class="plot" alt="dynamics" src="/ui/jobs/{esc(job_id)}/dynamics.png">'
+    twins += [f"/jobs/{job_id}/dynamics", f"/jobs/{job_id}/mislabeled"]
+    if job.adaboost.enabled:
+        plots += (f'<h2>AdaBoost</h2><img class="plot" alt="adaboost" src="/ui/jobs/{esc(job_id)}/adaboost.png">')
+        twins.append(f"/jobs/{job_id}/adaboost")
+    body = (head + "<h2>Splits</h2>" + splits + errors + "<h2>Export</h2>" + exports + plots
+            + render_phases(store, job_id, job.spec.n_members, owner))
+    return page(f"Job {job_id}", body, twins)
+
+
+def render_phases(store: Store, job_id: str, n_members: int, owner: str | None) -> str:
+    """Agreement index and training phase per epoch, when `scoring.phases` exists; else nothing."""
+    try:
+        from scoring.phases import compute_agreement_index, detect_phases
+    except ImportError:
+        return ""
+    key = (str(store.path), job_id)
+    if key not in _PHASES_CACHE:
+        job = queries.finished_job(store, job_id, owner)
+        consistency = queries.epoch_consistency(store, job_id, owner)  # (E, n)
+        n_classes = queries.get_dataset(store, job.dataset_id, owner).n_classes
+        try:
+            _PHASES_CACHE[key] = (np.asarray(compute_agreement_index(consistency, n_members)),
+                                  np.asarray(detect_phases(consistency, n_members, n_classes)))
+        except ValueError:  # the other engineer's functions refuse this input: show nothing
+            _PHASES_CACHE[key] = None
+    found = _PHASES_CACHE[key]
+    if found is None:
+        return ""
+    queries.finished_job(store, job_id, owner)  # owner check on a cache hit too
+    agreement, phases = found
+    rows = [(str(e), f"{float(a):.3f}", esc(int(p))) for e, (a, p) in enumerate(zip(agreement, phases))]
+    return "<h2>Agreement index and phase per epoch</h2>" + table(("epoch", "agreement index", "phase"), rows)
+
+
+def render_gallery(store: Store, data_dir: Path, job_id: str, split: str, offset: int, owner: str | None) -> str:
+    if split not in GALLERIES:
+        raise NotFound(f"gallery {split!r} not found; one of {', '.join(GALLERIES)}")
+    job = queries.finished_job(store, job_id, owner)
+    ds = queries.get_dataset(store, job.dataset_id, owner)
+    suspected = split == "mislabeled"
+    rows, total = queries.score_page(store, job_id, owner=owner, split=None if suspected else split,
+                                     suspected_only=suspected, order="mislabel_score" if suspected else "accessibility",
+                                     limit=PAGE_SIZE, offset=offset)
+    items = rows.to_pylist()
+    ids = [r["example_id"] for r in items]
+    heatmaps = queries.attribution_heatmaps(store, job_id, ids, owner)
+    features = _feature_rows(store, data_dir, ds.dataset_id, ds.kind, ids, owner)
+    cards = "".join(_card(job_id, ds.dataset_id, r, features.get(r["example_id"]), heatmaps) for r in items)
+    nav = []
+    if offset > 0:
+        nav.append(link(f"?offset={max(offset - PAGE_SIZE, 0)}", "« previous"))
+    if offset + PAGE_SIZE < total:
+        nav.append(link(f"?offset={offset + PAGE_SIZE}", "next »"))
+    shown = f"{offset + 1}-{offset + len(items)}" if items else "none"
+    other = " · ".join(link(f"/ui/jobs/{job_id}/gallery/{g}", g) for g in GALLERIES if g != split)
+    body = (f"<p>{link(f'/ui/jobs/{job_id}', 'job ' + job_id)} · {esc(ds.name)} · showing {shown} of {total} · "
+            f"{other}</p><p>{' '.join(nav)}</p><div class=\"cards\">{cards}</div><p>{' '.join(nav)}</p>")
+    twin = (f"/jobs/{job_id}/mislabeled?{urlencode({'limit': PAGE_SIZE, 'offset': offset})}" if suspected else
+            f"/jobs/{job_id}/examples?{urlencode({'split': split, 'limit': PAGE_SIZE, 'offset': offset})}")
+    return page(f"{split} examples · job {job_id}", body, (twin,))
+
+
+def _feature_rows(store: Store, data_dir: Path, dataset_id: str, kind: str, ids: list[int],
+                  owner: str | None) -> dict[int, str]:
+    """For tables: the first features of each example as "name = value" lines (HTML)."""
+    if kind == "image" or not ids:
+        return {}
+    names = queries.dataset_feature_names(store, dataset_id, owner) or []
+    X, _ = load_arrays(data_dir / "datasets", dataset_id)
+    values = np.asarray(X[np.asarray(ids)])[:, :N_FEATURES_SHOWN]  # reads only these rows of the memory map
+    out = {}
+    for example_id, row in zip(ids, values):
+        lines = [f"{esc(names[i] if i < len(names) else f'x{i}')} = {float(v):.3g}" for i, v in enumerate(row)]
+        more = " …" if X.shape[1] > N_FEATURES_SHOWN else ""
+        out[example_id] = "<br>".join(lines) + more
+    return out
+
+
+def _card(job_id: str, dataset_id: str, r: dict, features: str | None, heatmaps: dict[int, str | None]) -> str:
+    example_id = r["example_id"]
+    visual = (f'<img alt="example {example_id}" width="{THUMB_PX}" height="{THUMB_PX}" '
+              f'src="/ui/datasets/{esc(dataset_id)}/examples/{example_id}.png">' if features is None
+              else f'<div class="features">{features}</div>')
+    extra = ""
+    if example_id in heatmaps:
+        json_url = f"/jobs/{job_id}/examples/{example_id}/attribution"
+        extra = "<br>" + link(json_url, "attribution")
+        if heatmaps[example_id]:
+            extra += " · " + link(f"/ui/jobs/{job_id}/examples/{example_id}/heatmap.png", "heatmap")
+    cls = "card flag" if r["is_suspected_mislabel"] else "card"
+    return (f'<div class="{cls}" data-example="{example_id}">{visual}<div><b>#{example_id}</b> '
+            f'{esc(r["source"])}<br>given <b>{esc(r["given_label"])}</b> → suggested '
+            f'<b>{esc(r["suggested_label"])}</b><br>mislabel score {r["mislabel_score"]:.3f}<br>consistency '
+            f'{r["consistency"]:.2f} · {esc(r["split"])}{extra}</div></div>')
+
+
+# --- PNGs ------------------------------------------------------------------------------------
+
+
+def render_thumbnail(store: Store, data_dir: Path, dataset_id: str, example_id: int, owner: str | None) -> bytes:
+    """One image example as a PNG, nearest-neighbour upscaled to about THUMB_PX pixels."""
+    ds = queries.get_dataset(store, dataset_id, owner)
+    if ds.kind != "image":
+        raise NotFound(f"dataset {dataset_id} holds a table, not images")
+    if not 0 <= example_id < ds.n_examples:
+        raise NotFound(f"example {example_id} not found in dataset {dataset_id}")
+    X, _ = load_arrays(data_dir / "datasets", dataset_id)
+    pixels = np.asarray(X[example_id])  # (C, H, W) uint8
+    if pixels.dtype != np.uint8:
+        lo, hi = float(pixels.min()), float(pixels.max())
+        pixels = ((pixels - lo) / ((hi - lo) or 1.0) * 255).astype(np.uint8)
+    image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels[:3], 0, -1))
+    scale = max(1, THUMB_PX // max(image.size))
+    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def plot_path(store: Store, job_id: str, which: str, owner: str | None) -> Path:
+    """The dynamics or AdaBoost PNG of a succeeded job, drawn once into <data_dir>/exports/plots/."""
+    queries.finished_job(store, job_id, owner)
+    path = store.path.parent / "exports" / "plots" / f"{job_id}-{which}.png"
+    with _PLOT_LOCK:
+        return path if path.exists() else _draw(store, job_id, which, owner, path)
+
+
+def _draw(store: Store, job_id: str, which: str, owner: str | None, path: Path) -> Path:
+    if which == "dynamics":
+        return plot_dynamics(queries.dynamics_histograms(store, job_id, 20, owner), path,
+                             f"job {job_id}: share of examples per consistency / consensus bin")
+    if which == "adaboost":
+        ada = queries.adaboost_comparison(store, job_id, owner)
+        counts = (jobs.get_job(store, job_id, owner).summary or {}).get("split_counts")
+        return plot_adaboost_curves(ada.curves, ada.correlation, path,
+                                    f"job {job_id}: AdaBoost accuracy by ensemble split", group_sizes=counts)
+    raise NotFound(f"plot {which!r} not found")
+
+
+def heatmap_file(store: Store, data_dir: Path, job_id: str, example_id: int, owner: str | None) -> Path:
+    path = queries.attribution_heatmaps(store, job_id, [example_id], owner).get(example_id)
+    full = (data_dir / path).resolve() if path else None
+    if full is None or not full.is_relative_to(data_dir.resolve()) or not full.is_file():
+        raise NotFound(f"no attribution heatmap for example {example_id} of job {job_id}")
+    return full
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def render_report(store: Store, job_id: str, owner: str | None = None, top: int = 50) -> str:
+    """One self-contained HTML file: summary, splits, top suspects, dynamics and AdaBoost plots."""
+    job = jobs.job_out(queries.finished_job(store, job_id, owner))
+    ds = queries.get_dataset(store, job.dataset_id, owner)
+    summary = job.summary or {}
+    n, counts = summary.get("n_examples", ds.n_examples), summary.get("split_counts", {})
+    facts = table(("dataset", "examples", "classes", "spec", "estimated label errors"), [(
+        esc(ds.name), str(n), str(ds.n_classes),
+        esc(f"{job.spec.n_members} members x {job.spec.n_epochs} epochs ({job.spec.dropout}), "
+            f"random_state {job.spec.random_state}"),
+        f"{esc(job.estimated_n_errors)} ({(job.estimated_n_errors or 0) / max(n, 1):.1%})")])
+    splits = table(("split", "examples", "share"),
+                   [(s, str(counts.get(s, 0)), f"{counts.get(s, 0) / max(n, 1):.1%}") for s in SPLITS])
+    rows, _ = queries.score_page(store, job_id, owner=owner, suspected_only=True, order="mislabel_score", limit=top)
+    suspects = table(("example_id", "source", "given_label", "suggested_label", "mislabel_score", "consistency"),
+                     [(str(r["example_id"]), esc(r["source"]), esc(r["given_label"]), esc(r["suggested_label"]),
+                       f"{r['mislabel_score']:.3f}", f"{r['consistency']:.2f}") for r in rows.to_pylist()])
+    plots = f'<h2>Learning dynamics</h2><img class="plot" alt="dynamics" src="{_data_uri(plot_path(store, job_id, "dynamics", owner))}">'
+    if job.adaboost.enabled:
+        a = summary.get("adaboost") or {}
+        plots += (f'<h2>AdaBoost</h2><p>Pearson r {esc(_num(a.get("pearson_r")))}, Spearman ρ '
+                  f'{esc(_num(a.get("spearman_r")))}; family agreement: '
+                  f'{esc(json.dumps(a.get("family_counts") or {}))}</p><img class="plot" alt="adaboost" '
+                  f'src="{_data_uri(plot_path(store, job_id, "adaboost", owner))}">')
+    body = (facts + "<h2>Splits</h2>" + splits + f"<h2>Top {rows.num_rows} suspected mislabels</h2>" + suspects + plots)
+    return page(f"Report · job {job_id}", body).replace('<a href="/">Curate</a>', "<b>Curate</b>")
+
+
+def _num(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "n/a"
+
