@@ -6,6 +6,7 @@ restarted job resumes from the last recorded epoch. `Ensemble` is the scikit-lea
 wrapper used by tests, benchmarks and notebooks.
 """
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,12 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
+
+
+def autocast(spec: TrainSpec, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast for forward passes (losses and recorded values stay fp32)."""
+    bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def resolve_model(spec: TrainSpec, X: np.ndarray) -> Literal["mlp", "cnn"]:
@@ -135,7 +142,8 @@ def _forward(net: nn.Module, data: _Data, idx: Tensor) -> Tensor:
 
 @torch.no_grad()
 def _record(net: nn.Module, data: _Data, held_out: np.ndarray, n_classes: int, group: int, epoch: int,
-            members: list[int], train_loss: float, started: float) -> EpochRecord:
+            members: list[int], train_loss: float, started: float,
+            amp: contextlib.AbstractContextManager | None = None) -> EpochRecord:
     """Evaluate every member on every example (eval mode, one batched pass per chunk)."""
     net.eval()
     n = data.y.shape[0]
@@ -147,7 +155,8 @@ def _record(net: nn.Module, data: _Data, held_out: np.ndarray, n_classes: int, g
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
         x = data.batch(torch.arange(sl.start, sl.stop, device=data.y.device))
-        logits = net(net.stack_input(x)).float()  # (M, b, K)
+        with amp or contextlib.nullcontext():
+            logits = net(net.stack_input(x)).float()  # (M, b, K)
         y = data.y[sl]
         logp = torch.log_softmax(logits, dim=-1)
         p = logp.exp()
@@ -215,6 +224,9 @@ def train_group(
     held_out = np.stack([~np.isin(np.arange(len(y)), t) for t in train_idx])
     gen = torch.Generator(device=device).manual_seed(member_seed(spec.random_state, 0xD0, group))
     net = build_ensemble(kind, members, tuple(X.shape[1:]), n_classes, spec, gen).to(device)
+    if kind == "cnn" and device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    amp = autocast(spec, device)
     # fused: one kernel for all parameters instead of a Python loop (2.0 -> 0.5 ms a step on digits)
     opt = torch.optim.AdamW(net.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay, fused=True)
     batch_size = resolve_batch_size(spec, len(y))
@@ -231,7 +243,7 @@ def train_group(
         started = time.perf_counter()
         if checkpoint_dir is not None:
             _save_checkpoint(checkpoint_dir, 0, net, opt, gen)
-        yield _record(net, data, held_out, n_classes, group, 0, members, float("nan"), started)
+        yield _record(net, data, held_out, n_classes, group, 0, members, float("nan"), started, amp)
     loss_fn = nn.CrossEntropyLoss(reduction="none")
     for epoch in range(start_epoch, spec.n_epochs + 1):
         started = time.perf_counter()
@@ -241,7 +253,8 @@ def train_group(
                                 device=device)
         total = torch.zeros((), device=device)
         for idx in order:  # idx: (M, B)
-            logits = _forward(net, data, idx)
+            with amp:
+                logits = _forward(net, data, idx).float()
             # sum over members of each member's mean loss: gradients stay independent per member
             loss = loss_fn(logits.flatten(0, 1), data.y[idx].flatten()).view(idx.shape).mean(dim=1).sum()
             opt.zero_grad(set_to_none=True)
@@ -252,7 +265,7 @@ def train_group(
         # --- checkpoint, then record (a resumed run restarts after the last recorded epoch)
         if checkpoint_dir is not None:
             _save_checkpoint(checkpoint_dir, epoch, net, opt, gen)
-        yield _record(net, data, held_out, n_classes, group, epoch, members, train_loss, started)
+        yield _record(net, data, held_out, n_classes, group, epoch, members, train_loss, started, amp)
 
 
 class Ensemble:

@@ -35,6 +35,8 @@ class TrainSpec(BaseModel):
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="AdamW decoupled weight decay")
     members_per_group: int = Field(0, ge=0, le=512, description="members trained together; 0 = all in one group")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on CPU works but is slow")
     random_state: int = Field(0, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")

@@ -320,3 +320,29 @@ def test_record_dataclass_fields_are_the_scoring_inputs():
     # guards the **fields call above: the record's array fields are exactly compute_example_scores' inputs
     names = [f.name for f in dataclasses.fields(PredictionRecord)]
     assert tuple(names) == RECORD_FIELDS
+
+
+# ---------------------------------------------------------------- GPU path, checked on the CPU
+
+
+def test_bf16_autocast_path_trains_and_records_fp32(digits):
+    """precision='bf16' is what CUDA runs by default; on the CPU it must give the same kind of record."""
+    X, y = digits
+    X, y = X[:400], y[:400]
+    fp32 = Ensemble(_spec(n_members=2, n_epochs=3, hidden_units=128)).fit(X, y, N_CLASSES).record_
+    bf16 = Ensemble(_spec(n_members=2, n_epochs=3, hidden_units=128, precision="bf16")).fit(X, y, N_CLASSES).record_
+    assert bf16.label_prob.dtype == np.float32 and np.isfinite(bf16.margin).all()
+    acc = (bf16.predicted_label[:, -1] == y).mean(axis=1)
+    assert (acc > 0.5).all(), acc
+    # bf16 rounds: close to, not equal to, the fp32 run of the same seeds
+    assert not np.array_equal(bf16.label_prob, fp32.label_prob)
+    assert np.abs(bf16.label_prob[:, 0] - fp32.label_prob[:, 0]).max() < 0.05  # epoch 0: same weights
+
+
+def test_auto_precision_is_fp32_on_the_cpu():
+    import contextlib
+
+    from models.ensemble import autocast
+
+    assert isinstance(autocast(_spec(), torch.device("cpu")), contextlib.nullcontext)
+    assert isinstance(autocast(_spec(precision="bf16"), torch.device("cpu")), torch.autocast)
