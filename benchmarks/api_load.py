@@ -30,8 +30,6 @@ import platform
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +37,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
@@ -50,6 +47,8 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+from benchmarks.live_server import Server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = ("job", "examples", "examples_hard", "mislabeled", "dynamics", "adaboost", "health")
@@ -68,50 +67,6 @@ console = Console()
 
 
 # --- server and data -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """`python -m service serve` on loopback in its own process group (as tests/service/conftest.py)."""
-
-    data_dir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> "Server":
-        log = (self.data_dir.parent / "server.log").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", str(self.port),
-                                      "--data-dir", str(self.data_dir)], cwd=ROOT, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data_dir.parent / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("server did not start in time")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
 
 def save_synthetic_npz(path: Path, n_examples: int, n_features: int = 20, n_classes: int = 10,
                        noise: float = 0.05, random_state: int = 0) -> Path:
