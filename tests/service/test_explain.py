@@ -140,7 +140,7 @@ def test_api_returns_the_attribution_and_the_error_shapes(digits_job: tuple[Sett
         assert remote.attribution(job_id, flagged, "bias", "suggested").model_dump() == body
         for path, params, status, code in [
             (f"/jobs/{job_id}/examples/100000/attribution", {}, 404, "not_found"),
-            (f"/jobs/nope/examples/0/attribution", {}, 404, "not_found"),
+            ("/jobs/nope/examples/0/attribution", {}, 404, "not_found"),
             (f"/jobs/{cancelled}/examples/0/attribution", {}, 409, "job_not_finished"),
             (f"/jobs/{job_id}/examples/0/attribution", {"method": "nope"}, 422, "invalid_request"),
         ]:
