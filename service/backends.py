@@ -42,6 +42,9 @@ class LocalBackend:
     def job(self, job_id: str) -> JobOut:
         return jobs.job_out(jobs.get_job(self.engine.store, job_id))
 
+    def retry(self, job_id: str) -> None:
+        jobs.retry(self.engine.store, job_id)
+
     def jobs(self) -> list[JobOut]:
         return [jobs.job_out(j) for j in jobs.list_jobs(self.engine.store)]
 
@@ -117,6 +120,9 @@ class RemoteBackend:
 
     def job(self, job_id: str) -> JobOut:
         return JobOut.model_validate(self._json(self.client.get(f"/jobs/{job_id}")))
+
+    def retry(self, job_id: str) -> None:
+        self._json(self.client.post(f"/jobs/{job_id}/retry"))
 
     def jobs(self) -> list[JobOut]:
         return [JobOut.model_validate(j) for j in self._json(self.client.get("/jobs"))]  # type: ignore[union-attr]

@@ -180,6 +180,16 @@ def show(job_id: str, top: Annotated[int, typer.Option(help="suspects to print")
 
 @app.command()
 @cli_errors
+def retry(job_id: str, top: Annotated[int, typer.Option(help="suspects to print")] = 10,
+          data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None) -> None:
+    """Run a failed or cancelled job again from its last committed epoch, then print its summary."""
+    with _backend(data_dir, url, api_key) as backend:
+        backend.retry(job_id)
+        print_summary(backend, wait_with_progress(backend, job_id), top)
+
+
+@app.command()
+@cli_errors
 def export(
     job_id: str,
     output: Annotated[Path, typer.Option("-o", "--output", help="file to write")],

@@ -114,6 +114,18 @@ def finish(store: Store, job_id: str, attempt: int, status: str, error: str | No
         add_event(cur, job_id, status, error or status)
 
 
+def retry(store: Store, job_id: str, owner: str | None = None) -> Job:
+    """failed / cancelled -> queued: the next run resumes every group after its last committed
+    epoch (a dead Ray node, a crashed worker or an early cancel loses nothing committed)."""
+    job = get_job(store, job_id, owner)
+    if job.status not in ("failed", "cancelled"):
+        raise Conflict(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+    with store.transaction() as cur:
+        cur.execute("UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL WHERE job_id = ?", [job_id])
+        add_event(cur, job_id, "retry", f"retry after {job.status} at {job.epochs_done}/{job.epochs_total} epochs")
+    return get_job(store, job_id, owner)
+
+
 def request_cancel(store: Store, job_id: str, owner: str | None = None) -> Job:
     """queued -> cancelled at once; running -> cancelling (the runner stops within seconds)."""
     job = get_job(store, job_id, owner)

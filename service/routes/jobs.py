@@ -40,6 +40,14 @@ def cancel_job(job_id: str, engine: EngineDep, owner: OwnerDep) -> JobOut:
     return job_out(jobs.request_cancel(engine.store, job_id, owner))
 
 
+@router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=ERRORS)
+def retry_job(job_id: str, request: Request, engine: EngineDep, owner: OwnerDep) -> JobOut:
+    """Queue a failed or cancelled job again; it resumes from its last committed epoch."""
+    job = jobs.retry(engine.store, job_id, owner)
+    request.app.state.scheduler.wake()
+    return job_out(job)
+
+
 @router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}, **ERRORS})
 async def job_events(job_id: str, request: Request, engine: EngineDep, owner: OwnerDep) -> StreamingResponse:
     """Server-sent events: `progress` whenever the job row changes, `end` when it finishes."""

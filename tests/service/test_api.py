@@ -197,3 +197,32 @@ def test_error_shape_for_unknown_routes_and_bad_bodies(server: Server) -> None:
         assert r.status_code == 422 and "n_members" in r.json()["error"]["message"]
         r = c.get("/jobs/none")
         assert r.status_code == 404 and r.json()["error"]["message"] == "job none not found"
+
+
+@pytest.mark.slow
+def test_retry_resumes_a_cancelled_job_from_its_last_epoch(server: Server, tmp_path: Path) -> None:
+    path, _ = digits_npz(tmp_path / "d.npz")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        ds = _upload(c, path)
+        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL, "n_epochs": 12},
+                                    "adaboost": {"enabled": False}}).json()
+        while c.get(f"/jobs/{job['job_id']}").json()["epochs_done"] < 2:
+            time.sleep(0.1)
+        c.delete(f"/jobs/{job['job_id']}")
+        cancelled = wait_for(c, job["job_id"], ("cancelled",), timeout=30)
+        assert 2 <= cancelled["epochs_done"] < 12
+        r = c.post(f"/jobs/{job['job_id']}/retry")
+        assert r.status_code == 200 and r.json()["status"] in ("queued", "running")
+        done = wait_for(c, job["job_id"], ("succeeded", "failed"))
+        assert done["status"] == "succeeded" and done["attempt"] == 2 and done["epochs_done"] == 12
+        again = c.post(f"/jobs/{job['job_id']}/retry")
+        assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+        assert c.get(f"/jobs/{job['job_id']}/examples", params={"limit": 1000}).json()["total"] == 300
+    server.stop()
+    import duckdb
+
+    con = duckdb.connect(str(server.data_dir / "curate.duckdb"), read_only=True)
+    per_key = con.execute("SELECT max(c), count(*) FROM (SELECT member, epoch, example_id, count(*) c "
+                          "FROM predictions WHERE model = 'ensemble' GROUP BY ALL)").fetchone()
+    con.close()
+    assert per_key == (1, 2 * 13 * 300)  # every (member, epoch, example) exactly once across both attempts
