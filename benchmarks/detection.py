@@ -41,6 +41,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from benchmarks.report import markdown_table
 from benchmarks.noise import compute_detection_metrics, plant_pair_noise, plant_symmetric_noise
 
 DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
@@ -282,11 +283,6 @@ def print_report(console: Console, report: dict) -> None:
         style = {"PASS": "green", "MISS": "red"}.get(t["status"], "yellow")
         console.print(f"[{style}]{t['status']:>4}[/{style}]  {t['target']}  ({t['shown']})")
     console.print(f"total wall time: {report['total_seconds']:.1f} s")
-
-
-def markdown_table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
 
 
 def save_report(out: Path, report: dict) -> None:

@@ -9,19 +9,34 @@ with each scoring variant. Prints a table and writes benchmarks/results/detectio
 import argparse
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.detection import DATASETS, NOISE_KINDS, parse_noise
+from benchmarks.detection import DATASETS, NOISE_KINDS, parse_noise  # noqa: E402
 from benchmarks.noise import compute_detection_metrics
 from models.ensemble import Ensemble
 from models.spec import TrainSpec
-from scoring.mislabel import (compute_mislabel_score, estimate_n_label_errors, flag_suspected_mislabels)
-from scoring.scores import _masked_member_mean, _mean_probs
+from scoring.mislabel import compute_mislabel_score, estimate_n_label_errors, flag_suspected_mislabels
+
+
+def _masked_member_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over the members selected by mask (M, n): (M, E, n) -> (E, n)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mask[:, None, :], values, 0.0).sum(axis=0) / mask.sum(axis=0)[None, :]
+
+
+def _mean_probs(prob_sum: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Class probabilities averaged over members and trained epochs: (E, n, K) sums -> (n, K)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return prob_sum[1:].mean(axis=0) / counts[:, None]
 
 TRAIN_VARIANTS = {
     "jumpout_s0.1": dict(dropout="jumpout", batch_size=64),

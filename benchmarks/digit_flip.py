@@ -46,6 +46,7 @@ from models.attribution import (  # noqa: E402
 )
 from models.nets import EnsembleCNN, build_ensemble, member_seed  # noqa: E402
 from models.spec import TrainSpec  # noqa: E402
+from benchmarks.report import markdown_table  # noqa: E402
 
 METHODS = ("bias", "bias_uniform", "bias_signed", "gradient_x_input", "integrated_gradients_5",
            "integrated_gradients_10", "full", "random")
@@ -217,11 +218,6 @@ def print_report(console: Console, report: dict) -> None:
     for row in body:
         table.add_row(*row)
     console.print(table)
-
-
-def markdown_table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
 
 
 def save_report(out: Path, report: dict) -> None:

@@ -68,6 +68,8 @@ from models.ensemble import (  # noqa: E402  (private helpers: the benchmark tim
 from models.nets import build_ensemble  # noqa: E402
 from models.spec import TrainSpec  # noqa: E402
 
+from benchmarks.report import markdown_table  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 VEC_TARGET = 10.0  # MLP: vectorised >= 10x one member after another (issue target, 2-core CPU)
 CLI_TARGET_S = 20.0  # curate score digits, 16 members x 30 epochs, end to end
@@ -615,11 +617,6 @@ def print_tables(report: dict) -> None:
         Console().print(table)
     for v in report["verdicts"]:
         Console().print(f"{VERDICT[v['met']].upper()} {v['target']}: {v['shown']}", highlight=False, markup=False)
-
-
-def markdown_table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
 
 
 def save_report(out: Path, report: dict) -> None:
