@@ -41,7 +41,6 @@ if __package__ in (None, ""):  # run as a script: make `models` and `scoring` im
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 from scipy import stats  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
@@ -51,6 +50,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from benchmarks import report as report_tables  # noqa: E402
 from models.ensemble import Ensemble, train_group  # noqa: E402
 from models.nets import build_ensemble  # noqa: E402
 from models.spec import TrainSpec  # noqa: E402
@@ -341,13 +341,7 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
 
 
 def print_tables(report: dict) -> None:
-    for title, header, rows in tables(report):
-        table = Table(title=title)
-        for h in header:
-            table.add_column(h)
-        for r in rows:
-            table.add_row(*r)
-        console.print(table)
+    report_tables.print_tables(console, tables(report))
 
 
 def markdown(report: dict) -> str:

@@ -50,7 +50,6 @@ if __package__ in (None, ""):  # run as a script: make `models` importable
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 from torch import nn  # noqa: E402
 
 import models.ensemble as ensemble_module  # noqa: E402
@@ -68,6 +67,7 @@ from models.ensemble import (  # noqa: E402  (private helpers: the benchmark tim
 from models.nets import build_ensemble  # noqa: E402
 from models.spec import TrainSpec  # noqa: E402
 
+from benchmarks import report as report_tables  # noqa: E402
 from benchmarks.report import markdown_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -608,13 +608,7 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
 
 
 def print_tables(report: dict) -> None:
-    for title, header, rows in tables(report):
-        table = Table(title=title)
-        for h in header:
-            table.add_column(h)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
+    report_tables.print_tables(Console(), tables(report))
     for v in report["verdicts"]:
         Console().print(f"{VERDICT[v['met']].upper()} {v['target']}: {v['shown']}", highlight=False, markup=False)
 
