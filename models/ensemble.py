@@ -18,6 +18,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
+from models.checkpoints import checkpoint_path
 from models.nets import EnsembleCNN, build_ensemble, member_seed
 from models.predictions import EpochRecord, PredictionRecord
 from models.spec import TrainSpec
@@ -183,19 +184,17 @@ def _record(net: nn.Module, data: _Data, held_out: np.ndarray, n_classes: int, g
 def _save_checkpoint(path: Path, epoch: int, net: nn.Module, opt: torch.optim.Optimizer,
                      gen: torch.Generator) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f"epoch-{epoch}.pt.tmp"
+    final = checkpoint_path(path, epoch)
+    tmp = final.with_suffix(".pt.tmp")
     torch.save({"epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
                 "gen": gen.get_state()}, tmp)
-    tmp.replace(path / f"epoch-{epoch}.pt")
-    for old in path.glob("epoch-*.pt"):  # keep only the newest
-        if old.name != f"epoch-{epoch}.pt":
-            old.unlink(missing_ok=True)
+    tmp.replace(final)  # older ones stay until the engine has committed this epoch (models/checkpoints.py)
 
 
 def _load_checkpoint(path: Path | None, after_epoch: int | None) -> dict | None:
     if path is None or after_epoch is None:
         return None
-    file = path / f"epoch-{after_epoch}.pt"
+    file = checkpoint_path(path, after_epoch)
     return torch.load(file, map_location="cpu", weights_only=False) if file.exists() else None
 
 
@@ -233,6 +232,8 @@ def train_group(
     largest = max(len(t) for t in _member_train_indices(folds, list(range(spec.n_members)), spec.n_folds))
     n_steps = int(np.ceil(largest / batch_size))
     start_epoch = 1
+    # epochs up to `recorded` are committed already: not yielded again
+    recorded = -1 if resume_after is None else resume_after
     state = _load_checkpoint(checkpoint_dir, resume_after)
     if state is not None:
         net.load_state_dict(state["net"])
@@ -240,10 +241,13 @@ def train_group(
         gen.set_state(state["gen"])
         start_epoch = state["epoch"] + 1
     else:
+        # from scratch; on a resume whose checkpoint is gone (it lived on a lost node), the same
+        # seeds replay the committed epochs (bit for bit on the CPU) without yielding them
         started = time.perf_counter()
         if checkpoint_dir is not None:
             _save_checkpoint(checkpoint_dir, 0, net, opt, gen)
-        yield _record(net, data, held_out, n_classes, group, 0, members, float("nan"), started, amp)
+        if recorded < 0:
+            yield _record(net, data, held_out, n_classes, group, 0, members, float("nan"), started, amp)
     loss_fn = nn.CrossEntropyLoss(reduction="none")
     for epoch in range(start_epoch, spec.n_epochs + 1):
         started = time.perf_counter()
@@ -265,7 +269,8 @@ def train_group(
         # --- checkpoint, then record (a resumed run restarts after the last recorded epoch)
         if checkpoint_dir is not None:
             _save_checkpoint(checkpoint_dir, epoch, net, opt, gen)
-        yield _record(net, data, held_out, n_classes, group, epoch, members, train_loss, started, amp)
+        if epoch > recorded:
+            yield _record(net, data, held_out, n_classes, group, epoch, members, train_loss, started, amp)
 
 
 class Ensemble:

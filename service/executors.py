@@ -10,6 +10,7 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Protocol
 
+from models.checkpoints import prune_checkpoints
 from models.predictions import EpochRecord
 from models.spec import GroupTask
 
@@ -62,7 +63,9 @@ class LocalExecutor:
                     _check_alive(running)
                     continue
                 if kind == "record":
-                    on_record(running[key][0], payload)
+                    task = running[key][0]
+                    on_record(task, payload)
+                    prune_checkpoints(task.checkpoint_dir, payload.epoch)  # committed: older ones are done with
                 elif kind == "done":
                     _, proc = running.pop(key)
                     proc.join()

@@ -25,8 +25,10 @@ resumed group may land on another node, so that directory must be on storage eve
 either put the engine's data directory on shared storage (NFS, a mounted bucket) at the same path
 on every node, or pass `shared_dir` (a path mounted on every node, driver included), under which
 checkpoints go to `<shared_dir>/jobs/<job_id>/<model>-group-<g>/ckpt` (deleted once every epoch of
-the group is committed). Without shared storage a resumed group whose checkpoint is missing
-retrains from epoch 0 (same seeds, same results on the same hardware).
+the group is committed). As each epoch commits, the driver deletes that group's older
+checkpoints where it can see them (models/checkpoints.py). Without shared storage a resumed group
+whose checkpoint is missing replays from epoch 0 without re-sending the committed epochs (same
+seeds, same results on the same hardware).
 """
 
 import os
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.checkpoints import prune_checkpoints
 from models.predictions import EpochRecord
 from models.spec import GroupTask
 from service.executors import OnRecord, ShouldStop, WorkerFailed, tail
@@ -275,6 +278,7 @@ class RayExecutor:
             return True
         run.epochs.append(item.epoch)
         on_record(run.task, item)
+        prune_checkpoints(self._on_shared_storage(run.task).checkpoint_dir, item.epoch)  # committed
         return True
 
     def _cancel(self, gens: list["ObjectRefGenerator"]) -> None:

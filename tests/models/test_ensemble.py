@@ -10,6 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.metrics import average_precision_score
 
+from models.checkpoints import checkpoint_epochs, prune_checkpoints
 from models.ensemble import Ensemble, assign_folds, resolve_model, train_group
 from models.predictions import PredictionRecord
 from models.spec import TrainSpec
@@ -260,7 +261,8 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(small, tmp_path):
     spec = _spec(n_epochs=3, dropout="jumpout")
     full = list(train_group(X, y, N_CLASSES, spec, [0, 1], checkpoint_dir=tmp_path / "full"))
     assert [r.epoch for r in full] == [0, 1, 2, 3]
-    assert [p.name for p in (tmp_path / "full").iterdir()] == ["epoch-3.pt"]  # only the newest is kept
+    # the worker keeps every checkpoint: only the committer knows which ones are safe to drop
+    assert checkpoint_epochs(tmp_path / "full") == [0, 1, 2, 3]
 
     # interrupted after epoch 1: consume epochs 0 and 1, then stop the generator
     run = train_group(X, y, N_CLASSES, spec, [0, 1], checkpoint_dir=tmp_path / "cut")
@@ -269,6 +271,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(small, tmp_path):
     assert [r.epoch for r in first] == [0, 1]
     for a, b in zip(first, full):
         _assert_records_equal(a, b)
+    prune_checkpoints(tmp_path / "cut", 1)  # epoch 1 committed
     assert [p.name for p in (tmp_path / "cut").iterdir()] == ["epoch-1.pt"]
     shutil.copytree(tmp_path / "cut", tmp_path / "resume")
 
@@ -276,6 +279,27 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(small, tmp_path):
     assert [r.epoch for r in resumed] == [2, 3]
     for a, b in zip(resumed, full[2:]):
         _assert_records_equal(a, b)
+
+
+def test_resume_without_its_checkpoint_replays_silently_to_the_same_records(small, tmp_path):
+    X, y = small
+    spec = _spec(n_epochs=3, dropout="jumpout")
+    full = list(train_group(X, y, N_CLASSES, spec, [0, 1]))
+    # epoch 1 was committed but its checkpoint is gone (it lived on a node that died)
+    replayed = list(train_group(X, y, N_CLASSES, spec, [0, 1], checkpoint_dir=tmp_path / "empty", resume_after=1))
+    assert [r.epoch for r in replayed] == [2, 3]  # committed epochs are not sent again
+    for a, b in zip(replayed, full[2:]):
+        _assert_records_equal(a, b)
+
+
+def test_prune_checkpoints_keeps_the_committed_one_and_newer(tmp_path):
+    for e in (0, 1, 2, 3):
+        (tmp_path / f"epoch-{e}.pt").write_bytes(b"x")
+    (tmp_path / "epoch-4.pt.tmp").write_bytes(b"half")  # being written: not a checkpoint yet
+    prune_checkpoints(tmp_path, 2)
+    assert checkpoint_epochs(tmp_path) == [2, 3]
+    assert (tmp_path / "epoch-4.pt.tmp").exists()
+    prune_checkpoints(tmp_path / "missing", 5)  # a folder this process cannot see: no error
 
 
 # ---------------------------------------------------------------- (g) it learns

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from models.checkpoints import checkpoint_epochs
 from models.spec import AdaBoostSpec, TrainSpec
 from service import jobs, queries
 from service.engine import Engine
@@ -111,7 +112,7 @@ def test_checkpoints_go_to_shared_dir_and_are_dropped_once_committed(ray_session
 
 
 def _newest_checkpoints(ckpt_root: Path) -> dict[str, int]:
-    return {p.parent.parent.name: int(p.stem.split("-")[1]) for p in ckpt_root.glob("*/ckpt/epoch-*.pt")}
+    return {d.parent.name: max(checkpoint_epochs(d)) for d in ckpt_root.glob("*/ckpt") if checkpoint_epochs(d)}
 
 
 @pytest.mark.slow
