@@ -1,6 +1,6 @@
 """Worker entry point: run one GroupTask and stream its epoch records to the engine.
 
-Runs in a spawned process (LocalExecutor) or a Ray task; never touches DuckDB. Messages on
+Runs in a worker process (LocalExecutor: forked from its fork server) or a Ray task; never touches DuckDB. Messages on
 `out`, keyed by (model, group): ("record", key, EpochRecord), ("done", key, None),
 ("error", key, traceback text).
 """
@@ -63,7 +63,8 @@ def run_task(task: GroupTask, out: _Queue, cancel: _Flag) -> None:
     """Process entry: stream records until done, cancelled or failed."""
     key = (task.model, task.group)
     # idle OpenMP threads sleep instead of spinning: with other processes on the cores, spinning
-    # threads made 2-thread training 5-25x slower (benchmarks/throughput.md); set before torch loads
+    # threads made 2-thread training 5-25x slower (benchmarks/throughput.md). libgomp reads it when
+    # torch loads: here for a spawned worker; service.executors.worker_context sets it for the fork server
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         os.nice(TRAINING_NICENESS)  # training yields the CPU to the server that reads and writes

@@ -1,12 +1,16 @@
 """Executors run GroupTasks somewhere else and hand each EpochRecord back to the engine.
 
-LocalExecutor (default): spawned subprocesses (never fork a process that holds DuckDB), records
-back over a multiprocessing queue, cancel by flag then terminate.
+LocalExecutor (default): one subprocess per task, records back over a multiprocessing queue,
+cancel by flag then terminate. Workers come from a fork server (`worker_context`), never from a
+fork of the engine (which holds DuckDB and threads).
 """
 
 import multiprocessing as mp
+import os
 import queue
+import threading
 from collections.abc import Callable
+from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Protocol
 
@@ -17,6 +21,30 @@ from models.spec import GroupTask
 OnRecord = Callable[[GroupTask, EpochRecord], None]
 ShouldStop = Callable[[], bool]
 TaskKey = tuple[str, int]  # (model, group)
+
+
+# imported once by the fork server, so a worker starts in milliseconds instead of seconds:
+# '__main__' (else every child re-imports the CLI script, ~1.2 s), torch with the model code (~2 s),
+# and torch._dynamo, which the first optimizer constructor imports lazily (~2 s)
+WORKER_PRELOAD = ["__main__", "models.worker", "models.ensemble", "models.explain_worker", "torch._dynamo"]
+
+
+def worker_context() -> BaseContext:
+    """The multiprocessing context for training and explanation workers.
+
+    A fork server: a fresh interpreter (no DuckDB, no threads) that imports torch and the model
+    code once, then forks a child per task. With "spawn" every task paid the interpreter start,
+    the CLI import and the torch import again (about 4 s on this project's 2-core machine; see
+    benchmarks/results/worker_start.md). Platforms without fork servers get "spawn".
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    # libgomp reads this when torch loads, i.e. once in the fork server: idle OpenMP threads
+    # sleep instead of spinning (spinning made 2-thread training 5-25x slower on shared cores)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(WORKER_PRELOAD)
+    return ctx
 
 
 class WorkerFailed(Exception):
@@ -34,16 +62,18 @@ def tail(text: str, n_lines: int = 15) -> str:
 
 
 class LocalExecutor:
-    """Up to `max_workers` tasks at once, each in its own spawned process."""
+    """Up to `max_workers` tasks at once, each in its own worker process."""
 
     def __init__(self, max_workers: int = 1, poll_seconds: float = 0.2) -> None:
         self.max_workers = max_workers
         self.poll_seconds = poll_seconds
+        # start the fork server now, in the background, so the first job does not wait ~2 s for it
+        threading.Thread(target=_start_fork_server, name="curate-fork-server", daemon=True).start()
 
     def run(self, tasks: list[GroupTask], on_record: OnRecord, should_stop: ShouldStop) -> bool:
         from models.worker import run_task  # torch-free module: the child imports torch itself
 
-        ctx = mp.get_context("spawn")
+        ctx = worker_context()
         out = ctx.Queue()
         cancel = ctx.Event()
         pending = list(tasks)
@@ -79,6 +109,13 @@ class LocalExecutor:
                 if proc.is_alive():
                     proc.terminate()
                     proc.join(timeout=5.0)
+
+
+def _start_fork_server() -> None:
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _check_alive(running: dict[TaskKey, tuple[GroupTask, BaseProcess]]) -> None:

@@ -4,7 +4,7 @@ speaks for the suggested one (issue 6, item 3; SCIENCE.md section 3).
 After scoring, `run_job` keeps the trained ensemble (`keep_model`) and explains every suspected
 mislabel and every hard example (`explain_job`, worst first, at most `explain_max_examples`);
 `curate explain` and GET /jobs/{id}/examples/{example_id}/attribution explain any other example on
-demand (`explain_example`). The torch work runs in a spawned process (`models.worker.run_explain`);
+demand (`explain_example`). The torch work runs in a worker process (`models.worker.run_explain`);
 this module writes each map to `jobs/<job_id>/attributions/<example_id>-<target>-<method>.npy`
 (plus a PNG heatmap for images), then the summaries into the `attributions` table: file first,
 then row. Maps are averaged over all members and taken w.r.t. the normalised input the network
@@ -12,7 +12,6 @@ sees (standardised tables, per-channel normalised images).
 """
 
 import json
-import multiprocessing as mp
 import shutil
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import pyarrow as pa
 from service import jobs, queries
 from service.errors import CurationError
 from service.schemas import AttributionOut
+from service.executors import worker_context
 from service.settings import Settings
 from service.store import Store, insert_arrow, to_json
 
@@ -50,7 +50,8 @@ def keep_model(settings: Settings, job: jobs.Job) -> bool:
     """Keep each ensemble group's final checkpoint as jobs/<job_id>/model/ensemble-group-<g>.pt and
     delete the rest of the job's folder (the other checkpoints were only for resuming). Torch-free:
     the explain worker drops the optimizer state the first time it loads the file. False when a
-    group's final checkpoint is not here (e.g. Ray with ray_shared_dir); then nothing can be explained."""
+    group's final checkpoint is not here (Ray on several machines without shared storage leaves it on
+    the worker's node; with ray_shared_dir the executor moves it here first); then nothing can be explained."""
     job_dir = settings.jobs_dir / job.job_id
     kept = True
     for group in range(len(job.spec.member_groups())):
@@ -148,7 +149,7 @@ def compute_attributions(store: Store, settings: Settings, job: jobs.Job, exampl
 def _run_worker(**kwargs: object) -> dict[str, dict[str, np.ndarray]]:
     from models.worker import run_explain  # torch-free module: the child imports torch itself
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=worker_context()) as pool:
         return pool.submit(run_explain, **kwargs).result()
 
 
