@@ -133,9 +133,48 @@ def _epoch_order(train_idx: list[np.ndarray], members: list[int], random_state: 
     return np.stack(orders).reshape(len(members), n_steps, batch_size).transpose(1, 0, 2)
 
 
-def _forward(net: nn.Module, data: _Data, idx: Tensor) -> Tensor:
-    """Logits (M, B, K) for per-member batches idx (M, B)."""
+def augment_pad(image_size: tuple[int, int]) -> int:
+    """Largest shift of `augment`: 1/8 of the shorter side (4 px on 32 x 32, 1 px on 8 x 8)."""
+    return max(1, min(image_size) // 8)
+
+
+def _epoch_augment(members: list[int], random_state: int, epoch: int, n_steps: int, batch_size: int,
+                   pad: int, flip: bool) -> np.ndarray:
+    """(n_steps, M, batch_size, 3) int8 draws (dy, dx, flip) for `augment`: each member its own
+    stream per epoch (like its shuffle), so a member's augmentations do not depend on its group."""
+    draws = []
+    for member in members:
+        rng = np.random.default_rng(member_seed(random_state, member, epoch, 0xA6))
+        shift = rng.integers(-pad, pad + 1, size=(n_steps, batch_size, 2))
+        flips = rng.integers(0, 2, size=(n_steps, batch_size, 1)) if flip else np.zeros((n_steps, batch_size, 1))
+        draws.append(np.concatenate([shift, flips], axis=-1))
+    return np.stack(draws, axis=1).astype(np.int8)
+
+
+def shift_flip(x: Tensor, draws: Tensor, pad: int) -> Tensor:
+    """Images x (M, B, C, H, W) shifted by (dy, dx) and mirrored where flip = 1, draws (M, B, 3).
+
+    One gather on the device: pixels shifted in from outside are 0 (the channel mean, as x is
+    normalised); output pixel (i, j) is input (i + dy, j' + dx) with j' = W-1-j if flipped else j.
+    """
+    M, B, C, H, W = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # (M, B, C, H + 2p, W + 2p)
+    d = draws.to(device=x.device, dtype=torch.long)
+    rows = torch.arange(H, device=x.device).view(1, 1, H) + pad + d[..., 0:1]  # (M, B, H)
+    cols = torch.arange(W, device=x.device).view(1, 1, W)
+    cols = torch.where(d[..., 2:3] == 1, W - 1 - cols, cols) + pad + d[..., 1:2]  # (M, B, W)
+    m = torch.arange(M, device=x.device).view(M, 1, 1, 1)
+    b = torch.arange(B, device=x.device).view(1, B, 1, 1)
+    # advanced indices around the channel slice: the result is (M, B, H, W, C)
+    out = padded[m, b, :, rows.unsqueeze(-1), cols.unsqueeze(-2)]
+    return out.permute(0, 1, 4, 2, 3)
+
+
+def _forward(net: nn.Module, data: _Data, idx: Tensor, draws: Tensor | None = None, pad: int = 0) -> Tensor:
+    """Logits (M, B, K) for per-member batches idx (M, B), augmented with `draws` (M, B, 3) if given."""
     x = data.batch(idx)  # (M, B, ...)
+    if draws is not None:
+        x = shift_flip(x, draws, pad)
     if isinstance(net, EnsembleCNN):
         return net(net.member_batches(x))
     return net(x)
@@ -217,7 +256,11 @@ def train_group(
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
     device = resolve_device(spec.device)
     kind = resolve_model(spec, X)
+    if spec.augment != "none" and kind != "cnn":
+        raise ValueError(f"augment={spec.augment!r} shifts images: it needs a CNN on images shaped "
+                         f"(n, C, H, W), not a {kind} on data shaped {tuple(X.shape)}")
     data = _prepare(X, y, kind, device)
+    pad = augment_pad(tuple(X.shape[2:])) if spec.augment != "none" else 0
     folds = assign_folds(np.asarray(y), spec.n_folds, spec.random_state)
     train_idx = _member_train_indices(folds, members, spec.n_folds)
     held_out = np.stack([~np.isin(np.arange(len(y)), t) for t in train_idx])
@@ -255,10 +298,14 @@ def train_group(
         net.train()
         order = torch.as_tensor(_epoch_order(train_idx, members, spec.random_state, epoch, batch_size, n_steps),
                                 device=device)
+        draws = None
+        if pad:
+            draws = torch.as_tensor(_epoch_augment(members, spec.random_state, epoch, n_steps, batch_size, pad,
+                                                   flip=spec.augment == "shift_flip"), device=device)
         total = torch.zeros((), device=device)
-        for idx in order:  # idx: (M, B)
+        for step, idx in enumerate(order):  # idx: (M, B)
             with amp:
-                logits = _forward(net, data, idx).float()
+                logits = _forward(net, data, idx, None if draws is None else draws[step], pad).float()
             # sum over members of each member's mean loss: gradients stay independent per member
             loss = loss_fn(logits.flatten(0, 1), data.y[idx].flatten()).view(idx.shape).mean(dim=1).sum()
             opt.zero_grad(set_to_none=True)

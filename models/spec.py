@@ -33,6 +33,10 @@ class TrainSpec(BaseModel):
     batch_size: int = Field(0, ge=0, le=65536, description="0 = auto: n_examples // 30, clipped to 8..256")
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Adam step size")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="AdamW decoupled weight decay")
+    augment: Literal["none", "shift", "shift_flip"] = Field(
+        "none", description="images only: random shifts by up to 1/8 of the image side (zero padding "
+        "after normalisation, i.e. the channel mean), shift_flip adds horizontal flips; drawn per member "
+        "and epoch, applied on the device")
     members_per_group: int = Field(0, ge=0, le=512, description="members trained together; 0 = all in one group")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(

@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from service import jobs, queries
 from service.errors import CurationError
-from service.schemas import AttributionOut
 from service.executors import worker_context
+from service.schemas import AttributionOut
 from service.settings import Settings
 from service.store import Store, insert_arrow, to_json
 

@@ -11,7 +11,8 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import average_precision_score
 
 from models.checkpoints import checkpoint_epochs, prune_checkpoints
-from models.ensemble import Ensemble, assign_folds, resolve_model, train_group
+from models.ensemble import (Ensemble, _epoch_augment, assign_folds, augment_pad, resolve_model, shift_flip,
+                             train_group)
 from models.predictions import PredictionRecord
 from models.spec import TrainSpec
 from scoring.scores import compute_example_scores
@@ -251,6 +252,69 @@ def test_cnn_rejects_float_images(small):
     X, y = small
     with pytest.raises(ValueError, match="uint8"):
         next(train_group(X.reshape(-1, 1, 8, 8), y, N_CLASSES, _spec(model="cnn"), [0]))
+
+
+# ---------------------------------------------------------------- (e2) on-device augmentation
+
+
+def _shift_flip_loop(x: np.ndarray, draws: np.ndarray, pad: int) -> np.ndarray:
+    """The definition, pixel by pixel: out[i, j] = in[i + dy, j' + dx], j' mirrored if flip, 0 outside."""
+    M, B, C, H, W = x.shape
+    out = np.zeros_like(x)
+    for m in range(M):
+        for b in range(B):
+            dy, dx, flip = draws[m, b]
+            for i in range(H):
+                for j in range(W):
+                    si, sj = i + dy, (W - 1 - j if flip else j) + dx
+                    if 0 <= si < H and 0 <= sj < W:
+                        out[m, b, :, i, j] = x[m, b, :, si, sj]
+    return out
+
+
+def test_shift_flip_matches_its_pixel_by_pixel_definition():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 3, 6, 7)).astype(np.float32)
+    pad = 2
+    draws = np.stack([rng.integers(-pad, pad + 1, (2, 5)), rng.integers(-pad, pad + 1, (2, 5)),
+                      rng.integers(0, 2, (2, 5))], axis=-1).astype(np.int8)
+    draws[0, 0] = (0, 0, 0)  # identity
+    draws[0, 1] = (0, 0, 1)  # pure mirror
+    got = shift_flip(torch.as_tensor(x), torch.as_tensor(draws), pad).numpy()
+    np.testing.assert_array_equal(got, _shift_flip_loop(x, draws, pad))
+    np.testing.assert_array_equal(got[0, 0], x[0, 0])
+    np.testing.assert_array_equal(got[0, 1], x[0, 1, :, :, ::-1])
+
+
+def test_augment_draws_belong_to_the_member_not_the_group():
+    pad = augment_pad((32, 32))
+    assert pad == 4 and augment_pad((8, 8)) == 1
+    both = _epoch_augment([0, 1], 7, 3, 5, 16, pad, flip=True)
+    alone = _epoch_augment([1], 7, 3, 5, 16, pad, flip=True)
+    np.testing.assert_array_equal(both[:, 1], alone[:, 0])
+    assert both.shape == (5, 2, 16, 3) and np.abs(both[..., :2]).max() <= pad
+    assert set(np.unique(both[..., 2])) == {0, 1}
+    assert not _epoch_augment([0], 7, 3, 5, 16, pad, flip=False)[..., 2].any()
+    assert not np.array_equal(_epoch_augment([0], 7, 4, 5, 16, pad, True), both[:, :1])  # new draws each epoch
+
+
+def test_augmented_cnn_training_is_seeded_and_changes_what_is_learned(small):
+    X, y = small
+    images = _images(X)
+    plain = list(train_group(images, y, N_CLASSES, _spec(model="cnn", cnn_width=8), [0, 1]))
+    spec = _spec(model="cnn", cnn_width=8, augment="shift_flip")
+    first = list(train_group(images, y, N_CLASSES, spec, [0, 1]))
+    again = list(train_group(images, y, N_CLASSES, spec, [0, 1]))
+    for a, b in zip(first, again):
+        _assert_records_equal(a, b)
+    _assert_records_equal(first[0], plain[0])  # epoch 0 is before any training step
+    assert not np.array_equal(first[-1].label_prob, plain[-1].label_prob)
+
+
+def test_augment_on_tables_is_refused(small):
+    X, y = small
+    with pytest.raises(ValueError, match="augment='shift' shifts images"):
+        next(train_group(X, y, N_CLASSES, _spec(augment="shift"), [0]))
 
 
 # ---------------------------------------------------------------- (f) checkpoint / resume
