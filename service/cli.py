@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -22,7 +23,7 @@ from rich.table import Table
 from models.spec import AdaBoostSpec, TrainSpec
 from service.backends import LocalBackend, RemoteBackend, open_backend
 from service.engine import Engine
-from service.errors import CurationError
+from service.errors import CurationError, InvalidSpec
 from service.exports import FORMATS
 from service.schemas import AttributionOut, JobOut
 from service.settings import Settings
@@ -59,6 +60,10 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except CurationError as exc:
             err.print(f"error: {exc.message}", markup=False, highlight=False)
+        except ValidationError as exc:  # settings (e.g. --set) that TrainSpec refuses: one line per field
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                                 for e in exc.errors())
+            err.print(f"error: invalid settings: {problems}", markup=False, highlight=False)
         except (ValueError, OSError) as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)
         except Exception as exc:  # unexpected: still one line; the traceback with CURATE_DEBUG=1
@@ -134,17 +139,31 @@ def score(
     resize: Annotated[str | None, typer.Option(help="resize images to HxW, e.g. 32x32")] = None,
     adaboost: Annotated[bool, typer.Option(help="train the AdaBoost baseline too")] = True,
     top: Annotated[int, typer.Option(help="suspects to print")] = 10,
+    settings: Annotated[list[str] | None, typer.Option(
+        "--set", help="any other training setting as NAME=VALUE, repeatable, e.g. --set augment=shift_flip "
+        "--set cnn_width=64 (the fields of TrainSpec, as in POST /jobs)")] = None,
     data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None,
 ) -> None:
     """Ingest PATH, train the ensemble, score every example and print a summary."""
-    spec = TrainSpec(n_members=members, n_epochs=epochs, model=model, dropout=dropout,  # type: ignore[arg-type]
-                     n_folds=folds, device=device, random_state=seed)
+    spec = TrainSpec(**{"n_members": members, "n_epochs": epochs, "model": model, "dropout": dropout,
+                        "n_folds": folds, "device": device, "random_state": seed, **_parse_settings(settings)})
     with _backend(data_dir, url, api_key) as backend:
         ds = backend.add_dataset(path, label_column, _parse_resize(resize))
         err.print(f"dataset {ds.dataset_id}: {ds.n_examples} {ds.kind} examples, {ds.n_classes} classes",
                   highlight=False)
         job_id = backend.submit(ds.dataset_id, spec, AdaBoostSpec(enabled=adaboost))
         print_summary(backend, wait_with_progress(backend, job_id), top)
+
+
+def _parse_settings(pairs: list[str] | None) -> dict[str, str]:
+    """--set NAME=VALUE pairs; TrainSpec validates names and values (an unknown name is an error)."""
+    parsed = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InvalidSpec(f"--set expects NAME=VALUE, got {pair!r}")
+        parsed[name.strip()] = value.strip()
+    return parsed
 
 
 @app.command("jobs")

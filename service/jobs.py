@@ -12,7 +12,7 @@ from typing import Any
 
 from models.spec import AdaBoostSpec, TrainSpec
 from scoring.scores import ScoringOptions
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, InvalidSpec, NotFound
 from service.schemas import JobOut
 from service.store import Store, to_json
 
@@ -56,14 +56,30 @@ def _job(row: tuple) -> Job:
     return Job(*values)
 
 
+def check_spec_fits(spec: TrainSpec, dataset_id: str, kind: str) -> None:
+    """Refuse at submission what the worker would refuse minutes later: a CNN or image
+    augmentation on a tabular dataset."""
+    if kind == "image":
+        if spec.augment != "none" and spec.model == "mlp":
+            raise InvalidSpec(f"augment={spec.augment} shifts images, which a CNN sees; dataset {dataset_id} "
+                              "would be flattened for model=mlp (use model=cnn or auto)")
+        return
+    if spec.model == "cnn":
+        raise InvalidSpec(f"model=cnn needs images; dataset {dataset_id} is {kind} (use model=mlp or auto)")
+    if spec.augment != "none":
+        raise InvalidSpec(f"augment={spec.augment} needs images; dataset {dataset_id} is {kind}")
+
+
 def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringOptions,
                adaboost: AdaBoostSpec, owner: str | None = None) -> str:
     job_id = uuid.uuid4().hex[:12]
     total = len(spec.member_groups()) * spec.n_epochs
     with store.transaction() as cur:
-        if not cur.execute("SELECT 1 FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
-                           [dataset_id, owner]).fetchone():
+        row = cur.execute("SELECT kind FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
+                          [dataset_id, owner]).fetchone()
+        if row is None:
             raise NotFound(f"dataset {dataset_id} not found")
+        check_spec_fits(spec, dataset_id, row[0])
         cur.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, 0, ?, NULL, NULL, NULL, ?, "
                     "now(), NULL, NULL)",
                     [job_id, dataset_id, spec.model_dump_json(), to_json(scoring.__dict__),

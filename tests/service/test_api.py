@@ -199,6 +199,18 @@ def test_error_shape_for_unknown_routes_and_bad_bodies(server: Server) -> None:
         assert r.status_code == 404 and r.json()["error"]["message"] == "job none not found"
 
 
+def test_a_spec_the_dataset_cannot_take_is_refused_at_submission(server: Server, tmp_path: Path) -> None:
+    path, _ = digits_npz(tmp_path / "d.npz")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        ds = c.post("/datasets", files={"file": ("d.npz", path.read_bytes())}).json()
+        for spec, message in (({"model": "cnn"}, "model=cnn needs images"),
+                              ({"augment": "shift"}, "augment=shift needs images")):
+            r = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec})
+            assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
+            assert ds["dataset_id"] in r.json()["error"]["message"]
+        assert c.get("/jobs").json() == []  # nothing queued
+
+
 @pytest.mark.slow
 def test_retry_resumes_a_cancelled_job_from_its_last_epoch(server: Server, tmp_path: Path) -> None:
     path, _ = digits_npz(tmp_path / "d.npz")

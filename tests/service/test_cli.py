@@ -64,7 +64,8 @@ def _job_id(output: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("writer,extra", [(_write_csv, ["--label-column", "digit"]), (_write_parquet, []),
-                                          (_write_npz, []), (_write_image_zip, [])])
+                                          (_write_npz, []),
+                                          (_write_image_zip, ["--set", "augment=shift_flip", "--set", "cnn_width=8"])])
 def test_score_every_format(tmp_path: Path, writer, extra) -> None:  # type: ignore[no-untyped-def]
     path = writer(tmp_path)
     data = ["--data-dir", str(tmp_path / "data")]
@@ -125,6 +126,10 @@ def test_export_splits_flag_and_show(tmp_path: Path) -> None:
     (["score", "missing.csv"], "missing.csv: does not exist"),
     (["score", "x.txt"], "unsupported"),
     (["score", "x.csv", "--members", "0"], "n_members"),
+    (["score", "x.csv", "--set", "bogus=1"], "invalid settings: bogus: Extra inputs are not permitted"),
+    (["score", "x.csv", "--set", "nothing"], "--set expects NAME=VALUE, got 'nothing'"),
+    (["score", "x.csv", "--set", "augment=shift"], "augment=shift needs images"),
+    (["score", "x.csv", "--model", "cnn"], "model=cnn needs images"),
 ])
 def test_errors_are_one_line_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "x.txt").write_text("hello")
