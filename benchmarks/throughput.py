@@ -55,11 +55,13 @@ from torch import nn  # noqa: E402
 import models.ensemble as ensemble_module  # noqa: E402
 from models.ensemble import (  # noqa: E402  (private helpers: the benchmark times train_group's own parts)
     RECORD_CHUNK,
+    _epoch_augment,
     _epoch_order,
     _forward,
     _prepare,
     _record,
     _save_checkpoint,
+    augment_pad,
     resolve_batch_size,
     resolve_device,
     train_group,
@@ -122,10 +124,16 @@ class StepRunner:
         all_idx = [np.arange(len(data.y))] * len(members)
         order = _epoch_order(all_idx, members, spec.random_state, 1, batch_size, n_steps)
         self.order = torch.as_tensor(order, device=device)  # (n_steps, M, B)
+        self.pad, self.draws = 0, None
+        if spec.augment != "none":  # as train_group: one (dy, dx, flip) per member and example, on the device
+            self.pad = augment_pad(tuple(x_shape[1:]))  # type: ignore[arg-type]
+            self.draws = torch.as_tensor(_epoch_augment(members, spec.random_state, 1, n_steps, batch_size, self.pad,
+                                                        flip=spec.augment == "shift_flip"), device=device)
 
     def step(self, i: int) -> None:
         idx = self.order[i % len(self.order)]
-        logits = _forward(self.net, self.data, idx)
+        draws = None if self.draws is None else self.draws[i % len(self.order)]
+        logits = _forward(self.net, self.data, idx, draws, self.pad)
         loss = self.loss_fn(logits.flatten(0, 1), self.data.y[idx].flatten()).view(idx.shape).mean(dim=1).sum()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -289,6 +297,13 @@ def cnn_row(spec: TrainSpec, X: np.ndarray, y: np.ndarray, n: int, args, device)
            "step_seconds": [round(s, 2) for s in per_step],
            "train_ensemble_images_per_s": round(n * CNN_BATCH * len(per_step) / sum(per_step), 1),
            "train_ensemble_images_per_cpu_s": round(n * CNN_BATCH * len(per_step) / cpu, 1)}
+    # the same steps with on-device augmentation (augment=shift_flip): its cost over the plain step
+    augmented = StepRunner(spec.model_copy(update={"augment": "shift_flip"}), "cnn", data, list(range(n)),
+                           X.shape[1:], device, CNN_BATCH, args.cnn_steps + 1)
+    aug_step, _, _ = time_steps([augmented], 1 if device.type == "cuda" else 0, args.cnn_steps, device)
+    row["augment_step_seconds"] = [round(s, 2) for s in aug_step]
+    row["augment_slowdown"] = round((sum(aug_step) / len(aug_step)) / (sum(per_step) / len(per_step)), 3)
+    del augmented
     chunk = _prepare(X[: args.record_images], y[: args.record_images], "cnn", device)
     held = np.zeros((n, len(chunk.y)), dtype=bool)
     try:
@@ -579,11 +594,13 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                     [[str(w["cnn_width"]) + (" (used)" if w["cnn_width"] == cnn["cnn_width"] else ""),
                       f"{w['params_per_member']:,}", str(w["forward_gflop_per_image"])] for w in cnn["widths"]]))
         out.append((f"CNN 3x32x32, width {cnn['cnn_width']}, {cnn['n_images']:,} synthetic images, {cnn['dropout']}",
-                    ["threads", "N", "batch", "step s", "train ens-img/s", "per CPU-s", "record imgs",
-                     "record ens-img/s", "per CPU-s", "load"],
+                    ["threads", "N", "batch", "step s", "train ens-img/s", "per CPU-s", "shift_flip step s",
+                     "augment slow-down", "record imgs", "record ens-img/s", "per CPU-s", "load"],
                     [[str(r["threads"]), str(r["n_members"]), str(r["batch_size"]),
                       ", ".join(map(str, r["step_seconds"])), str(r["train_ensemble_images_per_s"]),
-                      str(r["train_ensemble_images_per_cpu_s"]), str(r["record_images"]),
+                      str(r["train_ensemble_images_per_cpu_s"]),
+                      ", ".join(map(str, r.get("augment_step_seconds", []))), f"{r.get('augment_slowdown', '')}x",
+                      str(r["record_images"]),
                       str(r.get("record_ensemble_images_per_s", r.get("record_error"))),
                       str(r.get("record_ensemble_images_per_cpu_s", "")), str(r["load_average"][0])]
                      for r in cnn["rows"]]))
