@@ -1,18 +1,44 @@
 """Optional API keys. With no key configured the server is open (it binds to loopback by
 default); once any key exists, every endpoint but /health needs `Authorization: Bearer <key>`
-and each key sees only the datasets and jobs it created (others get 404)."""
+and each key sees only the datasets and jobs it created (others get 404).
 
+A browser signs in once at /ui/login with its key and gets a session cookie instead:
+`v1.<name>.<expires>.<signature>` (name base64url, expires in Unix seconds), where the signature
+is HMAC-SHA256 over the name, the expiry and the key's SHA-256, under a server secret kept in
+`<data_dir>/session.secret` (0600). The cookie holds no key; it dies with its expiry, with its
+key (deleted or changed), or with the secret (delete the file to sign everyone out).
+Requests that change state and carry only the cookie must come from the server's own pages
+(`check_same_origin`: Origin, else Referer, against Host), on top of SameSite=Strict.
+"""
+
+import base64
+import binascii
 import hashlib
+import hmac
+import os
 import secrets
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from service.errors import CurationError
 from service.settings import Settings
 from service.store import Store
 
+SESSION_COOKIE = "curate_session"
+SESSION_TTL_S = 12 * 3600
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
 
 class Unauthorized(CurationError):
     status_code = 401
     code = "unauthorized"
+
+
+class CrossSiteRequest(CurationError):
+    status_code = 403
+    code = "cross_site_request"
 
 
 def _digest(key: str) -> str:
@@ -43,11 +69,14 @@ def create_key(store: Store, name: str) -> str:
 
 
 class KeyRing:
-    """Resolves a bearer token to its owner name (None when auth is off)."""
+    """Resolves a bearer token or a session cookie to its owner name (None when auth is off)."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.env = _env_keys(settings)
+        self.secret_path = settings.data_dir / "session.secret"
+        self._secret: bytes | None = None
+        self._lock = threading.Lock()
 
     def enabled(self) -> bool:
         if self.env:
@@ -61,11 +90,88 @@ class KeyRing:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("this server needs an API key: send 'Authorization: Bearer <key>'")
-        digest = _digest(token.strip())
+        return self.authenticate(token.strip())[0]
+
+    def authenticate(self, key: str) -> tuple[str, str]:
+        """(name, sha256) of a key; Unauthorized if it is unknown."""
+        digest = _digest(key)
         if digest in self.env:
-            return self.env[digest]
+            return self.env[digest], digest
         with self.store.reader() as cur:
             row = cur.execute("SELECT name FROM api_keys WHERE key_sha256 = ?", [digest]).fetchone()
         if row is None:
             raise Unauthorized("unknown API key")
-        return row[0]
+        return row[0], digest
+
+    def _digests(self, name: str) -> list[str]:
+        """The SHA-256 of every key named `name` now (an env key and a stored key may share it)."""
+        found = [d for d, n in self.env.items() if n == name]
+        with self.store.reader() as cur:
+            found += [r[0] for r in cur.execute("SELECT key_sha256 FROM api_keys WHERE name = ?", [name]).fetchall()]
+        return found
+
+    def secret(self) -> bytes:
+        with self._lock:
+            if self._secret is None:
+                self._secret = load_session_secret(self.secret_path)
+            return self._secret
+
+    def create_session(self, key: str) -> str:
+        """The session cookie value for a valid key (Unauthorized otherwise)."""
+        name, digest = self.authenticate(key)
+        expires = int(time.time()) + SESSION_TTL_S
+        return sign_session(self.secret(), name, expires, digest)
+
+    def session_owner(self, cookie: str) -> str:
+        """The owner name of a valid, unexpired session cookie whose key still exists."""
+        invalid = "invalid session cookie: sign in again at /ui/login"
+        try:
+            version, encoded, expires, _ = cookie.split(".")
+            name = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            expires_at = int(expires)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise Unauthorized(invalid) from None
+        given = cookie.encode(errors="replace")
+        expected = [sign_session(self.secret(), name, expires_at, d).encode() for d in self._digests(name)]
+        if version != "v1" or not any(hmac.compare_digest(given, e) for e in expected):
+            raise Unauthorized(invalid)
+        if expires_at < time.time():
+            raise Unauthorized("your session has expired: sign in again at /ui/login")
+        return name
+
+
+def sign_session(secret: bytes, name: str, expires: int, key_sha256: str) -> str:
+    encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+    message = f"v1\n{name}\n{expires}\n{key_sha256}".encode()
+    signature = base64.urlsafe_b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode().rstrip("=")
+    return f"v1.{encoded}.{expires}.{signature}"
+
+
+def load_session_secret(path: Path) -> bytes:
+    """The server's cookie-signing secret: 32 random bytes, created on first use, mode 0600."""
+    if not path.exists():
+        partial = path.with_name(path.name + f".{os.getpid()}.tmp")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+        os.replace(partial, path)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)  # copied with looser permissions: others must not read it
+    secret = path.read_bytes()
+    if len(secret) < 32:
+        raise CurationError(f"{path} holds {len(secret)} bytes, not a session secret: delete it to make a new one")
+    return secret
+
+
+def check_same_origin(method: str, origin: str | None, referer: str | None, host: str | None) -> None:
+    """A state-changing request authenticated by cookie must come from this server's own pages:
+    its Origin (else its Referer) must name the host it was sent to."""
+    if method.upper() in SAFE_METHODS:
+        return
+    source = origin if origin and origin != "null" else referer
+    if not source:
+        raise CrossSiteRequest(f"refused a {method} signed in by cookie without an Origin or Referer header: "
+                               "send it from the dashboard, or use 'Authorization: Bearer <key>'")
+    if not host or urlsplit(source).netloc.lower() != host.lower():
+        raise CrossSiteRequest(f"refused a cross-site {method}: it came from {urlsplit(source).netloc or source!r}, "
+                               f"not from this server ({host})")

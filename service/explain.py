@@ -128,7 +128,8 @@ def compute_attributions(store: Store, settings: Settings, job: jobs.Job, exampl
     missing = [g for g in range(len(groups)) if not model_path(settings, job.job_id, g).exists()]
     if missing:
         raise ModelNotKept(f"job {job.job_id} kept no trained model for member groups {missing}: it finished "
-                           "before models were kept, or its checkpoints lived in Ray's ray_shared_dir")
+                           "before models were kept, or it ran on Ray workers without shared storage (its final "
+                           "weights stayed on their nodes; see docs/ray.md)")
     ids = labels["example_id"].astype(np.int64)
     targets = {"given": labels["given_label"].astype(int).tolist(),
                "suggested": labels["suggested_label"].astype(int).tolist()}

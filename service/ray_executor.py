@@ -25,8 +25,10 @@ resumed group may land on another node, so that directory must be on storage eve
 either put the engine's data directory on shared storage (NFS, a mounted bucket) at the same path
 on every node, or pass `shared_dir` (a path mounted on every node, driver included), under which
 checkpoints go to `<shared_dir>/jobs/<job_id>/<model>-group-<g>/ckpt` (deleted once every epoch of
-the group is committed). As each epoch commits, the driver deletes that group's older
-checkpoints where it can see them (models/checkpoints.py). Without shared storage a resumed group
+the group is committed; an ensemble group's final checkpoint moves first to the engine's own
+checkpoint folder under its data directory, where `keep_model` keeps it for explanations). As
+each epoch commits, the driver deletes that group's older checkpoints where it can see them
+(models/checkpoints.py). Without shared storage a resumed group
 whose checkpoint is missing replays from epoch 0 without re-sending the committed epochs (same
 seeds, same results on the same hardware).
 """
@@ -46,7 +48,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.checkpoints import prune_checkpoints
+from models.checkpoints import checkpoint_path, prune_checkpoints
 from models.predictions import EpochRecord
 from models.spec import GroupTask
 from service.executors import OnRecord, ShouldStop, WorkerFailed, tail
@@ -226,10 +228,14 @@ class RayExecutor:
         return task.model_copy(update={"checkpoint_dir": str(ckpt)})
 
     def _drop_shared_checkpoints(self, task: GroupTask) -> None:
-        """Every epoch of the group is committed: its checkpoints on shared storage are done with."""
+        """Every epoch of the group is committed: its checkpoints on shared storage are done with,
+        except an ensemble group's final one, which moves first to the engine's own checkpoint
+        folder (`task.checkpoint_dir`), where `service.explain.keep_model` keeps it as the model."""
         group_dir = self._shared_group_dir(task)
         if group_dir is None:
             return
+        if task.model == "ensemble" and task.checkpoint_dir is not None:
+            _move_checkpoint(group_dir / "ckpt", Path(task.checkpoint_dir), task.spec.n_epochs)
         shutil.rmtree(group_dir, ignore_errors=True)
         try:
             group_dir.parent.rmdir()  # the job's folder, once its last group is gone
@@ -299,6 +305,19 @@ def ray_address(address: str | None) -> str:
     """What ray.init gets: the address given, else $RAY_ADDRESS, else "local" (a private
     instance). Never None: a plain ray.init() would attach to any cluster running here."""
     return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def _move_checkpoint(src_dir: Path, dest_dir: Path, epoch: int) -> None:
+    """Move `epoch-<epoch>.pt` from src_dir to dest_dir (a .tmp name until complete: the two may be
+    on different file systems, and a half-copied file must never look like a checkpoint)."""
+    src = checkpoint_path(src_dir, epoch)
+    if not src.exists():
+        return
+    dest = checkpoint_path(dest_dir, epoch)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".tmp")
+    shutil.move(src, partial)
+    os.replace(partial, dest)
 
 
 def _restore_handlers(saved: dict[signal.Signals, _Handler]) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from service import jobs, queries
+from service.auth import SESSION_TTL_S
 from service.datasets import load_arrays
 from service.errors import NotFound
 from service.plots import plot_adaboost_curves, plot_dynamics
@@ -42,7 +43,7 @@ th{background:#f4f4f4}.json{font-size:12px;color:#777}.err{color:#b00}
 .card{border:1px solid #ddd;border-radius:4px;padding:6px;font-size:12px}.card img{image-rendering:pixelated}
 .flag{border-color:#d33}.btn{display:inline-block;padding:3px 10px;border:1px solid #888;border-radius:3px;
 margin:2px;text-decoration:none;color:#222;background:#f8f8f8}img.plot{max-width:100%}
-progress{width:320px}
+progress{width:320px}header form.who{margin-left:auto}
 """
 
 
@@ -50,11 +51,14 @@ def esc(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def page(title: str, body: str, json_links: Sequence[str] = ()) -> str:
+def page(title: str, body: str, json_links: Sequence[str] = (), user: str | None = None) -> str:
+    """A dashboard page; with `user` (API keys on) the header says who is signed in, with a sign-out button."""
     links = " ".join(f'<a href="{esc(u)}">{esc(u)}</a>' for u in json_links)
     twin = f'<p class="json">JSON: {links}</p>' if links else ""
+    who = (f'<form class="who" method="post" action="/ui/logout">{esc(user)} <button type="submit">sign out'
+           f'</button></form>' if user is not None else "")
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)} · Curate</title>'
-            f'<style>{CSS}</style></head><body><header><a href="/">Curate</a><h1>{esc(title)}</h1></header>'
+            f'<style>{CSS}</style></head><body><header><a href="/">Curate</a><h1>{esc(title)}</h1>{who}</header>'
             f'{twin}{body}</body></html>')
 
 
@@ -71,6 +75,18 @@ def link(href: str, text: object) -> str:
 
 def render_error(status_code: int, message: str) -> str:
     return page(f"Error {status_code}", f'<p class="err">{esc(message)}</p><p>{link("/", "back to the dashboard")}</p>')
+
+
+def render_login(next_url: str = "/", message: str | None = None) -> str:
+    """The sign-in form (API keys on): POST /ui/login with the key, then back to `next_url`."""
+    error = f'<p class="err">{esc(message)}</p>' if message else ""
+    form = ('<form method="post" action="/ui/login"><label>API key <input name="key" type="password" size="48" '
+            f'autocomplete="current-password" required autofocus></label><input type="hidden" name="next" '
+            f'value="{esc(next_url)}"> <button type="submit">sign in</button></form>')
+    note = ('<p class="json">This server needs an API key (<code>curate keys create NAME</code> or '
+            f"<code>CURATE_API_KEYS</code>). You stay signed in for {SESSION_TTL_S // 3600} hours, "
+            "in this browser only.</p>")
+    return page("Sign in", error + form + note)
 
 
 # --- pages -----------------------------------------------------------------------------------
@@ -97,7 +113,7 @@ def render_home(store: Store, owner: str | None) -> str:
             + table(("name", "dataset_id", "kind", "n", "classes", ""), ds_rows)
             + "<h2>Jobs</h2>" + table(("job_id", "dataset_id", "status", "progress", "est. errors", "created"),
                                       job_rows) + f"<script>{HOME_JS}</script>")
-    return page("Dashboard", body, ("/datasets", "/jobs"))
+    return page("Dashboard", body, ("/datasets", "/jobs"), user=owner)
 
 
 HOME_JS = """
@@ -156,7 +172,7 @@ def render_job(store: Store, job_id: str, owner: str | None) -> str:
                     f'{job.epochs_done}/{job.epochs_total} epochs</span> <button id="cancel">cancel</button>'
                     f"</div><script>{JOB_JS}</script>")
         error = f'<pre class="err">{esc(job.error)}</pre>' if job.error else ""
-        return page(f"Job {job_id}", head + live + error, twins)
+        return page(f"Job {job_id}", head + live + error, twins, user=owner)
     summary = job.summary or {}
     n = summary.get("n_examples", 0)
     counts = summary.get("split_counts", {})
@@ -175,7 +191,7 @@ def render_job(store: Store, job_id: str, owner: str | None) -> str:
         twins.append(f"/jobs/{job_id}/adaboost")
     body = (head + "<h2>Splits</h2>" + splits + errors + "<h2>Export</h2>" + exports + plots
             + render_phases(store, job_id, job.spec.n_members, owner))
-    return page(f"Job {job_id}", body, twins)
+    return page(f"Job {job_id}", body, twins, user=owner)
 
 
 def render_phases(store: Store, job_id: str, n_members: int, owner: str | None) -> str:
@@ -228,7 +244,7 @@ def render_gallery(store: Store, data_dir: Path, job_id: str, split: str, offset
             f"{other}</p><p>{' '.join(nav)}</p><div class=\"cards\">{cards}</div><p>{' '.join(nav)}</p>")
     twin = (f"/jobs/{job_id}/mislabeled?{urlencode({'limit': PAGE_SIZE, 'offset': offset})}" if suspected else
             f"/jobs/{job_id}/examples?{urlencode({'split': split, 'limit': PAGE_SIZE, 'offset': offset})}")
-    return page(f"{split} examples · job {job_id}", body, (twin,))
+    return page(f"{split} examples · job {job_id}", body, (twin,), user=owner)
 
 
 def _feature_rows(store: Store, data_dir: Path, dataset_id: str, kind: str, ids: list[int],

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from service.auth import SESSION_COOKIE, KeyRing, check_same_origin
 from service.engine import Engine
 
 
@@ -12,7 +13,16 @@ def get_engine(request: Request) -> Engine:
 
 
 def get_owner(request: Request, authorization: Annotated[str | None, Header()] = None) -> str | None:
-    return request.app.state.keys.owner(authorization)
+    """The Bearer key's owner; without the header, the dashboard's session cookie's owner (and a
+    request that changes state must then come from this server's own pages)."""
+    keys: KeyRing = request.app.state.keys
+    session = request.cookies.get(SESSION_COOKIE)
+    if authorization is not None or session is None or not keys.enabled():
+        return keys.owner(authorization)
+    owner = keys.session_owner(session)
+    headers = request.headers
+    check_same_origin(request.method, headers.get("origin"), headers.get("referer"), headers.get("host"))
+    return owner
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 
 from models.checkpoints import checkpoint_epochs
 from models.spec import AdaBoostSpec, TrainSpec
-from service import jobs, queries
+from service import explain, jobs, queries
 from service.engine import Engine
 from service.executors import LocalExecutor, WorkerFailed
 from service.runner import build_tasks
@@ -109,6 +109,25 @@ def test_checkpoints_go_to_shared_dir_and_are_dropped_once_committed(ray_session
     assert RayExecutor(shared_dir=str(shared)).run(tasks, on_record, lambda: False) is True
     assert sorted(seen) == [(g, e, True, False) for g in (0, 1) for e in range(3)]  # written before each yield
     assert not (shared / "jobs" / job_id).exists()
+
+
+@pytest.mark.slow
+def test_shared_dir_jobs_keep_their_final_model_for_explanations(ray_session, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", explain_max_examples=20)
+    shared = tmp_path / "shared"
+    engine = Engine(settings, executor=RayExecutor(shared_dir=str(shared)))
+    ds = engine.add_dataset(_digits_npz(tmp_path))
+    job = engine.run(engine.submit(ds.dataset_id, TrainSpec(**SMALL), NO_ADABOOST))
+    with engine.store.reader() as cur:
+        n_maps = cur.execute("SELECT count(*) FROM attributions WHERE job_id = ?", [job.job_id]).fetchone()[0]
+    engine.close()
+    assert job.status == "succeeded", job.error
+    assert all(explain.model_path(settings, job.job_id, g).is_file() for g in (0, 1))  # keep_model found both
+    info = job.summary["attributions"]
+    assert "error" not in info and info["n_explained"] == 20, info
+    assert n_maps == 20 * 2 * len(explain.DEFAULT_METHODS)  # both targets, every default method
+    assert not (shared / "jobs" / job.job_id).exists()  # the shared checkpoints are still dropped
+    assert sorted(p.name for p in (settings.jobs_dir / job.job_id).iterdir()) == ["attributions", "model"]
 
 
 def _newest_checkpoints(ckpt_root: Path) -> dict[str, int]:
