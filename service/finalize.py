@@ -12,6 +12,7 @@ from scoring.agreement import (
     compute_stage_accuracy_by_group,
     check_curves_ordered,
 )
+from scoring.phases import compute_agreement_index, detect_phases
 from scoring.scores import DynamicsAccumulator, ExampleScores, ScoringOptions
 from service import jobs
 from service.settings import Settings
@@ -95,6 +96,7 @@ def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScor
                                 given, job.scoring)
     summary: dict[str, object] = {"n_examples": n_examples,
                                   "split_counts": {s: int((scores.split == s).sum()) for s in ("easy", "intermediate", "hard")}}
+    summary["phases"] = _phases(scores.consistency_curve, job.spec.n_members, n_classes)
     ada_access = family = None
     curves_rows = None
     if job.adaboost.enabled:
@@ -113,6 +115,17 @@ def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScor
                                 "accuracy": np.concatenate([curves[s] for s in curves]).astype(np.float32)})
     _write_scores(store, job.job_id, scores, given, ada_access, family, curves_rows, summary)
     return scores
+
+
+def _phases(consistency: np.ndarray, n_members: int, n_classes: int) -> dict[str, list] | None:
+    """Agreement index and learning phase per epoch (SCIENCE.md section 1), computed once here so
+    pages read a few numbers instead of the whole (epochs x examples) consistency matrix."""
+    try:
+        agreement = compute_agreement_index(consistency, n_members)
+        phases = detect_phases(consistency, n_members, n_classes)
+    except ValueError:  # e.g. one member: no agreement to measure
+        return None
+    return {"agreement_index": [_num(float(a)) for a in agreement], "phase": [int(p) for p in phases]}
 
 
 def _num(value: object) -> object:

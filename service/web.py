@@ -31,7 +31,6 @@ PAGE_SIZE = 60
 N_FEATURES_SHOWN = 6
 THUMB_PX = 96
 _PLOT_LOCK = threading.Lock()  # two requests drawing the same PNG would share its .tmp file
-_PHASES_CACHE: dict[tuple[str, str], tuple[np.ndarray, np.ndarray] | None] = {}
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px;color:#222}
@@ -190,32 +189,17 @@ def render_job(store: Store, job_id: str, owner: str | None) -> str:
         plots += (f'<h2>AdaBoost</h2><img class="plot" alt="adaboost" src="/ui/jobs/{esc(job_id)}/adaboost.png">')
         twins.append(f"/jobs/{job_id}/adaboost")
     body = (head + "<h2>Splits</h2>" + splits + errors + "<h2>Export</h2>" + exports + plots
-            + render_phases(store, job_id, job.spec.n_members, owner))
+            + render_phases(summary))
     return page(f"Job {job_id}", body, twins, user=owner)
 
 
-def render_phases(store: Store, job_id: str, n_members: int, owner: str | None) -> str:
-    """Agreement index and training phase per epoch, when `scoring.phases` exists; else nothing."""
-    try:
-        from scoring.phases import compute_agreement_index, detect_phases
-    except ImportError:
+def render_phases(summary: dict) -> str:
+    """Agreement index and training phase per epoch, from the job's summary (finalize computes them)."""
+    found = summary.get("phases")
+    if not found:
         return ""
-    key = (str(store.path), job_id)
-    if key not in _PHASES_CACHE:
-        job = queries.finished_job(store, job_id, owner)
-        consistency = queries.epoch_consistency(store, job_id, owner)  # (E, n)
-        n_classes = queries.get_dataset(store, job.dataset_id, owner).n_classes
-        try:
-            _PHASES_CACHE[key] = (np.asarray(compute_agreement_index(consistency, n_members)),
-                                  np.asarray(detect_phases(consistency, n_members, n_classes)))
-        except ValueError:  # the other engineer's functions refuse this input: show nothing
-            _PHASES_CACHE[key] = None
-    found = _PHASES_CACHE[key]
-    if found is None:
-        return ""
-    queries.finished_job(store, job_id, owner)  # owner check on a cache hit too
-    agreement, phases = found
-    rows = [(str(e), f"{float(a):.3f}", esc(int(p))) for e, (a, p) in enumerate(zip(agreement, phases))]
+    rows = [(str(e), "n/a" if a is None else f"{a:.3f}", esc(p))
+            for e, (a, p) in enumerate(zip(found["agreement_index"], found["phase"]))]
     return "<h2>Agreement index and phase per epoch</h2>" + table(("epoch", "agreement index", "phase"), rows)
 
 
@@ -363,7 +347,8 @@ def render_report(store: Store, job_id: str, owner: str | None = None, top: int 
                   f'{esc(_num(a.get("spearman_r")))}; family agreement: '
                   f'{esc(json.dumps(a.get("family_counts") or {}))}</p><img class="plot" alt="adaboost" '
                   f'src="{_data_uri(plot_path(store, job_id, "adaboost", owner))}">')
-    body = (facts + "<h2>Splits</h2>" + splits + f"<h2>Top {rows.num_rows} suspected mislabels</h2>" + suspects + plots)
+    body = (facts + "<h2>Splits</h2>" + splits + f"<h2>Top {rows.num_rows} suspected mislabels</h2>" + suspects + plots
+            + render_phases(summary))
     return page(f"Report · job {job_id}", body).replace('<a href="/">Curate</a>', "<b>Curate</b>")
 
 

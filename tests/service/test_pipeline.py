@@ -7,6 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from models.spec import AdaBoostSpec, TrainSpec
+from scoring.phases import compute_agreement_index, detect_phases
 from service import jobs, queries
 from service.engine import Engine
 from service.executors import LocalExecutor
@@ -56,6 +57,11 @@ def test_job_records_every_member_epoch_and_example(engine: Engine, tmp_path: Pa
     cons = rows.column("consistency").to_numpy()
     assert set(np.round(cons * 2).astype(int)) <= {0, 1, 2}  # 2 members: c in {0, 1/2, 1}
     assert job.summary["adaboost"]["n_examples"] == len(y)
+    # phases and agreement index per epoch, stored once from the stored per-epoch consistency
+    consistency = queries.epoch_consistency(engine.store, job_id)  # (epochs + 1, examples)
+    stored = job.summary["phases"]
+    assert stored["phase"] == detect_phases(consistency, 2, 10).tolist()
+    np.testing.assert_allclose(stored["agreement_index"], compute_agreement_index(consistency, 2), rtol=1e-5)
 
 
 def test_restart_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:

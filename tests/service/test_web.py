@@ -92,6 +92,11 @@ def test_job_page_shows_summary_plots_exports_and_galleries(done: Finished) -> N
         assert f"/ui/jobs/{done.job_id}/gallery/{what}" in html or what == "scores"
     assert f'href="/jobs/{done.job_id}"' in html and f'href="/jobs/{done.job_id}/dynamics"' in html
     assert 'id="cancel"' not in html  # finished: no live progress
+    phases = job["summary"]["phases"]  # the panel's JSON twin
+    assert "Agreement index and phase per epoch" in html
+    last = len(phases["phase"]) - 1
+    assert re.search(rf"<td>{last}</td><td>{phases['agreement_index'][-1]:.3f}</td><td>{phases['phase'][-1]}</td>",
+                     html)
     export = done.client.get(f"/jobs/{done.job_id}/export", params={"what": "mislabeled", "format": "csv"})
     assert export.status_code == 200 and "example_id" in export.text.splitlines()[0]
 
@@ -169,6 +174,7 @@ def test_report_over_the_server_then_in_process(done: Finished, tmp_path: Path) 
         assert html.count('src="data:image/png;base64,') == 2 and 'src="/' not in html and "href=\"/" not in html
         assert "Top " in html and "suspected mislabels" in html and "&lt;script&gt;" in html and EVIL not in html
         assert len(re.findall(r"<tr><td>\d+</td>", html)) >= 10
+        assert "Agreement index and phase per epoch" in html
     bad = subprocess.run([sys.executable, "-m", "service", "report", "nope", "-o", str(tmp_path / "x.html"),
                           "--data-dir", str(done.server.data_dir)], capture_output=True, text=True)
     assert bad.returncode == 1 and "job nope not found" in bad.stderr
