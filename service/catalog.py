@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from service.cache import forget_job
 from service.datasets import DatasetManifest, save_dataset, source_format_of
 from service.errors import Conflict, NotFound
 from service.ingest import IngestLimits, load_dataset
 from service.settings import Settings
-from service.store import Store, insert_arrow, to_json
+from service.store import JOB_TABLES, Store, insert_arrow, to_json
 
 
 def ingest_limits(settings: Settings) -> IngestLimits:
@@ -44,7 +45,8 @@ def add_dataset(store: Store, settings: Settings, path: Path, *, name: str | Non
 
 
 def delete_dataset(store: Store, settings: Settings, dataset_id: str, owner: str | None = None) -> None:
-    """Remove a dataset that no unfinished job uses (row first, then files)."""
+    """Remove a dataset that no unfinished job uses, with its finished jobs and all their results
+    (rows first, in one transaction; then files and cached answers)."""
     with store.transaction() as cur:
         found = cur.execute("SELECT 1 FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
                             [dataset_id, owner]).fetchone()
@@ -54,8 +56,15 @@ def delete_dataset(store: Store, settings: Settings, dataset_id: str, owner: str
                            "('queued', 'running', 'cancelling')", [dataset_id]).fetchone()
         if busy:
             raise Conflict(f"dataset {dataset_id} is used by unfinished job {busy[0]}")
+        job_ids = [r[0] for r in cur.execute("SELECT job_id FROM jobs WHERE dataset_id = ?", [dataset_id]).fetchall()]
+        for table in JOB_TABLES:
+            cur.execute(f"DELETE FROM {table} WHERE job_id IN (SELECT unnest(?::VARCHAR[]))", [job_ids])
+        cur.execute("DELETE FROM jobs WHERE dataset_id = ?", [dataset_id])
         cur.execute("DELETE FROM examples WHERE dataset_id = ?", [dataset_id])
         cur.execute("DELETE FROM datasets WHERE dataset_id = ?", [dataset_id])
+    for job_id in job_ids:
+        forget_job(store, job_id)
+        shutil.rmtree(settings.jobs_dir / job_id, ignore_errors=True)
     shutil.rmtree(settings.datasets_dir / dataset_id, ignore_errors=True)
 
 

@@ -1,13 +1,15 @@
 """Every read that the CLI, the API and the web pages show; they all go through here."""
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
 
 from service import jobs
+from service.cache import CachedJob, ResultCache, ScoreIndex, build_score_index
 from service.errors import CurationError, JobNotFinished, NotFound
-from service.schemas import AdaBoostOut, DatasetOut
+from service.schemas import AdaBoostOut, DatasetOut, DynamicsOut, ExampleOut, ExamplePage
 from service.store import Store
 
 SCORE_COLUMNS = ("example_id", "source", "given_label", "consistency", "consensus", "consensus_label",
@@ -59,12 +61,7 @@ def score_page(store: Store, job_id: str, *, owner: str | None = None, split: st
     number of rows matching the filters. The page is cut first and joined after, so a page
     costs the same whatever the data set's size."""
     job = finished_job(store, job_id, owner)
-    if split is not None and split not in ("easy", "intermediate", "hard"):
-        raise InvalidQuery(f"split must be easy, intermediate or hard, got {split!r}")
-    if order not in ORDERS:
-        raise InvalidQuery(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-    if offset < 0 or (limit is not None and limit < 0):
-        raise InvalidQuery("limit and offset must not be negative")
+    _check_page(split, order, limit, offset)
     sql = f"""
         WITH page AS (
             SELECT s.*, count(*) OVER () AS total_ FROM example_scores s
@@ -88,6 +85,15 @@ def score_page(store: Store, job_id: str, *, owner: str | None = None, split: st
     if total is None:  # an empty page (offset past the end) still reports the total
         total = count_rows(store, job_id, owner=owner, split=split, suspected_only=suspected_only)
     return table.drop_columns(["total_"]), int(total)
+
+
+def _check_page(split: str | None, order: str, limit: int | None, offset: int) -> None:
+    if split is not None and split not in ("easy", "intermediate", "hard"):
+        raise InvalidQuery(f"split must be easy, intermediate or hard, got {split!r}")
+    if order not in ORDERS:
+        raise InvalidQuery(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if offset < 0 or (limit is not None and limit < 0):
+        raise InvalidQuery("limit and offset must not be negative")
 
 
 def score_rows(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
@@ -160,10 +166,14 @@ def count_rows(store: Store, job_id: str, *, owner: str | None = None, split: st
 def adaboost_comparison(store: Store, job_id: str, owner: str | None = None) -> AdaBoostOut:
     """The AdaBoost comparison of a finished job (409 if the job ran without AdaBoost)."""
     job = finished_job(store, job_id, owner)
-    if not job.adaboost.enabled:
-        raise InvalidQuery(f"job {job_id} ran without the AdaBoost baseline")
+    _check_adaboost(job)
     return AdaBoostOut(job_id=job_id, correlation=(job.summary or {}).get("adaboost", {}),
                        curves=adaboost_curves(store, job_id, owner))
+
+
+def _check_adaboost(job: jobs.Job) -> None:
+    if not job.adaboost.enabled:
+        raise InvalidQuery(f"job {job.job_id} ran without the AdaBoost baseline")
 
 
 def attribution_row(store: Store, job_id: str, example_id: int, target: str, method: str,
@@ -222,3 +232,107 @@ def epoch_consistency(store: Store, job_id: str, owner: str | None = None) -> np
     out = np.zeros((epochs.size, ids.size), dtype=np.float32)
     out[np.searchsorted(epochs, cols["epoch"]), np.searchsorted(ids, cols["example_id"])] = cols["consistency"]
     return out
+
+
+# --- the REST reads as JSON bytes: a succeeded job's from the ResultCache (it never changes) ---------
+# memory_only=True answers None instead of reading DuckDB, so that a route can answer a cache hit on
+# the event loop and send everything else to a worker thread.
+
+def job_json(store: Store, cache: ResultCache, job_id: str, owner: str | None = None,
+             memory_only: bool = False) -> bytes | None:
+    """JobOut JSON. A succeeded job's is rendered once; any other job is read live (progress)."""
+    hit = _cached_job(cache, job_id, owner)
+    if hit is not None or memory_only:
+        return hit.json if hit is not None else None
+    job = jobs.get_job(store, job_id, owner)
+    cached = _remember(cache, job)
+    return cached.json if cached is not None else jobs.job_out(job).model_dump_json().encode()
+
+
+def example_page_json(store: Store, cache: ResultCache, job_id: str, *, owner: str | None = None,
+                      split: str | None = None, suspected_only: bool = False, order: str = "example_id",
+                      limit: int = 100, offset: int = 0, memory_only: bool = False) -> bytes | None:
+    """ExamplePage JSON: a slice of the job's rows in memory (all of them read and sorted once);
+    from DuckDB (score_page) only when they would not fit in the cache at all."""
+    if not _succeeded(store, cache, job_id, owner, memory_only):
+        return None
+    _check_page(split, order, limit, offset)
+    if memory_only:
+        index = cache.get((job_id, "scores"))
+    else:
+        index = cache.fetch((job_id, "scores"),
+                            lambda: _sized(build_score_index(score_rows(store, job_id, owner=owner))))
+    if isinstance(index, ScoreIndex):
+        return index.page_json(job_id, (order, split, suspected_only), limit, offset)
+    if memory_only:
+        return None
+    rows, total = score_page(store, job_id, owner=owner, split=split, suspected_only=suspected_only, order=order,
+                             limit=limit, offset=offset)
+    return ExamplePage(job_id=job_id, total=total, limit=limit, offset=offset,
+                       items=[ExampleOut(**r) for r in rows.to_pylist()]).model_dump_json().encode()
+
+
+def dynamics_json(store: Store, cache: ResultCache, job_id: str, n_bins: int = 20, owner: str | None = None,
+                  memory_only: bool = False) -> bytes | None:
+    """DynamicsOut JSON, rendered once per (job, n_bins)."""
+    if not _succeeded(store, cache, job_id, owner, memory_only):
+        return None
+    return _cached_json(cache, (job_id, ("dynamics", n_bins)), memory_only, lambda: DynamicsOut(
+        job_id=job_id, n_bins=n_bins, epochs=dynamics_histograms(store, job_id, n_bins, owner)).model_dump_json())
+
+
+def adaboost_json(store: Store, cache: ResultCache, job_id: str, owner: str | None = None,
+                  memory_only: bool = False) -> bytes | None:
+    """AdaBoostOut JSON, rendered once per job."""
+    job = _succeeded(store, cache, job_id, owner, memory_only)
+    if job is None:
+        return None
+    _check_adaboost(job)
+    return _cached_json(cache, (job_id, "adaboost"), memory_only,
+                        lambda: adaboost_comparison(store, job_id, owner).model_dump_json())
+
+
+def _cached_job(cache: ResultCache, job_id: str, owner: str | None) -> CachedJob | None:
+    """The cached succeeded job, after the owner check (another owner's job is not found)."""
+    hit = cache.get((job_id, "job"))
+    if not isinstance(hit, CachedJob):
+        return None
+    if hit.job.owner != owner:
+        raise NotFound(f"job {job_id} not found")
+    return hit
+
+
+def _succeeded(store: Store, cache: ResultCache, job_id: str, owner: str | None,
+               memory_only: bool = False) -> jobs.Job | None:
+    """finished_job, answered from the cache once the job is known to have succeeded."""
+    hit = _cached_job(cache, job_id, owner)
+    if hit is not None or memory_only:
+        return hit.job if hit is not None else None
+    job = finished_job(store, job_id, owner)
+    _remember(cache, job)
+    return job
+
+
+def _remember(cache: ResultCache, job: jobs.Job) -> CachedJob | None:
+    if job.status != "succeeded":
+        return None
+    cached = CachedJob(job, jobs.job_out(job).model_dump_json().encode())
+    cache.put((job.job_id, "job"), cached, 4096 + len(cached.json))  # the Job's objects: a few KB
+    return cached
+
+
+def _sized(index: ScoreIndex) -> tuple[ScoreIndex, int]:
+    return index, index.nbytes
+
+
+def _cached_json(cache: ResultCache, key: tuple, memory_only: bool, render: Callable[[], str]) -> bytes | None:
+    if memory_only:
+        hit = cache.get(key)
+        return hit if isinstance(hit, bytes) else None
+
+    def build() -> tuple[bytes, int]:
+        data = render().encode()
+        return data, len(data)
+
+    hit = cache.fetch(key, build)
+    return hit if isinstance(hit, bytes) else build()[0]

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(1, ge=1, le=64, description="jobs the server trains at once")
     api_keys: str = Field("", description="extra API keys as name=key pairs, comma-separated")
     max_page_size: int = Field(1000, ge=1, le=100_000, description="largest `limit` of a paginated read")
+    result_cache_mb: float = Field(512, ge=0, description="memory for succeeded jobs' scores and payloads kept "
+                                   "by the read endpoints (least recently used first out; 0 = off)")
     ray_cpus_per_group: float = Field(1.0, gt=0, description="Ray executor: CPUs per member group")
     ray_gpus_per_group: float = Field(0.0, ge=0, le=1, description="Ray executor: GPUs per member group")
     ray_members_per_gpu: int = Field(0, ge=0, description="Ray executor: members sharing one GPU (0 = use ray_gpus_per_group)")

@@ -20,6 +20,10 @@ from service.errors import CurationError
 
 SCHEMA_VERSION = 1
 
+# every table keyed by job_id besides `jobs` itself: what deleting a job removes
+JOB_TABLES = ("job_groups", "predictions", "group_probs", "epoch_metrics", "example_epoch_stats", "example_scores",
+              "adaboost_curves", "events", "attributions")
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (

@@ -70,4 +70,5 @@ def get_dataset(dataset_id: str, engine: EngineDep, owner: OwnerDep) -> DatasetO
 
 @router.delete("/datasets/{dataset_id}", status_code=204, responses=ERRORS)
 def delete_dataset(dataset_id: str, engine: EngineDep, owner: OwnerDep) -> None:
+    """Remove the dataset with its finished jobs and all their results; 409 while a job still runs on it."""
     catalog.delete_dataset(engine.store, engine.settings, dataset_id, owner)

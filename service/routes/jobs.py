@@ -3,13 +3,15 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from service import jobs
+from service import jobs, queries
 from service.routes.deps import EngineDep, OwnerDep
+from service.routes.results import cache_of, serve_json
 from service.jobs import job_out
 from service.schemas import ErrorResponse, JobIn, JobOut
 
@@ -30,8 +32,9 @@ def list_jobs(engine: EngineDep, owner: OwnerDep) -> list[JobOut]:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
-def get_job(job_id: str, engine: EngineDep, owner: OwnerDep) -> JobOut:
-    return job_out(jobs.get_job(engine.store, job_id, owner))
+async def get_job(job_id: str, engine: EngineDep, owner: OwnerDep) -> Response:
+    """A job: status, progress (live while it runs) and ETA."""
+    return await serve_json(partial(queries.job_json, engine.store, cache_of(engine), job_id, owner))
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses=ERRORS)

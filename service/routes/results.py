@@ -1,20 +1,25 @@
 """Read endpoints of a finished job: examples, suspected mislabels, dynamics, AdaBoost, exports."""
 
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
 from service import queries
 from service.app_info import VERSION
+from service.cache import ResultCache, result_cache
+from service.engine import Engine
 from service.explain import METHODS, TARGETS, explain_example
 from service.exports import write_table
 from service.routes.deps import EngineDep, OwnerDep
-from service.schemas import AdaBoostOut, AttributionOut, DynamicsOut, ErrorResponse, ExampleOut, ExamplePage, Health
+from service.schemas import AdaBoostOut, AttributionOut, DynamicsOut, ErrorResponse, ExamplePage, Health
 
 router = APIRouter(tags=["results"])
 ERRORS = {c: {"model": ErrorResponse} for c in (401, 404, 409, 422)}
@@ -26,48 +31,59 @@ Method = Literal[METHODS]  # type: ignore[valid-type]
 Target = Literal[TARGETS]  # type: ignore[valid-type]
 
 
-def _page(engine, owner, job_id, split, suspected, order, limit, offset) -> ExamplePage:  # type: ignore[no-untyped-def]
-    limit = min(limit, engine.settings.max_page_size)
-    rows, total = queries.score_page(engine.store, job_id, owner=owner, split=split, suspected_only=suspected,
-                                     order=order, limit=limit, offset=offset)
-    return ExamplePage(job_id=job_id, total=total, limit=limit, offset=offset,
-                       items=[ExampleOut(**r) for r in rows.to_pylist()])
+def cache_of(engine: Engine) -> ResultCache:
+    return result_cache(engine.store, engine.settings.result_cache_mb)
+
+
+async def serve_json(read: Callable[..., bytes | None]) -> Response:
+    """JSON that a queries.*_json function rendered: a succeeded job's answer in memory right here
+    on the event loop (no thread hand-off), anything that needs DuckDB in a worker thread."""
+    content = read(memory_only=True)
+    if content is None:
+        content = await run_in_threadpool(read)
+    return Response(content, media_type="application/json")
+
+
+def _page(engine: Engine, owner: str | None, job_id: str, split: str | None, suspected: bool, order: str,
+          limit: int, offset: int) -> Callable[..., bytes | None]:
+    return partial(queries.example_page_json, engine.store, cache_of(engine), job_id, owner=owner, split=split,
+                   suspected_only=suspected, order=order, limit=min(limit, engine.settings.max_page_size),
+                   offset=offset)
 
 
 @router.get("/health", response_model=Health)
-def health() -> Health:
+async def health() -> Health:
     return Health(status="ok", version=VERSION)
 
 
 @router.get("/jobs/{job_id}/examples", response_model=ExamplePage, responses=ERRORS)
-def list_examples(job_id: str, engine: EngineDep, owner: OwnerDep, split: Split | None = None,
-                  order: Order = "example_id", limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
-                  offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> ExamplePage:
+async def list_examples(job_id: str, engine: EngineDep, owner: OwnerDep, split: Split | None = None,
+                        order: Order = "example_id", limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
+                        offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> Response:
     """Per-example scores, paginated (limit is capped at the server's max_page_size)."""
-    return _page(engine, owner, job_id, split, False, order, limit, offset)
+    return await serve_json(_page(engine, owner, job_id, split, False, order, limit, offset))
 
 
 @router.get("/jobs/{job_id}/mislabeled", response_model=ExamplePage, responses=ERRORS)
-def list_mislabeled(job_id: str, engine: EngineDep, owner: OwnerDep,
-                    limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
-                    offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> ExamplePage:
+async def list_mislabeled(job_id: str, engine: EngineDep, owner: OwnerDep,
+                          limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
+                          offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> Response:
     """Suspected mislabels, worst first, with the suggested label."""
-    return _page(engine, owner, job_id, None, True, "mislabel_score", limit, offset)
+    return await serve_json(_page(engine, owner, job_id, None, True, "mislabel_score", limit, offset))
 
 
 @router.get("/jobs/{job_id}/dynamics", response_model=DynamicsOut, responses=ERRORS)
-def get_dynamics(job_id: str, engine: EngineDep, owner: OwnerDep,
-                 n_bins: Annotated[int, Query(ge=2, le=100)] = 20) -> DynamicsOut:
+async def get_dynamics(job_id: str, engine: EngineDep, owner: OwnerDep,
+                       n_bins: Annotated[int, Query(ge=2, le=100)] = 20) -> Response:
     """Per-epoch histograms of consistency and consensus over all examples."""
-    epochs = queries.dynamics_histograms(engine.store, job_id, n_bins, owner)
-    return DynamicsOut(job_id=job_id, n_bins=n_bins, epochs=epochs)
+    return await serve_json(partial(queries.dynamics_json, engine.store, cache_of(engine), job_id, n_bins, owner))
 
 
 @router.get("/jobs/{job_id}/adaboost", response_model=AdaBoostOut, responses=ERRORS)
-def get_adaboost(job_id: str, engine: EngineDep, owner: OwnerDep) -> AdaBoostOut:
+async def get_adaboost(job_id: str, engine: EngineDep, owner: OwnerDep) -> Response:
     """AdaBoost accuracy per easy/intermediate/hard group against the number of weak learners,
     its correlation with the ensemble's difficulty, and the family-agreement counts."""
-    return queries.adaboost_comparison(engine.store, job_id, owner)
+    return await serve_json(partial(queries.adaboost_json, engine.store, cache_of(engine), job_id, owner))
 
 
 @router.get("/jobs/{job_id}/examples/{example_id}/attribution", response_model=AttributionOut, responses=ERRORS)
