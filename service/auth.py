@@ -29,6 +29,11 @@ from service.store import Store
 SESSION_COOKIE = "curate_session"
 SESSION_TTL_S = 12 * 3600
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Bumped by create_key for its data file; a KeyRing reloads the key table when it moves. Keys are
+# only ever added by the process that holds the DuckDB file (the server, or the CLI when no server
+# runs), so this process-wide counter sees every change. Reading the table on every request was
+# 15-17 % of the server's time under load (benchmarks/results/api_load.md).
+_KEY_GENERATION: dict[str, int] = {}
 
 
 class Unauthorized(CurationError):
@@ -65,6 +70,7 @@ def create_key(store: Store, name: str) -> str:
         if cur.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
             raise CurationError(f"an API key named {name!r} exists already")
         cur.execute("INSERT INTO api_keys VALUES (?, ?, now())", [name, _digest(key)])
+    _KEY_GENERATION[str(store.path)] = _KEY_GENERATION.get(str(store.path), 0) + 1
     return key
 
 
@@ -77,12 +83,20 @@ class KeyRing:
         self.secret_path = settings.data_dir / "session.secret"
         self._secret: bytes | None = None
         self._lock = threading.Lock()
+        self._stored: tuple[int, dict[str, str]] | None = None  # (generation, {sha256: name}) of api_keys
+
+    def stored_keys(self) -> dict[str, str]:
+        """{sha256: name} of the keys in the data file, read again only after create_key."""
+        generation = _KEY_GENERATION.get(str(self.store.path), 0)
+        with self._lock:
+            if self._stored is None or self._stored[0] != generation:
+                with self.store.reader() as cur:
+                    rows = cur.execute("SELECT key_sha256, name FROM api_keys").fetchall()
+                self._stored = (generation, dict(rows))
+            return self._stored[1]
 
     def enabled(self) -> bool:
-        if self.env:
-            return True
-        with self.store.reader() as cur:
-            return cur.execute("SELECT count(*) FROM api_keys").fetchone()[0] > 0
+        return bool(self.env) or bool(self.stored_keys())
 
     def owner(self, authorization: str | None) -> str | None:
         if not self.enabled():
@@ -95,20 +109,14 @@ class KeyRing:
     def authenticate(self, key: str) -> tuple[str, str]:
         """(name, sha256) of a key; Unauthorized if it is unknown."""
         digest = _digest(key)
-        if digest in self.env:
-            return self.env[digest], digest
-        with self.store.reader() as cur:
-            row = cur.execute("SELECT name FROM api_keys WHERE key_sha256 = ?", [digest]).fetchone()
-        if row is None:
+        name = self.env.get(digest) or self.stored_keys().get(digest)
+        if name is None:
             raise Unauthorized("unknown API key")
-        return row[0], digest
+        return name, digest
 
     def _digests(self, name: str) -> list[str]:
         """The SHA-256 of every key named `name` now (an env key and a stored key may share it)."""
-        found = [d for d, n in self.env.items() if n == name]
-        with self.store.reader() as cur:
-            found += [r[0] for r in cur.execute("SELECT key_sha256 FROM api_keys WHERE name = ?", [name]).fetchall()]
-        return found
+        return [d for keys in (self.env, self.stored_keys()) for d, n in keys.items() if n == name]
 
     def secret(self) -> bytes:
         with self._lock:

@@ -8,11 +8,13 @@ from service.auth import SESSION_COOKIE, KeyRing, check_same_origin
 from service.engine import Engine
 
 
-def get_engine(request: Request) -> Engine:
+# async: both only read app state (the key table is cached in the KeyRing), so they run on the
+# event loop instead of costing a thread-pool hop per request (~0.1 ms each, api_load profile)
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_owner(request: Request, authorization: Annotated[str | None, Header()] = None) -> str | None:
+async def get_owner(request: Request, authorization: Annotated[str | None, Header()] = None) -> str | None:
     """The Bearer key's owner; without the header, the dashboard's session cookie's owner (and a
     request that changes state must then come from this server's own pages)."""
     keys: KeyRing = request.app.state.keys
