@@ -1,7 +1,8 @@
 """Benchmark: REST read latency under load while a job trains.
 
     python benchmarks/api_load.py [--clients 50] [--seconds 30] [--examples 100000]
-        [--think-ms 0] [--quick] [--profile | --no-profile] [--keep] [--out benchmarks/results]
+        [--think-ms 0] [--also-think-ms MS] [--quick] [--profile | --no-profile] [--keep]
+        [--out benchmarks/results]
 
 Starts a real `python -m service serve` on a free loopback port (its own data directory), uploads
 a seeded synthetic tabular NPZ (20 features, 10 classes, Gaussian class clusters, 5 % of labels
@@ -11,7 +12,12 @@ each committed to DuckDB) so that training goes on during the load. `--clients` 
 clients (one `httpx.AsyncClient` and connection each, no pause between requests unless
 --think-ms) then call the read endpoints of the finished job for `--seconds`, choosing one of
 ENDPOINTS uniformly at random each time. Errors are non-2xx answers and exceptions (10 s timeout).
-Target: p99 < 50 ms over all requests and 0 errors.
+Target: p99 < 50 ms over all requests and 0 errors. The load clients run on the same machine as the
+server and the training; the report gives the CPU each used, and what other processes used.
+
+`--also-think-ms MS`: right after that headline run, a second load phase on the same server and
+training with each client pausing MS between requests, reported as a second table (the verdict is
+the headline's).
 
 If the target is missed (or with --profile): each endpoint single-client (no concurrency) while
 training runs and again once it is cancelled, py-spy on the server during a 10 s burst of the same
@@ -182,13 +188,16 @@ def busy_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def child_pids(pid: int) -> list[int]:
+def descendant_pids(pid: int) -> list[int]:
+    """Children, grandchildren, ...: training workers fork from a fork server, a child of the server."""
     out = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            out += [int(p) for p in (task / "children").read_text().split()]
+            children = [int(p) for p in (task / "children").read_text().split()]
         except OSError:
             continue
+        for child in children:
+            out += [child, *descendant_pids(child)]
     return out
 
 
@@ -197,7 +206,7 @@ def measured_load(server: Server, client: httpx.Client, ids: dict, n_examples: i
     """One load phase with training state, load average and CPU use around it."""
     pid = server.proc.pid
     before = client.get(f"/jobs/{ids['training_job_id']}").json()
-    procs = {"server": [pid], "workers": child_pids(pid)}
+    procs = {"server": [pid], "workers": descendant_pids(pid)}
     cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in procs.items()}
     own0, machine0 = time.process_time(), busy_cpu_seconds()
     samples, elapsed = run_load(server.url, ids["job_id"], n_examples, n_clients, seconds, think_s)
@@ -302,6 +311,7 @@ DYNAMICS_ONE_PASS = ("SELECT epoch, least(floor(consistency * $bins), $bins - 1)
 def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> dict[str, dict[str, float]]:
     """After the server stopped: `service/queries.py` and variants, in-process on its DuckDB file."""
     from service import jobs, queries
+    from service.cache import ResultCache, build_score_index
     from service.schemas import ExampleOut, ExamplePage
     from service.store import Store
 
@@ -319,6 +329,9 @@ def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> d
 
     page = queries.score_rows(store, job_id, limit=100).to_pylist()
     in_memory = queries.score_rows(store, job_id)  # a whole finished job, as a cache would hold it
+    cache = ResultCache(2**40)  # what the read endpoints use (service/cache.py), filled once here
+    queries.example_page_json(store, cache, job_id)
+    queries.dynamics_json(store, cache, job_id)
     calls = {
         "reader() cursor + SELECT 1": sql("SELECT 1", list),
         "jobs.get_job": lambda: jobs.get_job(store, job_id),
@@ -340,6 +353,14 @@ def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> d
         "pydantic: ExamplePage of 100 rows -> JSON": lambda: ExamplePage(
             job_id=job_id, total=n_examples, limit=100, offset=0,
             items=[ExampleOut(**r) for r in page]).model_dump_json(),
+        "cache fill, once per job: whole job's scores -> rendered rows + sort orders": lambda: build_score_index(
+            queries.score_rows(store, job_id)),
+        "cache hit: example_page_json(limit=100, offset=random)": lambda: queries.example_page_json(
+            store, cache, job_id, limit=100, offset=offset(), memory_only=True),
+        "cache hit: example_page_json(split=hard, limit=50)": lambda: queries.example_page_json(
+            store, cache, job_id, split="hard", limit=50, memory_only=True),
+        "cache hit: job_json": lambda: queries.job_json(store, cache, job_id, memory_only=True),
+        "cache hit: dynamics_json": lambda: queries.dynamics_json(store, cache, job_id, memory_only=True),
     }
     try:
         return {name: time_call(fn, reps) for name, fn in calls.items()}
@@ -431,9 +452,20 @@ def write_markdown(path: Path, result: dict) -> None:
              f"is clients / throughput - think time = {little:.0f} ms; a mean under {TARGET_P99_MS:.0f} ms with "
              f"{cfg['clients']} clients would take more than "
              f"{cfg['clients'] / (TARGET_P99_MS + cfg['think_ms']) * 1000:.0f} requests/s.", ""]
-    lines += md_rows(["endpoint", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"],
-                     [[k, str(r["n"]), *(f"{r[c]:.1f}" for c in ("p50_ms", "p90_ms", "p99_ms", "max_ms")),
-                       str(r["errors"])] for k, r in load["endpoints"].items()])
+    lines += _load_rows(load)
+    also = result.get("also")
+    if also:
+        a, a_cpu, a_tr = also["load"], also["load"]["cpu_cores_used"], also["load"]["training"]
+        lines += ["", f"## Second run, not the headline: think time {also['think_ms']:g} ms", "",
+                  f"Right after the headline run, same server, data and training job; each client pauses "
+                  f"{also['think_ms']:g} ms between requests{_offered(cfg['clients'], also['think_ms'])}. "
+                  f"{also['verdict']}. {a['requests_per_s']:.0f} requests/s "
+                  f"over {a['elapsed_s']:.1f} s; errors by status: {a['error_codes'] or 'none'}. Load average after "
+                  f"it {_fmt_load(a['loadavg_after'])}; CPU cores busy: server {a_cpu['server']:.2f}, training "
+                  f"workers {a_cpu['workers']:.2f}, load clients {a_cpu['load_client']:.2f}, other processes "
+                  f"{a_cpu['other_processes']:.2f}; training {a_tr['status_before']} -> {a_tr['status_after']}, "
+                  f"epochs_done {a_tr['epochs_done_before']} -> {a_tr['epochs_done_after']}.", ""]
+        lines += _load_rows(a)
     prof = result.get("profile")
     if prof:
         lines += ["", "## Profile", "", "Single client, one request at a time (ms, p50 / p90):", ""]
@@ -459,6 +491,16 @@ def write_markdown(path: Path, result: dict) -> None:
             lines += [""] + md_rows(["function (self: on top of the stack)", "share"],
                                     [[f"`{k}`", f"{v:.1%}"] for k, v in spy["self"].items()])
     path.write_text("\n".join(lines) + "\n")
+
+
+def _offered(n_clients: int, think_ms: float) -> str:
+    return f" (at most {n_clients / think_ms * 1000:.0f} requests/s even with instant answers)" if think_ms else ""
+
+
+def _load_rows(load: dict) -> list[str]:
+    return md_rows(["endpoint", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"],
+                   [[k, str(r["n"]), *(f"{r[c]:.1f}" for c in ("p50_ms", "p90_ms", "p99_ms", "max_ms")),
+                     str(r["errors"])] for k, r in load["endpoints"].items()])
 
 
 def _fmt_load(values: tuple[float, ...]) -> str:
@@ -487,7 +529,7 @@ def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="curate-api-load-"))
     loadavg_before = os.getloadavg()
     server = Server(work / "data").start()
-    prof = None
+    prof = also = None
     try:
         with httpx.Client(base_url=server.url, timeout=30.0) as client:
             console.print(f"setup: {args.examples:,} examples, finished job, then a training job ({server.url})")
@@ -495,6 +537,10 @@ def run(args: argparse.Namespace) -> dict:
             console.print(f"setup done: finished job in {ids['finished_job_s']:.1f} s; load for {args.seconds} s")
             load = measured_load(server, client, ids, args.examples, args.clients, args.seconds, args.think_ms / 1000)
             ok, line = verdict(load)
+            if args.also_think_ms is not None:
+                console.print(f"second load phase: think time {args.also_think_ms:g} ms")
+                also = measured_load(server, client, ids, args.examples, args.clients, args.seconds,
+                                     args.also_think_ms / 1000)
             if args.profile or (args.profile is None and not ok):
                 prof = profile(server, client, ids, work, args.examples, args.clients)
             else:
@@ -514,7 +560,9 @@ def run(args: argparse.Namespace) -> dict:
             "config": {"clients": args.clients, "seconds": args.seconds, "examples": args.examples,
                        "think_ms": args.think_ms, "endpoints": ENDPOINTS, "target_p99_ms": TARGET_P99_MS},
             "loadavg_before": loadavg_before, "setup": {k: v for k, v in ids.items() if k.endswith(("_s", "summary"))},
-            "load": load, "verdict": line, "passed": ok, "profile": prof}
+            "load": load, "verdict": line, "passed": ok, "profile": prof,
+            "also": None if also is None else {"think_ms": args.also_think_ms, "load": also,
+                                               "verdict": verdict(also)[1]}}
 
 
 def main() -> None:
@@ -523,6 +571,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--think-ms", type=float, default=0.0, help="pause of each client between requests")
+    parser.add_argument("--also-think-ms", type=float, default=None,
+                        help="then a second load phase with this think time (a second table, not the headline)")
     parser.add_argument("--quick", action="store_true", help="10 clients, 5 s, 20,000 examples")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="profile even on a PASS (--no-profile: never); default: on a MISS")
@@ -534,6 +584,9 @@ def main() -> None:
     result = run(args)
     print_table(f"{args.clients} clients x {args.seconds:.0f} s, {args.examples:,} examples", result["load"])
     console.print(result["verdict"], style="green" if result["passed"] else "red")
+    if result["also"]:
+        print_table(f"second run, think time {args.also_think_ms:g} ms", result["also"]["load"])
+        console.print(result["also"]["verdict"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "api_load.json").write_text(json.dumps(result, indent=2, default=str))
     write_markdown(args.out / "api_load.md", result)

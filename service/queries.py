@@ -292,6 +292,18 @@ def adaboost_json(store: Store, cache: ResultCache, job_id: str, owner: str | No
                         lambda: adaboost_comparison(store, job_id, owner).model_dump_json())
 
 
+def warm_cache(store: Store, cache: ResultCache, job: jobs.Job) -> None:
+    """Fill the cache for a job that just succeeded, so its first readers do not wait for the
+    sort (about 0.35 s for 100k examples) and many first readers do not queue behind it."""
+    if job.status != "succeeded":
+        return
+    job_json(store, cache, job.job_id, job.owner)
+    example_page_json(store, cache, job.job_id, owner=job.owner, limit=1)
+    dynamics_json(store, cache, job.job_id, owner=job.owner)
+    if job.adaboost.enabled:
+        adaboost_json(store, cache, job.job_id, owner=job.owner)
+
+
 def _cached_job(cache: ResultCache, job_id: str, owner: str | None) -> CachedJob | None:
     """The cached succeeded job, after the owner check (another owner's job is not found)."""
     hit = cache.get((job_id, "job"))

@@ -8,7 +8,8 @@ left `cancelling` are marked cancelled.
 import logging
 import threading
 
-from service import jobs
+from service import jobs, queries
+from service.cache import result_cache
 from service.engine import Engine
 
 log = logging.getLogger("curate.scheduler")
@@ -59,9 +60,15 @@ class Scheduler:
 
     def _run(self, job_id: str) -> None:
         try:
-            self.engine.run(job_id)
+            job = self.engine.run(job_id)
         except Exception:  # recorded on the job by run_job; keep the scheduler alive
             log.exception("job %s failed", job_id)
+            return
+        try:  # the read endpoints' answers for it, before anyone asks
+            queries.warm_cache(self.engine.store, result_cache(self.engine.store, self.engine.settings.result_cache_mb),
+                               job)
+        except Exception:  # only a cache: the endpoints fill it themselves on demand
+            log.exception("warming the result cache for job %s failed", job_id)
 
     def running_jobs(self) -> list[str]:
         return [j for j, t in self._running.items() if t.is_alive()]

@@ -193,7 +193,7 @@ def test_fetch_builds_once_while_many_threads_ask() -> None:
 
 
 @pytest.mark.slow
-def test_deleting_a_dataset_deletes_its_finished_jobs_results_files_and_cache(tmp_path) -> None:
+def test_a_succeeded_job_is_warmed_and_deleting_its_dataset_deletes_it_everywhere(tmp_path) -> None:
     path, _ = digits_npz(tmp_path / "d.npz")
     app = create_app(Settings(data_dir=tmp_path / "data"))
     with TestClient(app) as c:
@@ -204,7 +204,13 @@ def test_deleting_a_dataset_deletes_its_finished_jobs_results_files_and_cache(tm
             job = c.post("/jobs", json={"dataset_id": dataset["dataset_id"], "spec": SMALL,
                                         "adaboost": {"n_rounds": 3}}).json()
             assert wait_for(c, job["job_id"], ("succeeded", "failed"))["status"] == "succeeded"
-            assert c.get(f"/jobs/{job['job_id']}/examples").status_code == 200  # cached now
+            # the scheduler fills the cache right after the job succeeds, before anyone asks
+            deadline = time.monotonic() + 15
+            while not isinstance(cache_of(app.state.engine).get((job["job_id"], "scores")), ScoreIndex):
+                assert time.monotonic() < deadline, "the scheduler did not warm the cache"
+                time.sleep(0.05)
+            assert isinstance(cache_of(app.state.engine).get((job["job_id"], "adaboost")), bytes)
+            assert c.get(f"/jobs/{job['job_id']}/examples").status_code == 200
             ids.append(job["job_id"])
         gone, kept = ids
         store, settings = app.state.engine.store, app.state.engine.settings
