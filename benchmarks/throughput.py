@@ -32,12 +32,12 @@ import json
 import os
 import platform
 import re
-import resource
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -360,15 +360,16 @@ def cli_command(npz: Path, data_dir: Path, adaboost: bool, device: str) -> list[
 def time_cli(npz: Path, tmp: Path, threads: int, adaboost: bool, device: str) -> dict:
     data_dir = Path(tempfile.mkdtemp(dir=tmp))
     env = {**os.environ, "CURATE_TORCH_THREADS": str(threads)}
-    before, t, cpu = load_average(), time.perf_counter(), children_cpu()
+    before, t = load_average(), time.perf_counter()
     proc = subprocess.Popen(cli_command(npz, data_dir, adaboost, device), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    meter = SessionCpu(proc.pid)  # the CLI, its fork server and the workers forked from it
     try:
         _, stderr = proc.communicate(timeout=CLI_TIMEOUT_S)
     except subprocess.TimeoutExpired:  # the CLI and its spawned worker share the new session's group
         os.killpg(proc.pid, signal.SIGKILL)
         _, stderr = proc.communicate()
-    seconds, cpu = time.perf_counter() - t, children_cpu() - cpu
+    seconds, cpu = time.perf_counter() - t, meter.stop()
     ok = proc.returncode == 0  # a killed run's worker is not ours to wait for: its CPU time is not counted
     return {"threads": threads, "adaboost": adaboost, "seconds": round(seconds, 1),
             "cpu_seconds": round(cpu, 1) if ok else None,
@@ -377,10 +378,36 @@ def time_cli(npz: Path, tmp: Path, threads: int, adaboost: bool, device: str) ->
             "stderr_tail": stderr[-300:], "load_average_before": before, "load_average_after": load_average()}
 
 
-def children_cpu() -> float:
-    """User + system CPU seconds of waited-for child processes (a CLI run and its workers)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+class SessionCpu:
+    """User + system CPU seconds of every process in a session, sampled from /proc every 0.1 s.
+
+    Workers are forked by the CLI's fork server, which is not waited for by the CLI, so
+    RUSAGE_CHILDREN misses them; the session (start_new_session) holds them all. A process is
+    counted at its last sample: at most 0.1 s of each one's CPU time is lost."""
+
+    def __init__(self, session_id: int, period_s: float = 0.1) -> None:
+        self.session_id, self.period_s = session_id, period_s
+        self.seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self._stop.is_set():
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue
+                if int(fields[3]) == self.session_id:  # field 6 of stat: session id
+                    self.seen[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            self._stop.wait(self.period_s)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return sum(self.seen.values())
 
 
 def time_import(module: str) -> float:
