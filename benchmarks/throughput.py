@@ -366,7 +366,7 @@ def time_cli(npz: Path, tmp: Path, threads: int, adaboost: bool, device: str) ->
     meter = SessionCpu(proc.pid)  # the CLI, its fork server and the workers forked from it
     try:
         _, stderr = proc.communicate(timeout=CLI_TIMEOUT_S)
-    except subprocess.TimeoutExpired:  # the CLI and its spawned worker share the new session's group
+    except subprocess.TimeoutExpired:  # the CLI, its fork server and workers share the session's group
         os.killpg(proc.pid, signal.SIGKILL)
         _, stderr = proc.communicate()
     seconds, cpu = time.perf_counter() - t, meter.stop()
@@ -509,11 +509,13 @@ PROCESS_LABEL = re.compile(r'process \d+:"[^"]*"')
 
 def categorise(stack: str) -> str:
     frames = PROCESS_LABEL.sub("", stack).strip(";")  # child stacks carry the parent's label and their own
+    # "worker" = any child of the CLI: the fork server (which imports torch and the model code once)
+    # and the workers forked from it
     where = "worker" if len(PROCESS_LABEL.findall(stack)) > 1 else "CLI"
     if not frames:
         return f"no Python frame (process start-up, native code) ({where})"
-    if where == "worker" and "<module> (curate:" in frames:  # spawn re-imports the parent's __main__ script
-        return "import (worker): the curate script again (spawn's __main__ fix-up)"
+    if where == "worker" and "<module> (curate:" in frames:  # the fork server preloads the parent's __main__
+        return "import (worker): the curate script again (fork server's __main__ preload)"
     for needle, name in CATEGORIES:
         if needle in frames:
             return f"{name} ({where})" if name.startswith("import") else name
