@@ -27,6 +27,10 @@ class LocalBackend:
     def close(self) -> None:
         self.engine.close()
 
+    def warm_up(self) -> None:
+        """A job will run here soon: start the workers' fork server while the data is ingested."""
+        self.engine.warm_up_workers()
+
     def add_dataset(self, path: Path, label_column: str, resize: tuple[int, int] | None,
                     name: str | None = None) -> DatasetOut:
         m = self.engine.add_dataset(path, label_column=label_column, resize=resize, name=name)
@@ -72,6 +76,9 @@ class RemoteBackend:
 
     def close(self) -> None:
         self.client.close()
+
+    def warm_up(self) -> None:
+        """Nothing to do: the server's scheduler keeps its workers ready."""
 
     def _json(self, response: httpx.Response) -> object:
         if response.status_code >= 400:

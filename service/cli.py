@@ -148,6 +148,7 @@ def score(
     spec = TrainSpec(**{"n_members": members, "n_epochs": epochs, "model": model, "dropout": dropout,
                         "n_folds": folds, "device": device, "random_state": seed, **_parse_settings(settings)})
     with _backend(data_dir, url, api_key) as backend:
+        backend.warm_up()
         ds = backend.add_dataset(path, label_column, _parse_resize(resize))
         err.print(f"dataset {ds.dataset_id}: {ds.n_examples} {ds.kind} examples, {ds.n_classes} classes",
                   highlight=False)
@@ -344,6 +345,7 @@ def demo(
     from service.demo import run_demo
 
     with _backend(data_dir, url, api_key) as backend:
+        backend.warm_up()
         run_demo(backend, _settings(data_dir), noise=noise, members=members, epochs=epochs, seed=seed,
                  console=out, wait=wait_with_progress, summary=print_summary)
 

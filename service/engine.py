@@ -37,6 +37,12 @@ class Engine:
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec, owner: str | None = None) -> str:
         return jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner)
 
+    def warm_up_workers(self) -> None:
+        """Get the executor's workers ready before the first job (a no-op for executors without it)."""
+        warm_up = getattr(self.executor, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
+
     def run(self, job_id: str, progress: Progress | None = None) -> jobs.Job:
         return run_job(self.store, self.settings, job_id, self.executor, progress, self.stopping)
 

@@ -67,7 +67,10 @@ class LocalExecutor:
     def __init__(self, max_workers: int = 1, poll_seconds: float = 0.2) -> None:
         self.max_workers = max_workers
         self.poll_seconds = poll_seconds
-        # start the fork server now, in the background, so the first job does not wait ~2 s for it
+
+    def warm_up(self) -> None:
+        """Start the fork server in the background (it imports torch: ~3 s), so that the first job
+        does not wait for it. Called where jobs will run soon: the server's scheduler, `curate score`."""
         threading.Thread(target=_start_fork_server, name="curate-fork-server", daemon=True).start()
 
     def run(self, tasks: list[GroupTask], on_record: OnRecord, should_stop: ShouldStop) -> bool:

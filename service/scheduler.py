@@ -28,6 +28,7 @@ class Scheduler:
     def start(self) -> None:
         with self.engine.store.transaction() as cur:
             cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'cancelling'")
+        self.engine.warm_up_workers()
         self._thread.start()
 
     def wake(self) -> None:
