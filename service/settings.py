@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     ray_members_per_gpu: int = Field(0, ge=0, description="Ray executor: members sharing one GPU (0 = use ray_gpus_per_group)")
     ray_shared_dir: Path | None = Field(None, description="Ray executor: checkpoint dir on storage every node sees")
     torch_threads: int = Field(0, ge=0, le=1024, description="CPU threads per training worker; 0 = cores / max_workers")
-    max_workers: int = Field(1, ge=1, le=64, description="member groups trained at once by the local executor")
+    max_workers: int = Field(1, ge=1, le=64, description="member groups trained at once by the local executor "
+                             "(the AdaBoost baseline runs beside them)")
     explain_max_examples: int = Field(2000, ge=0, le=1_000_000, description="suspected mislabels and hard examples "
                                       "explained (attributions) after each job; 0 = none")
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from models.spec import AdaBoostSpec, TrainSpec
+from models.spec import AdaBoostSpec, GroupTask, TrainSpec
 from scoring.phases import compute_agreement_index, detect_phases
 from service import jobs, queries
 from service.engine import Engine
-from service.executors import LocalExecutor
+from service.executors import LocalExecutor, _startable
 from service.settings import Settings
 
 SMALL = dict(n_members=2, n_epochs=2, hidden_units=32, batch_size=128)
@@ -151,3 +151,15 @@ def test_store_refuses_a_newer_schema(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(RuntimeError, match="upgrade Curate"):
         Store(tmp_path / "x.duckdb")
+
+
+def test_adaboost_starts_beside_the_member_groups_not_after_them() -> None:
+    def task(model: str, group: int) -> GroupTask:
+        return GroupTask(job_id="j", attempt=1, model=model, group=group, members=(group,), spec=TrainSpec(),
+                         adaboost=AdaBoostSpec(), x_path="X.npy", y_path="y.npy", n_classes=2)
+
+    g0, g1, g2, ada = task("ensemble", 0), task("ensemble", 1), task("ensemble", 2), task("adaboost", 0)
+    assert _startable([g0, g1, g2, ada], {}, max_workers=1) == [g0, ada]
+    assert _startable([g1, g2], {("ensemble", 0): (g0, None), ("adaboost", 0): (ada, None)}, 1) == []
+    assert _startable([g1, g2], {("adaboost", 0): (ada, None)}, 1) == [g1]  # AdaBoost takes no group slot
+    assert _startable([g1, g2, ada], {}, max_workers=2) == [g1, g2, ada]
