@@ -3,8 +3,8 @@
 
 Starts `curate serve` on a temporary data dir, uploads the same synthetic 100k x 20 table as
 `api_load.py`, trains its small finished job, then fetches every page of that job: the first
-fetch (cold: PNGs drawn; the scheduler has warmed the result cache) and the median of `--reps` more (warm). One client, no
-other load. Target [ours]: every page under 1 s cold and 200 ms warm.
+fetch (cold: PNGs drawn; the scheduler has warmed the result cache) and the median of `--reps`
+more (warm). One client, no other load. Target [ours]: every page under 1 s cold and 200 ms warm.
 
     python benchmarks/dashboard_load.py      # prints a table, writes results/dashboard_load.{md,json}
 """
@@ -97,9 +97,9 @@ def main() -> None:
     (args.out / "dashboard_load.json").write_text(json.dumps(result, indent=1))
     (args.out / "dashboard_load.md").write_text(
         f"# Dashboard page loads on a {args.examples:,}-example job\n\nCommand: `python benchmarks/dashboard_load.py`"
-        f"\n\nMachine: {machine}\n\nOne client, no other load; cold = first fetch of the page after the job finished "
-        f"(PNGs are drawn then; the scheduler has already warmed the result cache), warm = median of {args.reps} more. Target [ours]: < {COLD_TARGET_S:g} s cold, "
-        f"< {WARM_TARGET_S:g} s warm.\n\n" + markdown_table(header, body)
+        f"\n\nMachine: {machine}\n\nOne client, no other load; cold = first fetch of the page after the job "
+        f"finished (PNGs are drawn then; the scheduler has already warmed the result cache), warm = median of "
+        f"{args.reps} more. Target [ours]: < {COLD_TARGET_S:g} s cold, < {WARM_TARGET_S:g} s warm.\n\n" + markdown_table(header, body)
         + f"\n\n`curate report` of the job (a new process, over HTTP, self-contained HTML): {report_s:.1f} s, "
         f"{report_path.stat().st_size / 1e3:.0f} kB.\n")
 

@@ -53,6 +53,8 @@ from rich.console import Console  # noqa: E402
 from torch import nn  # noqa: E402
 
 import models.ensemble as ensemble_module  # noqa: E402
+from benchmarks import report as report_tables  # noqa: E402
+from benchmarks.report import markdown_table  # noqa: E402
 from models.ensemble import (  # noqa: E402  (private helpers: the benchmark times train_group's own parts)
     RECORD_CHUNK,
     _epoch_augment,
@@ -68,9 +70,6 @@ from models.ensemble import (  # noqa: E402  (private helpers: the benchmark tim
 )
 from models.nets import build_ensemble  # noqa: E402
 from models.spec import TrainSpec  # noqa: E402
-
-from benchmarks import report as report_tables  # noqa: E402
-from benchmarks.report import markdown_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VEC_TARGET = 10.0  # MLP: vectorised >= 10x one member after another (issue target, 2-core CPU)

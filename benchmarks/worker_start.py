@@ -48,7 +48,7 @@ def measure(method: str, n_tasks: int) -> list[dict]:
         started = time.perf_counter()
         first: list[float] = []
 
-        def on_record(task: GroupTask, record: object) -> None:
+        def on_record(task: GroupTask, record: object, first: list[float] = first, started: float = started) -> None:
             if not first:
                 first.append(time.perf_counter() - started)
 

@@ -16,7 +16,6 @@ import numpy as np
 from models.predictions import EpochRecord
 from models.spec import GroupTask
 
-
 TRAINING_NICENESS = 10
 
 

@@ -12,8 +12,8 @@ from models.spec import AdaBoostSpec, TrainSpec
 from service import jobs, queries
 from service.engine import Engine
 from service.errors import CurationError
-from service.exports import write_table
 from service.explain import explain_example
+from service.exports import write_table
 from service.schemas import AdaBoostOut, AttributionOut, DatasetOut, ExampleOut, JobOut
 from service.settings import Settings
 

@@ -6,11 +6,11 @@ import pyarrow as pa
 
 from scoring.agreement import (
     FAMILY_CATEGORIES,
+    check_curves_ordered,
     compute_boosting_accessibility,
     compute_difficulty_correlation,
     compute_family_agreement,
     compute_stage_accuracy_by_group,
-    check_curves_ordered,
 )
 from scoring.phases import compute_agreement_index, detect_phases
 from scoring.scores import DynamicsAccumulator, ExampleScores, ScoringOptions
@@ -94,8 +94,9 @@ def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScor
                             [job.dataset_id]).fetchnumpy()["given_label"].astype(np.int64)
     scores = compute_job_scores(store, job.job_id, job.spec.n_members, job.spec.n_epochs, n_examples, n_classes,
                                 given, job.scoring)
+    splits = ("easy", "intermediate", "hard")
     summary: dict[str, object] = {"n_examples": n_examples,
-                                  "split_counts": {s: int((scores.split == s).sum()) for s in ("easy", "intermediate", "hard")}}
+                                  "split_counts": {s: int((scores.split == s).sum()) for s in splits}}
     summary["phases"] = _phases(scores.consistency_curve, job.spec.n_members, n_classes)
     ada_access = family = None
     curves_rows = None

@@ -340,7 +340,8 @@ def render_report(store: Store, job_id: str, owner: str | None = None, top: int 
     suspects = table(("example_id", "source", "given_label", "suggested_label", "mislabel_score", "consistency"),
                      [(str(r["example_id"]), esc(r["source"]), esc(r["given_label"]), esc(r["suggested_label"]),
                        f"{r['mislabel_score']:.3f}", f"{r['consistency']:.2f}") for r in rows.to_pylist()])
-    plots = f'<h2>Learning dynamics</h2><img class="plot" alt="dynamics" src="{_data_uri(plot_path(store, job_id, "dynamics", owner))}">'
+    dynamics = _data_uri(plot_path(store, job_id, "dynamics", owner))
+    plots = f'<h2>Learning dynamics</h2><img class="plot" alt="dynamics" src="{dynamics}">'
     if job.adaboost.enabled:
         a = summary.get("adaboost") or {}
         plots += (f'<h2>AdaBoost</h2><p>Pearson r {esc(_num(a.get("pearson_r")))}, Spearman ρ '

@@ -10,9 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from service import jobs, queries
+from service.jobs import job_out
 from service.routes.deps import EngineDep, OwnerDep
 from service.routes.results import cache_of, serve_json
-from service.jobs import job_out
 from service.schemas import ErrorResponse, JobIn, JobOut
 
 router = APIRouter(tags=["jobs"])

@@ -11,8 +11,7 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import average_precision_score
 
 from models.checkpoints import checkpoint_epochs, prune_checkpoints
-from models.ensemble import (Ensemble, _epoch_augment, assign_folds, augment_pad, resolve_model, shift_flip,
-                             train_group)
+from models.ensemble import Ensemble, _epoch_augment, assign_folds, augment_pad, resolve_model, shift_flip, train_group
 from models.predictions import PredictionRecord
 from models.spec import TrainSpec
 from scoring.scores import compute_example_scores
