@@ -57,6 +57,7 @@ from benchmarks import report as report_tables  # noqa: E402
 from benchmarks.report import markdown_table  # noqa: E402
 from models.ensemble import (  # noqa: E402  (private helpers: the benchmark times train_group's own parts)
     RECORD_CHUNK,
+    CompiledForward,
     _epoch_augment,
     _epoch_order,
     _forward,
@@ -123,6 +124,7 @@ class StepRunner:
         all_idx = [np.arange(len(data.y))] * len(members)
         order = _epoch_order(all_idx, members, spec.random_state, 1, batch_size, n_steps)
         self.order = torch.as_tensor(order, device=device)  # (n_steps, M, B)
+        self.call = CompiledForward(self.net, spec.compile) if spec.compile != "off" else None
         self.pad, self.draws = 0, None
         if spec.augment != "none":  # as train_group: one (dy, dx, flip) per member and example, on the device
             self.pad = augment_pad(tuple(x_shape[1:]))  # type: ignore[arg-type]
@@ -132,7 +134,7 @@ class StepRunner:
     def step(self, i: int) -> None:
         idx = self.order[i % len(self.order)]
         draws = None if self.draws is None else self.draws[i % len(self.order)]
-        logits = _forward(self.net, self.data, idx, draws, self.pad)
+        logits = _forward(self.net, self.data, idx, draws, self.pad, self.call)
         loss = self.loss_fn(logits.flatten(0, 1), self.data.y[idx].flatten()).view(idx.shape).mean(dim=1).sum()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -227,6 +229,33 @@ def run_dropout(args, device: torch.device) -> dict:
     for r in rows:
         base = next(b for b in rows if b["dropout"] == "none" and b["threads"] == r["threads"])
         r["slowdown_vs_none"] = round(base["ensemble_examples_per_s"] / r["ensemble_examples_per_s"], 2)
+    return {"rows": rows}
+
+
+def run_compile(args, device: torch.device) -> dict:
+    """torch.compile against eager for the largest MLP ensemble: the first step (compilation) and the
+    steady step time, with and without Jumpout (whose random draws stay eager: one graph break per layer)."""
+    _, _, data = tabular_data(N_TAB, device)
+    n, rows = max(args.members), []
+    torch.set_num_threads(args.threads[0])
+    batch = resolve_batch_size(TrainSpec(), N_TAB)
+    for dropout in ("none", "jumpout"):
+        for mode in ("off", *args.compile_modes):
+            spec = TrainSpec(device=str(device), dropout=dropout, compile=mode)
+            runner = StepRunner(spec, "mlp", data, list(range(n)), (D_TAB,), device, batch, args.mlp_steps + 3)
+            t = time.perf_counter()
+            runner.step(0)  # compiles
+            sync(device)
+            first = time.perf_counter() - t
+            times, _, _ = time_steps([runner], 2, args.mlp_steps, device, ROW_DEADLINE_S)
+            fell_back = runner.call is not None and runner.call.compiled is None
+            rows.append({"dropout": dropout, "compile": mode + (" (fell back to eager)" if fell_back else ""),
+                         "threads": args.threads[0], "n_members": n, "first_step_s": round(first, 2),
+                         "ms_per_step": round(1e3 * sum(times) / len(times), 2), "load_average": load_average()})
+            console.print(rows[-1])
+    for r in rows:
+        base = next(b for b in rows if b["dropout"] == r["dropout"] and b["compile"] == "off")
+        r["speedup_vs_eager"] = round(base["ms_per_step"] / r["ms_per_step"], 2)
     return {"rows": rows}
 
 
@@ -605,6 +634,11 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                       f"{r['ensemble_examples_per_s']:,}", f"{r['slowdown_vs_none']}x",
                       f"{r['ensemble_examples_per_cpu_s']:,}", str(r["load_average"][0])]
                      for r in report["dropout"]["rows"]]))
+    if "compile" in report:
+        out.append((f"torch.compile vs eager, MLP steps, N={report['compile']['rows'][0]['n_members']}",
+                    ["dropout", "compile", "threads", "first step s", "ms/step", "speed-up vs eager", "load"],
+                    [[r["dropout"], r["compile"], str(r["threads"]), str(r["first_step_s"]), str(r["ms_per_step"]),
+                      f"{r['speedup_vs_eager']}x", str(r["load_average"][0])] for r in report["compile"]["rows"]]))
     if "mlp_epochs" in report:
         out.append(("MLP epoch through train_group (" + report["mlp_epochs"]["method"] + ")",
                     ["threads", "N", "mode", "train s", "record s", "train ens-ex/s", "record ens-ex/s", "speed-up",
@@ -686,6 +720,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cnn-images", type=int, help="synthetic CIFAR-shaped images (default: cpu 2048, cuda 50000)")
     p.add_argument("--cnn-steps", type=int, help="timed CNN steps at batch 128 (default: cpu 2, cuda 20)")
     p.add_argument("--record-images", type=int, help="images of the CNN record pass (default: cpu 256, cuda all)")
+    p.add_argument("--compile", default="default", help="torch.compile modes to time against eager, comma-separated "
+                   "(default, reduce-overhead); empty to skip")
     p.add_argument("--skip-cnn", action="store_true")
     p.add_argument("--skip-cli", action="store_true")
     p.add_argument("--skip-epochs", action="store_true", help="skip the train_group epoch section")
@@ -700,6 +736,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.members, args.mlp_steps, args.cnn_members, args.cnn_images = "2,4", 3, "2", 256
         args.cnn_steps, args.record_images, args.skip_cli = 1, 32, True
+    args.compile_modes = [m for m in args.compile.split(",") if m]
     args.threads = [int(t) for t in str(args.threads).split(",")]
     args.members = [int(n) for n in str(args.members).split(",")]
     args.cnn_members = [int(n) for n in str(args.cnn_members).split(",")]
@@ -714,6 +751,8 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"machine": describe_machine(device), "quick": args.quick}
     report["mlp_steps"] = section("1. MLP steps", lambda: run_mlp_steps(args, device))
     report["dropout"] = section("2. dropout overhead", lambda: run_dropout(args, device))
+    if args.compile_modes:
+        report["compile"] = section("2b. torch.compile", lambda: run_compile(args, device))
     if not args.skip_epochs:
         report["mlp_epochs"] = section("3. MLP epochs via train_group", lambda: run_mlp_epochs(args, device))
     if not args.skip_cnn:

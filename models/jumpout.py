@@ -48,6 +48,20 @@ def _check_members(h: Tensor) -> None:
         raise ValueError(f"expected h shaped (n_members, *rest) with at least 2 dims, got {tuple(h.shape)}")
 
 
+@torch.compiler.disable
+def _draws(generator: torch.Generator | None, n_members: int, shape: torch.Size, device: torch.device,
+           dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Jumpout's random numbers, z (n_members,) then u (shape), from the layer's own generator.
+
+    Always eager: torch.compile cannot trace a torch.Generator, so under compile this is the one
+    graph break per layer and the rest of the layer fuses; the stream (z, then u, layer by layer)
+    is the same compiled or not.
+    """
+    z = torch.randn(n_members, generator=generator, device=device, dtype=dtype)
+    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    return z, u
+
+
 class Jumpout(nn.Module):
     """Jumpout after a ReLU, one rate per member per call (= per layer per mini-batch).
 
@@ -106,8 +120,8 @@ class Jumpout(nn.Module):
         n_members, ndim = h.shape[0], h.ndim
         # Rates, active fractions and scales in at least float32 (bfloat16 is too coarse for them).
         work_dtype = torch.promote_types(h.dtype, torch.float32)
+        z, u = _draws(self.generator, n_members, h.shape, h.device, work_dtype)
         with torch.no_grad():
-            z = torch.randn(n_members, generator=self.generator, device=h.device, dtype=work_dtype)
             rate = (self.p_min + self.sigma * z.abs()).clamp_(max=self.p_max)  # (M,)
             n_per_member = h[0].numel()
             active = (h.detach() > 0).sum(dim=tuple(range(1, ndim))).to(work_dtype)  # (M,) exact int count
@@ -116,11 +130,11 @@ class Jumpout(nn.Module):
                 q_plus > 0, (rate / q_plus).clamp(max=self.max_rate), torch.zeros_like(rate)
             )  # (M,), p' = 0 passes the member unchanged
             scale = (1.0 - effective).pow(-self.exponent)
-            # One uniform draw for the mask; u becomes keep*scale in place: 0 or (1-p')^(-exponent).
-            u = torch.rand(h.shape, generator=self.generator, device=h.device, dtype=work_dtype)
-            multiplier = u.ge_(_member_view(effective, ndim)).mul_(_member_view(scale, ndim))
-        self.last_rate_ = rate
-        self.last_effective_rate_ = effective
+            # One uniform draw for the mask; it becomes keep*scale: 0 or (1-p')^(-exponent).
+            multiplier = u.ge(_member_view(effective, ndim)).to(work_dtype).mul_(_member_view(scale, ndim))
+        if not torch.compiler.is_compiling():  # compiled graphs keep no Python state
+            self.last_rate_ = rate
+            self.last_effective_rate_ = effective
         return h * multiplier.to(h.dtype)
 
 
@@ -146,11 +160,17 @@ class MemberDropout(nn.Module):
             return h
         if self.generator is None:
             return F.dropout(h, p=self.rate, training=True)
+        work_dtype = torch.promote_types(h.dtype, torch.float32)
+        u = _uniform(self.generator, h.shape, h.device, work_dtype)
         with torch.no_grad():
-            work_dtype = torch.promote_types(h.dtype, torch.float32)
-            u = torch.rand(h.shape, generator=self.generator, device=h.device, dtype=work_dtype)
-            multiplier = u.ge_(self.rate).mul_(1.0 / (1.0 - self.rate))
+            multiplier = u.ge(self.rate).to(work_dtype).mul_(1.0 / (1.0 - self.rate))
         return h * multiplier.to(h.dtype)
+
+
+@torch.compiler.disable
+def _uniform(generator: torch.Generator, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Dropout's mask draw, eager under torch.compile as Jumpout's (see _draws)."""
+    return torch.rand(shape, generator=generator, device=device, dtype=dtype)
 
 
 def make_dropout(

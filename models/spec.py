@@ -41,6 +41,10 @@ class TrainSpec(BaseModel):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on CPU works but is slow")
+    compile: Literal["off", "default", "reduce-overhead"] = Field(
+        "off", description="torch.compile the training forward with this mode (reduce-overhead adds CUDA "
+        "graphs); the first step pays the compile time, and a failed compile falls back to eager. Off by "
+        "default until measured on a GPU (benchmarks/throughput.py --compile)")
     random_state: int = Field(0, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")

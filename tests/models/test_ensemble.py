@@ -316,6 +316,36 @@ def test_augment_on_tables_is_refused(small):
         next(train_group(X, y, N_CLASSES, _spec(augment="shift"), [0]))
 
 
+# ---------------------------------------------------------------- (e3) torch.compile
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_jumpout_stream_included(small):
+    X, y = small
+    eager = list(train_group(X, y, N_CLASSES, _spec(dropout="jumpout"), [0, 1]))
+    compiled = list(train_group(X, y, N_CLASSES, _spec(dropout="jumpout", compile="default"), [0, 1]))
+    for a, b in zip(eager, compiled, strict=True):
+        np.testing.assert_allclose(a.label_prob, b.label_prob, atol=1e-5)
+        np.testing.assert_array_equal(a.predicted_label, b.predicted_label)
+
+
+def test_a_failed_compile_falls_back_to_eager_with_one_warning(small, monkeypatch):
+    X, y = small
+
+    def broken_compile(net, mode=None):  # what a missing compiler or an unsupported op looks like
+        def run(x):
+            raise RuntimeError("no C compiler found")
+        return run
+
+    eager = list(train_group(X, y, N_CLASSES, _spec(), [0, 1]))
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="training eagerly instead: RuntimeError: no C") as caught:
+        fallback = list(train_group(X, y, N_CLASSES, _spec(compile="default"), [0, 1]))
+    assert len([w for w in caught if "torch.compile failed" in str(w.message)]) == 1
+    for a, b in zip(eager, fallback, strict=True):
+        _assert_records_equal(a, b)
+
+
 # ---------------------------------------------------------------- (f) checkpoint / resume
 
 
