@@ -24,8 +24,8 @@ TaskKey = tuple[str, int]  # (model, group)
 
 
 # imported once by the fork server, so a worker starts in milliseconds instead of seconds:
-# '__main__' (else every child re-imports the CLI script, ~1.2 s), torch with the model code (~2 s),
-# and torch._dynamo, which the first optimizer constructor imports lazily (~2 s)
+# '__main__' (else every child re-imports the CLI script, ~0.5 s), torch with the model code
+# (~1.2 s), and torch._dynamo, which the first optimizer constructor imports lazily (~1.1 s)
 WORKER_PRELOAD = ["__main__", "models.worker", "models.ensemble", "models.explain_worker", "torch._dynamo"]
 
 
@@ -34,8 +34,9 @@ def worker_context() -> BaseContext:
 
     A fork server: a fresh interpreter (no DuckDB, no threads) that imports torch and the model
     code once, then forks a child per task. With "spawn" every task paid the interpreter start,
-    the CLI import and the torch import again (about 4 s on this project's 2-core machine; see
-    benchmarks/results/worker_start.md). Platforms without fork servers get "spawn".
+    the CLI import and the torch import again: a task's first record came 2.3 s after its start,
+    against 0.06 s from the fork server (benchmarks/results/worker_start.md). Platforms without
+    fork servers get "spawn".
     """
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
