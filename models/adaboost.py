@@ -18,6 +18,29 @@ from sklearn.tree import DecisionTreeClassifier
 from models.predictions import EpochRecord, PredictionRecord
 
 _PROB_FLOOR = 1e-7  # probabilities are clipped here before taking logs for the margin
+MAX_POOLED_SIDE = 8  # images reach the weak learners average-pooled to at most 8 x 8 per channel [ours]
+
+
+def boosting_features(X: np.ndarray) -> npt.NDArray[np.float32]:
+    """(n, d) float32 inputs for the weak learners: tables as they are; images (n, C, H, W)
+    average-pooled in blocks to at most 8 x 8 per channel (rows and columns that do not fill a
+    block are cropped), so 32 x 32 x 3 becomes 192 features.
+
+    Why [ours]: an exact depth-1 tree sorts every feature, so a round costs n_features x n log n.
+    Measured on this project's CPU (one core, random CIFAR-shaped images): raw pixels, 5,000 x
+    3,072, 1.0 s a round (about 20 minutes for 100 rounds on 50,000 images, far longer than the
+    ensemble on a GPU); pooled to 192 features, 0.07 s a round on 5,000 and 0.67 s on 50,000.
+    Digit-sized images (8 x 8) are unchanged.
+    """
+    X = np.asarray(X)
+    if X.ndim == 4:
+        n, c, h, w = X.shape
+        fh, fw = -(-h // MAX_POOLED_SIDE), -(-w // MAX_POOLED_SIDE)  # block sides (ceil)
+        if fh > 1 or fw > 1:
+            hh, ww = h // fh, w // fw
+            blocks = X[:, :, : hh * fh, : ww * fw].reshape(n, c, hh, fh, ww, fw)
+            X = blocks.mean(axis=(3, 5), dtype=np.float32)
+    return np.asarray(X, dtype=np.float32).reshape(len(X), -1)
 
 
 class AdaBoostBaseline:

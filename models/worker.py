@@ -38,10 +38,10 @@ def iter_task_records(task: GroupTask, X: np.ndarray | None = None,
         X = np.load(task.x_path, mmap_mode="r")
     y = np.asarray(np.load(task.y_path) if y is None else y).astype(np.int64)
     if task.model == "adaboost":
-        from models.adaboost import AdaBoostBaseline
+        from models.adaboost import AdaBoostBaseline, boosting_features
 
         ada = task.adaboost
-        flat = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+        flat = boosting_features(X)
         base = AdaBoostBaseline(n_rounds=ada.n_rounds, max_depth=ada.max_depth, learning_rate=ada.learning_rate,
                                 random_state=task.spec.random_state).fit(flat, y)
         after = -1 if task.resume_after is None else task.resume_after

@@ -7,7 +7,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from models.adaboost import AdaBoostBaseline
+from models.adaboost import AdaBoostBaseline, boosting_features
 from models.predictions import EpochRecord, PredictionRecord
 from scoring.agreement import (
     check_curves_ordered,
@@ -141,6 +141,22 @@ def test_images_are_flattened():
     flat = AdaBoostBaseline(n_rounds=5, random_state=0).fit(X, y)
     img = AdaBoostBaseline(n_rounds=5, random_state=0).fit(images, y)
     np.testing.assert_array_equal(flat.predicted_label_, img.predicted_label_)
+
+
+def test_boosting_features_pool_images_to_at_most_8x8_per_channel():
+    rng = np.random.default_rng(0)
+    cifar = rng.integers(0, 256, (4, 3, 32, 32)).astype(np.uint8)
+    pooled = boosting_features(cifar)
+    assert pooled.shape == (4, 3 * 8 * 8) and pooled.dtype == np.float32
+    # feature (c, i, j) is the mean of the 4 x 4 block at rows 4i.., columns 4j.. of channel c
+    assert pooled[2, 1 * 64 + 3 * 8 + 5] == pytest.approx(cifar[2, 1, 12:16, 20:24].mean(), rel=1e-6)
+    odd = rng.integers(0, 256, (2, 1, 30, 17)).astype(np.uint8)  # blocks of 4 x 3: 7 x 5, remainder cropped
+    assert boosting_features(odd).shape == (2, 7 * 5)
+    assert boosting_features(odd)[1, 6 * 5 + 4] == pytest.approx(odd[1, 0, 24:28, 12:15].mean(), rel=1e-6)
+    digits = rng.integers(0, 17, (3, 1, 8, 8)).astype(np.uint8)  # already small: only flattened
+    np.testing.assert_array_equal(boosting_features(digits), digits.reshape(3, 64).astype(np.float32))
+    table = rng.normal(size=(5, 7))
+    np.testing.assert_array_equal(boosting_features(table), table.astype(np.float32))
 
 
 def test_input_validation():
