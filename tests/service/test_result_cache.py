@@ -122,7 +122,8 @@ def test_cancel_and_retry_leave_a_succeeded_job_cached_and_forget_rebuilds(serve
 @pytest.mark.slow
 def test_running_jobs_read_live_and_a_retried_job_is_served_once_it_succeeds(served: Served) -> None:
     c, engine = served.client, served.engine
-    job_id = c.post("/jobs", json={"dataset_id": served.dataset_id, "spec": {**SMALL, "n_epochs": 12},
+    # batch 8: ~40 steps an epoch, so the cancel lands mid-training even with workers that start at once
+    job_id = c.post("/jobs", json={"dataset_id": served.dataset_id, "spec": {**SMALL, "n_epochs": 30, "batch_size": 8},
                                    "adaboost": {"enabled": False}}).json()["job_id"]
     seen = set()
     deadline = time.monotonic() + 120
@@ -135,7 +136,7 @@ def test_running_jobs_read_live_and_a_retried_job_is_served_once_it_succeeds(ser
     assert c.get(f"/jobs/{job_id}/examples").status_code == 409
     c.delete(f"/jobs/{job_id}")
     cancelled = wait_for(c, job_id, ("cancelled",), timeout=30)
-    assert cancelled["epochs_done"] < 12 and c.get(f"/jobs/{job_id}/examples").status_code == 409
+    assert cancelled["epochs_done"] < 30 and c.get(f"/jobs/{job_id}/examples").status_code == 409
     assert c.post(f"/jobs/{job_id}/retry").json()["status"] in ("queued", "running")
     done = wait_for(c, job_id, ("succeeded", "failed"))
     assert done["status"] == "succeeded" and done["attempt"] == 2
