@@ -71,6 +71,18 @@ def _wait_for_free_cpus(n: float, timeout_s: float = 10.0) -> float:
     return free
 
 
+def _job_tasks(tmp_path: Path, spec: TrainSpec, n: int = 300, start: bool = False) -> tuple[Settings, str, list]:
+    """A submitted job's GroupTasks (attempt 1, or a started attempt), its engine closed again."""
+    settings = Settings(data_dir=tmp_path / "data")
+    engine = Engine(settings)
+    ds = engine.add_dataset(_digits_npz(tmp_path, n=n))
+    job_id = engine.submit(ds.dataset_id, spec, NO_ADABOOST)
+    attempt = jobs.start_attempt(engine.store, job_id) if start else 1
+    tasks = build_tasks(engine.store, settings, jobs.get_job(engine.store, job_id), attempt)
+    engine.close()
+    return settings, job_id, tasks
+
+
 @pytest.mark.slow
 def test_same_scores_as_local_executor(ray_session, tmp_path: Path) -> None:
     path = _digits_npz(tmp_path)
@@ -92,12 +104,7 @@ def test_same_scores_as_local_executor(ray_session, tmp_path: Path) -> None:
 
 
 def test_checkpoints_go_to_shared_dir_and_are_dropped_once_committed(ray_session, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
-    engine = Engine(settings)
-    ds = engine.add_dataset(_digits_npz(tmp_path))
-    job_id = engine.submit(ds.dataset_id, TrainSpec(**SMALL), NO_ADABOOST)
-    tasks = build_tasks(engine.store, settings, jobs.get_job(engine.store, job_id), 1)
-    engine.close()
+    settings, job_id, tasks = _job_tasks(tmp_path, TrainSpec(**SMALL))
     shared = tmp_path / "shared"
     seen: list[tuple[int, int, bool, bool]] = []
 
@@ -136,13 +143,8 @@ def _newest_checkpoints(ckpt_root: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_should_stop_cancels_running_tasks_quickly(ray_session, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
-    engine = Engine(settings)
-    ds = engine.add_dataset(_digits_npz(tmp_path, n=1797))
     spec = TrainSpec(**{**SMALL, "n_epochs": 400, "batch_size": 16})
-    job_id = engine.submit(ds.dataset_id, spec, NO_ADABOOST)
-    attempt = jobs.start_attempt(engine.store, job_id)
-    tasks = build_tasks(engine.store, settings, jobs.get_job(engine.store, job_id), attempt)
+    settings, job_id, tasks = _job_tasks(tmp_path, spec, n=1797, start=True)
     records: list[tuple[int, int]] = []
     stop_at: list[float] = []
 
@@ -153,7 +155,6 @@ def test_should_stop_cancels_running_tasks_quickly(ray_session, tmp_path: Path) 
 
     finished = RayExecutor().run(tasks, lambda task, rec: records.append((task.group, rec.epoch)), should_stop)
     returned_after = time.monotonic() - stop_at[0]
-    engine.close()
     assert finished is False
     assert returned_after < 5.0
     assert 1 <= len(records) <= 2 and all(epoch == 0 for _, epoch in records)
@@ -178,12 +179,7 @@ def test_impossible_resources_fail_at_once_with_a_clear_message(ray_session, tmp
 
 
 def test_members_per_gpu_larger_than_a_group_allows_is_refused(ray_session, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
-    engine = Engine(settings)
-    ds = engine.add_dataset(_digits_npz(tmp_path))
-    job_id = engine.submit(ds.dataset_id, TrainSpec(**{**SMALL, "members_per_group": 2}), NO_ADABOOST)
-    tasks = build_tasks(engine.store, settings, jobs.get_job(engine.store, job_id), 1)
-    engine.close()
+    _, _, tasks = _job_tasks(tmp_path, TrainSpec(**{**SMALL, "members_per_group": 2}))
     with pytest.raises(WorkerFailed, match="members_per_gpu is 1"):
         RayExecutor(members_per_gpu=1).run(tasks, lambda task, rec: None, lambda: False)
 
@@ -200,12 +196,7 @@ def test_task_pending_past_resource_wait_fails(ray_session, tmp_path: Path) -> N
         while ray.available_resources().get("CPU", 0.0) > 0 and time.monotonic() < deadline:
             time.sleep(0.1)  # until the blocker holds both CPUs
         assert ray.available_resources().get("CPU", 0.0) == 0
-        settings = Settings(data_dir=tmp_path / "data")
-        engine = Engine(settings)
-        ds = engine.add_dataset(_digits_npz(tmp_path))
-        job_id = engine.submit(ds.dataset_id, TrainSpec(**SMALL), NO_ADABOOST)
-        tasks = build_tasks(engine.store, settings, jobs.get_job(engine.store, job_id), 1)
-        engine.close()
+        _, _, tasks = _job_tasks(tmp_path, TrainSpec(**SMALL))
         started = time.monotonic()
         with pytest.raises(WorkerFailed, match=r"waited 1\.5 s for Ray resources") as info:
             RayExecutor(resource_wait_s=1.5).run(tasks, lambda task, rec: None, lambda: False)
