@@ -20,7 +20,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from models.checkpoints import checkpoint_path
+from models.checkpoints import checkpoint_epochs, checkpoint_path
 from models.nets import EnsembleCNN, build_ensemble, member_seed
 from models.predictions import EpochRecord, PredictionRecord
 from models.spec import TrainSpec
@@ -254,13 +254,18 @@ def _record(net: nn.Module, data: _Data, held_out: np.ndarray, n_classes: int, g
 
 
 def _save_checkpoint(path: Path, epoch: int, net: nn.Module, opt: torch.optim.Optimizer,
-                     gen: torch.Generator) -> None:
+                     gen: torch.Generator, keep: int = 0) -> None:
+    """Write epoch's checkpoint. Older ones stay until the engine has committed this epoch
+    (models/checkpoints.py), unless `keep` > 0: then only the newest `keep` stay."""
     path.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(path, epoch)
     tmp = final.with_suffix(".pt.tmp")
     torch.save({"epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
                 "gen": gen.get_state()}, tmp)
-    tmp.replace(final)  # older ones stay until the engine has committed this epoch (models/checkpoints.py)
+    tmp.replace(final)
+    if keep:
+        for old in checkpoint_epochs(path)[:-keep]:
+            checkpoint_path(path, old).unlink(missing_ok=True)
 
 
 def _load_checkpoint(path: Path | None, after_epoch: int | None) -> dict | None:
@@ -279,11 +284,13 @@ def train_group(
     group: int = 0,
     checkpoint_dir: Path | None = None,
     resume_after: int | None = None,
+    keep_checkpoints: int = 0,
 ) -> Iterator[EpochRecord]:
     """Train `members` together; yield their predictions at epoch 0 and after every epoch.
 
     With `resume_after` = e and a checkpoint of epoch e in `checkpoint_dir`, training continues
     from epoch e + 1 and yields only the later epochs; the results equal an uninterrupted run.
+    Checkpoints are all kept for the engine to prune, or only the newest `keep_checkpoints`.
     """
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
@@ -322,7 +329,7 @@ def train_group(
         # seeds replay the committed epochs (bit for bit on the CPU) without yielding them
         started = time.perf_counter()
         if checkpoint_dir is not None:
-            _save_checkpoint(checkpoint_dir, 0, net, opt, gen)
+            _save_checkpoint(checkpoint_dir, 0, net, opt, gen, keep_checkpoints)
         if recorded < 0:
             yield _record(net, data, held_out, n_classes, group, 0, members, float("nan"), started, amp)
     loss_fn = nn.CrossEntropyLoss(reduction="none")
@@ -349,7 +356,7 @@ def train_group(
         train_loss = float(total) / (len(order) * len(members))
         # --- checkpoint, then record (a resumed run restarts after the last recorded epoch)
         if checkpoint_dir is not None:
-            _save_checkpoint(checkpoint_dir, epoch, net, opt, gen)
+            _save_checkpoint(checkpoint_dir, epoch, net, opt, gen, keep_checkpoints)
         if epoch > recorded:
             yield _record(net, data, held_out, n_classes, group, epoch, members, train_loss, started, amp)
 

@@ -95,3 +95,6 @@ class GroupTask(BaseModel):
     checkpoint_dir: str | None = None
     resume_after: int | None = None  # last committed epoch; None = start from scratch
     n_threads: int = 0  # torch CPU threads for this task; 0 = torch's default
+    # newest checkpoints the worker itself keeps; 0 = all, the engine prunes them as epochs commit
+    # (RayExecutor sets it where the engine may not see the worker's disk: models/checkpoints.py)
+    keep_checkpoints: int = 0

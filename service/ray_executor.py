@@ -56,6 +56,8 @@ from service.executors import OnRecord, ShouldStop, WorkerFailed, tail
 if TYPE_CHECKING:
     from ray import ObjectRef, ObjectRefGenerator
 
+STREAM_AHEAD = 2  # records a task may produce before the engine reads them (Ray's generator backpressure)
+KEEP_CHECKPOINTS = STREAM_AHEAD + 3  # newest checkpoints a Ray worker keeps: the last committed one among them
 _CONNECT_LOCK = threading.Lock()
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -201,7 +203,12 @@ class RayExecutor:
         """Broadcast each dataset once, then start one streaming task per group into `running`."""
         import ray
 
-        remote = ray.remote(num_returns="streaming", max_retries=0, retry_exceptions=False)(stream_task_records)
+        # backpressure: at most STREAM_AHEAD records wait unread, so a task's newest checkpoint is
+        # at most STREAM_AHEAD + 2 epochs past the last committed one (one being committed, one
+        # checkpointed and waiting to be sent): keeping KEEP_CHECKPOINTS keeps the committed one,
+        # also on a node whose disk the engine cannot see (and so cannot prune)
+        remote = ray.remote(num_returns="streaming", max_retries=0, retry_exceptions=False,
+                            _generator_backpressure_num_objects=STREAM_AHEAD)(stream_task_records)
         datasets: dict[tuple[str, str], tuple[ObjectRef, ObjectRef]] = {}
         for task, req in zip(tasks, requests, strict=True):
             key = (task.x_path, task.y_path)
@@ -220,12 +227,13 @@ class RayExecutor:
         return Path(self.shared_dir).resolve() / "jobs" / task.job_id / f"{task.model}-group-{task.group}"
 
     def _on_shared_storage(self, task: GroupTask) -> GroupTask:
-        """The task with an absolute checkpoint path (workers run elsewhere), under shared_dir if given."""
+        """The task with an absolute checkpoint path (workers run elsewhere), under shared_dir if
+        given, and a bound on the checkpoints its worker keeps (KEEP_CHECKPOINTS)."""
         if task.checkpoint_dir is None:
             return task
         group_dir = self._shared_group_dir(task)
         ckpt = group_dir / "ckpt" if group_dir is not None else Path(task.checkpoint_dir).resolve()
-        return task.model_copy(update={"checkpoint_dir": str(ckpt)})
+        return task.model_copy(update={"checkpoint_dir": str(ckpt), "keep_checkpoints": KEEP_CHECKPOINTS})
 
     def _drop_shared_checkpoints(self, task: GroupTask) -> None:
         """Every epoch of the group is committed: its checkpoints on shared storage are done with,

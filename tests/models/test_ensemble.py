@@ -385,6 +385,12 @@ def test_resume_without_its_checkpoint_replays_silently_to_the_same_records(smal
         _assert_records_equal(a, b)
 
 
+def test_a_worker_told_to_keep_k_checkpoints_keeps_the_newest_k(small, tmp_path):
+    X, y = small
+    list(train_group(X, y, N_CLASSES, _spec(n_epochs=4), [0, 1], checkpoint_dir=tmp_path, keep_checkpoints=2))
+    assert checkpoint_epochs(tmp_path) == [3, 4]
+
+
 def test_prune_checkpoints_keeps_the_committed_one_and_newer(tmp_path):
     for e in (0, 1, 2, 3):
         (tmp_path / f"epoch-{e}.pt").write_bytes(b"x")

@@ -104,17 +104,22 @@ def test_same_scores_as_local_executor(ray_session, tmp_path: Path) -> None:
 
 
 def test_checkpoints_go_to_shared_dir_and_are_dropped_once_committed(ray_session, tmp_path: Path) -> None:
-    settings, job_id, tasks = _job_tasks(tmp_path, TrainSpec(**SMALL))
+    # 8 short epochs and a slow engine (0.3 s a commit): the workers would run far ahead of the
+    # commits but for backpressure, and each keeps only its newest KEEP_CHECKPOINTS checkpoints
+    settings, job_id, tasks = _job_tasks(tmp_path, TrainSpec(**{**SMALL, "n_epochs": 8}))
     shared = tmp_path / "shared"
     seen: list[tuple[int, int, bool, bool]] = []
 
     def on_record(task, record) -> None:  # type: ignore[no-untyped-def]
         ckpt = f"ensemble-group-{task.group}/ckpt/epoch-{record.epoch}.pt"
+        time.sleep(0.3)  # committing
         seen.append((task.group, record.epoch, (shared / "jobs" / job_id / ckpt).exists(),
                      (settings.jobs_dir / job_id / ckpt).exists()))
 
     assert RayExecutor(shared_dir=str(shared)).run(tasks, on_record, lambda: False) is True
-    assert sorted(seen) == [(g, e, True, False) for g in (0, 1) for e in range(3)]  # written before each yield
+    # each epoch's checkpoint is there when the engine commits that epoch (written before the yield, and
+    # not yet pruned by its worker), and never in the engine's own folder
+    assert sorted(seen) == [(g, e, True, False) for g in (0, 1) for e in range(9)]
     assert not (shared / "jobs" / job_id).exists()
 
 
