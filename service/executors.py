@@ -8,6 +8,7 @@ fork of the engine (which holds DuckDB and threads).
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
@@ -35,10 +36,10 @@ def worker_context() -> BaseContext:
     A fork server: a fresh interpreter (no DuckDB, no threads) that imports torch and the model
     code once, then forks a child per task. With "spawn" every task paid the interpreter start,
     the CLI import and the torch import again: a task's first record came 2.3 s after its start,
-    against 0.06 s from the fork server (benchmarks/results/worker_start.md). Platforms without
-    fork servers get "spawn".
+    against 0.06 s from the fork server (benchmarks/results/worker_start.md). Linux only:
+    elsewhere "spawn" (macOS's system frameworks are not safe in a forked child; Windows has no fork).
     """
-    if "forkserver" not in mp.get_all_start_methods():
+    if sys.platform != "linux":
         return mp.get_context("spawn")
     # libgomp reads this when torch loads, i.e. once in the fork server: idle OpenMP threads
     # sleep instead of spinning (spinning made 2-thread training 5-25x slower on shared cores)
