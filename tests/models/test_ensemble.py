@@ -346,6 +346,22 @@ def test_a_failed_compile_falls_back_to_eager_with_one_warning(small, monkeypatc
         _assert_records_equal(a, b)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("compile_mode", ["off", "default", "reduce-overhead"])
+def test_cuda_cnn_trains_with_augment_bf16_and_compile(small, compile_mode):
+    """The GPU path end to end: uint8 images on the device, channels_last, bf16 autocast, on-device
+    augmentation, compiled or not (never run on this project's CPU machines: benchmarks/gpu_check.sh)."""
+    X, y = small
+    spec = _spec(model="cnn", cnn_width=16, device="cuda", augment="shift_flip", compile=compile_mode, n_epochs=6,
+                 batch_size=16)
+    records = list(train_group(_images(X), y, N_CLASSES, spec, [0, 1]))
+    assert [r.epoch for r in records] == list(range(7))
+    assert all(np.isfinite(r.label_prob).all() for r in records)
+    assert all(np.isfinite(r.train_loss) for r in records[1:])  # epoch 0 has no training loss (NaN)
+    assert records[-1].label_prob.mean() > records[0].label_prob.mean()  # it learns
+
+
 # ---------------------------------------------------------------- (f) checkpoint / resume
 
 
