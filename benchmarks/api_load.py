@@ -55,6 +55,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from benchmarks.live_server import Server  # noqa: E402
+from benchmarks.report import markdown_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = ("job", "examples", "examples_hard", "mislabeled", "dynamics", "adaboost", "health")
@@ -426,7 +427,13 @@ def verdict(load: dict) -> tuple[bool, str]:
 
 
 def md_rows(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    return markdown_table(header, rows).splitlines()
+
+
+def _cores_busy(cpu: dict) -> str:
+    return (f"server {cpu['server']:.2f}, training workers {cpu['workers']:.2f}, load clients "
+            f"{cpu['load_client']:.2f}, other processes on the machine (not this benchmark) "
+            f"{cpu['other_processes']:.2f}")
 
 
 def write_markdown(path: Path, result: dict) -> None:
@@ -443,9 +450,7 @@ def write_markdown(path: Path, result: dict) -> None:
              f"({'running throughout' if tr['running_throughout'] else 'NOT running throughout'}).", "",
              f"Load average (1, 5, 15 min): before setup {_fmt_load(result['loadavg_before'])}, after the load phase "
              f"{_fmt_load(load['loadavg_after'])}. CPU cores busy during the load (of {os.cpu_count()}): "
-             f"server {cpu['server']:.2f}, training workers {cpu['workers']:.2f}, load clients "
-             f"{cpu['load_client']:.2f}, other processes on the machine (not this benchmark) "
-             f"{cpu['other_processes']:.2f}.", "",
+             f"{_cores_busy(cpu)}.", "",
              f"## Result: {result['verdict']}", "",
              f"{load['requests_per_s']:.0f} requests/s over {load['elapsed_s']:.1f} s; errors by status "
              f"(0 = exception): {load['error_codes'] or 'none'}. Closed loop, so by Little's law the mean latency "
@@ -461,9 +466,8 @@ def write_markdown(path: Path, result: dict) -> None:
                   f"{also['think_ms']:g} ms between requests{_offered(cfg['clients'], also['think_ms'])}. "
                   f"{also['verdict']}. {a['requests_per_s']:.0f} requests/s "
                   f"over {a['elapsed_s']:.1f} s; errors by status: {a['error_codes'] or 'none'}. Load average after "
-                  f"it {_fmt_load(a['loadavg_after'])}; CPU cores busy: server {a_cpu['server']:.2f}, training "
-                  f"workers {a_cpu['workers']:.2f}, load clients {a_cpu['load_client']:.2f}, other processes "
-                  f"{a_cpu['other_processes']:.2f}; training {a_tr['status_before']} -> {a_tr['status_after']}, "
+                  f"it {_fmt_load(a['loadavg_after'])}; CPU cores busy: {_cores_busy(a_cpu)}; "
+                  f"training {a_tr['status_before']} -> {a_tr['status_after']}, "
                   f"epochs_done {a_tr['epochs_done_before']} -> {a_tr['epochs_done_after']}.", ""]
         lines += _load_rows(a)
     prof = result.get("profile")
