@@ -26,7 +26,8 @@ from models.predictions import EpochRecord, PredictionRecord
 from models.spec import TrainSpec
 
 log = logging.getLogger("curate.training")
-RECORD_CHUNK = 4096  # examples x members per forward pass in the record pass
+RECORD_CHUNK = 4096  # examples x members per forward pass of the record pass on the CPU (cache-sized)
+RECORD_CHUNK_CUDA = 32768  # on a GPU: large enough to fill it, small enough for a 2M-parameter CNN's activations
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,7 +101,9 @@ def _prepare(X: np.ndarray, y: np.ndarray, kind: str, device: torch.device) -> _
         return _Data(torch.as_tensor((Xf - mu) / sd, device=device), yt, None, None)
     if X.dtype != np.uint8:
         raise ValueError(f"cnn input must be uint8 images shaped (n, C, H, W), got dtype {X.dtype}")
-    Xt = torch.as_tensor(np.ascontiguousarray(X), device=device)
+    with warnings.catch_warnings():  # a read-only memmap: copied to a GPU, shared read-only on the CPU
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        Xt = torch.as_tensor(np.ascontiguousarray(X), device=device)
     scaled = Xt.float() / 255.0
     mean = scaled.mean(dim=(0, 2, 3), keepdim=True)
     std = scaled.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
@@ -173,6 +176,14 @@ def shift_flip(x: Tensor, draws: Tensor, pad: int) -> Tensor:
     return out.permute(0, 1, 4, 2, 3)
 
 
+def to_device(net: nn.Module, device: torch.device) -> nn.Module:
+    """The network on `device`; a CNN on a GPU in channels_last (faster convolutions on tensor cores)."""
+    net = net.to(device)
+    if isinstance(net, EnsembleCNN) and device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
 def _forward(net: nn.Module, data: _Data, idx: Tensor, draws: Tensor | None = None, pad: int = 0,
              call: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Logits (M, B, K) for per-member batches idx (M, B), augmented with `draws` (M, B, 3) if given;
@@ -180,7 +191,7 @@ def _forward(net: nn.Module, data: _Data, idx: Tensor, draws: Tensor | None = No
     x = data.batch(idx)  # (M, B, ...)
     if draws is not None:
         x = shift_flip(x, draws, pad)
-    call = call or net
+    call = call if call is not None else net
     if isinstance(net, EnsembleCNN):
         return call(net.member_batches(x))
     return call(x)
@@ -216,20 +227,24 @@ class CompiledForward:
 @torch.no_grad()
 def _record(net: nn.Module, data: _Data, held_out: np.ndarray, n_classes: int, group: int, epoch: int,
             members: list[int], train_loss: float, started: float,
-            amp: contextlib.AbstractContextManager | None = None) -> EpochRecord:
-    """Evaluate every member on every example (eval mode, one batched pass per chunk)."""
+            amp: contextlib.AbstractContextManager | None = None,
+            call: Callable[[Tensor], Tensor] | None = None) -> EpochRecord:
+    """Evaluate every member on every example (eval mode, one batched pass per chunk; `call` runs
+    the network, default net itself)."""
     net.eval()
     n = data.y.shape[0]
     pred, prob, marg = [], [], []
     prob_sum = torch.zeros(n, n_classes, device=data.y.device)
     held_sum = torch.zeros(n, n_classes, device=data.y.device)
     held_t = torch.as_tensor(held_out, device=data.y.device)
-    chunk = max(64, RECORD_CHUNK // len(members))  # rows x members stays cache- (and GPU-memory-) sized
+    per_pass = RECORD_CHUNK_CUDA if data.y.device.type == "cuda" else RECORD_CHUNK
+    chunk = max(64, per_pass // len(members))  # rows x members stays cache- (and GPU-memory-) sized
+    call = call if call is not None else net
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
         x = data.batch(torch.arange(sl.start, sl.stop, device=data.y.device))
         with amp or contextlib.nullcontext():
-            logits = net(net.stack_input(x)).float()  # (M, b, K)
+            logits = call(net.stack_input(x)).float()  # (M, b, K)
         y = data.y[sl]
         logp = torch.log_softmax(logits, dim=-1)
         p = logp.exp()
@@ -253,15 +268,32 @@ def _record(net: nn.Module, data: _Data, held_out: np.ndarray, n_classes: int, g
     )
 
 
+def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+    """Every random stream training draws from: the group's generator (eager dropout) and torch's
+    default generators (compiled dropout: inductor draws its seeds from them)."""
+    state = {"gen": gen.get_state(), "cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, gen: torch.Generator, device: torch.device) -> None:
+    rng = state.get("rng", {"gen": state.get("gen")})  # checkpoints before 2026-11 kept only "gen"
+    gen.set_state(rng["gen"])
+    if "cpu" in rng:
+        torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
 def _save_checkpoint(path: Path, epoch: int, net: nn.Module, opt: torch.optim.Optimizer,
-                     gen: torch.Generator, keep: int = 0) -> None:
-    """Write epoch's checkpoint. Older ones stay until the engine has committed this epoch
-    (models/checkpoints.py), unless `keep` > 0: then only the newest `keep` stay."""
+                     rng: dict[str, Tensor], keep: int = 0) -> None:
+    """Write epoch's checkpoint (`rng`: _rng_state). Older ones stay until the engine has committed
+    this epoch (models/checkpoints.py), unless `keep` > 0: then only the newest `keep` stay."""
     path.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(path, epoch)
     tmp = final.with_suffix(".pt.tmp")
-    torch.save({"epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
-                "gen": gen.get_state()}, tmp)
+    torch.save({"epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(), "rng": rng}, tmp)
     tmp.replace(final)
     if keep:
         for old in checkpoint_epochs(path)[:-keep]:
@@ -304,11 +336,19 @@ def train_group(
     folds = assign_folds(np.asarray(y), spec.n_folds, spec.random_state)
     train_idx = _member_train_indices(folds, members, spec.n_folds)
     held_out = np.stack([~np.isin(np.arange(len(y)), t) for t in train_idx])
-    gen = torch.Generator(device=device).manual_seed(member_seed(spec.random_state, 0xD0, group))
-    net = build_ensemble(kind, members, tuple(X.shape[1:]), n_classes, spec, gen).to(device)
-    if kind == "cnn" and device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    seed = member_seed(spec.random_state, 0xD0, group)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    # Eager: dropout draws from the group's own generator. Compiled: from torch's default stream,
+    # seeded here, so inductor generates the draws inside its fused kernels (a generator would break
+    # the graph at every dropout layer); compiled runs are reproducible but draw other numbers.
+    compiled_draws = spec.compile != "off"
+    if compiled_draws:
+        torch.manual_seed(seed)
+    net = to_device(build_ensemble(kind, members, tuple(X.shape[1:]), n_classes, spec,
+                                   None if compiled_draws else gen), device)
     amp = autocast(spec, device)
+    if device.type == "cuda":  # every step has the same shapes: let cuDNN time its algorithms once
+        torch.backends.cudnn.benchmark = True
     call = CompiledForward(net, spec.compile) if spec.compile != "off" else None
     # fused: one kernel for all parameters instead of a Python loop (2.0 -> 0.5 ms a step on digits)
     opt = torch.optim.AdamW(net.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay, fused=True)
@@ -322,14 +362,14 @@ def train_group(
     if state is not None:
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"])
+        _set_rng_state(state, gen, device)
         start_epoch = state["epoch"] + 1
     else:
         # from scratch; on a resume whose checkpoint is gone (it lived on a lost node), the same
         # seeds replay the committed epochs (bit for bit on the CPU) without yielding them
         started = time.perf_counter()
         if checkpoint_dir is not None:
-            _save_checkpoint(checkpoint_dir, 0, net, opt, gen, keep_checkpoints)
+            _save_checkpoint(checkpoint_dir, 0, net, opt, _rng_state(gen, device), keep_checkpoints)
         if recorded < 0:
             yield _record(net, data, held_out, n_classes, group, 0, members, float("nan"), started, amp)
     loss_fn = nn.CrossEntropyLoss(reduction="none")
@@ -356,7 +396,7 @@ def train_group(
         train_loss = float(total) / (len(order) * len(members))
         # --- checkpoint, then record (a resumed run restarts after the last recorded epoch)
         if checkpoint_dir is not None:
-            _save_checkpoint(checkpoint_dir, epoch, net, opt, gen, keep_checkpoints)
+            _save_checkpoint(checkpoint_dir, epoch, net, opt, _rng_state(gen, device), keep_checkpoints)
         if epoch > recorded:
             yield _record(net, data, held_out, n_classes, group, epoch, members, train_loss, started, amp)
 

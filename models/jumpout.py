@@ -38,27 +38,39 @@ def expected_rate(sigma: float, p_min: float, p_max: float) -> float:
     return p_min + sigma * math.sqrt(2.0 / math.pi) * (1.0 - math.exp(-0.5 * t * t)) + 2.0 * a * upper_tail
 
 
-def _member_view(x: Tensor, ndim: int) -> Tensor:
-    """(M,) -> (M, 1, ..., 1) with `ndim` dimensions, for broadcasting per-member scalars."""
-    return x.view(x.shape[0], *([1] * (ndim - 1)))
+def _member_view(x: Tensor, ndim: int, dim: int = 0) -> Tensor:
+    """(M,) -> (1, .., M, .., 1) with `ndim` dimensions, M at `dim`, for broadcasting per-member scalars."""
+    shape = [1] * ndim
+    shape[dim] = x.shape[0]
+    return x.view(shape)
 
 
-def _check_members(h: Tensor) -> None:
-    if h.ndim < 2:
-        raise ValueError(f"expected h shaped (n_members, *rest) with at least 2 dims, got {tuple(h.shape)}")
+def _check_members(h: Tensor, dim: int = 0) -> None:
+    if h.ndim < 2 or h.ndim <= dim:
+        raise ValueError(f"expected h with the member axis at dim {dim} and at least 2 dims, got {tuple(h.shape)}")
+
+
+def _draws(generator: torch.Generator | None, n_members: int, like: Tensor,
+           dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Jumpout's random numbers: z (n_members,), then u shaped and laid out like `like` (so the
+    mask pass reads it in h's own memory order, channels_last included).
+
+    Without a generator the draws come from torch's default stream and torch.compile traces them:
+    inductor generates them inside the fused kernel (no u in memory, no graph break). With a
+    generator they run eagerly (torch.compile cannot trace a torch.Generator): the stream is
+    reproducible draw for draw, at one graph break per layer under compile.
+    """
+    if generator is None:
+        z = torch.randn(n_members, device=like.device, dtype=dtype)
+        return z, torch.rand_like(like, dtype=dtype)
+    return _seeded_draws(generator, n_members, like, dtype)
 
 
 @torch.compiler.disable
-def _draws(generator: torch.Generator | None, n_members: int, shape: torch.Size, device: torch.device,
-           dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Jumpout's random numbers, z (n_members,) then u (shape), from the layer's own generator.
-
-    Always eager: torch.compile cannot trace a torch.Generator, so under compile this is the one
-    graph break per layer and the rest of the layer fuses; the stream (z, then u, layer by layer)
-    is the same compiled or not.
-    """
-    z = torch.randn(n_members, generator=generator, device=device, dtype=dtype)
-    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+def _seeded_draws(generator: torch.Generator, n_members: int, like: Tensor,
+                  dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    z = torch.randn(n_members, generator=generator, device=like.device, dtype=dtype)
+    u = torch.empty_like(like, dtype=dtype).uniform_(generator=generator)
     return z, u
 
 
@@ -70,6 +82,8 @@ class Jumpout(nn.Module):
       2. q+ = mean(h[m] > 0); p' = min(p / q+, max_rate), so about a share p of the layer's
          units are active-and-dropped; if q+ == 0 the member passes unchanged (p' = 0);
       3. each element is dropped with probability p'; kept ones are scaled by (1 - p')^(-exponent).
+    The member axis is ``member_dim`` (0 for ``(M, B, F)``; the CNN passes 1 for its
+    ``(B, M, C, H, W)`` view of grouped channels, so no transposed copy is made).
     Eval mode returns ``h`` itself. p' and q+ carry no gradient; the gradient at kept units is the
     same scale, 0 at dropped ones. After each training call ``last_rate_`` (p) and
     ``last_effective_rate_`` (p') hold detached ``(n_members,)`` tensors on h's device (float32,
@@ -90,6 +104,7 @@ class Jumpout(nn.Module):
         exponent: float = 0.75,
         max_rate: float = 0.9,
         generator: torch.Generator | None = None,
+        member_dim: int = 0,
     ) -> None:
         super().__init__()
         if sigma < 0.0:
@@ -104,38 +119,41 @@ class Jumpout(nn.Module):
         self.exponent = exponent
         self.max_rate = max_rate
         self.generator = generator
+        self.member_dim = member_dim
         self.last_rate_ = None
         self.last_effective_rate_ = None
 
     def extra_repr(self) -> str:
         return (
             f"sigma={self.sigma}, p_min={self.p_min}, p_max={self.p_max}, "
-            f"exponent={self.exponent}, max_rate={self.max_rate}"
+            f"exponent={self.exponent}, max_rate={self.max_rate}, member_dim={self.member_dim}"
         )
 
-    def forward(self, h: Tensor) -> Tensor:  # h: (n_members, *rest)
+    def forward(self, h: Tensor) -> Tensor:  # h: members at member_dim, e.g. (M, B, F) or (B, M, C, H, W)
         if not self.training:
             return h
-        _check_members(h)
-        n_members, ndim = h.shape[0], h.ndim
+        dim = self.member_dim
+        _check_members(h, dim)
+        n_members, ndim = h.shape[dim], h.ndim
         # Rates, active fractions and scales in at least float32 (bfloat16 is too coarse for them).
         work_dtype = torch.promote_types(h.dtype, torch.float32)
-        z, u = _draws(self.generator, n_members, h.shape, h.device, work_dtype)
+        z, u = _draws(self.generator, n_members, h, work_dtype)
         with torch.no_grad():
             rate = (self.p_min + self.sigma * z.abs()).clamp_(max=self.p_max)  # (M,)
-            n_per_member = h[0].numel()
-            active = (h.detach() > 0).sum(dim=tuple(range(1, ndim))).to(work_dtype)  # (M,) exact int count
+            n_per_member = h.numel() // max(n_members, 1)
+            others = tuple(d for d in range(ndim) if d != dim)
+            active = (h.detach() > 0).sum(dim=others).to(work_dtype)  # (M,) exact int count
             q_plus = active / max(n_per_member, 1)
             effective = torch.where(
                 q_plus > 0, (rate / q_plus).clamp(max=self.max_rate), torch.zeros_like(rate)
             )  # (M,), p' = 0 passes the member unchanged
             scale = (1.0 - effective).pow(-self.exponent)
-            # One uniform draw for the mask; it becomes keep*scale: 0 or (1-p')^(-exponent).
-            multiplier = u.ge(_member_view(effective, ndim)).to(work_dtype).mul_(_member_view(scale, ndim))
+            # One uniform draw per unit: kept where u >= p', then scaled by (1-p')^(-exponent).
+            keep = u >= _member_view(effective, ndim, dim)
         if not torch.compiler.is_compiling():  # compiled graphs keep no Python state
             self.last_rate_ = rate
             self.last_effective_rate_ = effective
-        return h * multiplier.to(h.dtype)
+        return h * (keep * _member_view(scale, ndim, dim).to(h.dtype))  # 0 or the scale, rounded to h's dtype
 
 
 class MemberDropout(nn.Module):
@@ -161,16 +179,16 @@ class MemberDropout(nn.Module):
         if self.generator is None:
             return F.dropout(h, p=self.rate, training=True)
         work_dtype = torch.promote_types(h.dtype, torch.float32)
-        u = _uniform(self.generator, h.shape, h.device, work_dtype)
+        u = _uniform(self.generator, h, work_dtype)
         with torch.no_grad():
             multiplier = u.ge(self.rate).to(work_dtype).mul_(1.0 / (1.0 - self.rate))
         return h * multiplier.to(h.dtype)
 
 
 @torch.compiler.disable
-def _uniform(generator: torch.Generator, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Dropout's mask draw, eager under torch.compile as Jumpout's (see _draws)."""
-    return torch.rand(shape, generator=generator, device=device, dtype=dtype)
+def _uniform(generator: torch.Generator, like: Tensor, dtype: torch.dtype) -> Tensor:
+    """Dropout's mask draw, laid out like `like`, eager under torch.compile as Jumpout's (see _draws)."""
+    return torch.empty_like(like, dtype=dtype).uniform_(generator=generator)
 
 
 def make_dropout(
@@ -183,11 +201,12 @@ def make_dropout(
     exponent: float = 0.75,
     max_rate: float = 0.9,
     generator: torch.Generator | None = None,
+    member_dim: int = 0,
 ) -> nn.Module:
     """The regulariser placed after each hidden ReLU: Jumpout, MemberDropout(rate) or Identity."""
     if kind == "jumpout":
         return Jumpout(sigma=sigma, p_min=p_min, p_max=p_max, exponent=exponent,
-                       max_rate=max_rate, generator=generator)
+                       max_rate=max_rate, generator=generator, member_dim=member_dim)
     if kind == "dropout":
         return MemberDropout(rate=rate, generator=generator)
     if kind == "none":

@@ -100,7 +100,7 @@ class EnsembleCNN(nn.Module):
         widths = [in_channels, spec.cnn_width, 2 * spec.cnn_width, 4 * spec.cnn_width]
         self.convs = nn.ModuleList(MemberConv2d(n_members, a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm2d(n_members * b) for b in widths[1:])
-        self.drops = nn.ModuleList(_dropout(spec, generator) for _ in self.convs)
+        self.drops = nn.ModuleList(_dropout(spec, generator, member_dim=1) for _ in self.convs)
         size, self.pool_after = min(image_size), []
         for _ in self.convs:
             self.pool_after.append(size >= 4)
@@ -113,9 +113,8 @@ class EnsembleCNN(nn.Module):
             x = torch.relu(norm(conv(x)))
             if pool:
                 x = torch.max_pool2d(x, 2)
-            if not isinstance(drop, nn.Identity):
-                b, mc, h, w = x.shape  # the member axis first for per-member dropout statistics
-                x = drop(x.view(b, m, mc // m, h, w).transpose(0, 1)).transpose(0, 1).reshape(b, mc, h, w)
+            if not isinstance(drop, nn.Identity):  # on a (B, M, C, H, W) view: per-member statistics, no copy
+                x = drop(x.unflatten(1, (m, -1))).flatten(1, 2)
         x = x.mean(dim=(2, 3))  # (B, M*F)
         return self.head(x.view(x.shape[0], m, -1).transpose(0, 1))
 
@@ -129,9 +128,10 @@ class EnsembleCNN(nn.Module):
         return x.transpose(0, 1).reshape(b, m * c, h, w)
 
 
-def _dropout(spec: TrainSpec, generator: torch.Generator | None) -> nn.Module:
+def _dropout(spec: TrainSpec, generator: torch.Generator | None, member_dim: int = 0) -> nn.Module:
     return make_dropout(spec.dropout, rate=spec.dropout_rate, sigma=spec.jumpout_sigma, p_min=spec.jumpout_p_min,
-                        p_max=spec.jumpout_p_max, exponent=spec.jumpout_exponent, generator=generator)
+                        p_max=spec.jumpout_p_max, exponent=spec.jumpout_exponent, generator=generator,
+                        member_dim=member_dim)
 
 
 def build_ensemble(kind: Literal["mlp", "cnn"], members: list[int], x_shape: tuple[int, ...], n_classes: int,

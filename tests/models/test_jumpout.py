@@ -199,25 +199,25 @@ def test_gradient_is_scale_at_kept_and_zero_at_dropped_units() -> None:
     assert torch.equal(h.grad[kept], scale[kept])
 
 
-def test_transposed_cnn_view_layout() -> None:
+def test_member_axis_inside_the_cnn_layout() -> None:
+    """The CNN's (B, M, C, H, W) view of grouped channels (member_dim=1) gets each member's own rate
+    from its own active fraction, and the same numbers as the member-first layout of the same memory."""
     n_members, batch = 3, 8
     fractions = torch.tensor([0.25, 0.5, 1.0])
-    # A (B, M, C, H, W) tensor seen as (M, B, C, H, W), as the CNN code produces it.
     base = torch.rand(batch, n_members, 4, 6, 6, generator=_gen(16)) + 0.5
-    keep = torch.rand(batch, n_members, 4, 6, 6, generator=_gen(17))
-    order = keep.transpose(0, 1).reshape(n_members, -1).argsort(dim=1).argsort(dim=1).float()
+    keep = torch.rand(n_members, batch * 4 * 6 * 6, generator=_gen(17))
+    order = keep.argsort(dim=1).argsort(dim=1).float()
     active = (order < fractions.view(-1, 1) * order.shape[1]).view(n_members, batch, 4, 6, 6)
     base = base * active.transpose(0, 1)
-    view = base.transpose(0, 1)
-    assert not view.is_contiguous() and view.shape == (n_members, batch, 4, 6, 6)
-    layer = Jumpout(sigma=0.1, p_min=0.1, p_max=0.2, generator=_gen(18))
-    out_view = layer(view)
+    layer = Jumpout(sigma=0.1, p_min=0.1, p_max=0.2, generator=_gen(18), member_dim=1)
+    out = layer(base)
     p, p_eff = layer.last_rate_, layer.last_effective_rate_
     torch.testing.assert_close(p_eff, (p / fractions).clamp(max=0.9), rtol=1e-6, atol=0)
-    out_contig = Jumpout(sigma=0.1, p_min=0.1, p_max=0.2, generator=_gen(18))(view.contiguous())
-    assert out_view.shape == view.shape
-    assert torch.equal(out_view, out_contig)
-    assert torch.all(out_view[view == 0] == 0)
+    assert out.shape == base.shape and torch.all(out[base == 0] == 0)
+    member_first = Jumpout(sigma=0.1, p_min=0.1, p_max=0.2, generator=_gen(18))(base.transpose(0, 1))
+    assert torch.equal(member_first.transpose(0, 1), out)
+    with pytest.raises(ValueError, match="member axis at dim 2"):
+        Jumpout(member_dim=2, generator=_gen())(torch.ones(2, 3))
 
 
 def test_low_precision_and_double_inputs_keep_dtype() -> None:
@@ -242,7 +242,7 @@ def test_invalid_arguments_raise() -> None:
         Jumpout(max_rate=1.0)
     with pytest.raises(ValueError, match="sigma"):
         Jumpout(sigma=-0.1)
-    with pytest.raises(ValueError, match="n_members"):
+    with pytest.raises(ValueError, match="member axis at dim 0"):
         Jumpout()(torch.ones(5))
     with pytest.raises(ValueError, match="rate"):
         MemberDropout(1.0)
