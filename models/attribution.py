@@ -13,7 +13,7 @@ accepts a member of `EnsembleMLP`/`EnsembleCNN` or a plain `nn.Sequential`. Ever
 a batch at once; attributions come back as numpy arrays shaped like x, in x's float dtype.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import numpy as np
@@ -99,6 +99,14 @@ class PiecewiseLinearNet:
 
     def logits(self, x: Tensor) -> Tensor:  # (B, *input) -> (B, K)
         return _forward(self, _as_input(x))[0][-1]
+
+    def to(self, device: torch.device | str) -> "PiecewiseLinearNet":
+        """The same network with its parameters on `device`; inputs on that device are explained there."""
+        def move(layer: Layer) -> Layer:
+            moved = {f.name: getattr(layer, f.name).to(device) for f in fields(layer)
+                     if isinstance(getattr(layer, f.name), Tensor)}
+            return replace(layer, **moved) if moved else layer
+        return PiecewiseLinearNet(tuple(move(layer) for layer in self.layers))
 
 
 @dataclass(frozen=True)
@@ -240,7 +248,7 @@ def _maxpool_from_module(mod: nn.MaxPool2d, name: str) -> MaxPool2d:
 # --- forward / backward ------------------------------------------------------------------------
 
 def _as_input(x: npt.ArrayLike | Tensor) -> Tensor:
-    t = torch.as_tensor(x).detach().cpu()
+    t = torch.as_tensor(x).detach()  # a tensor stays on its device (the network's parameters follow it)
     return t if t.is_floating_point() else t.to(torch.float64)
 
 
@@ -254,7 +262,7 @@ def _as_plnet(net: "PiecewiseLinearNet | nn.Module") -> PiecewiseLinearNet:
 
 
 def _cast(t: Tensor, like: Tensor) -> Tensor:
-    return t.to(like.dtype)
+    return t.to(device=like.device, dtype=like.dtype)
 
 
 def _affine_op(layer: Layer, a: Tensor, w: Tensor) -> Tensor:
@@ -347,7 +355,7 @@ def _prepare(net: "PiecewiseLinearNet | nn.Module", x: npt.ArrayLike | Tensor,
         acts, idx = _forward(pl, xt)
     if acts[-1].ndim != 2:
         raise ValueError(f"the network must end in logits shaped (B, K), got {tuple(acts[-1].shape)}")
-    return pl, xt, acts, idx, _targets(target, xt.shape[0], acts[-1].shape[1])
+    return pl, xt, acts, idx, _targets(target, xt.shape[0], acts[-1].shape[1]).to(xt.device)
 
 
 # --- attributions ------------------------------------------------------------------------------
@@ -357,7 +365,7 @@ def gradient_x_input(net: "PiecewiseLinearNet | nn.Module", x: npt.ArrayLike | T
                      target: int | npt.ArrayLike) -> np.ndarray:
     """grad logit_target(x) * x, shaped like x (B, ...)."""
     pl, xt, acts, idx, t = _prepare(net, x, target)
-    return (_gradients(pl, acts, idx, t)[0] * xt).numpy()
+    return (_gradients(pl, acts, idx, t)[0] * xt).cpu().numpy()
 
 
 @torch.no_grad()
@@ -368,11 +376,11 @@ def integrated_gradients(net: "PiecewiseLinearNet | nn.Module", x: npt.ArrayLike
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
     pl, xt, _, _, t = _prepare(net, x, target)
-    alphas = (torch.arange(n_steps, dtype=xt.dtype) + 0.5) / n_steps
+    alphas = (torch.arange(n_steps, dtype=xt.dtype, device=xt.device) + 0.5) / n_steps
     xs = (alphas.view(-1, *([1] * xt.ndim)) * xt).reshape(-1, *xt.shape[1:])  # (n*B, ...)
     acts, idx = _forward(pl, xs)
     grads = _gradients(pl, acts, idx, t.repeat(n_steps))[0].view(n_steps, *xt.shape)
-    return (grads.mean(dim=0) * xt).numpy()
+    return (grads.mean(dim=0) * xt).cpu().numpy()
 
 
 def _split(layer: Layer, a: Tensor, carry: Tensor, rule: Rule, eps: float) -> Tensor:
@@ -442,12 +450,12 @@ def bias_backprop(net: "PiecewiseLinearNet | nn.Module", x: npt.ArrayLike | Tens
             beta = _route(layer, beta, a, idx[i])
         beta_sums.insert(0, beta.flatten(1).sum(dim=1))
     grad_terms = torch.stack([(g * a).flatten(1).sum(dim=1) for g, a in zip(grads, acts)], dim=1)
-    share = torch.stack(shares, dim=1) if shares else torch.zeros(xt.shape[0], 0, dtype=xt.dtype)
+    share = torch.stack(shares, dim=1) if shares else torch.zeros(xt.shape[0], 0, dtype=xt.dtype, device=xt.device)
     return BiasAttribution(
-        input_attribution=beta.numpy(), per_layer_bias_share=share.numpy(),
-        bias_term=share.sum(dim=1).numpy(), gradient_term=grad_terms[:, 0].numpy(),
-        logit=acts[-1].gather(1, t.view(-1, 1)).squeeze(1).numpy(),
-        layer_beta_sum=torch.stack(beta_sums, dim=1).numpy(), layer_gradient_term=grad_terms.numpy(),
+        input_attribution=beta.cpu().numpy(), per_layer_bias_share=share.cpu().numpy(),
+        bias_term=share.sum(dim=1).cpu().numpy(), gradient_term=grad_terms[:, 0].cpu().numpy(),
+        logit=acts[-1].gather(1, t.view(-1, 1)).squeeze(1).cpu().numpy(),
+        layer_beta_sum=torch.stack(beta_sums, dim=1).cpu().numpy(), layer_gradient_term=grad_terms.cpu().numpy(),
     )
 
 

@@ -86,7 +86,7 @@ def explain_job(store: Store, settings: Settings, job: jobs.Job) -> None:
                                "methods": list(DEFAULT_METHODS)}
     try:
         if chosen:
-            compute_attributions(store, settings, job, chosen, DEFAULT_METHODS)
+            info["parts_seconds"] = compute_attributions(store, settings, job, chosen, DEFAULT_METHODS)
     except Exception as exc:  # attributions are extras: record why they are missing, keep the scores
         info.update(n_explained=0, error=f"{type(exc).__name__}: {exc}")
     info["seconds"] = round(time.perf_counter() - started, 2)
@@ -115,9 +115,10 @@ def explain_example(store: Store, settings: Settings, job_id: str, example_id: i
 
 
 def compute_attributions(store: Store, settings: Settings, job: jobs.Job, example_ids: Sequence[int],
-                         methods: Sequence[str]) -> None:
-    """Explain these examples for both targets with each method in a spawned worker, write the maps
-    (and heatmaps), then replace their rows in one transaction."""
+                         methods: Sequence[str]) -> dict[str, float]:
+    """Explain these examples for both targets with each method in a worker process (on the job's
+    device), write the maps (and heatmaps), then replace their rows in one transaction. Returns the
+    seconds of each part: {"worker": ..., "files": ..., "rows": ...}."""
     with store.reader() as cur:
         kind, n_classes, feature_names = cur.execute(
             "SELECT kind, n_classes, feature_names FROM datasets WHERE dataset_id = ?", [job.dataset_id]).fetchone()
@@ -134,17 +135,22 @@ def compute_attributions(store: Store, settings: Settings, job: jobs.Job, exampl
     targets = {"given": labels["given_label"].astype(int).tolist(),
                "suggested": labels["suggested_label"].astype(int).tolist()}
     ds = settings.datasets_dir / job.dataset_id
+    started = time.perf_counter()
     result = _run_worker(job_dir=str(settings.jobs_dir / job.job_id), spec_json=job.spec.model_dump_json(),
                          members_by_group=groups, x_path=str(ds / "X.npy"), y_path=str(ds / "y.npy"),
                          n_classes=n_classes, example_ids=ids.tolist(), targets=targets, methods=list(methods),
                          n_threads=settings.threads_per_worker())
+    worker_done = time.perf_counter()
     images = np.load(ds / "X.npy", mmap_mode="r") if kind == "image" else None
     names = json.loads(feature_names) if feature_names else None
     rows = _save_maps(settings, job.job_id, ids, targets, methods, result, images, names)
+    files_done = time.perf_counter()
     with store.transaction() as cur:
         cur.execute("DELETE FROM attributions WHERE job_id = ? AND example_id IN (SELECT unnest(?::INTEGER[])) "
                     "AND method IN (SELECT unnest(?::VARCHAR[]))", [job.job_id, ids.tolist(), list(methods)])
         insert_arrow(cur, "attributions", rows, {"job_id": job.job_id})
+    return {"worker": round(worker_done - started, 2), "files": round(files_done - worker_done, 2),
+            "rows": round(time.perf_counter() - files_done, 2)}
 
 
 def _run_worker(**kwargs: object) -> dict[str, dict[str, np.ndarray]]:

@@ -300,3 +300,20 @@ def test_extract_member_matches_the_vectorised_cnn_and_ensemble_mean():
     np.testing.assert_allclose(one, explain(members[0], x, 3, "bias"), **TOL)
     with pytest.raises(ValueError, match="pass extract_member"):
         explain(net, x, 3, "bias")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_attributions_on_cuda_match_the_cpu(kind):
+    """The explain worker runs a GPU-trained job's attributions on the GPU (float64 there too)."""
+    make, shape = CASES[kind]
+    pl, x = extract_member(make()), _inputs(shape)
+    on_gpu = pl.to("cuda")
+    assert all(t.is_cuda for layer in on_gpu.layers for t in vars(layer).values() if isinstance(t, torch.Tensor))
+    for method in METHODS:
+        np.testing.assert_allclose(explain(on_gpu, x.cuda(), 1, method), explain(pl, x, 1, method),
+                                   rtol=1e-9, atol=1e-9, err_msg=method)
+    gpu, cpu = bias_backprop(on_gpu, x.cuda(), 1), bias_backprop(pl, x, 1)
+    np.testing.assert_allclose(gpu.bias_term, cpu.bias_term, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gpu.logit, cpu.logit, rtol=1e-9, atol=1e-9)
