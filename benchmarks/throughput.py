@@ -57,16 +57,21 @@ from benchmarks import report as report_tables  # noqa: E402
 from benchmarks.report import markdown_table  # noqa: E402
 from models.ensemble import (  # noqa: E402  (private helpers: the benchmark times train_group's own parts)
     RECORD_CHUNK,
+    RECORD_CHUNK_CUDA,
     CompiledForward,
+    _Data,
     _epoch_augment,
     _epoch_order,
     _forward,
     _prepare,
     _record,
+    _rng_state,
     _save_checkpoint,
     augment_pad,
+    autocast,
     resolve_batch_size,
     resolve_device,
+    to_device,
     train_group,
 )
 from models.nets import build_ensemble  # noqa: E402
@@ -76,15 +81,18 @@ ROOT = Path(__file__).resolve().parent.parent
 VEC_TARGET = 10.0  # MLP: vectorised >= 10x one member after another (issue target, 2-core CPU)
 CLI_TARGET_S = 20.0  # curate score digits, 16 members x 30 epochs, end to end
 CLI_MEMBERS, CLI_EPOCHS = 16, 30
+GPU_TRAIN_TARGET, GPU_RECORD_TARGET = 300_000, 600_000  # ensemble-images/s, H100/H200, N = 16, Jumpout on
+GPU_JUMPOUT_OVERHEAD = 0.10
 N_TAB, D_TAB, N_CLASSES = 50_000, 64, 10
 CNN_PARAMS = 2_000_000
 CNN_BATCH = 128
 ROW_DEADLINE_S = 10.0  # most timed seconds per MLP row
 CLI_TIMEOUT_S = 60.0  # a curate score run is stopped (its process group killed) after this
 DEFAULTS = {  # per device type; the CPU ones keep the whole run near 8 minutes on 2 busy cores
-    "cpu": {"mlp_steps": 20, "cnn_images": 2048, "cnn_steps": 2, "cnn_members": "8", "record_images": 256},
+    "cpu": {"mlp_steps": 20, "cnn_images": 2048, "cnn_steps": 2, "cnn_members": "8", "record_images": 256,
+            "cnn_batch": 128},
     "cuda": {"mlp_steps": 200, "cnn_images": 50_000, "cnn_steps": 20, "cnn_members": "8,16",
-             "record_images": 50_000},
+             "record_images": 50_000, "cnn_batch": 512},
 }
 console = Console(stderr=True)
 
@@ -116,7 +124,8 @@ class StepRunner:
     def __init__(self, spec: TrainSpec, kind: str, data, members: list[int], x_shape: tuple[int, ...],
                  device: torch.device, batch_size: int, n_steps: int, fused: bool = False) -> None:
         gen = torch.Generator(device=device).manual_seed(spec.random_state)
-        self.net = build_ensemble(kind, members, x_shape, N_CLASSES, spec, gen).to(device)  # type: ignore[arg-type]
+        draws = None if spec.compile != "off" else gen  # as train_group: compiled dropout draws in-graph
+        self.net = to_device(build_ensemble(kind, members, x_shape, N_CLASSES, spec, draws), device)  # type: ignore[arg-type]
         extra = {"fused": True} if fused else {}
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=spec.learning_rate,
                                      weight_decay=spec.weight_decay, **extra)
@@ -125,6 +134,7 @@ class StepRunner:
         order = _epoch_order(all_idx, members, spec.random_state, 1, batch_size, n_steps)
         self.order = torch.as_tensor(order, device=device)  # (n_steps, M, B)
         self.call = CompiledForward(self.net, spec.compile) if spec.compile != "off" else None
+        self.amp = autocast(spec, device)
         self.pad, self.draws = 0, None
         if spec.augment != "none":  # as train_group: one (dy, dx, flip) per member and example, on the device
             self.pad = augment_pad(tuple(x_shape[1:]))  # type: ignore[arg-type]
@@ -134,7 +144,8 @@ class StepRunner:
     def step(self, i: int) -> None:
         idx = self.order[i % len(self.order)]
         draws = None if self.draws is None else self.draws[i % len(self.order)]
-        logits = _forward(self.net, self.data, idx, draws, self.pad, self.call)
+        with self.amp:  # as train_group: bf16 autocast on CUDA, the loss in fp32
+            logits = _forward(self.net, self.data, idx, draws, self.pad, self.call).float()
         loss = self.loss_fn(logits.flatten(0, 1), self.data.y[idx].flatten()).view(idx.shape).mean(dim=1).sum()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -354,6 +365,7 @@ def cnn_row(spec: TrainSpec, X: np.ndarray, y: np.ndarray, n: int, args, device)
 
 def run_cnn(args, device: torch.device) -> dict:
     torch.set_num_threads(args.threads[0])
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as train_group
     width, widths = pick_cnn_width()
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (args.cnn_images, 3, 32, 32), dtype=np.uint8)
@@ -365,6 +377,109 @@ def run_cnn(args, device: torch.device) -> dict:
         console.print(rows[-1])
     return {"cnn_width": width, "widths": widths, "n_images": args.cnn_images, "dropout": spec.dropout,
             "record_chunk": RECORD_CHUNK, "rows": rows}
+
+
+def run_cnn_variants(args, device: torch.device) -> dict:
+    """The issue's GPU targets on the reference CNN at the largest N: training steps with dropout none
+    or Jumpout, eager and under each compile mode (first step = compilation; Jumpout's draws are
+    in-graph when compiled), the record pass at several chunk sizes, eager and compiled, and a
+    torch.profiler table of the fastest Jumpout step (where the time goes)."""
+    torch.set_num_threads(args.threads[0])
+    width, _ = pick_cnn_width()
+    n, batch = max(args.cnn_members), args.cnn_batch
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, (args.cnn_images, 3, 32, 32), dtype=np.uint8)
+    y = rng.integers(0, N_CLASSES, args.cnn_images)
+    data = _prepare(X, y, "cnn", device)
+    rows, runners = [], {}
+    configs = [("off", "none", True), ("off", "jumpout", True), ("off", "jumpout", False)]
+    configs += [(mode, dropout, True) for mode in args.compile_modes for dropout in ("none", "jumpout")]
+    for mode, dropout, cudnn_benchmark in configs:
+        if device.type == "cuda":  # train_group turns it on; one row shows what it is worth
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+        spec = TrainSpec(model="cnn", cnn_width=width, batch_size=batch, device=str(device), dropout=dropout,
+                         compile=mode)
+        runner = StepRunner(spec, "cnn", data, list(range(n)), X.shape[1:], device, batch, args.cnn_steps + 4)
+        t = time.perf_counter()
+        runner.step(0)
+        sync(device)
+        first = time.perf_counter() - t
+        per_step, _, _ = time_steps([runner], 2, args.cnn_steps, device)
+        fell_back = runner.call is not None and runner.call.compiled is None
+        step = statistics.median(per_step)
+        rows.append({"n_members": n, "batch_size": batch, "dropout": dropout, "cudnn_benchmark": cudnn_benchmark,
+                     "compile": mode + (" (fell back to eager)" if fell_back else ""),
+                     "first_step_s": round(first, 2), "median_step_ms": round(1e3 * step, 2),
+                     "train_ensemble_images_per_s": round(n * batch / step)})
+        console.print(rows[-1])
+        if cudnn_benchmark:
+            runners[(mode, dropout)] = runner
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as train_group
+    for r in rows:
+        base = next((b for b in rows if b["compile"] == r["compile"] and b["dropout"] == "none"
+                     and b["cudnn_benchmark"] == r["cudnn_benchmark"]), None)
+        r["jumpout_overhead"] = round(r["median_step_ms"] / base["median_step_ms"] - 1, 3) if base else None
+    best = max((r for r in rows if r["dropout"] == "jumpout" and r["cudnn_benchmark"]),
+               key=lambda r: r["train_ensemble_images_per_s"])
+    profile = cnn_step_profile(runners[(best["compile"].split(" ")[0], "jumpout")], device) \
+        if device.type == "cuda" else []
+    record = record_rows(runners[("off", "jumpout")].net, data, n, args, device)
+    return {"cnn_width": width, "n_images": args.cnn_images, "rows": rows, "record_rows": record,
+            "profile_of": f"{best['compile']} + jumpout", "profile": profile,
+            "precision": "bf16 autocast" if device.type == "cuda" else "fp32"}
+
+
+def record_rows(net: nn.Module, data, n: int, args, device: torch.device) -> list[dict]:
+    """The record pass (`_record`, all members on all images) at chunk sizes around RECORD_CHUNK_CUDA,
+    eager and compiled."""
+    spec = TrainSpec(device=str(device))
+    default = ensemble_module.RECORD_CHUNK_CUDA if device.type == "cuda" else ensemble_module.RECORD_CHUNK
+    chunks = sorted({default // 4, default, default * 2}) if device.type == "cuda" else [default]
+    rows_per_pass = max(64, max(chunks) // n)  # whole passes only: no smaller last chunk to compile again
+    images = max(rows_per_pass, min(args.record_images, len(data.y)) // rows_per_pass * rows_per_pass)
+    sub = _Data(data.X[:images], data.y[:images], data.mean, data.std)
+    held = np.zeros((n, images), dtype=bool)
+    calls = [("off", None)] + [(m, torch.compile(net, mode=m)) for m in args.compile_modes]
+    rows = []
+    for mode, call in calls:
+        for chunk in chunks if call is None else [default]:  # compiled: one chunk size (each compiles anew)
+            ensemble_module.RECORD_CHUNK_CUDA = ensemble_module.RECORD_CHUNK = chunk
+            try:
+                for _ in range(2):  # the first pass compiles (one shape per chunk size and the last chunk)
+                    _record(net, sub, held, N_CLASSES, 0, 0, list(range(n)), 0.0, 0.0, autocast(spec, device), call)
+                sync(device)
+                t = time.perf_counter()
+                _record(net, sub, held, N_CLASSES, 0, 1, list(range(n)), 0.0, t, autocast(spec, device), call)
+                sync(device)
+                seconds = time.perf_counter() - t
+                rows.append({"compile": mode, "chunk_member_images": chunk, "images": images,
+                             "seconds": round(seconds, 3), "record_ensemble_images_per_s": round(n * images / seconds)})
+            except torch.OutOfMemoryError as exc:
+                rows.append({"compile": mode, "chunk_member_images": chunk, "images": images,
+                             "error": f"out of memory: {exc}"[:200]})
+            finally:
+                ensemble_module.RECORD_CHUNK_CUDA, ensemble_module.RECORD_CHUNK = RECORD_CHUNK_CUDA, RECORD_CHUNK
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            console.print(rows[-1])
+    return rows
+
+
+def cnn_step_profile(runner: StepRunner, device: torch.device, top: int = 15) -> list[dict]:
+    """CUDA time by kernel over 3 training steps (torch.profiler), the `top` largest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for i in range(3):
+            runner.step(i)
+        sync(device)
+    events = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0 and e.device_type.name == "CUDA"]
+    total = sum(e.device_time_total for e in events) or 1.0
+    events.sort(key=lambda e: e.device_time_total, reverse=True)
+    return [{"kernel": e.key[:90], "calls": e.count, "ms_per_step": round(e.device_time_total / 3e3, 3),
+             "share": round(e.device_time_total / total, 3)} for e in events[:top]]
 
 
 # --- 5. curate score end to end ----------------------------------------------------------------
@@ -466,7 +581,7 @@ def digits_parts(X: np.ndarray, y: np.ndarray, device: torch.device, threads: in
     out.update(record_cpu_ms(runner.net, data, CLI_MEMBERS, device))
     with tempfile.TemporaryDirectory() as ckpt:
         gen = torch.Generator(device=device)
-        ms = statistics.median(_timed(lambda: _save_checkpoint(Path(ckpt), 1, runner.net, runner.opt, gen), 5, device))
+        ms = statistics.median(_timed(lambda: _save_checkpoint(Path(ckpt), 1, runner.net, runner.opt, _rng_state(gen, device)), 5, device))
         out["ms_checkpoint_save"] = round(1e3 * ms, 1)
     for p in runner.net.parameters():
         p.grad = torch.randn_like(p)
@@ -582,7 +697,7 @@ def verdicts(report: dict) -> list[dict]:
         return None if threads > 1 and load > cores else met
 
     out = []
-    for r in report["mlp_steps"]["rows"]:
+    for r in report.get("mlp_steps", {}).get("rows", []):
         if "speedup_vs_sequential" in r:
             out.append({"target": f"MLP vectorised >= {VEC_TARGET:g}x one member after another "
                                   f"(N={r['n_members']}, {r['threads']} thread(s), steps)",
@@ -596,6 +711,27 @@ def verdicts(report: dict) -> list[dict]:
                         "shown": f"{r['train_speedup_vs_sequential']}x, load {r['load_average'][0]}",
                         "met": status(r["train_speedup_vs_sequential"] >= VEC_TARGET, r["threads"],
                                       r["load_average"][0])})
+    variants = report.get("cnn_variants")
+    if variants and report["machine"]["cuda_device"]:
+        jump = [r for r in variants["rows"] if r["dropout"] == "jumpout" and r["n_members"] >= 16
+                and r["cudnn_benchmark"]]
+        if jump:
+            best = max(jump, key=lambda r: r["train_ensemble_images_per_s"])
+            out.append({"target": f"GPU training >= {GPU_TRAIN_TARGET:,} ensemble-images/s with Jumpout at N=16",
+                        "shown": f"{best['train_ensemble_images_per_s']:,} (compile {best['compile']}, "
+                                 f"N={best['n_members']}, batch {best['batch_size']})",
+                        "met": best["train_ensemble_images_per_s"] >= GPU_TRAIN_TARGET})
+            out.append({"target": f"Jumpout overhead <= {GPU_JUMPOUT_OVERHEAD:.0%} (same compile mode)",
+                        "shown": f"{best['jumpout_overhead']:+.1%} in the fastest Jumpout variant; all: "
+                                 + ", ".join(f"{r['compile']} {r['jumpout_overhead']:+.1%}" for r in jump),
+                        "met": best["jumpout_overhead"] <= GPU_JUMPOUT_OVERHEAD})
+        done = [r for r in variants["record_rows"] if "record_ensemble_images_per_s" in r]
+        if done:
+            best = max(done, key=lambda r: r["record_ensemble_images_per_s"])
+            out.append({"target": f"GPU record pass >= {GPU_RECORD_TARGET:,} ensemble-images/s",
+                        "shown": f"{best['record_ensemble_images_per_s']:,} (compile {best['compile']}, chunk "
+                                 f"{best['chunk_member_images']:,} member-images)",
+                        "met": best["record_ensemble_images_per_s"] >= GPU_RECORD_TARGET})
     for r in report.get("cli", {}).get("rows", []):
         cpu = f"{r['cpu_seconds']} CPU s" if r["cpu_seconds"] is not None else "CPU s n/a"
         out.append({"target": f"curate score digits {CLI_MEMBERS}x{CLI_EPOCHS} <= {CLI_TARGET_S:g} s "
@@ -618,14 +754,15 @@ VERDICT = {True: "met", False: "missed", None: "not meaningful (oversubscribed)"
 def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of every table, shared by the terminal and the markdown file."""
     out = []
-    mlp = report["mlp_steps"]["rows"]
-    out.append(("MLP training steps, 50,000 x 64, batch 256 (" + report["mlp_steps"]["method"] + ")",
-                ["threads", "N", "mode", "AdamW", "ms/step", "ens-ex/s", "speed-up", "ens-ex/CPU-s", "CPU speed-up",
-                 "load"],
-                [[str(r["threads"]), str(r["n_members"]), r["mode"] + ("" if r["complete"] else " (partial)"),
-                  r["adamw"], f"{r['ms_per_step']:.1f}", f"{r['ensemble_examples_per_s']:,}",
-                  str(r.get("speedup_vs_sequential", "")), f"{r['ensemble_examples_per_cpu_s']:,}",
-                  str(r.get("cpu_speedup_vs_sequential", "")), str(r["load_average"][0])] for r in mlp]))
+    mlp = report.get("mlp_steps", {}).get("rows", [])
+    if mlp:
+        out.append(("MLP training steps, 50,000 x 64, batch 256 (" + report["mlp_steps"]["method"] + ")",
+                    ["threads", "N", "mode", "AdamW", "ms/step", "ens-ex/s", "speed-up", "ens-ex/CPU-s", "CPU speed-up",
+                     "load"],
+                    [[str(r["threads"]), str(r["n_members"]), r["mode"] + ("" if r["complete"] else " (partial)"),
+                      r["adamw"], f"{r['ms_per_step']:.1f}", f"{r['ensemble_examples_per_s']:,}",
+                      str(r.get("speedup_vs_sequential", "")), f"{r['ensemble_examples_per_cpu_s']:,}",
+                      str(r.get("cpu_speedup_vs_sequential", "")), str(r["load_average"][0])] for r in mlp]))
     if "dropout" in report:
         out.append(("Dropout overhead (vectorised, largest N)",
                     ["threads", "N", "dropout", "ms/step", "ens-ex/s", "slow-down vs none", "ens-ex/CPU-s", "load"],
@@ -666,6 +803,27 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                       str(r.get("record_ensemble_images_per_s", r.get("record_error"))),
                       str(r.get("record_ensemble_images_per_cpu_s", "")), str(r["load_average"][0])]
                      for r in cnn["rows"]]))
+    if "cnn_variants" in report:
+        v = report["cnn_variants"]
+        out.append((f"CNN variants: width {v['cnn_width']} (~2M parameters a member), {v['precision']}, "
+                    f"{v['n_images']:,} synthetic images",
+                    ["N", "batch", "dropout", "compile", "cudnn.benchmark", "first step s", "median step ms",
+                     "train ens-img/s", "Jumpout overhead"],
+                    [[str(r["n_members"]), str(r["batch_size"]), r["dropout"], r["compile"],
+                      "on" if r["cudnn_benchmark"] else "off", str(r["first_step_s"]), str(r["median_step_ms"]),
+                      f"{r['train_ensemble_images_per_s']:,}",
+                      f"{r['jumpout_overhead']:+.1%}" if r["jumpout_overhead"] is not None and r["dropout"] == "jumpout"
+                      else ""] for r in v["rows"]]))
+        out.append(("CNN record pass (all members on all images, eval, one pass)",
+                    ["compile", "chunk (member-images)", "images", "seconds", "record ens-img/s"],
+                    [[r["compile"], f"{r['chunk_member_images']:,}", f"{r['images']:,}", str(r.get("seconds", "")),
+                      f"{r['record_ensemble_images_per_s']:,}" if "record_ensemble_images_per_s" in r
+                      else r.get("error", "")] for r in v["record_rows"]]))
+        if v["profile"]:
+            out.append((f"Where a training step's GPU time goes ({v['profile_of']}, torch.profiler, top kernels)",
+                        ["kernel", "calls / 3 steps", "ms a step", "share"],
+                        [[r["kernel"], str(r["calls"]), str(r["ms_per_step"]), f"{r['share']:.1%}"]
+                         for r in v["profile"]]))
     if "cli" in report:
         out.append((f"curate score end to end: {report['cli']['job']}",
                     ["CURATE_TORCH_THREADS", "AdaBoost", "seconds", "CPU s (all processes)", f"<= {CLI_TARGET_S:g} s",
@@ -718,10 +876,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mlp-steps", type=int, help="timed MLP steps per row (default by device)")
     p.add_argument("--cnn-members", help="ensemble sizes of the CNN section (default: cpu 8, cuda 8,16)")
     p.add_argument("--cnn-images", type=int, help="synthetic CIFAR-shaped images (default: cpu 2048, cuda 50000)")
-    p.add_argument("--cnn-steps", type=int, help="timed CNN steps at batch 128 (default: cpu 2, cuda 20)")
+    p.add_argument("--cnn-steps", type=int, help="timed CNN steps (default: cpu 2, cuda 20)")
+    p.add_argument("--cnn-batch", type=int, help="batch of the CNN variants section (default: cpu 128, cuda 512)")
+    p.add_argument("--skip-variants", action="store_true", help="skip the CNN variants section (4b)")
     p.add_argument("--record-images", type=int, help="images of the CNN record pass (default: cpu 256, cuda all)")
     p.add_argument("--compile", default="default", help="torch.compile modes to time against eager, comma-separated "
                    "(default, reduce-overhead); empty to skip")
+    p.add_argument("--skip-mlp", action="store_true", help="skip the MLP sections (1-3)")
     p.add_argument("--skip-cnn", action="store_true")
     p.add_argument("--skip-cli", action="store_true")
     p.add_argument("--skip-epochs", action="store_true", help="skip the train_group epoch section")
@@ -735,7 +896,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.quick:
         args.members, args.mlp_steps, args.cnn_members, args.cnn_images = "2,4", 3, "2", 256
-        args.cnn_steps, args.record_images, args.skip_cli = 1, 32, True
+        args.cnn_steps, args.record_images, args.skip_cli, args.cnn_batch = 1, 32, True, 16
     args.compile_modes = [m for m in args.compile.split(",") if m]
     args.threads = [int(t) for t in str(args.threads).split(",")]
     args.members = [int(n) for n in str(args.members).split(",")]
@@ -749,14 +910,17 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     started = time.perf_counter()
     report: dict = {"machine": describe_machine(device), "quick": args.quick}
-    report["mlp_steps"] = section("1. MLP steps", lambda: run_mlp_steps(args, device))
-    report["dropout"] = section("2. dropout overhead", lambda: run_dropout(args, device))
-    if args.compile_modes:
+    if not args.skip_mlp:
+        report["mlp_steps"] = section("1. MLP steps", lambda: run_mlp_steps(args, device))
+        report["dropout"] = section("2. dropout overhead", lambda: run_dropout(args, device))
+    if args.compile_modes and not args.skip_mlp:
         report["compile"] = section("2b. torch.compile", lambda: run_compile(args, device))
-    if not args.skip_epochs:
+    if not args.skip_epochs and not args.skip_mlp:
         report["mlp_epochs"] = section("3. MLP epochs via train_group", lambda: run_mlp_epochs(args, device))
     if not args.skip_cnn:
         report["cnn"] = section("4. CNN", lambda: run_cnn(args, device))
+    if not args.skip_cnn and not args.skip_variants:
+        report["cnn_variants"] = section("4b. CNN variants", lambda: run_cnn_variants(args, device))
     if not args.skip_cli:
         report["cli"] = section("5. curate score end to end", lambda: run_cli(args, device))
     report["verdicts"] = verdicts(report)
