@@ -122,10 +122,12 @@ class StepRunner:
     """One member group's training step, as in train_group's loop: per-member batches idx (M, B)."""
 
     def __init__(self, spec: TrainSpec, kind: str, data, members: list[int], x_shape: tuple[int, ...],
-                 device: torch.device, batch_size: int, n_steps: int, fused: bool = False) -> None:
+                 device: torch.device, batch_size: int, n_steps: int, fused: bool = False,
+                 channels_last: bool | None = None) -> None:
         gen = torch.Generator(device=device).manual_seed(spec.random_state)
         draws = None if spec.compile != "off" else gen  # as train_group: compiled dropout draws in-graph
-        self.net = to_device(build_ensemble(kind, members, x_shape, N_CLASSES, spec, draws), device)  # type: ignore[arg-type]
+        net = build_ensemble(kind, members, x_shape, N_CLASSES, spec, draws)  # type: ignore[arg-type]
+        self.net = to_device(net, device, channels_last)  # None: as train_group
         extra = {"fused": True} if fused else {}
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=spec.learning_rate,
                                      weight_decay=spec.weight_decay, **extra)
@@ -316,13 +318,12 @@ def cnn_gflop(width: int) -> float:
 
 
 def pick_cnn_width() -> tuple[int, list[dict]]:
-    lo, hi = 4, 512  # params grow monotonically with width: bisect for the first width >= 2M
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (mid + 1, hi) if cnn_params(mid) < CNN_PARAMS else (lo, mid)
-    width = min((lo - 1, lo), key=lambda w: abs(cnn_params(w) - CNN_PARAMS))
+    """The multiple of 8 whose parameter count per member is nearest 2M (152: 2.08M). Channels in
+    multiples of 8 per member: on an H200, width 149 made cuDNN pad and transform every grouped
+    convolution (nhwcAddPaddingKernel, tensorTransformGeneric: 48 % of a step's GPU time)."""
+    width = min(range(128, 192, 8), key=lambda w: abs(cnn_params(w) - CNN_PARAMS))  # 2M lies in 1.5M..3.3M
     table = [{"cnn_width": w, "params_per_member": cnn_params(w), "forward_gflop_per_image": round(cnn_gflop(w), 3)}
-             for w in sorted({32, 64, 96, 128, width})]
+             for w in sorted({32, 64, 96, 128, 149, width})]
     return width, table
 
 
@@ -379,27 +380,45 @@ def run_cnn(args, device: torch.device) -> dict:
             "record_chunk": RECORD_CHUNK, "rows": rows}
 
 
+def variant_configs(args, device: torch.device, width: int) -> list[dict]:
+    """The rows of section 4b. On a GPU: the reference CNN at batch 512 (width 149, the first run's,
+    against its multiple-of-8 neighbour), channels_last against NCHW, eager against the first compile
+    mode; then the CNN a default `curate score` job trains (width 32, batch 256) under every compile
+    mode. On the CPU: the reference CNN, dropout none / Jumpout, eager and compiled. (cuDNN's
+    benchmark mode off measured the same as on, 134.27 ms, on the first H200 run.)"""
+    batch = args.cnn_batch
+    row = dict(width=width, batch=batch, channels_last=device.type == "cuda", compile="off", dropout="jumpout",
+               cudnn_benchmark=True)
+    if device.type != "cuda":
+        return [row | dict(dropout="none"), row] + [row | dict(compile=m, dropout=d) for m in args.compile_modes
+                                                     for d in ("none", "jumpout")]
+    rows = [row | dict(width=149), row | dict(dropout="none"), row, row | dict(channels_last=False)]
+    rows += [row | dict(compile=m, dropout=d) for m in args.compile_modes[:1] for d in ("none", "jumpout")]
+    job = row | dict(width=32, batch=256)
+    rows += [job | dict(dropout="none"), job, job | dict(channels_last=False)]
+    rows += [job | dict(compile=m) for m in args.compile_modes]
+    return rows
+
+
 def run_cnn_variants(args, device: torch.device) -> dict:
-    """The issue's GPU targets on the reference CNN at the largest N: training steps with dropout none
-    or Jumpout, eager and under each compile mode (first step = compilation; Jumpout's draws are
-    in-graph when compiled), the record pass at several chunk sizes, eager and compiled, and a
-    torch.profiler table of the fastest Jumpout step (where the time goes)."""
+    """Training steps at the largest N for each of `variant_configs` (first step = compilation;
+    Jumpout's draws are in-graph when compiled), the record pass by chunk size (and compiled with
+    --record-compile), and torch.profiler tables of the reference and the job-sized Jumpout steps."""
     torch.set_num_threads(args.threads[0])
     width, _ = pick_cnn_width()
-    n, batch = max(args.cnn_members), args.cnn_batch
+    n = max(args.cnn_members)
     rng = np.random.default_rng(1)
     X = rng.integers(0, 256, (args.cnn_images, 3, 32, 32), dtype=np.uint8)
     y = rng.integers(0, N_CLASSES, args.cnn_images)
     data = _prepare(X, y, "cnn", device)
     rows, runners = [], {}
-    configs = [("off", "none", True), ("off", "jumpout", True), ("off", "jumpout", False)]
-    configs += [(mode, dropout, True) for mode in args.compile_modes for dropout in ("none", "jumpout")]
-    for mode, dropout, cudnn_benchmark in configs:
+    for cfg in variant_configs(args, device, width):
         if device.type == "cuda":  # train_group turns it on; one row shows what it is worth
-            torch.backends.cudnn.benchmark = cudnn_benchmark
-        spec = TrainSpec(model="cnn", cnn_width=width, batch_size=batch, device=str(device), dropout=dropout,
-                         compile=mode)
-        runner = StepRunner(spec, "cnn", data, list(range(n)), X.shape[1:], device, batch, args.cnn_steps + 4)
+            torch.backends.cudnn.benchmark = cfg["cudnn_benchmark"]
+        spec = TrainSpec(model="cnn", cnn_width=cfg["width"], batch_size=cfg["batch"], device=str(device),
+                         dropout=cfg["dropout"], compile=cfg["compile"])
+        runner = StepRunner(spec, "cnn", data, list(range(n)), X.shape[1:], device, cfg["batch"], args.cnn_steps + 4,
+                            channels_last=cfg["channels_last"])
         t = time.perf_counter()
         runner.step(0)
         sync(device)
@@ -407,28 +426,32 @@ def run_cnn_variants(args, device: torch.device) -> dict:
         per_step, _, _ = time_steps([runner], 2, args.cnn_steps, device)
         fell_back = runner.call is not None and runner.call.compiled is None
         step = statistics.median(per_step)
-        rows.append({"n_members": n, "batch_size": batch, "dropout": dropout, "cudnn_benchmark": cudnn_benchmark,
-                     "compile": mode + (" (fell back to eager)" if fell_back else ""),
-                     "first_step_s": round(first, 2), "median_step_ms": round(1e3 * step, 2),
-                     "train_ensemble_images_per_s": round(n * batch / step)})
+        rows.append(cfg | {"n_members": n, "compile": cfg["compile"] + (" (fell back to eager)" if fell_back else ""),
+                           "first_step_s": round(first, 2), "median_step_ms": round(1e3 * step, 2),
+                           "train_ensemble_images_per_s": round(n * cfg["batch"] / step)})
         console.print(rows[-1])
-        if cudnn_benchmark:
-            runners[(mode, dropout)] = runner
+        runners[tuple(cfg.values())] = runner
         if device.type == "cuda":
             torch.cuda.empty_cache()
     torch.backends.cudnn.benchmark = device.type == "cuda"  # as train_group
+    same = ("width", "batch", "channels_last", "compile", "cudnn_benchmark")
     for r in rows:
-        base = next((b for b in rows if b["compile"] == r["compile"] and b["dropout"] == "none"
-                     and b["cudnn_benchmark"] == r["cudnn_benchmark"]), None)
+        base = next((b for b in rows if b["dropout"] == "none" and all(b[k] == r[k] for k in same)), None)
         r["jumpout_overhead"] = round(r["median_step_ms"] / base["median_step_ms"] - 1, 3) if base else None
-    best = max((r for r in rows if r["dropout"] == "jumpout" and r["cudnn_benchmark"]),
-               key=lambda r: r["train_ensemble_images_per_s"])
-    profile = cnn_step_profile(runners[(best["compile"].split(" ")[0], "jumpout")], device) \
-        if device.type == "cuda" else []
-    record = record_rows(runners[("off", "jumpout")].net, data, n, args, device)
+    profiles = {}
+    for w in sorted({width, 32}, reverse=True):  # the fastest Jumpout step of each width
+        candidates = [r for r in rows if r["dropout"] == "jumpout" and r["width"] == w and r["cudnn_benchmark"]]
+        if not candidates:
+            continue
+        best = max(candidates, key=lambda r: r["train_ensemble_images_per_s"])
+        key = (best["width"], best["batch"], best["channels_last"], best["compile"].split(" ")[0], "jumpout", True)
+        label = (f"width {w}, batch {best['batch']}, compile {best['compile']}, "
+                 f"{'channels_last' if best['channels_last'] else 'NCHW'}, jumpout")
+        profiles[label] = cnn_step_profile(runners[key], device) if device.type == "cuda" else []
+    ref = next(r for key, r in runners.items() if key[0] == width and key[3] == "off" and key[4] == "jumpout")
+    record = record_rows(ref.net, data, n, args, device)
     return {"cnn_width": width, "n_images": args.cnn_images, "rows": rows, "record_rows": record,
-            "profile_of": f"{best['compile']} + jumpout", "profile": profile,
-            "precision": "bf16 autocast" if device.type == "cuda" else "fp32"}
+            "profiles": profiles, "precision": "bf16 autocast" if device.type == "cuda" else "fp32"}
 
 
 def record_rows(net: nn.Module, data, n: int, args, device: torch.device) -> list[dict]:
@@ -438,10 +461,10 @@ def record_rows(net: nn.Module, data, n: int, args, device: torch.device) -> lis
     default = ensemble_module.RECORD_CHUNK_CUDA if device.type == "cuda" else ensemble_module.RECORD_CHUNK
     chunks = sorted({default // 4, default, default * 2}) if device.type == "cuda" else [default]
     rows_per_pass = max(64, max(chunks) // n)  # whole passes only: no smaller last chunk to compile again
-    images = max(rows_per_pass, min(args.record_images, len(data.y)) // rows_per_pass * rows_per_pass)
+    images = min(len(data.y), max(rows_per_pass, min(args.record_images, len(data.y)) // rows_per_pass * rows_per_pass))
     sub = _Data(data.X[:images], data.y[:images], data.mean, data.std)
     held = np.zeros((n, images), dtype=bool)
-    calls = [("off", None)] + [(m, torch.compile(net, mode=m)) for m in args.compile_modes]
+    calls = [("off", None)] + [(m, torch.compile(net, mode=m)) for m in args.compile_modes if args.record_compile]
     rows = []
     for mode, call in calls:
         for chunk in chunks if call is None else [default]:  # compiled: one chunk size (each compiles anew)
@@ -714,12 +737,12 @@ def verdicts(report: dict) -> list[dict]:
     variants = report.get("cnn_variants")
     if variants and report["machine"]["cuda_device"]:
         jump = [r for r in variants["rows"] if r["dropout"] == "jumpout" and r["n_members"] >= 16
-                and r["cudnn_benchmark"]]
+                and r["cudnn_benchmark"] and r["width"] == variants["cnn_width"]]
         if jump:
             best = max(jump, key=lambda r: r["train_ensemble_images_per_s"])
             out.append({"target": f"GPU training >= {GPU_TRAIN_TARGET:,} ensemble-images/s with Jumpout at N=16",
                         "shown": f"{best['train_ensemble_images_per_s']:,} (compile {best['compile']}, "
-                                 f"N={best['n_members']}, batch {best['batch_size']})",
+                                 f"N={best['n_members']}, batch {best['batch']}, width {best['width']})",
                         "met": best["train_ensemble_images_per_s"] >= GPU_TRAIN_TARGET})
             out.append({"target": f"Jumpout overhead <= {GPU_JUMPOUT_OVERHEAD:.0%} (same compile mode)",
                         "shown": f"{best['jumpout_overhead']:+.1%} in the fastest Jumpout variant; all: "
@@ -805,13 +828,13 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                      for r in cnn["rows"]]))
     if "cnn_variants" in report:
         v = report["cnn_variants"]
-        out.append((f"CNN variants: width {v['cnn_width']} (~2M parameters a member), {v['precision']}, "
-                    f"{v['n_images']:,} synthetic images",
-                    ["N", "batch", "dropout", "compile", "cudnn.benchmark", "first step s", "median step ms",
-                     "train ens-img/s", "Jumpout overhead"],
-                    [[str(r["n_members"]), str(r["batch_size"]), r["dropout"], r["compile"],
-                      "on" if r["cudnn_benchmark"] else "off", str(r["first_step_s"]), str(r["median_step_ms"]),
-                      f"{r['train_ensemble_images_per_s']:,}",
+        out.append((f"CNN variants, N = {v['rows'][0]['n_members']}, {v['precision']}, {v['n_images']:,} synthetic "
+                    f"images (width {v['cnn_width']}: ~2M parameters a member; 32: the default job's)",
+                    ["width", "batch", "layout", "dropout", "compile", "cudnn.benchmark", "first step s",
+                     "median step ms", "train ens-img/s", "Jumpout overhead"],
+                    [[str(r["width"]), str(r["batch"]), "channels_last" if r["channels_last"] else "NCHW",
+                      r["dropout"], r["compile"], "on" if r["cudnn_benchmark"] else "off", str(r["first_step_s"]),
+                      str(r["median_step_ms"]), f"{r['train_ensemble_images_per_s']:,}",
                       f"{r['jumpout_overhead']:+.1%}" if r["jumpout_overhead"] is not None and r["dropout"] == "jumpout"
                       else ""] for r in v["rows"]]))
         out.append(("CNN record pass (all members on all images, eval, one pass)",
@@ -819,11 +842,10 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                     [[r["compile"], f"{r['chunk_member_images']:,}", f"{r['images']:,}", str(r.get("seconds", "")),
                       f"{r['record_ensemble_images_per_s']:,}" if "record_ensemble_images_per_s" in r
                       else r.get("error", "")] for r in v["record_rows"]]))
-        if v["profile"]:
-            out.append((f"Where a training step's GPU time goes ({v['profile_of']}, torch.profiler, top kernels)",
+        for label, profile in v.get("profiles", {}).items():
+            out.append((f"Where a training step's GPU time goes ({label}; torch.profiler, top kernels)",
                         ["kernel", "calls / 3 steps", "ms a step", "share"],
-                        [[r["kernel"], str(r["calls"]), str(r["ms_per_step"]), f"{r['share']:.1%}"]
-                         for r in v["profile"]]))
+                        [[r["kernel"], str(r["calls"]), str(r["ms_per_step"]), f"{r['share']:.1%}"] for r in profile]))
     if "cli" in report:
         out.append((f"curate score end to end: {report['cli']['job']}",
                     ["CURATE_TORCH_THREADS", "AdaBoost", "seconds", "CPU s (all processes)", f"<= {CLI_TARGET_S:g} s",
@@ -879,6 +901,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cnn-steps", type=int, help="timed CNN steps (default: cpu 2, cuda 20)")
     p.add_argument("--cnn-batch", type=int, help="batch of the CNN variants section (default: cpu 128, cuda 512)")
     p.add_argument("--skip-variants", action="store_true", help="skip the CNN variants section (4b)")
+    p.add_argument("--record-compile", action="store_true", help="also time the record pass compiled (4b)")
     p.add_argument("--record-images", type=int, help="images of the CNN record pass (default: cpu 256, cuda all)")
     p.add_argument("--compile", default="default", help="torch.compile modes to time against eager, comma-separated "
                    "(default, reduce-overhead); empty to skip")

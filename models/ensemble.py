@@ -27,7 +27,7 @@ from models.spec import TrainSpec
 
 log = logging.getLogger("curate.training")
 RECORD_CHUNK = 4096  # examples x members per forward pass of the record pass on the CPU (cache-sized)
-RECORD_CHUNK_CUDA = 32768  # on a GPU: large enough to fill it, small enough for a 2M-parameter CNN's activations
+RECORD_CHUNK_CUDA = 8192  # on a GPU: the fastest of 8192, 32768, 65536 on an H200 (benchmarks/results/gpu)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -176,10 +176,16 @@ def shift_flip(x: Tensor, draws: Tensor, pad: int) -> Tensor:
     return out.permute(0, 1, 4, 2, 3)
 
 
-def to_device(net: nn.Module, device: torch.device) -> nn.Module:
-    """The network on `device`; a CNN on a GPU in channels_last (faster convolutions on tensor cores)."""
+CUDA_CHANNELS_LAST = True  # a CNN on a GPU in channels_last: the layout tensor cores convolve natively
+
+
+def to_device(net: nn.Module, device: torch.device, channels_last: bool | None = None) -> nn.Module:
+    """The network on `device`; a CNN in channels_last where `channels_last` (None: on a GPU, if
+    CUDA_CHANNELS_LAST)."""
     net = net.to(device)
-    if isinstance(net, EnsembleCNN) and device.type == "cuda":
+    if channels_last is None:
+        channels_last = device.type == "cuda" and CUDA_CHANNELS_LAST
+    if isinstance(net, EnsembleCNN) and channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net
 
