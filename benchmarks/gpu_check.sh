@@ -9,7 +9,7 @@
 #      SCORE_SET="compile=default" adds `--set compile=default`; SCORE_SET=auto picks the compile mode
 #      whose job-sized rows in section 4b give the shortest 20 epochs, compilation included.
 #   Knobs: MLP=1 adds the MLP sections (with COMPILE="default,reduce-overhead" their compile rows),
-#   CNN=0 drops the CNN sections, TESTS=0 the tests; THROUGHPUT_S, SCORE_S, TESTS_S are the limits.
+#   CNN=0 drops the CNN sections (CNN_BASIC=0 only section 4), TESTS=0 the tests; THROUGHPUT_S, SCORE_S, TESTS_S are the limits.
 #   3. the gpu-marked tests (bf16 autocast, device paths, each compile mode).
 #
 # The lent machines have torch, numpy, scikit-learn, scipy, pyarrow, pillow, rich, typer, httpx and
@@ -45,6 +45,7 @@ tail -1 "$OUT/env.txt"
 if [ "$SMALL" = 1 ]; then size=(--cnn-images 512 --cnn-steps 1 --cnn-batch 16 --record-images 128 --members 2 \
                                  --mlp-steps 3); else size=(); fi
 skip=(--skip-mlp); [ "$MLP" = 1 ] && skip=()
+[ "${CNN_BASIC:-1}" = 1 ] || skip+=(--skip-cnn-basic)
 [ "$CNN" = 1 ] || skip+=(--skip-cnn)
 timeout "${THROUGHPUT_S:-240}" $PY benchmarks/throughput.py --device "$DEVICE" --threads 1 --skip-cli --skip-epochs --cnn-members 16 \
     --compile "${COMPILE:-default}" "${skip[@]}" "${size[@]}" --out "$OUT" > "$OUT/throughput.log" 2>&1
@@ -78,7 +79,7 @@ fi
 extra=(); [ -n "$SCORE_SET" ] && extra=(--set "$SCORE_SET")
 epochs=20; [ "$SMALL" = 1 ] && epochs=2
 start=$EPOCHREALTIME
-timeout "${SCORE_S:-150}" $PY -m service score /tmp/cifar_synth.npz --members 16 --epochs $epochs --device "$DEVICE" \
+timeout "${SCORE_S:-120}" $PY -m service score /tmp/cifar_synth.npz --members 16 --epochs $epochs --device "$DEVICE" \
     --data-dir /tmp/curate-gpu "${extra[@]}" > "$OUT/score.log" 2>&1
 rc=$?
 end=$EPOCHREALTIME

@@ -184,6 +184,7 @@ def section(name: str, fn: Callable[[], dict]) -> dict:
     result = fn()
     result.update(load_average_before=before, load_average_after=load_average(),
                   section_seconds=round(time.perf_counter() - t, 1))
+    console.print_json(json.dumps({name: result}, default=str))  # in the log even if a later section is cut off
     return result
 
 
@@ -901,6 +902,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cnn-steps", type=int, help="timed CNN steps (default: cpu 2, cuda 20)")
     p.add_argument("--cnn-batch", type=int, help="batch of the CNN variants section (default: cpu 128, cuda 512)")
     p.add_argument("--skip-variants", action="store_true", help="skip the CNN variants section (4b)")
+    p.add_argument("--skip-cnn-basic", action="store_true", help="skip section 4 (4b still runs)")
     p.add_argument("--record-compile", action="store_true", help="also time the record pass compiled (4b)")
     p.add_argument("--record-images", type=int, help="images of the CNN record pass (default: cpu 256, cuda all)")
     p.add_argument("--compile", default="default", help="torch.compile modes to time against eager, comma-separated "
@@ -940,7 +942,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["compile"] = section("2b. torch.compile", lambda: run_compile(args, device))
     if not args.skip_epochs and not args.skip_mlp:
         report["mlp_epochs"] = section("3. MLP epochs via train_group", lambda: run_mlp_epochs(args, device))
-    if not args.skip_cnn:
+    if not args.skip_cnn and not args.skip_cnn_basic:
         report["cnn"] = section("4. CNN", lambda: run_cnn(args, device))
     if not args.skip_cnn and not args.skip_variants:
         report["cnn_variants"] = section("4b. CNN variants", lambda: run_cnn_variants(args, device))
