@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from sklearn.ensemble import AdaBoostClassifier
 from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 
-from models.adaboost import AdaBoostBaseline, boosting_features
+from models.adaboost import MAX_BINS, AdaBoostBaseline, _bin_features, boosting_features
 from models.predictions import EpochRecord, PredictionRecord
 from scoring.agreement import (
     check_curves_ordered,
@@ -37,7 +39,9 @@ def test_early_stop_is_padded_with_last_stage(n_classes, max_depth):
     y = np.repeat(np.arange(n_classes), 2)
     model = AdaBoostBaseline(n_rounds=10, max_depth=max_depth, random_state=0).fit(X, y)
     assert model.n_stages_fitted_ < 10
-    assert model.n_stages_fitted_ == len(model.classifier_.estimators_) == 1
+    fitted = model.stumps_ if max_depth == 1 else model.classifier_.estimators_
+    assert model.n_stages_fitted_ == len(fitted) == len(model.stage_weights_) == 1
+    assert model.stage_weights_[0] == 1.0  # a perfect learner votes with weight 1, as in sklearn
     assert model.predicted_label_.shape == (10, y.size)
     assert model.stage_proba_.shape == (10, y.size, n_classes)
     last = model.n_stages_fitted_ - 1
@@ -169,9 +173,124 @@ def test_input_validation():
         AdaBoostBaseline(n_rounds=0).fit(X, y)
     with pytest.raises(ValueError, match="not fitted"):
         AdaBoostBaseline().stage_records(y)
+    with pytest.raises(ValueError, match="learning_rate"):
+        AdaBoostBaseline(learning_rate=0.0).fit(X, y)
+    with pytest.raises(ValueError, match="finite"):
+        AdaBoostBaseline(n_rounds=3).fit(np.where(X > 1, np.nan, X), y)
     model = AdaBoostBaseline(n_rounds=3).fit(X, y)
     with pytest.raises(ValueError, match=r"\(5,\)"):
         model.stage_records(y[:5])
+    with pytest.raises(ValueError, match="3 features, expected 4"):
+        model.predict(X[:, :3])
+
+
+# ---------------------------------------------------------------- histogram stumps vs scikit-learn
+
+
+def _sklearn_stumps(X, y, n_rounds, learning_rate=1.0):
+    """scikit-learn's SAMME on exact stumps, the engine our histogram stumps replace."""
+    return AdaBoostClassifier(
+        estimator=DecisionTreeClassifier(max_depth=1), n_estimators=n_rounds,
+        learning_rate=learning_rate, random_state=0,
+    ).fit(X, y)
+
+
+def _integer_blobs(n_classes, n=600, n_features=6, random_state=0):
+    """Integer features (under 20 distinct values each) shifted by class: exact-split territory."""
+    rng = np.random.default_rng(random_state)
+    y = rng.integers(0, n_classes, n)
+    X = rng.integers(0, 12, (n, n_features)) + y[:, None] * rng.integers(0, 3, n_features)
+    return X, y
+
+
+def _few_valued(name):
+    if name == "digits":
+        return load_digits(return_X_y=True)
+    X, y = _integer_blobs(n_classes=2 if name == "two classes" else 3)
+    if name == "class 1 missing":
+        y = np.where(y == 1, 2, y)
+    if name == "constant features":
+        X = np.column_stack([np.full(len(y), 7), X[:, :3], np.zeros(len(y)), X[:, 3:]])
+    return X, y
+
+
+@pytest.mark.parametrize(
+    "name, n_rounds, learning_rate",
+    [("digits", 60, 0.5), ("three classes", 40, 1.0), ("two classes", 40, 1.0),
+     ("class 1 missing", 30, 1.0), ("constant features", 30, 1.0)],
+)
+def test_stumps_match_sklearn_where_splits_are_exact(name, n_rounds, learning_rate):
+    # At most 256 distinct values per feature: the histogram sees every split the exact tree
+    # sees, so stages match sklearn's up to ties between equally good splits (none here: on
+    # digits the largest probability gap is 4e-9, the float32 rounding of stage_proba_).
+    X, y = _few_valued(name)
+    model = AdaBoostBaseline(n_rounds=n_rounds, learning_rate=learning_rate).fit(X, y)
+    clf = _sklearn_stumps(X, y, n_rounds, learning_rate)
+    n_stages = len(clf.estimators_)
+    assert model.n_stages_fitted_ == n_stages
+    np.testing.assert_allclose(model.stage_weights_, clf.estimator_weights_[:n_stages], rtol=1e-9)
+    labels = np.stack(list(clf.staged_predict(X)))
+    assert (model.predicted_label_[:n_stages] == labels).mean() >= 0.99
+    proba = np.stack(list(clf.staged_predict_proba(X)))  # columns: clf.classes_
+    np.testing.assert_allclose(model.stage_proba_[:n_stages][:, :, clf.classes_], proba, atol=1e-6)
+    if name == "constant features":
+        assert not {f for f, *_ in model.stumps_} & {0, 4}
+
+
+def test_stumps_on_continuous_features_train_as_well_as_sklearn():
+    # Thousands of distinct values per feature: quantile bins, so a stump may cut elsewhere than
+    # the exact tree, but boosting should fit the training set as well.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 3000)
+    X = rng.normal(size=(3000, 8)) + 0.3 * y[:, None]
+    model = AdaBoostBaseline(n_rounds=40).fit(X, y)
+    clf = _sklearn_stumps(X, y, 40)
+    assert model.n_stages_fitted_ == len(clf.estimators_) == 40
+    ours, theirs = (model.predicted_label_[-1] == y).mean(), (clf.predict(X) == y).mean()
+    assert abs(ours - theirs) <= 0.02
+    np.testing.assert_array_equal(model.predict(X), model.predicted_label_[-1])
+
+
+def test_bins_split_where_thresholds_say():
+    rng = np.random.default_rng(0)
+    n = 3000
+    X = np.column_stack([
+        rng.normal(size=n),  # continuous: quantile bins
+        rng.integers(0, 5, n),  # few values: every midpoint
+        np.full(n, 3.0),  # constant: no threshold
+        np.where(rng.random(n) < 0.5, 0.0, rng.normal(size=n)),  # half tied at 0
+        np.minimum(rng.normal(size=n), 0.5),  # a third tied at the top value
+    ]).astype(np.float32)
+    bins, thresholds = _bin_features(X)
+    assert bins.shape == (5, n) and bins.dtype == np.uint8
+    cuts = [row[np.isfinite(row)] for row in thresholds]  # +inf pads the rows
+    for f in range(X.shape[1]):
+        assert (np.diff(cuts[f]) > 0).all() and cuts[f].size < MAX_BINS
+        np.testing.assert_array_equal(bins[f], np.searchsorted(cuts[f], X[:, f], side="left"))
+        assert (np.bincount(bins[f]) > 0).all()  # no empty bin, so every cut is a real split
+    assert cuts[0].size == MAX_BINS - 1
+    assert np.bincount(bins[0]).max() < 2 * n / MAX_BINS  # quantiles: bins of about n / 256
+    np.testing.assert_array_equal(cuts[1], [0.5, 1.5, 2.5, 3.5])
+    assert cuts[2].size == 0
+    assert 0 <= np.bincount(bins[3]).max() - (X[:, 3] == 0).sum() < 2 * n / MAX_BINS  # 0s in one bin
+    assert cuts[4].size < MAX_BINS - 60 and cuts[4].max() < 0.5  # none at or above the top value
+
+
+@pytest.mark.parametrize("max_depth", [1, 3])
+def test_worse_than_chance_stops_boosting(max_depth):
+    # Constant feature: round 1 predicts class 0 (err 1/4); reweighting then gives both classes
+    # the same weight, so no learner beats chance (err 1/2): the second is dropped and boosting
+    # stops after one stage, as in sklearn.
+    X, y = np.zeros((4, 1)), np.array([0, 0, 0, 1])
+    model = AdaBoostBaseline(n_rounds=5, max_depth=max_depth, random_state=0).fit(X, y)
+    assert model.n_stages_fitted_ == len(_sklearn_stumps(X, y, 5).estimators_) == 1
+    np.testing.assert_array_equal(model.predicted_label_, np.zeros((5, 4)))
+    np.testing.assert_array_equal(model.stage_proba_[1:], model.stage_proba_[:-1])
+    if max_depth == 1:
+        assert model.stumps_ == [(-1, np.inf, 0, 0)]
+    # Balanced classes: the very first learner is no better than chance.
+    with pytest.raises(ValueError, match="worse than random"):
+        AdaBoostBaseline(n_rounds=5, max_depth=max_depth, random_state=0).fit(X, [0, 0, 1, 1])
 
 
 # ---------------------------------------------------------------- end to end on digits
@@ -203,7 +322,7 @@ def test_digits_stumps_learning_curve():
     model.fit(Xtr, ytr)
     curve = (model.predicted_label_ == ytr).mean(axis=1)
     assert curve[0] < 0.3 and curve[-1] > 0.8
-    assert (model.classifier_.predict(Xte) == yte).mean() > 0.75  # chance = 0.1
+    assert (model.predict(Xte) == yte).mean() > 0.75  # chance = 0.1
 
 
 def test_digits_boosting_agrees_with_linear_family():
@@ -211,7 +330,7 @@ def test_digits_boosting_agrees_with_linear_family():
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     params = dict(n_rounds=50, max_depth=3, learning_rate=0.5, random_state=0)
     held = AdaBoostBaseline(**params).fit(Xtr, ytr)
-    assert (held.classifier_.predict(Xte) == yte).mean() > 0.9
+    assert (held.predict(Xte) == yte).mean() > 0.9
 
     model = AdaBoostBaseline(**params).fit(X, y)
     boost = compute_boosting_accessibility(model.predicted_label_, y)
