@@ -38,7 +38,8 @@ def measure(impl: str, n: int, n_rounds: int) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    from models.adaboost import AdaBoostBaseline, _bin_features, _boost_stumps, _staged_samme, boosting_features
+    from models.adaboost import AdaBoostBaseline, boosting_features
+    from models.stumps import bin_features, boost_stumps, staged_samme
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, n)
@@ -52,8 +53,8 @@ def measure(impl: str, n: int, n_rounds: int) -> dict:
         if impl == "histogram":  # the engine alone first: the part the scikit-learn row also does
             started = time.perf_counter()
             classes, y_index = np.unique(y, return_inverse=True)
-            stumps, alphas, preds = _boost_stumps(_bin_features(X)[0], y_index, classes.size, n_rounds, 1.0)
-            for _ in _staged_samme(preds, alphas, classes.size):
+            stumps, alphas, preds = boost_stumps(bin_features(X)[0], y_index, classes.size, n_rounds, 1.0)
+            for _ in staged_samme(preds, alphas, classes.size):
                 pass
             row["engine_seconds"] = round(time.perf_counter() - started, 3)
             del stumps, alphas, preds

@@ -9,8 +9,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from models.adaboost import MAX_BINS, AdaBoostBaseline, _bin_features, boosting_features
+from models.adaboost import AdaBoostBaseline, boosting_features
 from models.predictions import EpochRecord, PredictionRecord
+from models.stumps import MAX_BINS, bin_features
 from scoring.agreement import (
     check_curves_ordered,
     compute_boosting_accessibility,
@@ -261,7 +262,7 @@ def test_bins_split_where_thresholds_say():
         np.where(rng.random(n) < 0.5, 0.0, rng.normal(size=n)),  # half tied at 0
         np.minimum(rng.normal(size=n), 0.5),  # a third tied at the top value
     ]).astype(np.float32)
-    bins, thresholds = _bin_features(X)
+    bins, thresholds = bin_features(X)
     assert bins.shape == (5, n) and bins.dtype == np.uint8
     cuts = [row[np.isfinite(row)] for row in thresholds]  # +inf pads the rows
     for f in range(X.shape[1]):
