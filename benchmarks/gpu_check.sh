@@ -47,7 +47,7 @@ if [ "$SMALL" = 1 ]; then size=(--cnn-images 512 --cnn-steps 1 --cnn-batch 16 --
 skip=(--skip-mlp); [ "$MLP" = 1 ] && skip=()
 [ "${CNN_BASIC:-1}" = 1 ] || skip+=(--skip-cnn-basic)
 [ "$CNN" = 1 ] || skip+=(--skip-cnn)
-timeout "${THROUGHPUT_S:-240}" $PY benchmarks/throughput.py --device "$DEVICE" --threads 1 --skip-cli --skip-epochs --cnn-members 16 \
+timeout "${THROUGHPUT_S:-240}" $PY benchmarks/throughput.py --device "$DEVICE" --threads 1 --skip-cli --skip-epochs --cnn-members 16 --variants \
     --compile "${COMPILE:-default}" "${skip[@]}" "${size[@]}" --out "$OUT" > "$OUT/throughput.log" 2>&1
 echo "throughput rc $?"
 grep -E "^(MET|MISSED)" "$OUT/throughput.log"

@@ -90,9 +90,9 @@ ROW_DEADLINE_S = 10.0  # most timed seconds per MLP row
 CLI_TIMEOUT_S = 60.0  # a curate score run is stopped (its process group killed) after this
 DEFAULTS = {  # per device type; the CPU ones keep the whole run near 8 minutes on 2 busy cores
     "cpu": {"mlp_steps": 20, "cnn_images": 2048, "cnn_steps": 2, "cnn_members": "8", "record_images": 256,
-            "cnn_batch": 128},
+            "cnn_batch": 128, "variants": False},  # 4b on 2 cores: minutes a row at width 152
     "cuda": {"mlp_steps": 200, "cnn_images": 50_000, "cnn_steps": 20, "cnn_members": "8,16",
-             "record_images": 50_000, "cnn_batch": 512},
+             "record_images": 50_000, "cnn_batch": 512, "variants": True},
 }
 console = Console(stderr=True)
 
@@ -903,7 +903,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cnn-images", type=int, help="synthetic CIFAR-shaped images (default: cpu 2048, cuda 50000)")
     p.add_argument("--cnn-steps", type=int, help="timed CNN steps (default: cpu 2, cuda 20)")
     p.add_argument("--cnn-batch", type=int, help="batch of the CNN variants section (default: cpu 128, cuda 512)")
-    p.add_argument("--skip-variants", action="store_true", help="skip the CNN variants section (4b)")
+    p.add_argument("--variants", action=argparse.BooleanOptionalAction, default=None,
+                   help="the CNN variants section 4b (default: on with CUDA, off on the CPU)")
     p.add_argument("--skip-cnn-basic", action="store_true", help="skip section 4 (4b still runs)")
     p.add_argument("--record-compile", action="store_true", help="also time the record pass compiled (4b)")
     p.add_argument("--record-images", type=int, help="images of the CNN record pass (default: cpu 256, cuda all)")
@@ -946,7 +947,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["mlp_epochs"] = section("3. MLP epochs via train_group", lambda: run_mlp_epochs(args, device))
     if not args.skip_cnn and not args.skip_cnn_basic:
         report["cnn"] = section("4. CNN", lambda: run_cnn(args, device))
-    if not args.skip_cnn and not args.skip_variants:
+    if not args.skip_cnn and args.variants:
         report["cnn_variants"] = section("4b. CNN variants", lambda: run_cnn_variants(args, device))
     if not args.skip_cli:
         report["cli"] = section("5. curate score end to end", lambda: run_cli(args, device))
