@@ -451,6 +451,15 @@ def run_cnn_variants(args, device: torch.device) -> dict:
         profiles[label] = cnn_step_profile(runners[key], device) if device.type == "cuda" else []
     ref = next(r for key, r in runners.items() if key[0] == width and key[3] == "off" and key[4] == "jumpout")
     record = record_rows(ref.net, data, n, args, device)
+    if device.type == "cuda":  # where the record pass's time goes: 8,192 images, eager, at RECORD_CHUNK_CUDA
+        sub = _Data(data.X[:8192], data.y[:8192], data.mean, data.std)
+        held = np.zeros((n, len(sub.y)), dtype=bool)
+        amp = autocast(TrainSpec(device=str(device)), device)
+        try:  # never lose the section's rows to a profiler failure
+            profiles["record pass, width %d, eager, 8,192 images a call" % width] = kernel_profile(
+                lambda i: _record(ref.net, sub, held, N_CLASSES, 0, i, list(range(n)), 0.0, 0.0, amp), device)
+        except Exception as exc:  # noqa: BLE001
+            console.print(f"record-pass profile failed: {type(exc).__name__}: {exc}")
     return {"cnn_width": width, "n_images": args.cnn_images, "rows": rows, "record_rows": record,
             "profiles": profiles, "precision": "bf16 autocast" if device.type == "cuda" else "fp32"}
 
@@ -493,11 +502,17 @@ def record_rows(net: nn.Module, data, n: int, args, device: torch.device) -> lis
 
 def cnn_step_profile(runner: StepRunner, device: torch.device, top: int = 15) -> list[dict]:
     """CUDA time by kernel over 3 training steps (torch.profiler), the `top` largest."""
+    return kernel_profile(runner.step, device, top)
+
+
+def kernel_profile(fn: Callable[[int], object], device: torch.device, top: int = 15) -> list[dict]:
+    """CUDA time by kernel over 3 calls fn(0), fn(1), fn(2) (torch.profiler), the `top` largest;
+    "ms_per_step" is per call."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for i in range(3):
-            runner.step(i)
+            fn(i)
         sync(device)
     events = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0 and e.device_type.name == "CUDA"]
     total = sum(e.device_time_total for e in events) or 1.0
@@ -846,8 +861,8 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                       f"{r['record_ensemble_images_per_s']:,}" if "record_ensemble_images_per_s" in r
                       else r.get("error", "")] for r in v["record_rows"]]))
         for label, profile in v.get("profiles", {}).items():
-            out.append((f"Where a training step's GPU time goes ({label}; torch.profiler, top kernels)",
-                        ["kernel", "calls / 3 steps", "ms a step", "share"],
+            out.append((f"Where the GPU time goes ({label}; torch.profiler, top kernels)",
+                        ["kernel", "calls / 3 calls", "ms a call", "share"],
                         [[r["kernel"], str(r["calls"]), str(r["ms_per_step"]), f"{r['share']:.1%}"] for r in profile]))
     if "cli" in report:
         out.append((f"curate score end to end: {report['cli']['job']}",

@@ -24,4 +24,4 @@ def test_the_committed_gpu_run_renders_with_a_verdict_per_target() -> None:
     assert by_target["GPU training"]["met"] is (fastest >= throughput.GPU_TRAIN_TARGET)
     titles = [title for title, _, _ in throughput.tables(report)]
     assert any(t.startswith("CNN variants") for t in titles)
-    assert sum(t.startswith("Where a training step's GPU time goes") for t in titles) == 2
+    assert sum(t.startswith("Where the GPU time goes") for t in titles) == 2
