@@ -763,8 +763,7 @@ def verdicts(report: dict) -> list[dict]:
                         "met": best["train_ensemble_images_per_s"] >= GPU_TRAIN_TARGET})
             out.append({"target": f"Jumpout overhead <= {GPU_JUMPOUT_OVERHEAD:.0%} (same compile mode)",
                         "shown": f"{best['jumpout_overhead']:+.1%} in the fastest Jumpout variant; all: "
-                                 + ", ".join(f"{r['compile']} {r['jumpout_overhead']:+.1%}" for r in jump
-                                             if r["jumpout_overhead"] is not None),
+                                 + ", ".join(f"{r['compile']} {r['jumpout_overhead']:+.1%}" for r in jump),
                         "met": best["jumpout_overhead"] <= GPU_JUMPOUT_OVERHEAD})
         done = [r for r in variants["record_rows"] if "record_ensemble_images_per_s" in r]
         if done:

@@ -49,6 +49,15 @@ def load_group_net(job_dir: str | Path, spec: TrainSpec, group: int, members: li
     return net.eval()
 
 
+def explain_device(name: str) -> torch.device:
+    """Where the job trained if this machine has that device, else the CPU (a Ray job can train on
+    a GPU node and be explained on a head without one)."""
+    try:
+        return resolve_device(name)
+    except ValueError:
+        return torch.device("cpu")
+
+
 def explain_examples(
     job_dir: str,
     spec_json: str,  # the job's TrainSpec as JSON
@@ -82,7 +91,7 @@ def explain_examples(
             raise ValueError(f"target {name!r} has {len(labels)} labels for {len(ids)} examples")
     spec = TrainSpec.model_validate_json(spec_json)
     kind = resolve_model(spec, X)
-    device = resolve_device(spec.device)  # where the job trained: a GPU explains too
+    device = explain_device(spec.device)
     x = normalised_inputs(X, kind, ids).to(device, torch.float64)  # (B, ...) as the networks see it
     totals: dict[str, dict[str, np.ndarray]] = {name: {} for name in targets}
     n_members = 0

@@ -317,3 +317,13 @@ def test_attributions_on_cuda_match_the_cpu(kind):
     gpu, cpu = bias_backprop(on_gpu, x.cuda(), 1), bias_backprop(pl, x, 1)
     np.testing.assert_allclose(gpu.bias_term, cpu.bias_term, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(gpu.logit, cpu.logit, rtol=1e-9, atol=1e-9)
+
+
+def test_explanations_fall_back_to_the_cpu_without_the_jobs_device(monkeypatch):
+    from models.explain_worker import explain_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert explain_device("cuda") == torch.device("cpu")
+    assert explain_device("cuda:1") == torch.device("cpu")
+    assert explain_device("auto") == torch.device("cpu")
+    assert explain_device("cpu") == torch.device("cpu")
