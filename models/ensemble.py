@@ -27,7 +27,7 @@ from models.spec import TrainSpec
 
 log = logging.getLogger("curate.training")
 RECORD_CHUNK = 4096  # examples x members per forward pass of the record pass on the CPU (cache-sized)
-RECORD_CHUNK_CUDA = 8192  # on a GPU: the fastest of 8192, 32768, 65536 on an H200 (benchmarks/results/gpu)
+RECORD_CHUNK_CUDA = 8192  # on a GPU: the fastest of 2,048 to 65,536 over two H200 runs (benchmarks/results/gpu)
 
 
 def resolve_device(name: str) -> torch.device:
