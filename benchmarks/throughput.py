@@ -1,8 +1,10 @@
 """Benchmark: training and record-pass throughput of member groups, and one `curate score` job end to end.
 
     python benchmarks/throughput.py [--device auto|cpu|cuda] [--threads 1,2] [--members 8,16]
-        [--cnn-members 8] [--cnn-images 2048] [--cnn-steps 2] [--skip-cnn] [--skip-cli]
+        [--cnn-members 8] [--cnn-images 2048] [--cnn-steps 2] [--cnn-batch N] [--compile MODES]
+        [--variants] [--record-compile] [--skip-mlp] [--skip-cnn] [--skip-cnn-basic] [--skip-cli]
         [--profile] [--quick] [--out benchmarks/results]
+    (on a GPU machine: benchmarks/gpu_check.sh)
 
 Sections (every timing after warm-up; torch threads set per row; CUDA synchronised before reads):
   1. MLP steps: 50,000 x 64 synthetic tabular data, 10 classes, default TrainSpec (256 units x 2
@@ -13,9 +15,14 @@ Sections (every timing after warm-up; torch threads set per row; CUDA synchronis
   2. Dropout overhead: the vectorised step with dropout none / dropout / jumpout.
   3. MLP epochs through `train_group` itself (real code path, largest N, first thread count):
      epoch 0 is the record pass alone; epoch 1 is train + record; train = epoch 1 - epoch 0.
-  4. CNN: CIFAR-shaped synthetic uint8 images (3 x 32 x 32), EnsembleCNN at the width whose
-     parameter count per member is nearest 2M; training steps at batch 128 and the record pass
-     (`_record`, all members on a chunk). On CPU a subset and a few steps keep this to minutes.
+  4. CNN: CIFAR-shaped synthetic uint8 images (3 x 32 x 32), EnsembleCNN at the multiple-of-8
+     width whose parameter count per member is nearest 2M; training steps at batch 128 and the
+     record pass (`_record`, all members on a chunk). On CPU a subset and a few steps keep this to
+     minutes.
+  4b. CNN variants (default on a GPU only; the issue's GPU targets): the ~2M-parameter CNN at N = 16
+     and batch 512, and the default job's width-32 CNN at batch 256, with dropout none / Jumpout,
+     channels_last / NCHW, eager / compiled (first step = compilation); the record pass by chunk
+     size; torch.profiler kernel tables of the fastest Jumpout steps and of the record pass.
   5. `curate score` on scikit-learn digits (16 members x 30 epochs), a subprocess timed wall to
      wall, with CURATE_TORCH_THREADS = each thread count, AdaBoost off and on; plus the parts of
      that time measured in isolation (imports, train_group in-process, record pass, AdamW).
@@ -385,11 +392,10 @@ def variant_configs(args, device: torch.device, width: int) -> list[dict]:
     """The rows of section 4b. On a GPU: the reference CNN at batch 512 (width 149, the first run's,
     against its multiple-of-8 neighbour), channels_last against NCHW, eager against the first compile
     mode; then the CNN a default `curate score` job trains (width 32, batch 256) under every compile
-    mode. On the CPU: the reference CNN, dropout none / Jumpout, eager and compiled. (cuDNN's
-    benchmark mode off measured the same as on, 134.27 ms, on the first H200 run.)"""
+    mode. On the CPU: the reference CNN, dropout none / Jumpout, eager and compiled. cuDNN's benchmark
+    mode is on, as in train_group (off measured the same, 134.27 ms a step, on the first H200 run)."""
     batch = args.cnn_batch
-    row = dict(width=width, batch=batch, channels_last=device.type == "cuda", compile="off", dropout="jumpout",
-               cudnn_benchmark=True)
+    row = dict(width=width, batch=batch, channels_last=device.type == "cuda", compile="off", dropout="jumpout")
     if device.type != "cuda":
         return [row | dict(dropout="none"), row] + [row | dict(compile=m, dropout=d) for m in args.compile_modes
                                                      for d in ("none", "jumpout")]
@@ -413,9 +419,8 @@ def run_cnn_variants(args, device: torch.device) -> dict:
     y = rng.integers(0, N_CLASSES, args.cnn_images)
     data = _prepare(X, y, "cnn", device)
     rows, runners = [], {}
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as train_group
     for cfg in variant_configs(args, device, width):
-        if device.type == "cuda":  # train_group turns it on; one row shows what it is worth
-            torch.backends.cudnn.benchmark = cfg["cudnn_benchmark"]
         spec = TrainSpec(model="cnn", cnn_width=cfg["width"], batch_size=cfg["batch"], device=str(device),
                          dropout=cfg["dropout"], compile=cfg["compile"])
         runner = StepRunner(spec, "cnn", data, list(range(n)), X.shape[1:], device, cfg["batch"], args.cnn_steps + 4,
@@ -434,18 +439,17 @@ def run_cnn_variants(args, device: torch.device) -> dict:
         runners[tuple(cfg.values())] = runner
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    torch.backends.cudnn.benchmark = device.type == "cuda"  # as train_group
-    same = ("width", "batch", "channels_last", "compile", "cudnn_benchmark")
+    same = ("width", "batch", "channels_last", "compile")
     for r in rows:
         base = next((b for b in rows if b["dropout"] == "none" and all(b[k] == r[k] for k in same)), None)
         r["jumpout_overhead"] = round(r["median_step_ms"] / base["median_step_ms"] - 1, 3) if base else None
     profiles = {}
     for w in sorted({width, 32}, reverse=True):  # the fastest Jumpout step of each width
-        candidates = [r for r in rows if r["dropout"] == "jumpout" and r["width"] == w and r["cudnn_benchmark"]]
+        candidates = [r for r in rows if r["dropout"] == "jumpout" and r["width"] == w]
         if not candidates:
             continue
         best = max(candidates, key=lambda r: r["train_ensemble_images_per_s"])
-        key = (best["width"], best["batch"], best["channels_last"], best["compile"].split(" ")[0], "jumpout", True)
+        key = (best["width"], best["batch"], best["channels_last"], best["compile"].split(" ")[0], "jumpout")
         label = (f"width {w}, batch {best['batch']}, compile {best['compile']}, "
                  f"{'channels_last' if best['channels_last'] else 'NCHW'}, jumpout")
         profiles[label] = cnn_step_profile(runners[key], device) if device.type == "cuda" else []
@@ -466,7 +470,7 @@ def run_cnn_variants(args, device: torch.device) -> dict:
 
 def record_rows(net: nn.Module, data, n: int, args, device: torch.device) -> list[dict]:
     """The record pass (`_record`, all members on all images) at chunk sizes around RECORD_CHUNK_CUDA,
-    eager and compiled."""
+    eager, and compiled at RECORD_CHUNK_CUDA with --record-compile."""
     spec = TrainSpec(device=str(device))
     default = ensemble_module.RECORD_CHUNK_CUDA if device.type == "cuda" else ensemble_module.RECORD_CHUNK
     chunks = sorted({default // 4, default, default * 2}) if device.type == "cuda" else [default]
@@ -753,7 +757,7 @@ def verdicts(report: dict) -> list[dict]:
     variants = report.get("cnn_variants")
     if variants and report["machine"]["cuda_device"]:
         jump = [r for r in variants["rows"] if r["dropout"] == "jumpout" and r["n_members"] >= 16
-                and r["cudnn_benchmark"] and r["width"] == variants["cnn_width"]]
+                and r.get("cudnn_benchmark", True) and r["width"] == variants["cnn_width"]]
         jump = [r for r in jump if r["jumpout_overhead"] is not None]  # rows with a dropout-none twin
         if jump:
             best = max(jump, key=lambda r: r["train_ensemble_images_per_s"])
@@ -847,10 +851,10 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         v = report["cnn_variants"]
         out.append((f"CNN variants, N = {v['rows'][0]['n_members']}, {v['precision']}, {v['n_images']:,} synthetic "
                     f"images (width {v['cnn_width']}: ~2M parameters a member; 32: the default job's)",
-                    ["width", "batch", "layout", "dropout", "compile", "cudnn.benchmark", "first step s",
+                    ["width", "batch", "layout", "dropout", "compile", "first step s",
                      "median step ms", "train ens-img/s", "Jumpout overhead"],
                     [[str(r["width"]), str(r["batch"]), "channels_last" if r["channels_last"] else "NCHW",
-                      r["dropout"], r["compile"], "on" if r["cudnn_benchmark"] else "off", str(r["first_step_s"]),
+                      r["dropout"], r["compile"], str(r["first_step_s"]),
                       str(r["median_step_ms"]), f"{r['train_ensemble_images_per_s']:,}",
                       f"{r['jumpout_overhead']:+.1%}" if r["jumpout_overhead"] is not None and r["dropout"] == "jumpout"
                       else ""] for r in v["rows"]]))
