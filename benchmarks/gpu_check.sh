@@ -8,12 +8,14 @@
 #      <= 90 s from upload to stored scores), with the job's events (scored / explained times).
 #      SCORE_SET="compile=default" adds `--set compile=default`; SCORE_SET=auto picks the compile mode
 #      whose job-sized rows in section 4b give the shortest 20 epochs, compilation included.
-#   Knobs: MLP=1 adds the MLP sections (with COMPILE="default,reduce-overhead" their compile rows),
-#   CNN=0 drops the CNN sections (CNN_BASIC=0 only section 4), TESTS=0 the tests; THROUGHPUT_S, SCORE_S, TESTS_S are the limits.
-#   3. the gpu-marked tests (bf16 autocast, device paths, each compile mode).
+#   3. the gpu-marked tests (bf16 autocast, device paths, each compile mode, attributions on CUDA).
+# Knobs: MLP=1 adds the MLP sections (with COMPILE="default,reduce-overhead" their compile rows and the
+# job-sized CNN under CUDA graphs), CNN=0 drops the CNN sections (CNN_BASIC=0 only section 4), TESTS=0
+# the tests; THROUGHPUT_S, SCORE_S, TESTS_S are the step limits. Results of past runs and what to try
+# next: benchmarks/results/gpu/README.md.
 #
 # The lent machines have torch, numpy, scikit-learn, scipy, pyarrow, pillow, rich, typer, httpx and
-# pytest, but not pydantic, duckdb or fastapi. Fetch their wheels here once (Python 3.12 there,
+# pytest, but not pydantic, duckdb or fastapi (nor fastapi's opentelemetry-api). Fetch their wheels here once (Python 3.12 there,
 # ~32 MB; the carry limit is 64 MiB), git-ignored:
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
