@@ -45,7 +45,7 @@ tail -1 "$OUT/env.txt"
 
 # 1. throughput on the device
 if [ "$SMALL" = 1 ]; then size=(--cnn-images 512 --cnn-steps 1 --cnn-batch 16 --record-images 128 --members 2 \
-                                 --mlp-steps 3); else size=(); fi
+                                 --mlp-steps 3 --cnn-members 2); else size=(); fi
 skip=(--skip-mlp); [ "$MLP" = 1 ] && skip=()
 [ "${CNN_BASIC:-1}" = 1 ] || skip+=(--skip-cnn-basic)
 [ "$CNN" = 1 ] || skip+=(--skip-cnn)
@@ -68,29 +68,32 @@ if [ "$SCORE_SET" = auto ]; then  # the compile mode whose job-sized steps (sect
     SCORE_SET=$($PY - "$OUT/throughput.json" <<'PY'
 import json
 import sys
-rows = json.load(open(sys.argv[1]))["cnn_variants"]["rows"]
+try:
+    rows = json.load(open(sys.argv[1]))["cnn_variants"]["rows"]
+except (OSError, KeyError):
+    sys.exit("no section 4b rows to choose from: the job runs with the defaults")
 job = [r for r in rows if r["width"] == 32 and r["dropout"] == "jumpout" and r["channels_last"]]
 steps = 20 * 196  # the job's training steps: 20 epochs of 50,000 images at batch 256
 cost = {r["compile"]: steps * r["median_step_ms"] / 1e3 + (r["first_step_s"] if r["compile"] != "off" else 0.0)
         for r in job if "fell back" not in r["compile"]}
-print("compile=" + min(cost, key=cost.get))
+print("compile=" + min(cost, key=cost.get) if cost else "")
 PY
 ) || SCORE_SET=""
-    echo "score job with $SCORE_SET"
+    echo "score job with ${SCORE_SET:-the defaults}"
 fi
 extra=(); [ -n "$SCORE_SET" ] && extra=(--set "$SCORE_SET")
-epochs=20; [ "$SMALL" = 1 ] && epochs=2
+epochs=20; members=16; [ "$SMALL" = 1 ] && epochs=2 && members=2
 start=$EPOCHREALTIME
-timeout "${SCORE_S:-120}" $PY -m service score /tmp/cifar_synth.npz --members 16 --epochs $epochs --device "$DEVICE" \
+timeout "${SCORE_S:-120}" $PY -m service score /tmp/cifar_synth.npz --members $members --epochs $epochs --device "$DEVICE" \
     --data-dir /tmp/curate-gpu "${extra[@]}" > "$OUT/score.log" 2>&1
 rc=$?
 end=$EPOCHREALTIME
-$PY - "$rc" "$start" "$end" "$n" "$epochs" "$SCORE_SET" <<'PY' 2>&1 | tee -a "$OUT/score.log"
+$PY - "$rc" "$start" "$end" "$n" "$members x $epochs" "$SCORE_SET" <<'PY' 2>&1 | tee -a "$OUT/score.log"
 import json
 import sys
 import duckdb
 rc, start, end, n, epochs, extra = sys.argv[1:]
-print(f"curate score {n} CIFAR-shaped images, 16 x {epochs} {extra}: rc {rc} in {float(end) - float(start):.1f} s")
+print(f"curate score {n} CIFAR-shaped images, {epochs} {extra}: rc {rc} in {float(end) - float(start):.1f} s")
 con = duckdb.connect("/tmp/curate-gpu/curate.duckdb", read_only=True)
 events = con.execute("SELECT created_at, kind, message FROM events ORDER BY created_at").fetchall()
 for at, kind, message in events:
