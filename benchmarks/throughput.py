@@ -130,10 +130,10 @@ class StepRunner:
 
     def __init__(self, spec: TrainSpec, kind: str, data, members: list[int], x_shape: tuple[int, ...],
                  device: torch.device, batch_size: int, n_steps: int, fused: bool = False,
-                 channels_last: bool | None = None) -> None:
+                 channels_last: bool | None = None, per_member_convs: bool | None = None) -> None:
         gen = torch.Generator(device=device).manual_seed(spec.random_state)
         draws = None if spec.compile != "off" else gen  # as train_group: compiled dropout draws in-graph
-        net = build_ensemble(kind, members, x_shape, N_CLASSES, spec, draws)  # type: ignore[arg-type]
+        net = build_ensemble(kind, members, x_shape, N_CLASSES, spec, draws, per_member_convs)  # type: ignore[arg-type]
         self.net = to_device(net, device, channels_last)  # None: as train_group
         extra = {"fused": True} if fused else {}
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=spec.learning_rate,
@@ -395,14 +395,17 @@ def variant_configs(args, device: torch.device, width: int) -> list[dict]:
     mode. On the CPU: the reference CNN, dropout none / Jumpout, eager and compiled. cuDNN's benchmark
     mode is on, as in train_group (off measured the same, 134.27 ms a step, on the first H200 run)."""
     batch = args.cnn_batch
-    row = dict(width=width, batch=batch, channels_last=device.type == "cuda", compile="off", dropout="jumpout")
+    row = dict(width=width, batch=batch, channels_last=device.type == "cuda", compile="off", dropout="jumpout",
+               per_member=False)
     if device.type != "cuda":
-        return [row | dict(dropout="none"), row] + [row | dict(compile=m, dropout=d) for m in args.compile_modes
-                                                     for d in ("none", "jumpout")]
+        return [row | dict(dropout="none"), row, row | dict(per_member=True)] + [
+            row | dict(compile=m, dropout=d) for m in args.compile_modes for d in ("none", "jumpout")]
     rows = [row | dict(width=149), row | dict(dropout="none"), row, row | dict(channels_last=False)]
     rows += [row | dict(compile=m, dropout=d) for m in args.compile_modes[:1] for d in ("none", "jumpout")]
+    rows += [row | dict(per_member=True, dropout=d) for d in ("none", "jumpout")]
+    rows += [row | dict(per_member=True, compile=m) for m in args.compile_modes[:1]]
     job = row | dict(width=32, batch=256)
-    rows += [job | dict(dropout="none"), job, job | dict(channels_last=False)]
+    rows += [job | dict(dropout="none"), job, job | dict(channels_last=False), job | dict(per_member=True)]
     rows += [job | dict(compile=m) for m in args.compile_modes]
     return rows
 
@@ -424,7 +427,7 @@ def run_cnn_variants(args, device: torch.device) -> dict:
         spec = TrainSpec(model="cnn", cnn_width=cfg["width"], batch_size=cfg["batch"], device=str(device),
                          dropout=cfg["dropout"], compile=cfg["compile"])
         runner = StepRunner(spec, "cnn", data, list(range(n)), X.shape[1:], device, cfg["batch"], args.cnn_steps + 4,
-                            channels_last=cfg["channels_last"])
+                            channels_last=cfg["channels_last"], per_member_convs=cfg["per_member"])
         t = time.perf_counter()
         runner.step(0)
         sync(device)
@@ -439,7 +442,7 @@ def run_cnn_variants(args, device: torch.device) -> dict:
         runners[tuple(cfg.values())] = runner
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    same = ("width", "batch", "channels_last", "compile")
+    same = ("width", "batch", "channels_last", "compile", "per_member")
     for r in rows:
         base = next((b for b in rows if b["dropout"] == "none" and all(b[k] == r[k] for k in same)), None)
         r["jumpout_overhead"] = round(r["median_step_ms"] / base["median_step_ms"] - 1, 3) if base else None
@@ -449,11 +452,14 @@ def run_cnn_variants(args, device: torch.device) -> dict:
         if not candidates:
             continue
         best = max(candidates, key=lambda r: r["train_ensemble_images_per_s"])
-        key = (best["width"], best["batch"], best["channels_last"], best["compile"].split(" ")[0], "jumpout")
+        key = (best["width"], best["batch"], best["channels_last"], best["compile"].split(" ")[0], "jumpout",
+               best["per_member"])
         label = (f"width {w}, batch {best['batch']}, compile {best['compile']}, "
-                 f"{'channels_last' if best['channels_last'] else 'NCHW'}, jumpout")
+                 f"{'channels_last' if best['channels_last'] else 'NCHW'}, "
+                 f"{'per-member' if best['per_member'] else 'grouped'} convolutions, jumpout")
         profiles[label] = cnn_step_profile(runners[key], device) if device.type == "cuda" else []
-    ref = next(r for key, r in runners.items() if key[0] == width and key[3] == "off" and key[4] == "jumpout")
+    ref = next(r for key, r in runners.items() if key[0] == width and key[3] == "off" and key[4] == "jumpout"
+               and not key[5])
     record = record_rows(ref.net, data, n, args, device)
     if device.type == "cuda":  # where the record pass's time goes: 8,192 images, eager, at RECORD_CHUNK_CUDA
         sub = _Data(data.X[:8192], data.y[:8192], data.mean, data.std)
@@ -757,7 +763,7 @@ def verdicts(report: dict) -> list[dict]:
     variants = report.get("cnn_variants")
     if variants and report["machine"]["cuda_device"]:
         jump = [r for r in variants["rows"] if r["dropout"] == "jumpout" and r["n_members"] >= 16
-                and r.get("cudnn_benchmark", True) and r["width"] == variants["cnn_width"]]
+                and r.get("cudnn_benchmark", True) and r["width"] == variants["cnn_width"]]  # either convolutions
         jump = [r for r in jump if r["jumpout_overhead"] is not None]  # rows with a dropout-none twin
         if jump:
             best = max(jump, key=lambda r: r["train_ensemble_images_per_s"])
@@ -851,10 +857,11 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         v = report["cnn_variants"]
         out.append((f"CNN variants, N = {v['rows'][0]['n_members']}, {v['precision']}, {v['n_images']:,} synthetic "
                     f"images (width {v['cnn_width']}: ~2M parameters a member; 32: the default job's)",
-                    ["width", "batch", "layout", "dropout", "compile", "first step s",
+                    ["width", "batch", "layout", "convolutions", "dropout", "compile", "first step s",
                      "median step ms", "train ens-img/s", "Jumpout overhead"],
                     [[str(r["width"]), str(r["batch"]), "channels_last" if r["channels_last"] else "NCHW",
-                      r["dropout"], r["compile"], str(r["first_step_s"]),
+                      "per member" if r.get("per_member") else "grouped", r["dropout"], r["compile"],
+                      str(r["first_step_s"]),
                       str(r["median_step_ms"]), f"{r['train_ensemble_images_per_s']:,}",
                       f"{r['jumpout_overhead']:+.1%}" if r["jumpout_overhead"] is not None and r["dropout"] == "jumpout"
                       else ""] for r in v["rows"]]))

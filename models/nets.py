@@ -10,6 +10,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.jumpout import make_dropout
@@ -86,17 +87,31 @@ class EnsembleMLP(nn.Module):
         return [*self.hidden, self.head]
 
 
+CNN_PER_MEMBER_CONVS = False  # EnsembleCNN's default layout (see its docstring); not yet measured on a GPU
+
+
 class EnsembleCNN(nn.Module):
     """M independent small CNNs as grouped convolutions.
 
     Three stages of conv3x3 -> BN -> ReLU -> (2x2 max-pool while the map is >= 4 px) -> dropout,
     widths w, 2w, 4w, then global average pooling and a linear head per member.
+
+    Two layouts of the same parameters (state dicts are interchangeable):
+      - grouped (default): activations (B, M*C, H, W), one grouped convolution per stage. On an
+        H200 cuDNN spends 28 % of a ~2M-parameter step slicing each member's channels out of
+        channels_last activations (benchmarks/results/gpu/README.md).
+      - per_member_convs: activations member-major, (M, B, C, H, W) with each member's slice a
+        plain (channels_last on a GPU) batch, and one ordinary convolution per member and stage:
+        no channel slicing, M times the launches. An experiment for the next GPU run
+        (benchmarks/throughput.py section 4b); equal to the grouped layout to float rounding (tested).
     """
 
     def __init__(self, n_members: int, in_channels: int, image_size: tuple[int, int], n_classes: int,
-                 spec: TrainSpec, generator: torch.Generator | None = None) -> None:
+                 spec: TrainSpec, generator: torch.Generator | None = None,
+                 per_member_convs: bool | None = None) -> None:
         super().__init__()
         self.n_members, self.in_channels = n_members, in_channels
+        self.per_member_convs = CNN_PER_MEMBER_CONVS if per_member_convs is None else per_member_convs
         widths = [in_channels, spec.cnn_width, 2 * spec.cnn_width, 4 * spec.cnn_width]
         self.convs = nn.ModuleList(MemberConv2d(n_members, a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm2d(n_members * b) for b in widths[1:])
@@ -107,7 +122,9 @@ class EnsembleCNN(nn.Module):
             size = size // 2 if size >= 4 else size
         self.head = MemberLinear(n_members, widths[-1], n_classes)
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (B, M*C, H, W) -> logits (M, B, K)
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, M*C, H, W), or (M, B, C, H, W) per member -> (M, B, K)
+        if self.per_member_convs:
+            return self._forward_per_member(x)
         m = self.n_members
         for conv, norm, drop, pool in zip(self.convs, self.norms, self.drops, self.pool_after):
             x = torch.relu(norm(conv(x)))
@@ -118,14 +135,60 @@ class EnsembleCNN(nn.Module):
         x = x.mean(dim=(2, 3))  # (B, M*F)
         return self.head(x.view(x.shape[0], m, -1).transpose(0, 1))
 
+    def _forward_per_member(self, x: Tensor) -> Tensor:  # x: (M, B, C, H, W) -> logits (M, B, K)
+        m = self.n_members
+        for conv, norm, drop, pool in zip(self.convs, self.norms, self.drops, self.pool_after):
+            x = torch.relu(_member_batch_norm(norm, _member_convs(conv, x, m), m))
+            if pool:
+                x = torch.max_pool2d(x.flatten(0, 1), 2).unflatten(0, (m, -1))
+            if not isinstance(drop, nn.Identity):  # its member axis is dim 1: a transposed view
+                x = drop(x.transpose(0, 1)).transpose(0, 1)
+        return self.head(x.mean(dim=(3, 4)))  # (M, B, F) -> (M, B, K)
+
     def stack_input(self, x: Tensor) -> Tensor:
-        """One batch seen by every member: (B, C, H, W) -> (B, M*C, H, W)."""
+        """One batch seen by every member: (B, C, H, W) -> (B, M*C, H, W), or an (M, B, C, H, W)
+        view per member."""
+        if self.per_member_convs:
+            return x.unsqueeze(0).expand(self.n_members, *x.shape)
         return x.repeat(1, self.n_members, 1, 1)
 
     def member_batches(self, x: Tensor) -> Tensor:
-        """Each member its own batch: (M, B, C, H, W) -> (B, M*C, H, W)."""
+        """Each member its own batch: (M, B, C, H, W) -> (B, M*C, H, W), or as it is per member."""
+        if self.per_member_convs:
+            return x
         m, b, c, h, w = x.shape
         return x.transpose(0, 1).reshape(b, m * c, h, w)
+
+
+def _member_convs(conv: MemberConv2d, x: Tensor, m: int) -> Tensor:
+    """One plain convolution per member: x (M, B, Cin, H, W) -> (M, B, Cout, H, W); each member's
+    output stays channels_last when cuDNN returns it so (stacked as (M, B, H, W, C) memory)."""
+    weight = conv.weight.view(m, -1, *conv.weight.shape[1:])
+    bias = conv.bias.view(m, -1)
+    outs = [F.conv2d(x[i], weight[i], bias[i], padding=1) for i in range(m)]
+    if outs[0].dim() == 4 and not outs[0].is_contiguous() and outs[0].is_contiguous(memory_format=torch.channels_last):
+        return torch.stack([o.permute(0, 2, 3, 1) for o in outs]).permute(0, 1, 4, 2, 3)
+    return torch.stack(outs)
+
+
+def _member_batch_norm(norm: nn.BatchNorm2d, x: Tensor, m: int) -> Tensor:
+    """nn.BatchNorm2d over the grouped channels (member i's channels are [i*C, (i+1)*C)), applied to
+    member-major x (M, B, C, H, W): statistics per member and channel over (B, H, W), in float32."""
+    c = x.shape[2]
+    if norm.training:
+        mean = x.mean(dim=(1, 3, 4), dtype=torch.float32)  # (M, C)
+        var = (x.float() - mean[:, None, :, None, None]).square().mean(dim=(1, 3, 4))
+        with torch.no_grad():  # running statistics as BatchNorm2d keeps them (unbiased variance)
+            n = x.numel() // (m * c)
+            momentum = norm.momentum if norm.momentum is not None else 0.1
+            norm.running_mean.lerp_(mean.flatten().to(norm.running_mean.dtype), momentum)
+            norm.running_var.lerp_((var * n / max(n - 1, 1)).flatten().to(norm.running_var.dtype), momentum)
+            norm.num_batches_tracked.add_(1)
+    else:
+        mean, var = norm.running_mean.view(m, c).float(), norm.running_var.view(m, c).float()
+    scale = norm.weight.view(m, c) * torch.rsqrt(var + norm.eps)
+    shift = norm.bias.view(m, c) - mean * scale
+    return (x * scale[:, None, :, None, None].to(x.dtype) + shift[:, None, :, None, None].to(x.dtype))
 
 
 def _dropout(spec: TrainSpec, generator: torch.Generator | None, member_dim: int = 0) -> nn.Module:
@@ -135,8 +198,10 @@ def _dropout(spec: TrainSpec, generator: torch.Generator | None, member_dim: int
 
 
 def build_ensemble(kind: Literal["mlp", "cnn"], members: list[int], x_shape: tuple[int, ...], n_classes: int,
-                   spec: TrainSpec, generator: torch.Generator | None = None) -> nn.Module:
-    """Networks for `members`, each initialised from its own seed (member_seed(random_state, member))."""
+                   spec: TrainSpec, generator: torch.Generator | None = None,
+                   per_member_convs: bool | None = None) -> nn.Module:
+    """Networks for `members`, each initialised from its own seed (member_seed(random_state, member));
+    `per_member_convs`: the CNN's layout (None: CNN_PER_MEMBER_CONVS)."""
     n = len(members)
     if kind == "mlp":
         net: nn.Module = EnsembleMLP(n, int(math.prod(x_shape)), n_classes, spec, generator)
@@ -144,7 +209,7 @@ def build_ensemble(kind: Literal["mlp", "cnn"], members: list[int], x_shape: tup
     else:
         if len(x_shape) != 3:
             raise ValueError(f"cnn needs images shaped (C, H, W), got example shape {x_shape}")
-        net = EnsembleCNN(n, x_shape[0], (x_shape[1], x_shape[2]), n_classes, spec, generator)
+        net = EnsembleCNN(n, x_shape[0], (x_shape[1], x_shape[2]), n_classes, spec, generator, per_member_convs)
         init_layers = [*net.convs, net.head]
     for i, member in enumerate(members):
         g = torch.Generator().manual_seed(member_seed(spec.random_state, member))

@@ -523,3 +523,33 @@ def test_auto_precision_is_fp32_on_the_cpu():
 
     assert isinstance(autocast(_spec(), torch.device("cpu")), contextlib.nullcontext)
     assert isinstance(autocast(_spec(precision="bf16"), torch.device("cpu")), torch.autocast)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_per_member_convolutions_equal_the_grouped_layout(train):
+    """The member-major CNN layout (one plain convolution per member; an experiment for the GPU)
+    computes the grouped layout's function with the same parameters: logits, gradients and the
+    batch-norm running statistics agree to float rounding."""
+    spec = _spec(model="cnn", cnn_width=4, dropout="none")
+    grouped = build_ensemble("cnn", [0, 1, 2], (2, 8, 8), N_CLASSES, spec, per_member_convs=False)
+    member = build_ensemble("cnn", [0, 1, 2], (2, 8, 8), N_CLASSES, spec, per_member_convs=True)
+    for norm in grouped.norms:  # non-trivial eval statistics
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 1.5)
+    member.load_state_dict(grouped.state_dict())
+    grouped.train(train)
+    member.train(train)
+    x = torch.randn(3, 5, 2, 8, 8, generator=torch.Generator().manual_seed(0))  # (M, B, C, H, W)
+    out_g = grouped(grouped.member_batches(x))
+    out_m = member(member.member_batches(x))
+    torch.testing.assert_close(out_m, out_g, rtol=1e-5, atol=1e-5)
+    out_g.square().sum().backward()
+    out_m.square().sum().backward()
+    for (name, a), b in zip(grouped.named_parameters(), member.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
+    for a, b in zip(grouped.norms, member.norms, strict=True):
+        torch.testing.assert_close(b.running_mean, a.running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b.running_var, a.running_var, rtol=1e-5, atol=1e-6)
+    one = x[:, :1].expand(3, 4, 2, 8, 8)[0]  # one batch seen by every member
+    torch.testing.assert_close(member.eval()(member.stack_input(one)), grouped.eval()(grouped.stack_input(one)),
+                               rtol=1e-5, atol=1e-5)
