@@ -21,7 +21,7 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
 #     --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 -d .whl -r benchmarks/gpu_wheels.txt
-# then run it with carry [".whl"]:  bash benchmarks/gpu_check.sh   (at most ~8 minutes; timeout_s 500)
+# then run it with carry [".whl"]:  bash benchmarks/gpu_check.sh   (at most ~8.5 minutes: timeout_s 540)
 # Rehearse on a CPU (small sizes, no wheels): DEVICE=cpu SMALL=1 WHEELS=0 PY=.venv/bin/python bash benchmarks/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/gpu}
@@ -49,7 +49,7 @@ if [ "$SMALL" = 1 ]; then size=(--cnn-images 512 --cnn-steps 1 --cnn-batch 16 --
 skip=(--skip-mlp); [ "$MLP" = 1 ] && skip=()
 [ "${CNN_BASIC:-1}" = 1 ] || skip+=(--skip-cnn-basic)
 [ "$CNN" = 1 ] || skip+=(--skip-cnn)
-timeout "${THROUGHPUT_S:-240}" $PY benchmarks/throughput.py --device "$DEVICE" --threads 1 --skip-cli --skip-epochs --cnn-members 16 --variants \
+timeout "${THROUGHPUT_S:-280}" $PY benchmarks/throughput.py --device "$DEVICE" --threads 1 --skip-cli --skip-epochs --cnn-members 16 --variants \
     --compile "${COMPILE:-default}" "${skip[@]}" "${size[@]}" --out "$OUT" > "$OUT/throughput.log" 2>&1
 echo "throughput rc $?"
 grep -E "^(MET|MISSED)" "$OUT/throughput.log"
