@@ -7,6 +7,7 @@ left `cancelling` are marked cancelled.
 
 import logging
 import threading
+import time
 
 from service import jobs, queries
 from service.cache import result_cache
@@ -36,9 +37,14 @@ class Scheduler:
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop looking for jobs and wait (up to `timeout` s in all) for the job threads, which stop
+        at their next check of engine.stopping, so none still reads the store when it closes."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
+        for thread in list(self._running.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _next_jobs(self) -> list[str]:
         with self.engine.store.reader() as cur:

@@ -82,6 +82,10 @@ class StoreLocked(CurationError):
     code = "store_locked"
 
 
+class StoreClosed(RuntimeError):
+    """The store was closed (the server is shutting down): not a client's error, so no CurationError."""
+
+
 class Store:
     """The DuckDB file of one data directory."""
 
@@ -96,7 +100,13 @@ class Store:
         self._con.execute("SET TimeZone = 'UTC'")  # timestamps are stored in UTC
         if memory_limit:  # DuckDB's own default is 80 % of the machine's memory
             self._con.execute(f"SET memory_limit = '{_check_size(memory_limit)}'")
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the single writer
+        # DuckDB refuses two calls on one connection at once, so cursor creation and close take
+        # turns here, and close waits for the open readers (a job thread warming the cache while the
+        # server shut down made close raise ResourceInUseException)
+        self._calls = threading.Condition()
+        self._open_readers = 0
+        self._closed = False
         self._migrate()
 
     def _migrate(self) -> None:
@@ -114,7 +124,7 @@ class Store:
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The single writer: one transaction at a time, rolled back on any exception."""
         with self._lock:
-            cur = self._con.cursor()
+            cur = self._cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur
@@ -128,14 +138,29 @@ class Store:
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor of its own for one reading thread."""
-        cur = self._con.cursor()
+        with self._calls:
+            cur = self._cursor()
+            self._open_readers += 1
         try:
             yield cur
         finally:
             cur.close()
+            with self._calls:
+                self._open_readers -= 1
+                self._calls.notify_all()
 
-    def close(self) -> None:
-        with self._lock:
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._calls:
+            if self._closed:
+                raise StoreClosed(f"{self.path} is closed: the server is shutting down")
+            return self._con.cursor()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Refuse new cursors, wait up to `timeout` s for open readers, then close (after any transaction)."""
+        with self._calls:
+            self._closed = True
+            self._calls.wait_for(lambda: self._open_readers == 0, timeout)
+        with self._lock, self._calls:
             self._con.close()
 
 
