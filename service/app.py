@@ -68,9 +68,10 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, "http_error", str(exc.detail))
 
-    from service.routes import datasets, jobs, results, web
+    from service.routes import curation, datasets, jobs, results, web
 
     app.include_router(datasets.router)
+    app.include_router(curation.router)
     app.include_router(jobs.router)
     app.include_router(results.router)
     app.include_router(web.router)

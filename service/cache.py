@@ -4,7 +4,8 @@ A succeeded job never changes again (retry refuses it, cancel leaves it as it is
 its per-example rows and its dynamics and AdaBoost payloads are read from DuckDB once, rendered
 to JSON once and then served from memory. Jobs in any other status are never cached: they read
 DuckDB on every request, so progress stays live. Whatever removes or rewrites a succeeded job's
-rows must call `forget_job` (deleting its dataset does: service.catalog.delete_dataset).
+rows must call `forget_job` (deleting its dataset does: service.catalog.delete_dataset; a review
+decision does too, as its rows carry `decision`: service.reviews).
 """
 
 import threading
@@ -93,6 +94,7 @@ class ResultCache:
         self._items: OrderedDict[tuple[str, Hashable], tuple[object, int]] = OrderedDict()
         self._too_big: set[tuple[str, Hashable]] = set()
         self._building: dict[tuple[str, Hashable], threading.Lock] = {}
+        self._generation: dict[str, int] = {}  # job_id -> forget_job calls: a build that began before one is not kept
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, Hashable]) -> object | None:
@@ -128,14 +130,20 @@ class ResultCache:
         with building:
             hit = self.get(key)
             if hit is None and key not in self._too_big:
+                generation = self._generation.get(key[0], 0)
                 value, nbytes = build()
-                hit = value if self.put(key, value, nbytes) else None
+                with self._lock:
+                    current = self._generation.get(key[0], 0) == generation
+                # forgotten while this built (a review decision committed): keep nothing stale; None
+                # sends the caller to DuckDB
+                hit = value if current and self.put(key, value, nbytes) else None
             with self._lock:
                 self._building.pop(key, None)
         return hit
 
     def forget_job(self, job_id: str) -> None:
         with self._lock:
+            self._generation[job_id] = self._generation.get(job_id, 0) + 1
             for key in [k for k in self._items if k[0] == job_id]:
                 self._drop(key)
             self._too_big = {k for k in self._too_big if k[0] != job_id}

@@ -4,6 +4,7 @@
     y.npy          (n,) int64, index into manifest.class_names
     sources.json   per example: "cat/001.png", "row N" or "index N"
     manifest.json  DatasetManifest.to_json()
+    lineage.json   a version only: parent_id, version, root_id, from_job, applied, parent_example_id
 
 A dataset is written into `<dataset_id>.tmp-XXXX`, fsynced, then renamed into place, so a
 directory named like a dataset id is always complete. Leftover `*.tmp-*` directories are crashes.
@@ -87,9 +88,11 @@ def source_format_of(path: Path) -> str:
 
 
 def save_dataset(
-    loaded: LoadedDataset, datasets_dir: Path, dataset_id: str, name: str, source_format: str
+    loaded: LoadedDataset, datasets_dir: Path, dataset_id: str, name: str, source_format: str,
+    extra_json: Mapping[str, object] | None = None,
 ) -> DatasetManifest:
-    """Write the dataset atomically; FileExistsError if `dataset_id` is taken. Nothing is left on failure."""
+    """Write the dataset atomically; FileExistsError if `dataset_id` is taken. Nothing is left on failure.
+    `extra_json` adds files (name -> JSON value) to the folder, e.g. a version's lineage.json."""
     _check_id(dataset_id)
     if source_format not in SOURCE_FORMATS:
         raise ValueError(f"source_format must be one of {', '.join(SOURCE_FORMATS)}, got {source_format!r}")
@@ -118,6 +121,8 @@ def save_dataset(
             source_format=source_format,
         )
         _write_json(tmp / "sources.json", list(loaded.sources))
+        for file_name, value in (extra_json or {}).items():
+            _write_json(tmp / Path(file_name).name, value)
         _write_json(tmp / "manifest.json", manifest.to_json())
         _fsync_dir(tmp)
         if final.exists():  # os.rename would silently replace an empty directory

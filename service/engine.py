@@ -34,6 +34,12 @@ class Engine:
         return catalog.add_dataset(self.store, self.settings, path, name=name, label_column=label_column,
                                    resize=resize, owner=owner)
 
+    def ingest(self, path: Path, *, label_column: str = "label", resize: tuple[int, int] | None = None,
+               name: str | None = None, owner: str | None = None) -> tuple[DatasetManifest, bool]:
+        """(manifest, reused): the same upload stored before is reused, not stored twice."""
+        return catalog.ingest(self.store, self.settings, path, name=name, label_column=label_column,
+                              resize=resize, owner=owner)
+
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec, owner: str | None = None) -> str:
         return jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner)
 

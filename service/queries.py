@@ -15,7 +15,13 @@ from service.store import Store
 SCORE_COLUMNS = ("example_id", "source", "given_label", "consistency", "consensus", "consensus_label",
                  "heldout_consistency", "accessibility", "first_learned_epoch", "mean_label_prob", "split",
                  "mislabel_score", "is_suspected_mislabel", "suggested_label", "adaboost_accessibility",
-                 "family_agreement")
+                 "family_agreement", "decision", "decided_label")
+# the current review decision of each example of job $job: latest row wins, a latest `clear` = none
+CURRENT_SQL = """
+    SELECT * FROM (
+        SELECT example_id, action, label, note, decided_by, decided_at FROM reviews WHERE job_id = $job
+        QUALIFY row_number() OVER (PARTITION BY example_id ORDER BY seq DESC) = 1)
+    WHERE action <> 'clear'"""
 EXPORTS = ("scores", "easy", "intermediate", "hard", "mislabeled")
 _DYNAMICS_CACHE: dict[tuple[str, str, int], list[dict]] = {}  # (db, job, bins) of succeeded jobs
 ORDERS = {"example_id": "s.example_id", "mislabel_score": "s.mislabel_score DESC, s.example_id",
@@ -35,15 +41,19 @@ def finished_job(store: Store, job_id: str, owner: str | None = None) -> jobs.Jo
 
 
 def get_dataset(store: Store, dataset_id: str, owner: str | None = None) -> DatasetOut:
+    """A dataset with its lineage (parent_id, version, root_id, applied decision counts)."""
     with store.reader() as cur:
-        row = cur.execute("SELECT dataset_id, name, kind, source_format, n_examples, n_classes, class_names, "
-                          "x_shape, sha256 FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
-                          [dataset_id, owner]).fetchone()
+        cur.execute("SELECT dataset_id, name, kind, source_format, n_examples, n_classes, class_names, x_shape, "
+                    "sha256, parent_id, version, coalesce(root_id, dataset_id) AS root_id, applied FROM datasets "
+                    "WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?", [dataset_id, owner])
+        row = cur.fetchone()
+        keys = [d[0] for d in cur.description]
     if row is None:
         raise NotFound(f"dataset {dataset_id} not found")
-    keys = ("dataset_id", "name", "kind", "source_format", "n_examples", "n_classes", "class_names", "x_shape", "sha256")
     values = dict(zip(keys, row))
-    values["class_names"], values["x_shape"] = json.loads(row[6]), json.loads(row[7])
+    for key in ("class_names", "x_shape", "applied"):
+        values[key] = json.loads(values[key]) if values[key] is not None else None
+    values["version"] = values["version"] or 0
     return DatasetOut(**values)
 
 
@@ -72,8 +82,9 @@ def score_page(store: Store, job_id: str, *, owner: str | None = None, split: st
                $names[s.consensus_label + 1] AS consensus_label, s.heldout_consistency, s.accessibility,
                s.first_learned_epoch, s.mean_label_prob, s.split, s.mislabel_score, s.is_suspected_mislabel,
                $names[s.suggested_label + 1] AS suggested_label, s.adaboost_accessibility, s.family_agreement,
-               s.total_
+               d.action AS decision, $names[d.label + 1] AS decided_label, s.total_
         FROM page s JOIN examples e ON e.dataset_id = $dataset AND e.example_id = s.example_id
+        LEFT JOIN ({CURRENT_SQL}) d ON d.example_id = s.example_id
         ORDER BY {ORDERS[order]}"""
     with store.reader() as cur:
         names = json.loads(cur.execute("SELECT class_names FROM datasets WHERE dataset_id = ?",

@@ -1,8 +1,9 @@
 """Pydantic shapes of the REST API (the OpenAPI contract)."""
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from models.spec import AdaBoostSpec, TrainSpec
 
@@ -26,6 +27,11 @@ class DatasetOut(BaseModel):
     class_names: list[str]
     x_shape: list[int]
     sha256: str
+    parent_id: str | None = None  # the dataset this version was made from; None for an upload
+    version: int = 0  # 0 for an upload; 1, 2, ... for the versions made from its tree
+    root_id: str | None = None  # the original upload this dataset descends from (itself for an upload)
+    applied: dict[str, int] | None = None  # a version's decision counts {"relabel", "keep", "exclude"}
+    reused: bool = False  # an upload of a file already stored: the stored dataset, not a new one
 
 
 class JobIn(BaseModel):
@@ -70,6 +76,8 @@ class ExampleOut(BaseModel):
     suggested_label: str
     adaboost_accessibility: float | None
     family_agreement: str | None
+    decision: Literal["relabel", "keep", "exclude"] | None = None  # the current review decision
+    decided_label: str | None = None  # the class a relabel decision gives (None otherwise)
 
 
 class ExamplePage(BaseModel):
@@ -127,3 +135,99 @@ class AttributionOut(BaseModel):
     heatmap_path: str | None  # PNG (image and map side by side) for images
     map_shape: list[int]
     map: list[float]  # the full map, flattened in C order
+
+
+# --- the curation loop: reviews, versions, diffs (/tmp/curation_contract.md) ------------------------
+
+Action = Literal["relabel", "keep", "exclude", "clear"]
+MAX_DECISIONS = 100_000
+
+
+class DecisionIn(BaseModel):
+    example_id: int = Field(ge=0, le=2**31 - 1)
+    action: Action
+    label: str | None = Field(None, max_length=256)  # a class NAME; only with relabel
+    note: str | None = Field(None, max_length=2000)
+
+
+class AcceptSuggested(BaseModel):
+    top: int | None = Field(None, ge=1, le=10**7)  # the K worst flagged examples
+    min_score: float | None = Field(None, ge=0.0, le=1.0)  # every flagged example at or above
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "AcceptSuggested":
+        if (self.top is None) == (self.min_score is None):
+            raise ValueError("give exactly one of top or min_score")
+        return self
+
+
+class ReviewIn(BaseModel):
+    decisions: list[DecisionIn] | None = Field(None, max_length=MAX_DECISIONS)
+    accept_suggested: AcceptSuggested | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "ReviewIn":
+        if (self.decisions is None) == (self.accept_suggested is None):
+            raise ValueError("give exactly one of decisions or accept_suggested")
+        return self
+
+
+class ReviewResult(BaseModel):
+    job_id: str
+    n_applied: int  # decisions stored by this request
+    counts: dict[str, int]  # current decisions after it: {"relabel", "keep", "exclude"}
+
+
+class ReviewOut(BaseModel):
+    example_id: int
+    source: str
+    given_label: str
+    suggested_label: str
+    mislabel_score: float
+    action: str
+    label: str | None  # the decided class of a relabel
+    note: str | None
+    decided_by: str
+    decided_at: datetime
+
+
+class ReviewPage(BaseModel):
+    job_id: str
+    total: int
+    limit: int
+    offset: int
+    counts: dict[str, int]
+    items: list[ReviewOut]
+
+
+class VersionIn(BaseModel):
+    from_job: str = Field(max_length=64)
+
+
+class SuspectCounts(BaseModel):
+    resolved: int  # suspect in a, not in b
+    still_suspect: int  # suspect in both
+    new: int  # suspect in b, not in a
+
+
+class ClassDiff(BaseModel):
+    class_: str = Field(alias="class")
+    suspects_a: int  # by the given label in a's dataset
+    suspects_b: int  # by the given label in b's dataset
+    resolved: int  # by the given label in a's dataset
+    new: int  # by the given label in b's dataset
+
+    model_config = {"populate_by_name": True}
+
+
+class DiffOut(BaseModel):
+    job_a: str
+    job_b: str
+    dataset_a: str
+    dataset_b: str
+    estimated_errors: dict[str, int | None]  # {"a", "b"}
+    splits: dict[str, dict[str, int]]  # split in a -> split in b -> examples (matched by lineage)
+    suspects: SuspectCounts
+    per_class: list[ClassDiff]
+    excluded: int  # a's examples with no row in b's dataset
+    relabelled: int  # matched examples whose given label differs

@@ -18,11 +18,11 @@ import pyarrow as pa
 
 from service.errors import CurationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: reviews, dataset lineage (parent_id, version, root_id, applied), upload reuse
 
 # every table keyed by job_id besides `jobs` itself: what deleting a job removes
 JOB_TABLES = ("job_groups", "predictions", "group_probs", "epoch_metrics", "example_epoch_stats", "example_scores",
-              "adaboost_curves", "events", "attributions")
+              "adaboost_curves", "events", "attributions", "reviews")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL);
@@ -74,7 +74,26 @@ CREATE TABLE IF NOT EXISTS attributions (
     method VARCHAR NOT NULL, logit DOUBLE NOT NULL, gradient_term DOUBLE NOT NULL, bias_term DOUBLE NOT NULL,
     bias_share DOUBLE NOT NULL, per_layer_bias_share JSON NOT NULL, top_features JSON NOT NULL,
     map_path VARCHAR NOT NULL, heatmap_path VARCHAR);
+CREATE TABLE IF NOT EXISTS reviews (
+    job_id VARCHAR NOT NULL, seq BIGINT NOT NULL, example_id INTEGER NOT NULL, action VARCHAR NOT NULL,
+    label SMALLINT, note VARCHAR, decided_by VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL);
 """
+
+# Explicit, idempotent migrations: (version that introduced them, statement). A file of an older
+# version gets the columns appended; a new file gets the same, so both end with one layout.
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (2, "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS parent_id VARCHAR"),
+    (2, "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS version INTEGER DEFAULT 0"),
+    (2, "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS root_id VARCHAR"),  # NULL: the dataset is its own root
+    (2, "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS applied JSON"),  # decision counts of a version
+    (2, "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS upload_sha256 VARCHAR"),  # the uploaded file's bytes
+    (2, "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS label_column VARCHAR"),
+    (2, "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS resize VARCHAR"),  # "HxW" or NULL
+    (2, "ALTER TABLE examples ADD COLUMN IF NOT EXISTS parent_example_id INTEGER"),
+    (2, "ALTER TABLE examples ADD COLUMN IF NOT EXISTS root_example_id INTEGER"),  # NULL: example_id itself
+    (2, "ALTER TABLE examples ADD COLUMN IF NOT EXISTS action VARCHAR"),  # decision a version row carries
+)
+
 
 
 class StoreLocked(CurationError):
@@ -114,11 +133,14 @@ class Store:
             cur.execute(SCHEMA)
             row = cur.execute("SELECT max(version) FROM schema_version").fetchone()
             current = row[0] if row else None
-            if current is None:
-                cur.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION])
-            elif current > SCHEMA_VERSION:
+            if current is not None and current > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path} has schema version {current}; this Curate knows up to "
                                    f"{SCHEMA_VERSION}: upgrade Curate")
+            if current is None or current < SCHEMA_VERSION:
+                for introduced, statement in MIGRATIONS:
+                    if current is None or introduced > current:
+                        cur.execute(statement)
+                cur.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION])
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
