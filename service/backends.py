@@ -9,12 +9,13 @@ from pathlib import Path
 import httpx
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service import jobs, queries
+from service import catalog, diff, jobs, queries, reviews, versions
 from service.engine import Engine
 from service.errors import CurationError
 from service.explain import explain_example
 from service.exports import write_table
-from service.schemas import AdaBoostOut, AttributionOut, DatasetOut, ExampleOut, JobOut
+from service.schemas import (AcceptSuggested, AdaBoostOut, AttributionOut, DatasetOut, DecisionIn, DiffOut, ExampleOut,
+                             JobOut, ReviewOut, ReviewResult)
 from service.settings import Settings
 
 ProgressFn = Callable[[int, int], None]  # (epochs_done, epochs_total)
@@ -33,8 +34,35 @@ class LocalBackend:
 
     def add_dataset(self, path: Path, label_column: str, resize: tuple[int, int] | None,
                     name: str | None = None) -> DatasetOut:
-        m = self.engine.add_dataset(path, label_column=label_column, resize=resize, name=name)
-        return queries.get_dataset(self.engine.store, m.dataset_id)
+        m, reused = self.engine.ingest(path, label_column=label_column, resize=resize, name=name)
+        return queries.get_dataset(self.engine.store, m.dataset_id).model_copy(update={"reused": reused})
+
+    def dataset(self, dataset_id: str) -> DatasetOut:
+        return queries.get_dataset(self.engine.store, dataset_id)
+
+    def datasets(self) -> list[DatasetOut]:
+        return queries.list_datasets(self.engine.store)
+
+    def delete_dataset(self, dataset_id: str, tree: bool = False) -> None:
+        catalog.delete_dataset(self.engine.store, self.engine.settings, dataset_id, tree=tree)
+
+    def review(self, job_id: str, decisions: list[DecisionIn]) -> ReviewResult:
+        return reviews.record_decisions(self.engine.store, job_id, decisions)
+
+    def accept_suggested(self, job_id: str, accept: AcceptSuggested) -> ReviewResult:
+        return reviews.accept_suggested(self.engine.store, job_id, accept)
+
+    def reviews(self, job_id: str, action: str | None = None) -> list[ReviewOut]:
+        return reviews.review_page(self.engine.store, job_id, action=action, limit=2**31).items
+
+    def create_version(self, dataset_id: str, from_job: str) -> DatasetOut:
+        return versions.create_version(self.engine.store, self.engine.settings, dataset_id, from_job)
+
+    def export_dataset(self, dataset_id: str, fmt: str | None, output: Path) -> Path:
+        return versions.export_dataset(self.engine.store, self.engine.settings, dataset_id, fmt, output)
+
+    def diff(self, job_a: str, job_b: str) -> DiffOut:
+        return diff.diff_jobs(self.engine.store, job_a, job_b)
 
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec) -> str:
         return self.engine.submit(dataset_id, spec, adaboost)
@@ -103,6 +131,58 @@ class RemoteBackend:
                                  headers={"Content-Type": "application/octet-stream"})
         return DatasetOut.model_validate(self._json(r))
 
+    def dataset(self, dataset_id: str) -> DatasetOut:
+        return DatasetOut.model_validate(self._json(self.client.get(f"/datasets/{dataset_id}")))
+
+    def datasets(self) -> list[DatasetOut]:
+        return [DatasetOut.model_validate(d) for d in self._json(self.client.get("/datasets"))]  # type: ignore[union-attr]
+
+    def delete_dataset(self, dataset_id: str, tree: bool = False) -> None:
+        self._json(self.client.delete(f"/datasets/{dataset_id}", params={"tree": tree}))
+
+    def review(self, job_id: str, decisions: list[DecisionIn]) -> ReviewResult:
+        body = {"decisions": [d.model_dump(exclude_none=True) for d in decisions]}
+        return ReviewResult.model_validate(self._json(self.client.post(f"/jobs/{job_id}/reviews", json=body)))
+
+    def accept_suggested(self, job_id: str, accept: AcceptSuggested) -> ReviewResult:
+        body = {"accept_suggested": accept.model_dump(exclude_none=True)}
+        return ReviewResult.model_validate(self._json(self.client.post(f"/jobs/{job_id}/reviews", json=body)))
+
+    def reviews(self, job_id: str, action: str | None = None) -> list[ReviewOut]:
+        items: list[ReviewOut] = []
+        while True:
+            params = {"limit": 1000, "offset": len(items), **({"action": action} if action else {})}
+            page = self._json(self.client.get(f"/jobs/{job_id}/reviews", params=params))
+            batch = [ReviewOut.model_validate(i) for i in page["items"]]  # type: ignore[index]
+            items.extend(batch)
+            if not batch or len(items) >= page["total"]:  # type: ignore[index]
+                return items
+
+    def create_version(self, dataset_id: str, from_job: str) -> DatasetOut:
+        r = self.client.post(f"/datasets/{dataset_id}/versions", json={"from_job": from_job})
+        return DatasetOut.model_validate(self._json(r))
+
+    def export_dataset(self, dataset_id: str, fmt: str | None, output: Path) -> Path:
+        params = {"format": fmt} if fmt else {}
+        self._download(f"/datasets/{dataset_id}/export", params, output)
+        return output
+
+    def diff(self, job_a: str, job_b: str) -> DiffOut:
+        return DiffOut.model_validate(self._json(self.client.get(f"/jobs/{job_a}/diff/{job_b}")))
+
+    def _download(self, url: str, params: dict[str, str], output: Path) -> None:
+        """Stream a file answer to `output` (via output.partial)."""
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".partial")
+        with self.client.stream("GET", url, params=params) as r:
+            if r.status_code >= 400:
+                r.read()
+                self._json(r)
+            with tmp.open("wb") as f:
+                for chunk in r.iter_bytes():
+                    f.write(chunk)
+        tmp.replace(output)
+
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec) -> str:
         body = {"dataset_id": dataset_id, "spec": spec.model_dump(), "adaboost": adaboost.model_dump()}
         return str(self._json(self.client.post("/jobs", json=body))["job_id"])  # type: ignore[index]
@@ -161,16 +241,7 @@ class RemoteBackend:
         return AttributionOut.model_validate(self._json(r))
 
     def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".partial")
-        with self.client.stream("GET", f"/jobs/{job_id}/export", params={"what": what, "format": fmt}) as r:
-            if r.status_code >= 400:
-                r.read()
-                self._json(r)
-            with tmp.open("wb") as f:
-                for chunk in r.iter_bytes():
-                    f.write(chunk)
-        tmp.replace(output)
+        self._download(f"/jobs/{job_id}/export", {"what": what, "format": fmt}, output)
         return _count_rows(output, fmt)
 
 

@@ -25,7 +25,7 @@ from service.backends import LocalBackend, RemoteBackend, open_backend
 from service.engine import Engine
 from service.errors import CurationError, InvalidSpec
 from service.exports import FORMATS
-from service.schemas import AttributionOut, JobOut
+from service.schemas import AttributionOut, DatasetOut, JobOut
 from service.settings import Settings
 
 app = typer.Typer(help="Curate: learning-dynamics scores, difficulty splits and suspected mislabels.",
@@ -127,7 +127,9 @@ def _fmt(value: object) -> str:
 @app.command()
 @cli_errors
 def score(
-    path: Annotated[Path, typer.Argument(help="image folder, .zip, .csv, .parquet or .npz")],
+    path: Annotated[Path | None, typer.Argument(help="image folder, .zip, .csv, .parquet or .npz")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="score a stored dataset or version instead "
+                                                "of a file (see curate datasets)")] = None,
     members: Annotated[int, typer.Option(help="ensemble size N")] = TrainSpec().n_members,
     epochs: Annotated[int, typer.Option(help="training epochs")] = TrainSpec().n_epochs,
     model: Annotated[str, typer.Option(help="auto | mlp | cnn")] = "auto",
@@ -144,16 +146,30 @@ def score(
         "--set cnn_width=64 (the fields of TrainSpec, as in POST /jobs)")] = None,
     data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None,
 ) -> None:
-    """Ingest PATH, train the ensemble, score every example and print a summary."""
+    """Ingest PATH (or take the stored --dataset), train the ensemble, score every example and print a summary."""
+    if (path is None) == (dataset is None):
+        raise CurationError("give a PATH to ingest or --dataset DATASET_ID, not both and not neither")
     spec = TrainSpec(**{"n_members": members, "n_epochs": epochs, "model": model, "dropout": dropout,
                         "n_folds": folds, "device": device, "random_state": seed, **_parse_settings(settings)})
     with _backend(data_dir, url, api_key) as backend:
         backend.warm_up()
-        ds = backend.add_dataset(path, label_column, _parse_resize(resize))
-        err.print(f"dataset {ds.dataset_id}: {ds.n_examples} {ds.kind} examples, {ds.n_classes} classes",
+        ds = backend.add_dataset(path, label_column, _parse_resize(resize)) if path else backend.dataset(dataset or "")
+        reused = " (reused: this file was uploaded before)" if ds.reused else ""
+        err.print(f"dataset {ds.dataset_id}: {ds.n_examples} {ds.kind} examples, {ds.n_classes} classes{reused}",
                   highlight=False)
-        job_id = backend.submit(ds.dataset_id, spec, AdaBoostSpec(enabled=adaboost))
+        job_id = submit_or_discard(backend, ds, path is not None, spec, AdaBoostSpec(enabled=adaboost))
         print_summary(backend, wait_with_progress(backend, job_id), top)
+
+
+def submit_or_discard(backend: LocalBackend | RemoteBackend, ds: DatasetOut, uploaded: bool, spec: TrainSpec,
+                      adaboost: AdaBoostSpec) -> str:
+    """Queue the job; a job refused at submission leaves no dataset behind that this command stored."""
+    try:
+        return backend.submit(ds.dataset_id, spec, adaboost)
+    except CurationError:
+        if uploaded and not ds.reused:
+            backend.delete_dataset(ds.dataset_id)
+        raise
 
 
 def _parse_settings(pairs: list[str] | None) -> dict[str, str]:
@@ -400,3 +416,6 @@ def keys_create(name: str, data_dir: DataDir = None) -> None:
         out.print(create_key(engine.store, name), markup=False, highlight=False)
     finally:
         engine.close()
+
+
+from service import cli_curation  # noqa: E402,F401  (registers review, reviews, apply, diff, datasets)
