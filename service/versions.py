@@ -24,8 +24,9 @@ import pyarrow.parquet as pq
 from service import queries, reviews
 from service.catalog import insert_dataset_row
 from service.datasets import load_arrays, load_manifest, load_sources, save_dataset
-from service.errors import CurationError
+from service.errors import CurationError, InvalidDataset
 from service.ingest import LoadedDataset
+from service.ingest import _check_classes as check_classes
 from service.schemas import DatasetOut
 from service.settings import Settings
 from service.store import Store, insert_arrow, to_json
@@ -58,9 +59,10 @@ def create_version(store: Store, settings: Settings, dataset_id: str, from_job: 
     relabel = decided.action == "relabel"
     new_y[decided.example_id[relabel]] = decided.label[relabel]
     kept = np.flatnonzero(action != "exclude")
-    if len(np.unique(new_y[kept])) < 2:
-        raise InvalidVersion(f"the decisions of job {from_job} leave {len(kept)} examples in fewer than 2 classes: "
-                             "a dataset needs at least 2 (clear some exclude decisions)")
+    try:  # the rule every upload meets: at least 2 classes, each with at least 2 examples
+        check_classes(f"a version of {dataset_id}", new_y[kept], list(parent.class_names), "example")
+    except InvalidDataset as exc:
+        raise InvalidVersion(f"{exc.message} (clear some decisions of job {from_job})") from None
     manifest = load_manifest(settings.datasets_dir, dataset_id)
     sources = load_sources(settings.datasets_dir, dataset_id)
     loaded = LoadedDataset(np.ascontiguousarray(X[kept]), new_y[kept], list(parent.class_names),
