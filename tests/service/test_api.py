@@ -26,9 +26,9 @@ def test_upload_job_events_results(server: Server, tmp_path: Path) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         ds = _upload(c, path)
         assert ds["n_examples"] == 300 and ds["n_classes"] == 10
-        # multipart works too and gives a second dataset with the same content hash
+        # multipart works too; the same file again reuses the stored dataset (200, reused) instead of a duplicate
         r = c.post("/datasets", files={"file": ("d.npz", path.read_bytes())})
-        assert r.status_code == 201 and r.json()["sha256"] == ds["sha256"]
+        assert r.status_code == 200 and r.json()["reused"] is True and r.json()["dataset_id"] == ds["dataset_id"]
         job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL, "n_epochs": 8},
                                     "adaboost": {"n_rounds": 10}}).json()
         assert job["status"] in ("queued", "running") and job["epochs_total"] == 8

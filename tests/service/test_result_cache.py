@@ -199,7 +199,8 @@ def test_a_succeeded_job_is_warmed_and_deleting_its_dataset_deletes_it_everywher
     app = create_app(Settings(data_dir=tmp_path / "data"))
     with TestClient(app) as c:
         ds = c.post("/datasets", params={"filename": "d.npz"}, content=path.read_bytes()).json()
-        other = c.post("/datasets", params={"filename": "d.npz"}, content=path.read_bytes()).json()
+        other_path, _ = digits_npz(tmp_path / "e.npz", noise=0.05)  # other bytes: the same file would be reused
+        other = c.post("/datasets", params={"filename": "e.npz"}, content=other_path.read_bytes()).json()
         ids = []
         for dataset in (ds, other):
             job = c.post("/jobs", json={"dataset_id": dataset["dataset_id"], "spec": SMALL,
