@@ -166,10 +166,11 @@ def submit_or_discard(backend: LocalBackend | RemoteBackend, ds: DatasetOut, upl
     """Queue the job; a job refused at submission leaves no dataset behind that this command stored."""
     try:
         return backend.submit(ds.dataset_id, spec, adaboost)
-    except CurationError:
-        if uploaded and not ds.reused:
-            backend.delete_dataset(ds.dataset_id)
-        raise
+    except CurationError as exc:
+        if not uploaded or ds.reused:
+            raise
+        backend.delete_dataset(ds.dataset_id)
+        raise type(exc)(f"{exc.message}; dataset {ds.dataset_id} was not kept") from None
 
 
 def _parse_settings(pairs: list[str] | None) -> dict[str, str]:

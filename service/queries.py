@@ -54,6 +54,8 @@ def get_dataset(store: Store, dataset_id: str, owner: str | None = None) -> Data
     for key in ("class_names", "x_shape", "applied"):
         values[key] = json.loads(values[key]) if values[key] is not None else None
     values["version"] = values["version"] or 0
+    if values["applied"] is not None:  # stored with sorted keys: back in the vocabulary's order
+        values["applied"] = {a: values["applied"].get(a, 0) for a in ("relabel", "keep", "exclude")}
     return DatasetOut(**values)
 
 
