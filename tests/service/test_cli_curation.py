@@ -70,6 +70,9 @@ def test_the_whole_loop_without_leaving_the_cli(tmp_path: Path, monkeypatch) -> 
     assert "exactly one of --top K or --min-score S" in _fails("review", job_a, "--accept-suggested", *data)
     assert "job nope not found" in _fails("apply", "nope", *data)
     assert "give a PATH" in _fails("score", *data)
+    _ok("apply", job_a, *data)
+    assert "and its versions" in _ok("datasets", "rm", _root(datasets), "--tree", *data)
+    assert "tabular" not in _ok("datasets", *data) and job_a not in _ok("jobs", *data)
 
 
 def _root(datasets_listing: str) -> str:
