@@ -65,3 +65,14 @@ def test_the_readme_http_walkthrough_works_as_written(tmp_path: Path) -> None:
     attribution = next(p for p in payloads if "bias_term" in p)
     assert attribution["example_id"] == 0 and attribution["method"] == "bias"
     assert not [p for p in payloads if isinstance(p.get("error"), dict)]  # the error shape is {"error": {...}}
+    # the curation loop: decisions stored, a corrected version exported, a diff of the two jobs
+    stored = [p for p in payloads if "n_applied" in p]
+    assert [p["n_applied"] for p in stored][0] == 1 and stored[-1]["counts"]["relabel"] > 0
+    decisions = next(p for p in payloads if "counts" in p and "items" in p)
+    assert decisions["items"] and {i["action"] for i in decisions["items"]} == {"relabel"}
+    with (tmp_path / "corrected.csv").open(newline="") as f:
+        corrected = list(csv.DictReader(f))
+    assert corrected and corrected[0]["curate_action"] == "keep"  # example 0 was kept
+    assert sum(row["curate_action"] == "relabel" for row in corrected) == stored[-1]["counts"]["relabel"]
+    diff = next(p for p in payloads if "suspects" in p)
+    assert diff["relabelled"] == stored[-1]["counts"]["relabel"] and diff["excluded"] == 0
