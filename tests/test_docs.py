@@ -8,9 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 import service.auth
+import service.diff
 import service.exports
 import service.queries
+import service.reviews
 import service.store
+import service.versions
 from service.app import create_app
 from service.cli import app as cli_app
 from service.errors import CurationError
@@ -66,4 +69,5 @@ def test_every_curation_error_maps_to_the_error_shape(tmp_path: Path, error: typ
     assert 400 <= error.status_code < 500
 
 
-_ = (service.auth, service.exports, service.queries, service.store)  # import every module defining errors
+_ = (service.auth, service.diff, service.exports, service.queries, service.reviews, service.store,
+     service.versions)  # import every module defining errors

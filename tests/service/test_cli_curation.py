@@ -61,7 +61,8 @@ def test_the_whole_loop_without_leaving_the_cli(tmp_path: Path, monkeypatch) -> 
     assert "relabelled 2, excluded 1" in diff and "suspects: resolved" in diff and "per class" in diff
     datasets = _ok("datasets", *data)
     assert version in datasets and datasets.count("tabular") == 2
-    with_server(tmp_path / "data", [("reviews", job_a), ("diff", job_a, job_b), ("datasets",)])
+    with_server(tmp_path / "data", [("reviews", job_a), ("diff", job_a, job_b), ("datasets",)],
+                writes=lambda url: remote_writes(url, job_a, flagged, tmp_path))
     assert "has 1 version(s) made from it" in _fails("datasets", "rm", _root(datasets), *data)
     assert "removed dataset" in _ok("datasets", "rm", version, *data)  # a version goes alone; its parent stays
     assert job_a in _ok("jobs", *data)
@@ -81,15 +82,30 @@ def _root(datasets_listing: str) -> str:
     return next(line.split("│")[1].strip() for line in rows if line.split("│")[6].strip() == "-")
 
 
-def with_server(data_dir: Path, commands: list[tuple[str, ...]]) -> None:
-    """Each read command prints the same in-process and through a server on the same data directory."""
+def with_server(data_dir: Path, commands: list[tuple[str, ...]], writes=None) -> None:  # type: ignore[no-untyped-def]
+    """Each read command prints the same in-process and through a server on the same data directory;
+    then `writes(url)` runs commands that change things through that server."""
     local = {c: _ok(*c, "--data-dir", str(data_dir)) for c in commands}
     server = Server(data_dir).start()
     try:
         for command, expected in local.items():
             assert _ok(*command, "--url", server.url) == expected, command
+        if writes is not None:
+            writes(server.url)
     finally:
         server.stop()
+
+
+def remote_writes(url: str, job_id: str, flagged: list[dict], tmp_path: Path) -> None:
+    """review, apply -o and datasets rm through the server."""
+    example = str(flagged[2]["example_id"])
+    assert "1 decision(s) stored" in _ok("review", job_id, example, "--keep", "--url", url)
+    assert "error: example 99999 not found" in _fails("review", job_id, "99999", "--keep", "--url", url)
+    applied = _ok("apply", job_id, "-o", str(tmp_path / "remote.npz"), "--url", url).splitlines()
+    with np.load(tmp_path / "remote.npz") as f:
+        assert len(f["y"]) == int(applied[0].split(": ")[1].split()[0])
+    assert _ok("review", job_id, example, "--clear", "--url", url)
+    assert "removed dataset" in _ok("datasets", "rm", applied[-1].split()[1], "--url", url)
 
 
 def test_a_job_refused_at_submission_leaves_no_dataset_behind(tmp_path: Path) -> None:
