@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -66,38 +67,74 @@ def list_datasets(store: Store, owner: str | None = None) -> list[DatasetOut]:
     return [get_dataset(store, i, owner) for i in ids]
 
 
+@dataclass(frozen=True)
+class RowFilter:
+    """Filters of a review page on top of split / suspected: classes by name; decision none|relabel|keep|exclude."""
+
+    given_label: str | None = None
+    suggested_label: str | None = None
+    decision: str | None = None  # "none": no current decision
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.given_label, self.suggested_label, self.decision))
+
+
+DECISION_FILTERS = ("none", "relabel", "keep", "exclude")
+
+
 def score_page(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
                suspected_only: bool = False, order: str = "example_id", limit: int | None = None,
-               offset: int = 0) -> tuple[pa.Table, int]:
+               offset: int = 0, filters: RowFilter = RowFilter()) -> tuple[pa.Table, int]:
     """One page of per-example scores with source and class names (SCORE_COLUMNS), and the
     number of rows matching the filters. The page is cut first and joined after, so a page
     costs the same whatever the data set's size."""
     job = finished_job(store, job_id, owner)
     _check_page(split, order, limit, offset)
-    sql = f"""
-        WITH page AS (
-            SELECT s.*, count(*) OVER () AS total_ FROM example_scores s
+    where = f"""
+            FROM example_scores s LEFT JOIN ({CURRENT_SQL}) d ON d.example_id = s.example_id
             WHERE s.job_id = $job AND ($split IS NULL OR s.split = $split)
               AND (NOT $suspected OR s.is_suspected_mislabel)
+              AND ($given IS NULL OR s.given_label = $given) AND ($suggested IS NULL OR s.suggested_label = $suggested)
+              AND ($decision IS NULL OR coalesce(d.action, 'none') = $decision)"""
+    sql = f"""
+        WITH page AS (
+            SELECT s.*, d.action AS decision_, d.label AS decided_, count(*) OVER () AS total_ {where}
             ORDER BY {ORDERS[order]} LIMIT $limit OFFSET $offset)
         SELECT s.example_id, e.source, $names[s.given_label + 1] AS given_label, s.consistency, s.consensus,
                $names[s.consensus_label + 1] AS consensus_label, s.heldout_consistency, s.accessibility,
                s.first_learned_epoch, s.mean_label_prob, s.split, s.mislabel_score, s.is_suspected_mislabel,
                $names[s.suggested_label + 1] AS suggested_label, s.adaboost_accessibility, s.family_agreement,
-               d.action AS decision, $names[d.label + 1] AS decided_label, s.total_
+               s.decision_ AS decision, $names[s.decided_ + 1] AS decided_label, s.total_
         FROM page s JOIN examples e ON e.dataset_id = $dataset AND e.example_id = s.example_id
-        LEFT JOIN ({CURRENT_SQL}) d ON d.example_id = s.example_id
         ORDER BY {ORDERS[order]}"""
     with store.reader() as cur:
         names = json.loads(cur.execute("SELECT class_names FROM datasets WHERE dataset_id = ?",
                                        [job.dataset_id]).fetchall()[0][0])
         params = {"dataset": job.dataset_id, "job": job_id, "split": split, "suspected": suspected_only,
-                  "limit": limit if limit is not None else 2**62, "offset": offset, "names": names}
+                  "limit": limit if limit is not None else 2**62, "offset": offset, "names": names,
+                  **_filter_params(filters, names)}
         table = cur.sql(sql, params=params).to_arrow_table()
-    total = table.column("total_")[0].as_py() if table.num_rows else None
-    if total is None:  # an empty page (offset past the end) still reports the total
-        total = count_rows(store, job_id, owner=owner, split=split, suspected_only=suspected_only)
+        if not table.num_rows:  # an empty page (offset past the end) still reports the total
+            count_params = {k: v for k, v in params.items() if k not in ("limit", "offset", "names", "dataset")}
+            total = cur.execute(f"SELECT count(*) {where}", count_params).fetchone()[0]
+    if table.num_rows:
+        total = table.column("total_")[0].as_py()
     return table.drop_columns(["total_"]), int(total)
+
+
+def _filter_params(filters: RowFilter, names: list[str]) -> dict[str, object]:
+    """SQL parameters of a RowFilter: class names as indices (422 naming an unknown class)."""
+    index = {name: i for i, name in enumerate(names)}
+    params: dict[str, object] = {}
+    for key, name in (("given", filters.given_label), ("suggested", filters.suggested_label)):
+        if name is not None and name not in index:
+            raise InvalidQuery(f"{key}_label {name!r} is not a class of this job's dataset "
+                               f"(classes: {', '.join(names[:20])}{', ...' if len(names) > 20 else ''})")
+        params[key] = None if name is None else index[name]
+    if filters.decision is not None and filters.decision not in DECISION_FILTERS:
+        raise InvalidQuery(f"decision must be one of {', '.join(DECISION_FILTERS)}, got {filters.decision!r}")
+    params["decision"] = filters.decision
+    return params
 
 
 def _check_page(split: str | None, order: str, limit: int | None, offset: int) -> None:
@@ -264,12 +301,16 @@ def job_json(store: Store, cache: ResultCache, job_id: str, owner: str | None = 
 
 def example_page_json(store: Store, cache: ResultCache, job_id: str, *, owner: str | None = None,
                       split: str | None = None, suspected_only: bool = False, order: str = "example_id",
-                      limit: int = 100, offset: int = 0, memory_only: bool = False) -> bytes | None:
+                      limit: int = 100, offset: int = 0, memory_only: bool = False,
+                      filters: RowFilter = RowFilter()) -> bytes | None:
     """ExamplePage JSON: a slice of the job's rows in memory (all of them read and sorted once);
-    from DuckDB (score_page) only when they would not fit in the cache at all."""
+    from DuckDB (score_page) only when they would not fit in the cache at all, or with RowFilters."""
     if not _succeeded(store, cache, job_id, owner, memory_only):
         return None
     _check_page(split, order, limit, offset)
+    if filters:
+        return None if memory_only else _page_from_duckdb(store, job_id, owner, split, suspected_only, order, limit,
+                                                          offset, filters)
     if memory_only:
         index = cache.get((job_id, "scores"))
     else:
@@ -279,8 +320,13 @@ def example_page_json(store: Store, cache: ResultCache, job_id: str, *, owner: s
         return index.page_json(job_id, (order, split, suspected_only), limit, offset)
     if memory_only:
         return None
+    return _page_from_duckdb(store, job_id, owner, split, suspected_only, order, limit, offset, RowFilter())
+
+
+def _page_from_duckdb(store: Store, job_id: str, owner: str | None, split: str | None, suspected_only: bool,
+                      order: str, limit: int, offset: int, filters: RowFilter) -> bytes:
     rows, total = score_page(store, job_id, owner=owner, split=split, suspected_only=suspected_only, order=order,
-                             limit=limit, offset=offset)
+                             limit=limit, offset=offset, filters=filters)
     return ExamplePage(job_id=job_id, total=total, limit=limit, offset=offset,
                        items=[ExampleOut(**r) for r in rows.to_pylist()]).model_dump_json().encode()
 

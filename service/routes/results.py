@@ -45,10 +45,15 @@ async def serve_json(read: Callable[..., bytes | None]) -> Response:
 
 
 def _page(engine: Engine, owner: str | None, job_id: str, split: str | None, suspected: bool, order: str,
-          limit: int, offset: int) -> Callable[..., bytes | None]:
+          limit: int, offset: int, filters: queries.RowFilter) -> Callable[..., bytes | None]:
     return partial(queries.example_page_json, engine.store, cache_of(engine), job_id, owner=owner, split=split,
                    suspected_only=suspected, order=order, limit=min(limit, engine.settings.max_page_size),
-                   offset=offset)
+                   offset=offset, filters=filters)
+
+
+GivenLabel = Annotated[str | None, Query(max_length=256, description="only this given label (class name)")]
+SuggestedLabel = Annotated[str | None, Query(max_length=256, description="only this suggested label")]
+Decision = Literal["none", "relabel", "keep", "exclude"]
 
 
 @router.get("/health", response_model=Health)
@@ -59,17 +64,22 @@ async def health() -> Health:
 @router.get("/jobs/{job_id}/examples", response_model=ExamplePage, responses=ERRORS)
 async def list_examples(job_id: str, engine: EngineDep, owner: OwnerDep, split: Split | None = None,
                         order: Order = "example_id", limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
-                        offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> Response:
-    """Per-example scores, paginated (limit is capped at the server's max_page_size)."""
-    return await serve_json(_page(engine, owner, job_id, split, False, order, limit, offset))
+                        offset: Annotated[int, Query(ge=0, le=2**31)] = 0, given_label: GivenLabel = None,
+                        suggested_label: SuggestedLabel = None, decision: Decision | None = None) -> Response:
+    """Per-example scores, paginated (limit is capped at the server's max_page_size); optionally only one
+    given label, one suggested label, or one decision state (none = not decided)."""
+    filters = queries.RowFilter(given_label, suggested_label, decision)
+    return await serve_json(_page(engine, owner, job_id, split, False, order, limit, offset, filters))
 
 
 @router.get("/jobs/{job_id}/mislabeled", response_model=ExamplePage, responses=ERRORS)
 async def list_mislabeled(job_id: str, engine: EngineDep, owner: OwnerDep,
                           limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
-                          offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> Response:
-    """Suspected mislabels, worst first, with the suggested label."""
-    return await serve_json(_page(engine, owner, job_id, None, True, "mislabel_score", limit, offset))
+                          offset: Annotated[int, Query(ge=0, le=2**31)] = 0, given_label: GivenLabel = None,
+                          suggested_label: SuggestedLabel = None, decision: Decision | None = None) -> Response:
+    """Suspected mislabels, worst first, with the suggested label (filters as /examples)."""
+    filters = queries.RowFilter(given_label, suggested_label, decision)
+    return await serve_json(_page(engine, owner, job_id, None, True, "mislabel_score", limit, offset, filters))
 
 
 @router.get("/jobs/{job_id}/dynamics", response_model=DynamicsOut, responses=ERRORS)

@@ -85,6 +85,13 @@ def test_a_decision_shows_at_once_in_examples_mislabeled_and_exports(scored: Sco
     item = next(i for i in page["items"] if i["example_id"] == first["example_id"])
     assert (item["label"], item["note"], item["decided_by"]) == (first["suggested_label"], "a 7", "alice")
     assert page["total"] == page["counts"]["relabel"]
+    excluded = c.get(f"/jobs/{job_id}/examples", params={"decision": "exclude", "limit": 1000}).json()
+    assert [i["example_id"] for i in excluded["items"]] == [0] and excluded["total"] == 1
+    given = row["given_label"]
+    flagged_given = c.get(f"/jobs/{job_id}/mislabeled", params={"given_label": given, "limit": 1000}).json()
+    assert flagged_given["items"] and {i["given_label"] for i in flagged_given["items"]} == {given}
+    r = c.get(f"/jobs/{job_id}/examples", params={"given_label": "kitten"})
+    assert r.status_code == 422 and "given_label 'kitten' is not a class" in r.json()["error"]["message"]
     _clear_all(c, job_id)
     assert c.get(f"/jobs/{job_id}/examples", params={"limit": 3}).json()["items"][0]["decision"] is None
 

@@ -144,6 +144,31 @@ def test_a_decision_shows_at_once_through_the_result_cache(scored) -> None:
     assert '"example_id":2,' in page and '"decision":"exclude"' in page
 
 
+def test_review_filters_by_given_and_suggested_label_and_decision(scored) -> None:
+    engine, _, job_id, _ = scored
+    _clear_all(engine, job_id)
+    every = queries.score_rows(engine.store, job_id).to_pylist()
+    reviews.record_decisions(engine.store, job_id, [DecisionIn(example_id=i, action="exclude") for i in (3, 4, 5)])
+    given3 = [r["example_id"] for r in every if r["given_label"] == "3"]
+    rows, total = queries.score_page(engine.store, job_id, filters=queries.RowFilter(given_label="3"), limit=5)
+    assert total == len(given3) and rows.column("example_id").to_pylist() == given3[:5]
+    pair = (every[0]["given_label"], every[0]["suggested_label"])
+    expected = [r["example_id"] for r in every if (r["given_label"], r["suggested_label"]) == pair]
+    rows, total = queries.score_page(engine.store, job_id, filters=queries.RowFilter(*pair))
+    assert rows.column("example_id").to_pylist() == expected and total == len(expected)
+    totals = {d: queries.score_page(engine.store, job_id, filters=queries.RowFilter(decision=d), limit=1)[1]
+              for d in ("none", "relabel", "keep", "exclude")}
+    assert totals == {"none": 297, "relabel": 0, "keep": 0, "exclude": 3}
+    _, past_end = queries.score_page(engine.store, job_id, filters=queries.RowFilter(decision="exclude"), offset=50)
+    assert past_end == 3  # an empty page still counts what matches
+    cache = result_cache(engine.store, 64)
+    page = queries.example_page_json(engine.store, cache, job_id, filters=queries.RowFilter(decision="exclude"))
+    assert page.count(b'"decision":"exclude"') == 3
+    with pytest.raises(queries.InvalidQuery, match="given_label 'cat' is not a class of this job's dataset"):
+        queries.score_page(engine.store, job_id, filters=queries.RowFilter(given_label="cat"))
+    _clear_all(engine, job_id)
+
+
 def test_a_page_built_while_a_decision_commits_is_not_kept() -> None:
     cache = ResultCache(10**6)
 
