@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     average_precision_score,
     f1_score,
@@ -15,6 +16,9 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 
 def _check_labels(y: np.ndarray, rate: float, n_classes: int) -> npt.NDArray[np.int64]:
@@ -69,6 +73,90 @@ def plant_pair_noise(
         flipped = rng.choice(members, size=round(rate * members.size), replace=False)
         y_noisy[flipped] = (c + 1) % n_classes
         is_flipped[flipped] = True
+    return y_noisy, is_flipped
+
+
+def compute_reference_probs(
+    X: np.ndarray,  # (n_examples, ...) features; images are flattened
+    y: np.ndarray,  # (n_examples,) clean labels
+    random_state: int,
+) -> npt.NDArray[np.float64]:
+    """5-fold out-of-fold class probabilities (n_examples, n_classes) of a simple model
+    (standardised logistic regression) on the *clean* labels: the annotator's view of which
+    examples are ambiguous and which classes look alike."""
+    X2 = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=random_state)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return cross_val_predict(model, X2, y, cv=cv, method="predict_proba")
+
+
+def compute_confusion_targets(
+    reference_probs: npt.NDArray[np.float64],  # (n_examples, n_classes)
+    y: np.ndarray,  # (n_examples,) clean labels
+) -> npt.NDArray[np.int64]:
+    """For each class, the other class the reference model confuses it with most, (n_classes,).
+
+    Confusion counts of the out-of-fold argmax; a class that is never confused (or ties) falls
+    back to the largest summed probability mass, so every class gets a target unlike itself."""
+    n_classes = reference_probs.shape[1]
+    predicted = reference_probs.argmax(axis=1)
+    counts = np.zeros((n_classes, n_classes))
+    np.add.at(counts, (y, predicted), 1.0)
+    mass = np.zeros((n_classes, n_classes))
+    np.add.at(mass, y, reference_probs)
+    # counts first, probability mass (< 1 per example, scaled below 1 in total) to break ties
+    score = counts + mass / (len(y) + 1.0)
+    np.fill_diagonal(score, -np.inf)
+    return score.argmax(axis=1).astype(np.int64)
+
+
+def plant_confusion_noise(
+    y: np.ndarray,  # (n_examples,) int labels in [0, n_classes)
+    rate: float,
+    n_classes: int,
+    random_state: int,
+    reference_probs: npt.NDArray[np.float64],  # (n_examples, n_classes), compute_reference_probs
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Similar-class noise: for each class c, flip round(rate * n_c) of its examples, chosen
+    uniformly, to the class a clean model confuses c with most (compute_confusion_targets).
+    Returns (y_noisy (n_examples,), is_flipped (n_examples,) bool)."""
+    y = _check_labels(y, rate, n_classes)
+    targets = compute_confusion_targets(reference_probs, y)
+    rng = np.random.default_rng(random_state)
+    y_noisy = y.copy()
+    is_flipped = np.zeros(y.size, dtype=bool)
+    for c in range(n_classes):
+        members = np.flatnonzero(y == c)
+        flipped = rng.choice(members, size=round(rate * members.size), replace=False)
+        y_noisy[flipped] = targets[c]
+        is_flipped[flipped] = True
+    return y_noisy, is_flipped
+
+
+def plant_ambiguous_noise(
+    y: np.ndarray,  # (n_examples,) int labels in [0, n_classes)
+    rate: float,
+    n_classes: int,
+    random_state: int,
+    reference_probs: npt.NDArray[np.float64],  # (n_examples, n_classes), compute_reference_probs
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Instance-dependent noise: exactly round(rate * n) examples are flipped, drawn without
+    replacement with weight 1 - p(true class) + 0.01 (the reference model's out-of-fold
+    probability), so ambiguous examples are flipped far more often; each goes to its most probable
+    *other* class. Returns (y_noisy (n_examples,), is_flipped (n_examples,) bool)."""
+    y = _check_labels(y, rate, n_classes)
+    probs = np.asarray(reference_probs, dtype=np.float64)
+    if probs.shape != (y.size, n_classes):
+        raise ValueError(f"reference_probs {probs.shape} must be (n_examples, n_classes) = {(y.size, n_classes)}")
+    rng = np.random.default_rng(random_state)
+    weight = 1.0 - probs[np.arange(y.size), y] + 0.01
+    flipped = rng.choice(y.size, size=round(rate * y.size), replace=False, p=weight / weight.sum())
+    others = probs.copy()
+    others[np.arange(y.size), y] = -np.inf
+    y_noisy = y.copy()
+    y_noisy[flipped] = others[flipped].argmax(axis=1)
+    is_flipped = np.zeros(y.size, dtype=bool)
+    is_flipped[flipped] = True
     return y_noisy, is_flipped
 
 

@@ -1,0 +1,83 @@
+"""The planted-noise models of the detection benchmark: exact counts, seeded, and the structure each
+claims (similar classes for `confusion`, ambiguous examples for `ambiguous`)."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, load_wine
+
+from benchmarks.baselines import compute_aum
+from benchmarks.noise import (
+    compute_confusion_targets,
+    compute_reference_probs,
+    plant_ambiguous_noise,
+    plant_confusion_noise,
+    plant_symmetric_noise,
+)
+
+
+@pytest.fixture(scope="module")
+def wine() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X, y = load_wine(return_X_y=True)
+    return X, y, compute_reference_probs(X, y, random_state=0)
+
+
+def test_confusion_targets_are_the_most_confused_other_class() -> None:
+    y = np.array([0, 0, 0, 1, 1, 2, 2])
+    probs = np.array([[0.2, 0.1, 0.7], [0.9, 0.05, 0.05], [0.1, 0.2, 0.7],  # class 0 mistaken for 2 twice
+                      [0.6, 0.3, 0.1], [0.1, 0.8, 0.1],  # class 1 mistaken for 0
+                      [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]])  # class 2 never: most probability mass (0.2 vs 0.2 tie)
+    targets = compute_confusion_targets(probs, y)
+    assert targets[0] == 2 and targets[1] == 0
+    assert targets[2] != 2  # never itself, even when the class is never confused
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.4])
+def test_confusion_noise_flips_exactly_rate_of_each_class_to_its_target(wine, rate: float) -> None:
+    X, y, probs = wine
+    targets = compute_confusion_targets(probs, y)
+    y_noisy, flipped = plant_confusion_noise(y, rate, 3, random_state=5, reference_probs=probs)
+    assert np.array_equal(flipped, y_noisy != y)
+    for c in range(3):
+        members = y == c
+        assert flipped[members].sum() == round(rate * members.sum())
+        assert np.all(y_noisy[members & flipped] == targets[c])
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.2, 0.3])
+def test_ambiguous_noise_flips_exactly_rate_of_all_to_the_most_probable_other_class(wine, rate: float) -> None:
+    X, y, probs = wine
+    y_noisy, flipped = plant_ambiguous_noise(y, rate, 3, random_state=5, reference_probs=probs)
+    assert flipped.sum() == round(rate * len(y))
+    assert np.array_equal(flipped, y_noisy != y)
+    others = probs.copy()
+    others[np.arange(len(y)), y] = -np.inf
+    assert np.array_equal(y_noisy[flipped], others[flipped].argmax(axis=1))
+
+
+def test_ambiguous_noise_falls_on_ambiguous_examples() -> None:
+    X, y = load_digits(return_X_y=True)
+    probs = compute_reference_probs(X, y, random_state=0)
+    _, flipped = plant_ambiguous_noise(y, 0.1, 10, random_state=0, reference_probs=probs)
+    _, uniform = plant_symmetric_noise(y, 0.1, 10, random_state=0)
+    p_true = probs[np.arange(len(y)), y]
+    assert p_true[flipped].mean() < p_true[uniform].mean() - 0.1
+
+
+def test_realistic_noise_is_seeded(wine) -> None:
+    X, y, probs = wine
+    for plant in (plant_confusion_noise, plant_ambiguous_noise):
+        a = plant(y, 0.2, 3, random_state=1, reference_probs=probs)[0]
+        b = plant(y, 0.2, 3, random_state=1, reference_probs=probs)[0]
+        c = plant(y, 0.2, 3, random_state=2, reference_probs=probs)[0]
+        assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_ambiguous_noise_rejects_probabilities_of_the_wrong_shape(wine) -> None:
+    X, y, probs = wine
+    with pytest.raises(ValueError, match="reference_probs"):
+        plant_ambiguous_noise(y, 0.2, 3, random_state=0, reference_probs=probs[:, :2])
+
+
+def test_aum_is_the_mean_margin_of_the_given_label() -> None:
+    logits = np.array([[[2.0, 0.0, 1.0]], [[0.0, 3.0, 1.0]]])  # 2 epochs, 1 example, 3 classes
+    assert compute_aum(logits, np.array([0]))[0] == pytest.approx(((2 - 1) + (0 - 3)) / 2)
