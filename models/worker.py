@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from models.lifeline import die_with, is_alive
 from models.predictions import EpochRecord
 from models.spec import GroupTask
 
@@ -59,8 +60,9 @@ def iter_task_records(task: GroupTask, X: np.ndarray | None = None,
                            keep_checkpoints=task.keep_checkpoints)
 
 
-def run_task(task: GroupTask, out: _Queue, cancel: _Flag) -> None:
-    """Process entry: stream records until done, cancelled or failed."""
+def run_task(task: GroupTask, out: _Queue, cancel: _Flag, parent_pid: int | None = None) -> None:
+    """Process entry: stream records until done, cancelled, failed or the engine (`parent_pid`) is gone."""
+    die_with(parent_pid)  # models/lifeline.py: no orphan outlives the engine
     key = (task.model, task.group)
     # idle OpenMP threads sleep instead of spinning: with other processes on the cores, spinning
     # threads made 2-thread training 5-25x slower (benchmarks/throughput.md). libgomp reads it when
@@ -72,7 +74,7 @@ def run_task(task: GroupTask, out: _Queue, cancel: _Flag) -> None:
         pass
     try:
         for record in iter_task_records(task):
-            if cancel.is_set():
+            if cancel.is_set() or (parent_pid is not None and not is_alive(parent_pid)):
                 return
             out.put(("record", key, record))
         out.put(("done", key, None))
@@ -82,9 +84,11 @@ def run_task(task: GroupTask, out: _Queue, cancel: _Flag) -> None:
 
 def run_explain(job_dir: str, spec_json: str, members_by_group: list[list[int]], x_path: str, y_path: str,
                 n_classes: int, example_ids: list[int], targets: dict[str, list[int]], methods: list[str],
-                n_threads: int = 0) -> dict[str, dict[str, np.ndarray]]:
+                n_threads: int = 0, parent_pid: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Process entry of service/explain.py: `models.explain_worker.explain_examples` with n_threads
-    torch CPU threads (0 = torch's default); this module stays torch-free for the engine."""
+    torch CPU threads (0 = torch's default); this module stays torch-free for the engine. The
+    process dies with the engine (`parent_pid`), like a training worker."""
+    die_with(parent_pid)
     import torch
 
     from models.explain_worker import explain_examples

@@ -33,7 +33,7 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(settings, executor)
+        engine = Engine(settings, executor, run_by="server")
         clean_partial_uploads(settings)
         clean_orphans(engine.store, settings)
         scheduler = Scheduler(engine, settings.max_concurrent_jobs)

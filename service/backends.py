@@ -2,8 +2,11 @@
 HTTP (RemoteBackend). Both return the API's schemas, so the CLI prints the same thing."""
 
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -11,7 +14,7 @@ import httpx
 from models.spec import AdaBoostSpec, TrainSpec
 from service import catalog, diff, jobs, queries, reviews, versions
 from service.engine import Engine
-from service.errors import CurationError
+from service.errors import CurationError, JobCancelled
 from service.explain import explain_example
 from service.exports import write_table
 from service.schemas import (AcceptSuggested, AdaBoostOut, AttributionOut, DatasetOut, DecisionIn, DiffOut, ExampleOut,
@@ -21,9 +24,35 @@ from service.settings import Settings
 ProgressFn = Callable[[int, int], None]  # (epochs_done, epochs_total)
 
 
+@contextmanager
+def cancel_on_signals(cancel: threading.Event) -> Iterator[list[str]]:
+    """While inside: SIGINT or SIGTERM sets `cancel` (the running job stops within seconds and is
+    marked cancelled) and is named in the yielded list; a second one raises KeyboardInterrupt.
+    Only the main thread can own signal handlers; elsewhere this does nothing."""
+    caught: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        if caught:
+            raise KeyboardInterrupt
+        caught.append(signal.Signals(signum).name)
+        cancel.set()
+
+    cancel.clear()
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 class LocalBackend:
     def __init__(self, settings: Settings) -> None:
         self.engine = Engine(settings)
+        self.engine.cancel_interrupted_cli_jobs()  # a `curate score` that died left them: cancelled, retry resumes
 
     def close(self) -> None:
         self.engine.close()
@@ -68,8 +97,17 @@ class LocalBackend:
         return self.engine.submit(dataset_id, spec, adaboost)
 
     def wait(self, job_id: str, progress: ProgressFn) -> JobOut:
-        """Run the job here (or resume it) and return its final state."""
-        return jobs.job_out(self.engine.run(job_id, progress=lambda _, d, t: progress(d, t)))
+        """Run the job here (or resume it) and return its final state. SIGINT or SIGTERM cancels it
+        (JobCancelled, with how to resume), after its workers have stopped."""
+        with cancel_on_signals(self.engine.cancelling) as caught:
+            job = self.engine.run(job_id, progress=lambda _, d, t: progress(d, t))
+        if caught and job.status == "cancelled":
+            raise JobCancelled(f"job {job_id} cancelled by {caught[0]} at {job.epochs_done}/{job.epochs_total} "
+                               f"epochs; resume it with: curate retry {job_id}")
+        return jobs.job_out(job)
+
+    def cancel(self, job_id: str) -> JobOut:
+        return jobs.job_out(jobs.cancel_now(self.engine.store, job_id))
 
     def job(self, job_id: str) -> JobOut:
         return jobs.job_out(jobs.get_job(self.engine.store, job_id))
@@ -210,6 +248,9 @@ class RemoteBackend:
 
     def retry(self, job_id: str) -> None:
         self._json(self.client.post(f"/jobs/{job_id}/retry"))
+
+    def cancel(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(self._json(self.client.delete(f"/jobs/{job_id}")))
 
     def jobs(self) -> list[JobOut]:
         return [JobOut.model_validate(j) for j in self._json(self.client.get("/jobs"))]  # type: ignore[union-attr]

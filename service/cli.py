@@ -227,6 +227,15 @@ def retry(job_id: str, top: Annotated[int, typer.Option(help="suspects to print"
 
 @app.command()
 @cli_errors
+def cancel(job_id: str, data_dir: DataDir = None, url: Url = None, api_key: ApiKey = None) -> None:
+    """Cancel a queued or running job (a server stops it within seconds); `curate retry` resumes it."""
+    with _backend(data_dir, url, api_key) as backend:
+        job = backend.cancel(job_id)
+    out.print(f"job {job.job_id}: {job.status} at {job.epochs_done}/{job.epochs_total} epochs", highlight=False)
+
+
+@app.command()
+@cli_errors
 def export(
     job_id: str,
     output: Annotated[Path, typer.Option("-o", "--output", help="file to write")],

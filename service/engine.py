@@ -18,12 +18,14 @@ from service.store import Store
 
 
 class Engine:
-    def __init__(self, settings: Settings, executor: Executor | None = None) -> None:
+    def __init__(self, settings: Settings, executor: Executor | None = None, run_by: str = "cli") -> None:
         self.settings = settings
+        self.run_by = run_by  # server | cli: recorded on each job it runs (a server resumes only its own)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db_path, settings.duckdb_memory_limit)
         self.executor = executor or LocalExecutor(max_workers=settings.max_workers)
         self.stopping = threading.Event()  # set on shutdown: running jobs pause, resume at restart
+        self.cancelling = threading.Event()  # set by a signal to `curate score`: its job is cancelled
         catalog.clean_orphans(self.store, settings)
 
     def scoring_options(self) -> ScoringOptions:
@@ -50,13 +52,18 @@ class Engine:
             warm_up()
 
     def run(self, job_id: str, progress: Progress | None = None) -> jobs.Job:
-        return run_job(self.store, self.settings, job_id, self.executor, progress, self.stopping)
+        return run_job(self.store, self.settings, job_id, self.executor, progress, self.stopping, self.cancelling,
+                       self.run_by)
 
     def interrupted_jobs(self) -> list[str]:
         """Jobs left running by a crash: they resume from their last committed epoch."""
         with self.store.reader() as cur:
             return [r[0] for r in cur.execute("SELECT job_id FROM jobs WHERE status = 'running' "
                                               "ORDER BY created_at").fetchall()]
+
+    def cancel_interrupted_cli_jobs(self) -> list[str]:
+        """Jobs an in-process `curate score` left running when it died: cancelled, not resumed."""
+        return jobs.cancel_interrupted(self.store, "cli")
 
     def close(self) -> None:
         self.store.close()

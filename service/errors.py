@@ -52,3 +52,10 @@ class JobFailed(CurationError):
 class Conflict(CurationError):
     status_code = 409
     code = "conflict"
+
+
+class JobCancelled(CurationError):
+    """A job stopped by a cancel (or a signal to `curate score`); `retry` resumes it."""
+
+    status_code = 409
+    code = "job_cancelled"

@@ -16,6 +16,7 @@ from multiprocessing.process import BaseProcess
 from typing import Protocol
 
 from models.checkpoints import prune_checkpoints
+from models.lifeline import kill_group
 from models.predictions import EpochRecord
 from models.spec import GroupTask
 
@@ -88,7 +89,7 @@ class LocalExecutor:
             while pending or running:
                 for task in _startable(pending, running, self.max_workers):
                     pending.remove(task)
-                    proc = ctx.Process(target=run_task, args=(task, out, cancel), daemon=True)
+                    proc = ctx.Process(target=run_task, args=(task, out, cancel, os.getpid()), daemon=True)
                     proc.start()
                     running[(task.model, task.group)] = (task, proc)
                 if should_stop():
@@ -108,13 +109,15 @@ class LocalExecutor:
                 else:
                     raise WorkerFailed(f"{key[0]} group {key[1]} failed:\n{tail(payload)}")
             return True
-        finally:
+        finally:  # every exit path (done, stopped, failed, KeyboardInterrupt) ends every worker's tree
             cancel.set()
             for _, proc in running.values():
                 proc.join(timeout=1.0)
                 if proc.is_alive():
                     proc.terminate()
                     proc.join(timeout=5.0)
+                if proc.pid is not None:
+                    kill_group(proc.pid)  # the worker leads its own group: anything it started goes too
 
 
 def _startable(pending: list[GroupTask], running: dict[TaskKey, tuple[GroupTask, BaseProcess]],

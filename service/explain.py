@@ -158,7 +158,7 @@ def _run_worker(**kwargs: object) -> dict[str, dict[str, np.ndarray]]:
     from models.worker import run_explain  # torch-free module: the child imports torch itself
 
     with ProcessPoolExecutor(max_workers=1, mp_context=worker_context()) as pool:
-        return pool.submit(run_explain, **kwargs).result()
+        return pool.submit(run_explain, **kwargs, parent_pid=os.getpid()).result()
 
 
 def _save_maps(settings: Settings, job_id: str, ids: np.ndarray, targets: dict[str, list[int]],

@@ -108,8 +108,8 @@ def add_event(cur: Any, job_id: str, kind: str, message: str) -> None:
     cur.execute("INSERT INTO events VALUES (?, now(), ?, ?)", [job_id, kind, message])
 
 
-def start_attempt(store: Store, job_id: str) -> int:
-    """queued/running -> running with attempt + 1; returns the new attempt."""
+def start_attempt(store: Store, job_id: str, run_by: str = "cli") -> int:
+    """queued/running -> running with attempt + 1 (run_by: server | cli); returns the new attempt."""
     with store.transaction() as cur:
         row = cur.execute("SELECT status, attempt FROM jobs WHERE job_id = ?", [job_id]).fetchone()
         if row is None:
@@ -117,9 +117,9 @@ def start_attempt(store: Store, job_id: str) -> int:
         if row[0] not in ("queued", "running"):
             raise Conflict(f"job {job_id} is {row[0]}; only queued or interrupted jobs can run")
         attempt = row[1] + 1
-        cur.execute("UPDATE jobs SET status = 'running', attempt = ?, started_at = coalesce(started_at, now()) "
-                    "WHERE job_id = ?", [attempt, job_id])
-        add_event(cur, job_id, "running", f"attempt {attempt}")
+        cur.execute("UPDATE jobs SET status = 'running', attempt = ?, run_by = ?, "
+                    "started_at = coalesce(started_at, now()) WHERE job_id = ?", [attempt, run_by, job_id])
+        add_event(cur, job_id, "running", f"attempt {attempt} ({run_by})")
     return attempt
 
 
@@ -153,6 +153,26 @@ def request_cancel(store: Store, job_id: str, owner: str | None = None) -> Job:
         else:
             return job
         add_event(cur, job_id, "cancel", "cancel requested")
+    return get_job(store, job_id, owner)
+
+
+def cancel_interrupted(store: Store, run_by: str = "cli") -> list[str]:
+    """Jobs left `running` by a `run_by` process that is gone -> cancelled (`retry` resumes them).
+    Only called by the process that holds the data file, so no such job can still be running."""
+    with store.transaction() as cur:
+        ids = [r[0] for r in cur.execute("SELECT job_id FROM jobs WHERE status IN ('running', 'cancelling') "
+                                         "AND run_by = ? ORDER BY created_at", [run_by]).fetchall()]
+        for job_id in ids:
+            cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE job_id = ?", [job_id])
+            add_event(cur, job_id, "cancelled", f"interrupted while running in-process ({run_by}); not resumed")
+    return ids
+
+
+def cancel_now(store: Store, job_id: str, owner: str | None = None) -> Job:
+    """Cancel from a process that runs no job (the CLI without a server): queued or interrupted -> cancelled."""
+    job = request_cancel(store, job_id, owner)
+    if job.status == "cancelling":
+        finish(store, job_id, job.attempt, "cancelled")
     return get_job(store, job_id, owner)
 
 

@@ -93,9 +93,13 @@ def commit_epoch(store: Store, task: GroupTask, record: EpochRecord) -> int:
 
 
 def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
-            progress: Progress | None = None, stopping: threading.Event | None = None) -> jobs.Job:
-    """Train (or resume), score and finish one job; returns its final row."""
-    attempt = jobs.start_attempt(store, job_id)
+            progress: Progress | None = None, stopping: threading.Event | None = None,
+            cancel: threading.Event | None = None, run_by: str = "cli") -> jobs.Job:
+    """Train (or resume), score and finish one job; returns its final row.
+
+    stopping: pause (the job stays running and resumes at restart); cancel: stop and mark the job
+    cancelled (set by `curate score`'s SIGINT/SIGTERM handler; `retry` resumes it)."""
+    attempt = jobs.start_attempt(store, job_id, run_by)
     job = jobs.get_job(store, job_id, owner=_owner(store, job_id))
     tasks = build_tasks(store, settings, job, attempt)
 
@@ -105,10 +109,13 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
             progress(job_id, done, job.epochs_total)
 
     def should_stop() -> bool:
-        return (stopping is not None and stopping.is_set()) or jobs.status_of(store, job_id) != "running"
+        return any(e is not None and e.is_set() for e in (stopping, cancel)) or \
+            jobs.status_of(store, job_id) != "running"
 
     try:
         if not executor.run(tasks, on_record, should_stop):
+            if cancel is not None and cancel.is_set():
+                jobs.request_cancel(store, job_id, job.owner)
             _finish_if_cancelled(store, job_id, attempt)
             return jobs.get_job(store, job_id, owner=job.owner)
         started = time.perf_counter()

@@ -1,8 +1,10 @@
 """The job queue of a running server: queued jobs start in creation order, at most
 `max_concurrent_jobs` at a time, each in its own thread that drives its executor.
 
-On start-up, jobs left `running` by a crash resume from their last committed epoch and jobs
-left `cancelling` are marked cancelled.
+On start-up, jobs left `running` by a crashed server resume from their last committed epoch,
+jobs left `running` by an in-process `curate score` that died are marked cancelled (not resumed:
+nobody asked this server to run them; `retry` does), and jobs left `cancelling` are marked
+cancelled. The log says which.
 """
 
 import logging
@@ -27,8 +29,13 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, name="curate-scheduler", daemon=True)
 
     def start(self) -> None:
+        for job_id in self.engine.cancel_interrupted_cli_jobs():
+            log.warning("job %s was interrupted while running in-process (curate score): not resumed, marked "
+                        "cancelled (curate retry %s resumes it)", job_id, job_id)
         with self.engine.store.transaction() as cur:
             cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'cancelling'")
+        for job_id in self.engine.interrupted_jobs():
+            log.warning("resuming job %s: it was running under a server that stopped", job_id)
         self.engine.warm_up_workers()
         self._thread.start()
 

@@ -18,7 +18,8 @@ import pyarrow as pa
 
 from service.errors import CurationError
 
-SCHEMA_VERSION = 2  # 2: reviews, dataset lineage (parent_id, version, root_id, applied), upload reuse
+SCHEMA_VERSION = 3  # 2: reviews, dataset lineage (parent_id, version, root_id, applied), upload reuse;
+# 3: jobs.run_by (who ran the job's last attempt: server | cli), api_keys.key_id (owners by stable id)
 
 # every table keyed by job_id besides `jobs` itself: what deleting a job removes
 JOB_TABLES = ("job_groups", "predictions", "group_probs", "epoch_metrics", "example_epoch_stats", "example_scores",
@@ -92,6 +93,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (2, "ALTER TABLE examples ADD COLUMN IF NOT EXISTS parent_example_id INTEGER"),
     (2, "ALTER TABLE examples ADD COLUMN IF NOT EXISTS root_example_id INTEGER"),  # NULL: example_id itself
     (2, "ALTER TABLE examples ADD COLUMN IF NOT EXISTS action VARCHAR"),  # decision a version row carries
+    # server | cli: a restarted server resumes only its own interrupted jobs (NULL: before v3, a server's)
+    (3, "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS run_by VARCHAR"),
+    # the owner id of a stored key's datasets and jobs; NULL before v3, when the owner was the key's name
+    (3, "ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS key_id VARCHAR"),
 )
 
 
