@@ -320,10 +320,33 @@ def _read_npz(path: Path, limits: IngestLimits) -> dict[str, np.ndarray]:
         for key in ("X", "y", "class_names"):
             try:
                 if key in npz.files:
+                    _check_npy_header(name, path, key)
                     arrays[key] = npz[key]
             except errors as e:  # e.g. an object array, which would need pickle
                 raise InvalidDataset(f"{name}: cannot read array {key!r} ({e})") from e
+            except MemoryError as e:  # a header that passed the check but still cannot be allocated
+                raise InvalidDataset(f"{name}: array {key!r} does not fit in memory ({e})") from e
         return arrays
+
+
+def _check_npy_header(name: str, path: Path, key: str) -> None:
+    """Refuse an array whose header declares more data than its file holds, before numpy allocates
+    it: a 1 KB .npz declaring shape (10**12, 3) made np.load raise MemoryError (a 500)."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{key}.npy")
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"unknown .npy version {version}")
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f, max_header_size=100_000)
+            header_bytes = f.tell()
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    held = info.file_size - header_bytes
+    if not dtype.hasobject and declared != held:
+        raise InvalidDataset(f"{name}: array {key!r} declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
+                             f"but its file holds {held:,} bytes of data")
 
 
 def _labels_array(name: str, y: np.ndarray) -> pa.Array:

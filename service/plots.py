@@ -112,7 +112,7 @@ def _check_curves(curves: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray
     return arrays
 
 
-def _correlation_text(correlation: Mapping[str, float]) -> str:
+def _correlation_text(correlation: Mapping[str, float | None]) -> str:
     missing = [key for key in ("pearson_r", "spearman_r") if key not in correlation]
     if missing:
         raise ValueError(f"correlation lacks {missing}; expected keys pearson_r and spearman_r "
@@ -122,16 +122,20 @@ def _correlation_text(correlation: Mapping[str, float]) -> str:
         part = f"{symbol} = {_number(correlation[f'{key}_r'], '.2f')}"
         if f"{key}_r_sd" in correlation:
             part += f" ± {_number(correlation[f'{key}_r_sd'], '.2f')}"
-        if f"{key}_p" in correlation:
-            p_value = float(correlation[f"{key}_p"])
-            part += " (p < 1e-300)" if p_value == 0.0 else f" (p = {_number(p_value, '.1e')})"
+        p_value = correlation.get(f"{key}_p")
+        if p_value is not None:  # None or NaN: a constant difficulty, no p-value to show
+            part += " (p < 1e-300)" if float(p_value) == 0.0 else f" (p = {_number(p_value, '.1e')})"
         parts.append(part)
     if "n_examples" in correlation:
         parts.append(f"n = {int(correlation['n_examples'])}")
     return "\n".join(parts)
 
 
-def _number(value: float, spec: str) -> str:
+def _number(value: float | None, spec: str) -> str:
+    """`value` formatted, "n/a" for None (a null in the job's JSON: a constant difficulty has no
+    correlation) or NaN."""
+    if value is None:
+        return "n/a"
     value = float(value)
     return "n/a" if math.isnan(value) else format(value, spec)
 
