@@ -156,6 +156,12 @@ def load_sources(datasets_dir: Path, dataset_id: str) -> list[str]:  # (n,)
     return [str(s) for s in json.loads(text)]
 
 
+def load_lineage(datasets_dir: Path, dataset_id: str) -> dict | None:
+    """A version's lineage.json (parent_id, version, root_id, from_job, applied, ...); None for an upload."""
+    path = _dataset_dir(datasets_dir, dataset_id) / "lineage.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def _check_id(dataset_id: str) -> None:
     if not isinstance(dataset_id, str) or not _DATASET_ID.fullmatch(dataset_id):
         raise ValueError(f"dataset_id must be 1-64 letters, digits, '_' or '-', got {dataset_id!r}")

@@ -122,6 +122,22 @@ def score_page(store: Store, job_id: str, *, owner: str | None = None, split: st
     return table.drop_columns(["total_"]), int(total)
 
 
+def label_pairs(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
+                suspected_only: bool = False, limit: int = 12) -> list[tuple[str, str, int]]:
+    """The most frequent (given_label, suggested_label) pairs by class name among the job's rows of
+    `split` (and flagged ones only), most frequent first: the review page's pair filter."""
+    job = finished_job(store, job_id, owner)
+    _check_page(split, "example_id", limit, 0)
+    with store.reader() as cur:
+        names = json.loads(cur.execute("SELECT class_names FROM datasets WHERE dataset_id = ?",
+                                       [job.dataset_id]).fetchone()[0])
+        rows = cur.execute("SELECT given_label, suggested_label, count(*) AS n FROM example_scores WHERE job_id = ? "
+                           "AND (? IS NULL OR split = ?) AND (NOT ? OR is_suspected_mislabel) GROUP BY ALL "
+                           "ORDER BY n DESC, given_label, suggested_label LIMIT ?",
+                           [job_id, split, split, suspected_only, limit]).fetchall()
+    return [(names[g], names[s], int(n)) for g, s, n in rows]
+
+
 def _filter_params(filters: RowFilter, names: list[str]) -> dict[str, object]:
     """SQL parameters of a RowFilter: class names as indices (422 naming an unknown class)."""
     index = {name: i for i, name in enumerate(names)}

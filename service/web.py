@@ -1,8 +1,10 @@
 """The dashboard's pages and the self-contained HTML report, rendered on the server.
 
-Plain HTML with one inline style sheet; plots are PNGs from `service.plots`; every read goes
-through `queries`. Every user-provided string passes `esc` (html.escape). The only script is a
-few lines on the job page (live progress over SSE, cancel) and the start-job/upload forms.
+Plain HTML with one inline style sheet (service.pages.CSS); plots are PNGs from `service.plots`;
+every read goes through `queries`. Every user-provided string passes `esc` (html.escape). The only
+script is a few lines on the job page (live progress over SSE, cancel) and the start-job/upload
+forms. The curation pages (the review page that the galleries became, a dataset's page, the diff)
+are Jinja2 templates with autoescape: service.web_curation.
 """
 
 import base64
@@ -12,38 +14,24 @@ import threading
 from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 from PIL import Image
 
-from service import jobs, queries
+from models.spec import TrainSpec
+from service import jobs, queries, web_curation
 from service.auth import SESSION_TTL_S
 from service.datasets import load_arrays
 from service.errors import NotFound
+from service.pages import CSS
 from service.plots import plot_adaboost_curves, plot_dynamics
 from service.store import Store
 
 SPLITS = ("easy", "intermediate", "hard")
-GALLERIES = (*SPLITS, "mislabeled")
 EXPORTS = ("scores", "easy", "intermediate", "hard", "mislabeled")
-PAGE_SIZE = 60
-N_FEATURES_SHOWN = 6
 THUMB_PX = 96
 _PLOT_LOCK = threading.Lock()  # two requests drawing the same PNG would share its .tmp file
 
-CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px;color:#222}
-header{display:flex;gap:16px;align-items:baseline;border-bottom:1px solid #ddd;margin-bottom:12px}
-header a{color:#333;text-decoration:none;font-weight:600}
-table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}
-th{background:#f4f4f4}.json{font-size:12px;color:#777}.err{color:#b00}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:8px}
-.card{border:1px solid #ddd;border-radius:4px;padding:6px;font-size:12px}.card img{image-rendering:pixelated}
-.flag{border-color:#d33}.btn{display:inline-block;padding:3px 10px;border:1px solid #888;border-radius:3px;
-margin:2px;text-decoration:none;color:#222;background:#f8f8f8}img.plot{max-width:100%}
-progress{width:320px}header form.who{margin-left:auto}
-"""
 
 
 def esc(value: object) -> str:
@@ -93,12 +81,15 @@ def render_login(next_url: str = "/", message: str | None = None) -> str:
 
 def render_home(store: Store, owner: str | None) -> str:
     datasets = queries.list_datasets(store, owner)
+    defaults = TrainSpec()
     start = ('<form class="start" data-dataset="{id}">members <input name="n_members" type="number" min="1" '
-             'value="4" size="3"> epochs <input name="n_epochs" type="number" min="1" value="10" size="3"> '
-             '<button type="submit">start job</button></form>')
-    ds_rows = [(esc(d.name), f"<code>{esc(d.dataset_id)}</code>", esc(d.kind), str(d.n_examples),
+             f'value="{defaults.n_members}" size="3"> epochs <input name="n_epochs" type="number" min="1" '
+             f'value="{defaults.n_epochs}" size="3"> <button type="submit">start job</button></form>')
+    ds_rows = [(link(f"/ui/datasets/{d.dataset_id}", d.name), f"<code>{esc(d.dataset_id)}</code>", esc(d.kind),
+                str(d.n_examples),
                 esc(", ".join(d.class_names[:12]) + (" …" if d.n_classes > 12 else "")) + f" ({d.n_classes})",
-                start.format(id=esc(d.dataset_id))) for d in datasets]
+                "upload" if not d.version else f"v{d.version}", start.replace("{id}", esc(d.dataset_id)))
+               for d in datasets]
     job_rows = [(link(f"/ui/jobs/{j.job_id}", j.job_id), f"<code>{esc(j.dataset_id)}</code>", esc(j.status),
                  f'<progress max="1" value="{j.epochs_done / max(j.epochs_total, 1):.3f}"></progress> '
                  f"{j.epochs_done}/{j.epochs_total} epochs",
@@ -106,10 +97,13 @@ def render_home(store: Store, owner: str | None) -> str:
                 for j in jobs.list_jobs(store, owner)]
     upload = ('<form id="upload" action="/datasets" method="post" enctype="multipart/form-data">'
               '<input type="file" name="file" required> name <input name="name" size="20"> '
+              'label column <input name="label_column" size="10" placeholder="label"> '
+              'resize <input name="resize" size="7" placeholder="HxW" pattern="[0-9]{1,4}x[0-9]{1,4}"> '
               '<button type="submit">upload</button> <span id="upload-status"></span></form>'
-              '<p class="json">.csv/.parquet (label column "label"), .npz (X, y) or a .zip of class folders</p>')
+              '<p class="json">.csv/.parquet (numeric features and a label column, "label" unless named), '
+              '.npz (X, y) or a .zip of class folders (resize: images of mixed sizes to H x W pixels)</p>')
     body = (f"<h2>Datasets</h2>{upload}"
-            + table(("name", "dataset_id", "kind", "n", "classes", ""), ds_rows)
+            + table(("name", "dataset_id", "kind", "n", "classes", "version", ""), ds_rows)
             + "<h2>Jobs</h2>" + table(("job_id", "dataset_id", "status", "progress", "est. errors", "created"),
                                       job_rows) + f"<script>{HOME_JS}</script>")
     return page("Dashboard", body, ("/datasets", "/jobs"), user=owner)
@@ -119,10 +113,14 @@ HOME_JS = """
 document.getElementById('upload').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const form = ev.target, status = document.getElementById('upload-status');
-  const name = form.elements.name.value, data = new FormData();
+  const data = new FormData(), query = new URLSearchParams();
   data.append('file', form.elements.file.files[0]);
+  for (const key of ['name', 'label_column', 'resize']) {
+    const value = form.elements[key].value.trim();
+    if (value) query.set(key, value);
+  }
   status.textContent = 'uploading…';
-  const r = await fetch('/datasets' + (name ? '?name=' + encodeURIComponent(name) : ''), {method: 'POST', body: data});
+  const r = await fetch('/datasets' + (query.toString() ? '?' + query : ''), {method: 'POST', body: data});
   const j = await r.json();
   if (r.ok) { location.reload(); } else { status.textContent = 'error: ' + j.error.message; }
 });
@@ -156,8 +154,9 @@ document.getElementById('cancel').addEventListener('click', async () => {
 """
 
 
-def render_job(store: Store, job_id: str, owner: str | None) -> str:
-    job = jobs.job_out(jobs.get_job(store, job_id, owner))
+def render_job(store: Store, data_dir: Path, job_id: str, owner: str | None) -> str:
+    found = jobs.get_job(store, job_id, owner)
+    job = jobs.job_out(found)
     twins = [f"/jobs/{job_id}"]
     head = table(("dataset", "status", "spec", "created", "finished"), [(
         f"<code>{esc(job.dataset_id)}</code>", esc(job.status),
@@ -177,10 +176,10 @@ def render_job(store: Store, job_id: str, owner: str | None) -> str:
     counts = summary.get("split_counts", {})
     splits = table(("split", "examples", "share", ""), [
         (esc(s), str(counts.get(s, 0)), f"{counts.get(s, 0) / max(n, 1):.1%}",
-         link(f"/ui/jobs/{job_id}/gallery/{s}", "gallery")) for s in SPLITS])
+         link(f"/ui/jobs/{job_id}/gallery/{s}", "review")) for s in SPLITS])
     rate = (job.estimated_n_errors or 0) / max(n, 1)
     errors = (f"<p>Estimated label errors: <b>{esc(job.estimated_n_errors)}</b> of {n} ({rate:.1%}), flagged as "
-              f"suspected mislabels: {link(f'/ui/jobs/{job_id}/gallery/mislabeled', 'mislabeled gallery')}</p>")
+              f"suspected mislabels: {link(f'/ui/jobs/{job_id}/gallery/mislabeled', 'review them')}</p>")
     exports = "".join(f'<a class="btn" href="{esc(f"/jobs/{job_id}/export?what={w}&format=csv")}">{esc(w)}.csv</a>'
                       for w in EXPORTS)
     plots = f'<h2>Learning dynamics</h2><img class="plot" alt="dynamics" src="/ui/jobs/{esc(job_id)}/dynamics.png">'
@@ -188,7 +187,8 @@ def render_job(store: Store, job_id: str, owner: str | None) -> str:
     if job.adaboost.enabled:
         plots += (f'<h2>AdaBoost</h2><img class="plot" alt="adaboost" src="/ui/jobs/{esc(job_id)}/adaboost.png">')
         twins.append(f"/jobs/{job_id}/adaboost")
-    body = (head + "<h2>Splits</h2>" + splits + errors + "<h2>Export</h2>" + exports + plots
+    panel = web_curation.render_job_panel(store, data_dir, found, owner)
+    body = (head + "<h2>Splits</h2>" + splits + errors + panel + "<h2>Export</h2>" + exports + plots
             + render_phases(summary))
     return page(f"Job {job_id}", body, twins, user=owner)
 
@@ -201,68 +201,6 @@ def render_phases(summary: dict) -> str:
     rows = [(str(e), "n/a" if a is None else f"{a:.3f}", esc(p))
             for e, (a, p) in enumerate(zip(found["agreement_index"], found["phase"]))]
     return "<h2>Agreement index and phase per epoch</h2>" + table(("epoch", "agreement index", "phase"), rows)
-
-
-def render_gallery(store: Store, data_dir: Path, job_id: str, split: str, offset: int, owner: str | None) -> str:
-    if split not in GALLERIES:
-        raise NotFound(f"gallery {split!r} not found; one of {', '.join(GALLERIES)}")
-    job = queries.finished_job(store, job_id, owner)
-    ds = queries.get_dataset(store, job.dataset_id, owner)
-    suspected = split == "mislabeled"
-    rows, total = queries.score_page(store, job_id, owner=owner, split=None if suspected else split,
-                                     suspected_only=suspected, order="mislabel_score" if suspected else "accessibility",
-                                     limit=PAGE_SIZE, offset=offset)
-    items = rows.to_pylist()
-    ids = [r["example_id"] for r in items]
-    heatmaps = queries.attribution_heatmaps(store, job_id, ids, owner)
-    features = _feature_rows(store, data_dir, ds.dataset_id, ds.kind, ids, owner)
-    cards = "".join(_card(job_id, ds.dataset_id, r, features.get(r["example_id"]), heatmaps) for r in items)
-    nav = []
-    if offset > 0:
-        nav.append(link(f"?offset={max(offset - PAGE_SIZE, 0)}", "« previous"))
-    if offset + PAGE_SIZE < total:
-        nav.append(link(f"?offset={offset + PAGE_SIZE}", "next »"))
-    shown = f"{offset + 1}-{offset + len(items)}" if items else "none"
-    other = " · ".join(link(f"/ui/jobs/{job_id}/gallery/{g}", g) for g in GALLERIES if g != split)
-    body = (f"<p>{link(f'/ui/jobs/{job_id}', 'job ' + job_id)} · {esc(ds.name)} · showing {shown} of {total} · "
-            f"{other}</p><p>{' '.join(nav)}</p><div class=\"cards\">{cards}</div><p>{' '.join(nav)}</p>")
-    twin = (f"/jobs/{job_id}/mislabeled?{urlencode({'limit': PAGE_SIZE, 'offset': offset})}" if suspected else
-            f"/jobs/{job_id}/examples?{urlencode({'split': split, 'limit': PAGE_SIZE, 'offset': offset})}")
-    return page(f"{split} examples · job {job_id}", body, (twin,), user=owner)
-
-
-def _feature_rows(store: Store, data_dir: Path, dataset_id: str, kind: str, ids: list[int],
-                  owner: str | None) -> dict[int, str]:
-    """For tables: the first features of each example as "name = value" lines (HTML)."""
-    if kind == "image" or not ids:
-        return {}
-    names = queries.dataset_feature_names(store, dataset_id, owner) or []
-    X, _ = load_arrays(data_dir / "datasets", dataset_id)
-    values = np.asarray(X[np.asarray(ids)])[:, :N_FEATURES_SHOWN]  # reads only these rows of the memory map
-    out = {}
-    for example_id, row in zip(ids, values):
-        lines = [f"{esc(names[i] if i < len(names) else f'x{i}')} = {float(v):.3g}" for i, v in enumerate(row)]
-        more = " …" if X.shape[1] > N_FEATURES_SHOWN else ""
-        out[example_id] = "<br>".join(lines) + more
-    return out
-
-
-def _card(job_id: str, dataset_id: str, r: dict, features: str | None, heatmaps: dict[int, str | None]) -> str:
-    example_id = r["example_id"]
-    visual = (f'<img alt="example {example_id}" width="{THUMB_PX}" height="{THUMB_PX}" '
-              f'src="/ui/datasets/{esc(dataset_id)}/examples/{example_id}.png">' if features is None
-              else f'<div class="features">{features}</div>')
-    extra = ""
-    if example_id in heatmaps:
-        json_url = f"/jobs/{job_id}/examples/{example_id}/attribution"
-        extra = "<br>" + link(json_url, "attribution")
-        if heatmaps[example_id]:
-            extra += " · " + link(f"/ui/jobs/{job_id}/examples/{example_id}/heatmap.png", "heatmap")
-    cls = "card flag" if r["is_suspected_mislabel"] else "card"
-    return (f'<div class="{cls}" data-example="{example_id}">{visual}<div><b>#{example_id}</b> '
-            f'{esc(r["source"])}<br>given <b>{esc(r["given_label"])}</b> → suggested '
-            f'<b>{esc(r["suggested_label"])}</b><br>mislabel score {r["mislabel_score"]:.3f}<br>consistency '
-            f'{r["consistency"]:.2f} · {esc(r["split"])}{extra}</div></div>')
 
 
 # --- PNGs ------------------------------------------------------------------------------------

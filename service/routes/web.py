@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
-from service import web
+from service import web, web_curation
 from service.auth import SESSION_COOKIE, SESSION_TTL_S, CrossSiteRequest, KeyRing, Unauthorized, check_same_origin
 from service.errors import CurationError
 from service.routes.deps import EngineDep, OwnerDep
@@ -131,13 +131,33 @@ def home(engine: EngineDep, owner: OwnerDep) -> HTMLResponse:
 
 @router.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(job_id: str, engine: EngineDep, owner: OwnerDep) -> HTMLResponse:
-    return _html(lambda: web.render_job(engine.store, job_id, owner))
+    return _html(lambda: web.render_job(engine.store, engine.settings.data_dir, job_id, owner))
 
 
-@router.get("/ui/jobs/{job_id}/gallery/{split}", response_class=HTMLResponse)
-def gallery(job_id: str, split: str, engine: EngineDep, owner: OwnerDep,
-            offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> HTMLResponse:
-    return _html(lambda: web.render_gallery(engine.store, engine.settings.data_dir, job_id, split, offset, owner))
+Name = Annotated[str | None, Query(max_length=1024)]
+
+
+@router.get("/ui/jobs/{job_id}/gallery/{view}", response_class=HTMLResponse)
+def review_page(job_id: str, view: str, engine: EngineDep, owner: OwnerDep, given: Name = None,
+                suggested: Name = None, decision: Name = None, order: Name = None,
+                page: Annotated[int | None, Query(ge=1, le=2**31)] = None,
+                offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> HTMLResponse:
+    """The review page (mislabeled, easy, intermediate, hard or all); `offset` keeps old gallery links working.
+    An empty parameter (a filter form's "any") is no filter."""
+    query = web_curation.ReviewQuery(view=view, given=given or None, suggested=suggested or None,
+                                     decision=decision or None, order=order or None,
+                                     page=page or offset // web_curation.PAGE_SIZE + 1)
+    return _html(lambda: web_curation.render_review(engine.store, engine.settings.data_dir, job_id, query, owner))
+
+
+@router.get("/ui/datasets/{dataset_id}", response_class=HTMLResponse)
+def dataset_page(dataset_id: str, engine: EngineDep, owner: OwnerDep) -> HTMLResponse:
+    return _html(lambda: web_curation.render_dataset(engine.store, engine.settings.data_dir, dataset_id, owner))
+
+
+@router.get("/ui/jobs/{job_a}/diff/{job_b}", response_class=HTMLResponse)
+def diff_page(job_a: str, job_b: str, engine: EngineDep, owner: OwnerDep) -> HTMLResponse:
+    return _html(lambda: web_curation.render_diff(engine.store, job_a, job_b, owner))
 
 
 @router.get("/ui/jobs/{job_id}/report.html", response_class=HTMLResponse)
