@@ -16,6 +16,7 @@ from service.auth import KeyRing
 from service.catalog import clean_orphans
 from service.engine import Engine
 from service.errors import CurationError
+from service.limits import BodyReadTimeout, RequestTimeout
 from service.executors import Executor
 from service.scheduler import Scheduler
 from service.settings import Settings
@@ -24,8 +25,8 @@ from service.uploads import clean_partial_uploads
 log = logging.getLogger("curate.app")
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}}, headers=headers)
 
 
 def create_app(settings: Settings, executor: Executor | None = None, server_url: str | None = None) -> FastAPI:
@@ -57,7 +58,7 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
 
     @app.exception_handler(CurationError)
     async def curation_error(_: Request, exc: CurationError) -> JSONResponse:
-        return _error(exc.status_code, exc.code, exc.message)
+        return _error(exc.status_code, exc.code, exc.message, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -66,7 +67,12 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's bare 400 for a body that is not UTF-8
+            return _error(422, "invalid_request", f"body: the JSON body is not valid UTF-8 ({exc.__cause__.reason} "
+                          f"at byte {exc.__cause__.start})")
+        if isinstance(exc.__cause__, RequestTimeout):
+            return _error(408, RequestTimeout.code, exc.__cause__.message)
+        return _error(exc.status_code, "http_error", str(exc.detail), getattr(exc, "headers", None))
 
     from service.routes import curation, datasets, jobs, results, web
 
@@ -75,4 +81,5 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
     app.include_router(jobs.router)
     app.include_router(results.router)
     app.include_router(web.router)
+    app.add_middleware(BodyReadTimeout, timeout_s=settings.body_read_timeout_s)
     return app

@@ -22,7 +22,8 @@ class HasVersions(Conflict):
 
 
 def ingest_limits(settings: Settings) -> IngestLimits:
-    return IngestLimits(max_archive_bytes=settings.max_archive_bytes, max_files=settings.max_files)
+    return IngestLimits(max_archive_bytes=settings.max_archive_bytes, max_files=settings.max_files,
+                        max_decoded_bytes=settings.max_decoded_bytes, max_image_pixels=settings.max_image_pixels)
 
 
 DATASET_COLUMNS = ("dataset_id, name, kind, source_format, n_examples, n_classes, class_names, feature_names, "

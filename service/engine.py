@@ -12,6 +12,7 @@ from scoring.scores import ScoringOptions
 from service import catalog, jobs
 from service.datasets import DatasetManifest
 from service.executors import Executor, LocalExecutor
+from service.limits import check_device
 from service.runner import Progress, run_job
 from service.settings import Settings
 from service.store import Store
@@ -43,7 +44,10 @@ class Engine:
                               resize=resize, owner=owner)
 
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec, owner: str | None = None) -> str:
-        return jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner)
+        if isinstance(self.executor, LocalExecutor):  # a Ray cluster's devices are its own to check
+            check_device(spec)
+        return jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner,
+                               max_job_memory=self.settings.max_job_memory)
 
     def warm_up_workers(self) -> None:
         """Get the executor's workers ready before the first job (a no-op for executors without it)."""

@@ -25,6 +25,7 @@ import pyarrow as pa
 from service import jobs, queries
 from service.errors import CurationError
 from service.executors import worker_context
+from service.limits import WorkQueue
 from service.schemas import AttributionOut
 from service.settings import Settings
 from service.store import Store, insert_arrow, to_json
@@ -100,6 +101,17 @@ def explain_job(store: Store, settings: Settings, job: jobs.Job) -> None:
         jobs.add_event(cur, job.job_id, "explained", str(info.get("error", done)))
 
 
+_QUEUES: dict[tuple[int, int], WorkQueue] = {}
+
+
+def attribution_queue(settings: Settings) -> WorkQueue:
+    """The on-demand attributions' queue of this process (one per attribution_workers, _queue setting)."""
+    key = (settings.attribution_workers, settings.attribution_queue)
+    if key not in _QUEUES:
+        _QUEUES[key] = WorkQueue("attributions", *key)
+    return _QUEUES[key]
+
+
 def explain_example(store: Store, settings: Settings, job_id: str, example_id: int, method: str = "bias",
                     target: str = "given", owner: str | None = None) -> AttributionOut:
     """One example's attribution with its full map; computed (both targets) and stored first if missing."""
@@ -109,7 +121,8 @@ def explain_example(store: Store, settings: Settings, job_id: str, example_id: i
         raise queries.InvalidQuery(f"target must be given or suggested, got {target!r}")
     row = queries.attribution_row(store, job_id, example_id, target, method, owner)
     if row is None or not (settings.data_dir / row["map_path"]).exists():
-        compute_attributions(store, settings, jobs.get_job(store, job_id, owner), [example_id], [method])
+        with attribution_queue(settings).slot():  # bounded: 429 with Retry-After past the queue
+            compute_attributions(store, settings, jobs.get_job(store, job_id, owner), [example_id], [method])
         row = queries.attribution_row(store, job_id, example_id, target, method, owner)
     values = np.load(settings.data_dir / row["map_path"])  # type: ignore[index]
     return AttributionOut(**row, map_shape=list(values.shape), map=values.ravel().tolist())  # type: ignore[arg-type]

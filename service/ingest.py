@@ -37,7 +37,8 @@ class IngestLimits:
     max_archive_bytes: int = 2 * 1024**3  # total uncompressed size of a zip or npz; size of a CSV or Parquet's data
     max_files: int = 200_000  # files in a folder or entries in a zip
     max_compression_ratio: float = 200.0  # per zip entry (zip bomb guard)
-    max_decoded_bytes: int = 4 * 1024**3  # image pixels after decoding, 3 bytes per pixel (PNG bomb guard)
+    max_decoded_bytes: int = 1024**3  # image pixels after decoding and resize, in all (PNG bomb guard)
+    max_image_pixels: int = 25_000_000  # width x height of one image, checked before it is decoded
 
 
 @dataclass(frozen=True, eq=False)

@@ -269,11 +269,16 @@ def _decode_images(
                     f"{name}: images differ in size: {first[0]!r} is {w0}x{h0} but {rel!r} is {w}x{h} "
                     "(width x height); set resize to load them at one size"
                 )
+            if w * h > limits.max_image_pixels:
+                raise DatasetTooLarge(
+                    f"{name}: image {rel!r} is {w}x{h} = {w * h:,} pixels; the limit is "
+                    f"{limits.max_image_pixels:,} pixels per image (max_image_pixels)"
+                )
             stored = 3 * (resize[0] * resize[1] if resize else w * h)
             if 4 * w * h > limits.max_decoded_bytes or total + stored > limits.max_decoded_bytes:
                 raise DatasetTooLarge(
                     f"{name}: decoding {rel!r} ({w}x{h}) would exceed the limit of "
-                    f"{limits.max_decoded_bytes:,} bytes of pixels; use smaller images or set resize"
+                    f"{limits.max_decoded_bytes:,} bytes of pixels (max_decoded_bytes); use smaller images or set resize"
                 )
             total += stored
             img.load()

@@ -13,6 +13,7 @@ from typing import Any
 from models.spec import AdaBoostSpec, TrainSpec
 from scoring.scores import ScoringOptions
 from service.errors import Conflict, InvalidSpec, NotFound
+from service.limits import check_job_memory
 from service.schemas import JobOut
 from service.store import Store, to_json
 
@@ -71,15 +72,23 @@ def check_spec_fits(spec: TrainSpec, dataset_id: str, kind: str) -> None:
 
 
 def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringOptions,
-               adaboost: AdaBoostSpec, owner: str | None = None) -> str:
+               adaboost: AdaBoostSpec, owner: str | None = None, max_job_memory: int | None = None) -> str:
+    """Queue a job; refused at once (InvalidSpec) if the dataset cannot take the spec or, with
+    max_job_memory (0 = half the RAM), if one member group's estimated memory exceeds it."""
     job_id = uuid.uuid4().hex[:12]
     total = len(spec.member_groups()) * spec.n_epochs
     with store.transaction() as cur:
-        row = cur.execute("SELECT kind FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
-                          [dataset_id, owner]).fetchone()
+        row = cur.execute("SELECT kind, x_shape, n_classes, n_examples FROM datasets WHERE dataset_id = ? "
+                          "AND owner IS NOT DISTINCT FROM ?", [dataset_id, owner]).fetchone()
         if row is None:
             raise NotFound(f"dataset {dataset_id} not found")
+        try:  # the by-data-size defaults are filled in here, so the stored spec is what trains
+            spec = spec.resolved(int(row[3]))
+        except ValueError as error:
+            raise InvalidSpec(f"dataset {dataset_id} ({row[3]} examples): {error}") from error
         check_spec_fits(spec, dataset_id, row[0])
+        if max_job_memory is not None:
+            check_job_memory(spec, tuple(json.loads(row[1])), int(row[2]), max_job_memory, dataset_id)
         cur.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, 0, ?, NULL, NULL, NULL, ?, "
                     "now(), NULL, NULL)",
                     [job_id, dataset_id, spec.model_dump_json(), to_json(scoring.__dict__),

@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     explain_max_examples: int = Field(2000, ge=0, le=1_000_000, description="suspected mislabels and hard examples "
                                       "explained (attributions) after each job; 0 = none")
 
+    max_image_pixels: int = Field(25_000_000, ge=1, description="largest image accepted, in pixels (width x "
+                                  "height, checked before decoding: a decompression-bomb guard)")
+    max_decoded_bytes: int = Field(1024**3, ge=1, description="total bytes of decoded pixels of one image upload "
+                                   "(after resize)")
+    max_job_memory: int = Field(0, ge=0, description="largest estimated memory of one member group of a job, in "
+                                "bytes (weights, optimiser state, activations, data); 0 = half of this host's RAM")
+    attribution_workers: int = Field(1, ge=1, le=64, description="on-demand attributions computed at once")
+    attribution_queue: int = Field(4, ge=0, le=1000, description="on-demand attributions waiting for a worker; "
+                                   "past that 429 with Retry-After")
+    body_read_timeout_s: float = Field(60.0, ge=0, description="seconds each part of a request body may take to "
+                                       "arrive before 408 (0 = no limit)")
+
     def threads_per_worker(self) -> int:
         return self.torch_threads or max(1, (os.cpu_count() or 1) // self.max_workers)
 

@@ -9,7 +9,7 @@ from service import catalog, queries
 from service.errors import DatasetTooLarge, InvalidDataset
 from service.routes.deps import EngineDep, OwnerDep
 from service.schemas import DatasetOut, ErrorResponse
-from service.uploads import discard_upload, receive_upload
+from service.uploads import discard_upload, receive_multipart, receive_upload
 
 router = APIRouter(tags=["datasets"])
 ERRORS = {c: {"model": ErrorResponse} for c in (400, 401, 404, 409, 413, 415, 422)}
@@ -35,18 +35,9 @@ async def upload_dataset(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise DatasetTooLarge(f"upload of {int(declared):,} bytes exceeds the limit of {settings.max_upload_bytes:,}")
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=8)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise InvalidDataset("multipart upload needs a file field named 'file'")
-        filename = upload.filename or filename
-
-        async def chunks():  # type: ignore[no-untyped-def]
-            while chunk := await upload.read(1 << 20):
-                yield chunk
-
-        path = await receive_upload(chunks(), filename or "", settings)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):  # parsed as it streams, inside the data dir
+        path = await receive_multipart(request.stream(), content_type, settings, filename)
     else:
         path = await receive_upload(request.stream(), filename or "", settings)
     size = tuple(int(v) for v in resize.split("x")) if resize else None

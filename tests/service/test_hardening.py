@@ -69,3 +69,153 @@ def test_plots_and_report_of_a_job_with_a_null_correlation(tmp_path: Path) -> No
             assert report.status_code == 200 and "n/a" in report.text
     finally:
         srv.stop()
+
+
+def _upload(c: httpx.Client, path: Path) -> dict:
+    r = c.post("/datasets", params={"filename": path.name}, content=path.read_bytes())
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_a_chunked_multipart_upload_over_the_limit_is_413_and_spools_nothing_outside(start_server,
+                                                                                     tmp_path: Path) -> None:
+    """Starlette's form parser spooled the whole file (to TMPDIR) before the limit applied: the 413
+    came only after the last byte. Now it comes once the limit is passed, and nothing is kept."""
+    import select
+    import socket
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    srv = start_server(CURATE_MAX_UPLOAD_BYTES="1000000", TMPDIR=str(tmp))
+    head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
+            b"Content-Type: text/csv\r\n\r\n")
+    piece = b"1," * 32768
+    sent, reply = 0, b""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+        s.sendall(b"POST /datasets HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                  b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n")
+        s.sendall(b"%x\r\n%s\r\n" % (len(head), head))
+        while sent < 200_000_000 and not reply:  # 200 MB if nobody stops us
+            try:
+                s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            except OSError:
+                break
+            sent += len(piece)
+            if select.select([s], [], [], 0)[0]:
+                reply = s.recv(65536)
+        reply = reply or s.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:300]
+    assert sent < 20_000_000, f"the server read {sent:,} bytes before refusing a 1 MB limit"
+    assert _files(tmp) == []
+    assert _files(srv.data_dir / "uploads") == []
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.get("/datasets").json() == []
+
+
+def _png(width: int, height: int) -> bytes:
+    """A real grey PNG of zeros, width x height: a few hundred KB that decode to width*height bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), b"\0" * (width + 1)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.slow
+def test_a_decompression_bomb_png_is_413_naming_the_image(server: Server, tmp_path: Path) -> None:
+    bomb = _png(13000, 13000)  # 169 M pixels each; PIL's own guard only warns below 179 M
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for cls in ("a", "b"):
+            for i in range(3):
+                zf.writestr(f"{cls}/{i}.png", bomb)
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        message = _error(c.post("/datasets", params={"filename": "bomb.zip"}, content=path.read_bytes()), 413)
+        assert "'a/0.png'" in message and "13000x13000" in message and "max_image_pixels" in message
+        assert c.get("/datasets").json() == []
+
+
+def test_the_decoded_bytes_budget_names_the_image(start_server, tmp_path: Path) -> None:
+    srv = start_server(CURATE_MAX_DECODED_BYTES="100000")
+    path = tmp_path / "imgs.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for cls in ("a", "b"):
+            for i in range(3):
+                zf.writestr(f"{cls}/{i}.png", _png(100, 100))  # 30 KB decoded each (3 bytes a pixel)
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        message = _error(c.post("/datasets", params={"filename": "imgs.zip"}, content=path.read_bytes()), 413)
+        assert "'b/0.png'" in message and "max_decoded_bytes" in message
+
+
+def test_a_job_too_big_for_max_job_memory_is_refused_naming_estimate_and_limit(start_server, tmp_path: Path) -> None:
+    srv = start_server(CURATE_MAX_JOB_MEMORY=str(8 * 1024**3))
+    path, _ = digits_npz(tmp_path / "d.npz", n=100)
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        ds = _upload(c, path)
+        spec = {"n_members": 128, "n_hidden_layers": 8, "hidden_units": 2048, "batch_size": 4096}
+        message = _error(c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec}), 422)
+        assert "max_job_memory = 8.00 GiB" in message and "would need about" in message
+        small = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": TINY, "adaboost": {"enabled": False}})
+        assert small.status_code == 201, small.text
+
+
+def test_a_cuda_device_the_host_lacks_is_refused_at_submission(server: Server, tmp_path: Path) -> None:
+    from service.limits import cuda_device_count
+
+    path, _ = digits_npz(tmp_path / "d.npz", n=100)
+    device = f"cuda:{cuda_device_count()}"  # one past the last device this host has
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        ds = _upload(c, path)
+        message = _error(c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**TINY, "device": device}}), 422)
+        assert device in message and "/work" not in message
+        assert c.get("/jobs").json() == []
+
+
+def test_a_request_body_that_stalls_gets_408(start_server) -> None:
+    import socket
+    import time
+
+    srv = start_server(CURATE_BODY_READ_TIMEOUT_S="1")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as s:
+        s.sendall(b"POST /datasets?filename=d.csv HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                  b"Content-Type: application/octet-stream\r\n\r\nlabel,x\r\n")
+        started = time.monotonic()
+        reply = s.recv(65536).decode()
+        assert time.monotonic() - started < 10
+    assert reply.startswith("HTTP/1.1 408"), reply[:300]
+    assert "request_timeout" in reply
+    assert _files(srv.data_dir / "uploads") == []
+
+
+@pytest.mark.slow
+def test_parallel_attributions_past_the_queue_get_429_with_retry_after(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = tmp_path / "data"
+    engine = Engine(Settings(data_dir=data, explain_max_examples=0))
+    path, _ = digits_npz(tmp_path / "d.npz", n=100)
+    job = engine.run(engine.submit(engine.add_dataset(path).dataset_id, TrainSpec(**TINY), AdaBoostSpec(enabled=False)))
+    engine.close()
+    srv = Server(data, env={"CURATE_ATTRIBUTION_QUEUE": "1"}).start()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=120) as c:
+            def ask(i: int) -> httpx.Response:
+                return c.get(f"/jobs/{job.job_id}/examples/{i}/attribution")
+
+            with ThreadPoolExecutor(20) as pool:
+                replies = list(pool.map(ask, range(20)))
+    finally:
+        srv.stop()
+    codes = sorted(r.status_code for r in replies)
+    assert set(codes) <= {200, 429} and codes.count(200) >= 1 and codes.count(429) >= 10, codes
+    busy = next(r for r in replies if r.status_code == 429)
+    assert busy.headers["Retry-After"].isdigit() and busy.json()["error"]["code"] == "busy"
