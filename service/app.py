@@ -5,6 +5,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -53,8 +54,8 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
                 marker.unlink(missing_ok=True)
             engine.close()
 
-    app = FastAPI(title="Curate", version=VERSION, lifespan=lifespan,
-                  description="Learning-dynamics scores, difficulty splits and suspected mislabels.")
+    app = FastAPI(title="Curate", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None, description="Learning-dynamics scores, difficulty splits and suspected mislabels.")
 
     @app.exception_handler(CurationError)
     async def curation_error(_: Request, exc: CurationError) -> JSONResponse:
@@ -81,5 +82,38 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
     app.include_router(jobs.router)
     app.include_router(results.router)
     app.include_router(web.router)
+    add_docs(app)
     app.add_middleware(BodyReadTimeout, timeout_s=settings.body_read_timeout_s)
     return app
+
+
+def add_docs(app: FastAPI) -> None:
+    """/openapi.json, /docs (Swagger UI) and /redoc behind the API's own auth (a key, or the
+    dashboard's session cookie, once any key exists), with their scripts served from the
+    fastapi-offline package instead of a CDN, so they work without internet."""
+    import fastapi_offline
+    from fastapi import Depends
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from service.routes.deps import get_owner
+
+    assets = "/docs-assets"
+    app.mount(assets, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="docs-assets")
+    auth = [Depends(get_owner)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=auth)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=auth)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Curate API",
+                                   swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{assets}/swagger-ui.css", swagger_favicon_url=f"{assets}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=auth)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="Curate API", redoc_js_url=f"{assets}/redoc.standalone.js",
+                              redoc_favicon_url=f"{assets}/favicon.png", with_google_fonts=False)

@@ -51,13 +51,15 @@ def _digest(key: str) -> str:
 
 
 def _env_keys(settings: Settings) -> dict[str, str]:
-    """{sha256: name} of the keys in CURATE_API_KEYS ("name=key,name2=key2")."""
+    """{sha256: owner id} of the keys in CURATE_API_KEYS ("name=key,name2=key2"). The owner id is
+    `key:<first 16 hex of the key's sha256>`: stable for one key whatever its name, new for a new
+    key under an old name (owning by name gave the new key the old one's datasets)."""
     out = {}
     for item in filter(None, (p.strip() for p in settings.api_keys.split(","))):
         name, sep, key = item.partition("=")
         if not sep or not name or len(key) < 16:
             raise ValueError(f"CURATE_API_KEYS entries must look like name=key with keys of 16+ characters, got {name!r}")
-        out[_digest(key)] = name
+        out[_digest(key)] = f"key:{_digest(key)[:16]}"
     return out
 
 
@@ -69,13 +71,16 @@ def create_key(store: Store, name: str) -> str:
     with store.transaction() as cur:
         if cur.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
             raise CurationError(f"an API key named {name!r} exists already")
-        cur.execute("INSERT INTO api_keys VALUES (?, ?, now())", [name, _digest(key)])
+        cur.execute("INSERT INTO api_keys (name, key_sha256, created_at, key_id) VALUES (?, ?, now(), ?)",
+                    [name, _digest(key), f"{name}:{secrets.token_hex(6)}"])
     _KEY_GENERATION[str(store.path)] = _KEY_GENERATION.get(str(store.path), 0) + 1
     return key
 
 
 class KeyRing:
-    """Resolves a bearer token or a session cookie to its owner name (None when auth is off)."""
+    """Resolves a bearer token or a session cookie to its owner id (None when auth is off): a stable
+    id per key (`api_keys.key_id`; a key made before schema v3 keeps its name as id, so it keeps
+    its data), never the bare name a later key could reuse."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
@@ -86,12 +91,12 @@ class KeyRing:
         self._stored: tuple[int, dict[str, str]] | None = None  # (generation, {sha256: name}) of api_keys
 
     def stored_keys(self) -> dict[str, str]:
-        """{sha256: name} of the keys in the data file, read again only after create_key."""
+        """{sha256: owner id} of the keys in the data file, read again only after create_key."""
         generation = _KEY_GENERATION.get(str(self.store.path), 0)
         with self._lock:
             if self._stored is None or self._stored[0] != generation:
                 with self.store.reader() as cur:
-                    rows = cur.execute("SELECT key_sha256, name FROM api_keys").fetchall()
+                    rows = cur.execute("SELECT key_sha256, coalesce(key_id, name) FROM api_keys").fetchall()
                 self._stored = (generation, dict(rows))
             return self._stored[1]
 

@@ -103,7 +103,9 @@ def print_summary(backend: LocalBackend | RemoteBackend, job: JobOut, top: int =
               f"{job.spec.n_members} members x {job.spec.n_epochs} epochs ({job.spec.dropout})")
     out.print("splits: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("easy", "intermediate", "hard")))
     rate = (job.estimated_n_errors or 0) / max(n, 1)
-    out.print(f"estimated label errors: {job.estimated_n_errors} ({rate:.1%}); flagged as suspected mislabels")
+    precision = summary.get("estimated_precision")
+    shown = f", estimated precision of the flags {precision:.0%}" if isinstance(precision, float) else ""
+    out.print(f"estimated label errors: {job.estimated_n_errors} ({rate:.1%}); flagged as suspected mislabels{shown}")
     if summary.get("adaboost"):
         a = summary["adaboost"]
         out.print(f"AdaBoost agreement: Spearman {_fmt(a.get('spearman_r'))}, Pearson {_fmt(a.get('pearson_r'))}")
@@ -122,6 +124,11 @@ def print_summary(backend: LocalBackend | RemoteBackend, job: JobOut, top: int =
 
 def _fmt(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "n/a"
+
+
+def _p(value: object) -> str:
+    """A p-value in two significant digits, scientific when small (3.8e-91; it was cut to 3.817275)."""
+    return f"{value:.2g}" if isinstance(value, (float, int)) and not isinstance(value, bool) else "n/a"
 
 
 @app.command()
@@ -312,8 +319,8 @@ def compare(
         ada = backend.adaboost(job_id)
     c = ada.correlation
     out.print(f"difficulty correlation over {c.get('n_examples')} examples: "
-              f"Pearson r {_fmt(c.get('pearson_r'))} (p {c.get('pearson_p')!s:.8}), "
-              f"Spearman rho {_fmt(c.get('spearman_r'))} (p {c.get('spearman_p')!s:.8})", highlight=False)
+              f"Pearson r {_fmt(c.get('pearson_r'))} (p {_p(c.get('pearson_p'))}), "
+              f"Spearman rho {_fmt(c.get('spearman_r'))} (p {_p(c.get('spearman_p'))})", highlight=False)
     n_stages = max((len(v) for v in ada.curves.values()), default=0)
     stages = sorted({s for s in (1, 5, 10, 25, 50, 100, 250, 500, n_stages) if 1 <= s <= n_stages})
     table = Table(title="AdaBoost accuracy by ensemble split after t weak learners")
@@ -402,6 +409,7 @@ def serve(
                              members_per_gpu=settings.ray_members_per_gpu or None,
                              shared_dir=str(settings.ray_shared_dir) if settings.ray_shared_dir else None)
         runner.connect()  # before serving: the first job should not pay for Ray's start-up
+    check_can_serve(settings)  # before uvicorn: a failure is one error: line, not a lifespan traceback
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     err.print(f"curate serving {settings.data_dir} at {url} ({chosen} executor)", highlight=False)
     try:
@@ -409,6 +417,16 @@ def serve(
     finally:
         if runner is not None:
             runner.shutdown()
+
+
+def check_can_serve(settings: Settings) -> None:
+    """What would make the server fail at start-up, checked first: the API keys parse and no other
+    process holds the data directory's DuckDB file (StoreLocked, a CurationError)."""
+    from service.auth import _env_keys
+    from service.store import Store
+
+    _env_keys(settings)  # ValueError naming the bad entry
+    Store(settings.db_path, settings.duckdb_memory_limit).close()
 
 
 keys_app = typer.Typer(help="API keys: once one exists, every endpoint but /health needs one.")

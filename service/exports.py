@@ -17,6 +17,25 @@ class InvalidExport(CurationError):
     code = "invalid_export"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (CSV injection)
+
+
+def neutralise_formulas(table: pa.Table) -> pa.Table:
+    """Text cells that a spreadsheet would run as a formula, prefixed with ' (CSV exports only:
+    Parquet and JSON lines keep the values as they are). Numbers are left alone."""
+    import pyarrow.compute as pc
+
+    columns = []
+    for col in table.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            risky = pc.fill_null(pc.starts_with(col, FORMULA_STARTS[0]), False)
+            for start in FORMULA_STARTS[1:]:
+                risky = pc.or_(risky, pc.fill_null(pc.starts_with(col, start), False))
+            col = pc.if_else(risky, pc.binary_join_element_wise("'", col, ""), col)
+        columns.append(col)
+    return pa.table(columns, names=table.column_names)
+
+
 def write_table(table: pa.Table, fmt: str, path: Path) -> Path:
     """Write to `path` via a temporary file, so a failed export leaves no half file."""
     if fmt not in FORMATS:
@@ -24,7 +43,7 @@ def write_table(table: pa.Table, fmt: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     if fmt == "csv":
-        pacsv.write_csv(table, tmp)
+        pacsv.write_csv(neutralise_formulas(table), tmp)
     elif fmt == "parquet":
         pq.write_table(table, tmp)
     else:

@@ -22,6 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from service import queries, reviews
+from service.exports import neutralise_formulas
 from service.catalog import insert_dataset_row
 from service.datasets import load_arrays, load_manifest, load_sources, save_dataset
 from service.errors import CurationError, InvalidDataset
@@ -158,7 +159,8 @@ def _write_rows(tmp: Path, fmt: str, X: np.ndarray, y: np.ndarray, class_names: 
             block = np.asarray(X[part], dtype=np.float32)
             columns = [*(block[:, j] for j in range(block.shape[1])), classes.take(pa.array(y[part])),
                        actions.slice(start, _BATCH).combine_chunks().cast(pa.string())]
-            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+            table = pa.Table.from_arrays(columns, schema=schema)
+            writer.write_table(neutralise_formulas(table) if fmt == "csv" else table)
     finally:
         writer.close()
 

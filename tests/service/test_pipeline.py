@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 
 from models.spec import AdaBoostSpec, GroupTask, TrainSpec
 from scoring.phases import compute_agreement_index, detect_phases
+from service.errors import InvalidSpec
 from service import jobs, queries
 from service.engine import Engine
 from service.executors import LocalExecutor, _startable
@@ -121,7 +122,11 @@ def test_restart_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) -> Non
 def test_worker_failure_marks_job_failed_with_traceback_tail(engine: Engine, tmp_path: Path) -> None:
     path, _ = _digits_npz(tmp_path)
     ds = engine.add_dataset(path)
-    job_id = engine.submit(ds.dataset_id, TrainSpec(**SMALL, device="cuda:7"), AdaBoostSpec(enabled=False))
+    spec = TrainSpec(**SMALL, device="cuda:7")
+    with pytest.raises(InvalidSpec, match="cuda:7"):  # refused at submission by the engine...
+        engine.submit(ds.dataset_id, spec, AdaBoostSpec(enabled=False))
+    # ...so queue it past that check, to see a worker that fails anyway
+    job_id = jobs.create_job(engine.store, ds.dataset_id, spec, engine.scoring_options(), AdaBoostSpec(enabled=False))
     job = engine.run(job_id)
     assert job.status == "failed"
     assert "cuda:7" in job.error and "CUDA is not available" in job.error
