@@ -20,24 +20,25 @@ th{background:#f4f4f4}.json{font-size:12px;color:#777}.err{color:#b00}
 .card{border:1px solid #ddd;border-radius:4px;padding:6px;font-size:12px}.card img{image-rendering:pixelated}
 .flag{border-color:#d33}.btn{display:inline-block;padding:3px 10px;border:1px solid #888;border-radius:3px;
 margin:2px;text-decoration:none;color:#222;background:#f8f8f8}img.plot{max-width:100%}
-progress{width:320px}header form.who{margin-left:auto}
+progress{width:320px}header form.who{margin-left:auto}form.start input[type=number]{width:5em}
 """
 
 _REVIEW_CSS = """
-.card{position:relative;outline:none}.card:focus{box-shadow:0 0 0 3px #3b6fd8}
+.card{position:relative;outline:none}.card:focus,.card:focus-within{box-shadow:0 0 0 3px #3b6fd8}
 .card .decision{display:inline-block;border-radius:3px;padding:0 5px;margin:2px 0;background:#eee;color:#555}
 .card.d-relabel{background:#eef4ff}.card.d-relabel .decision{background:#3b6fd8;color:#fff}
 .card.d-keep{background:#effaf1}.card.d-keep .decision{background:#2e8540;color:#fff}
 .card.d-exclude{background:#f4f4f4;color:#888}.card.d-exclude .decision{background:#666;color:#fff}
 .card.d-exclude img{opacity:.35}.card.busy{opacity:.6}
-.card .actions{margin-top:4px;display:flex;flex-wrap:wrap;gap:3px}.card .actions button{font-size:11px;padding:1px 5px}
-.card .actions select{font-size:11px;max-width:100%}.card .features{font-family:ui-monospace,monospace;font-size:11px}
+.card .actions{margin-top:4px;display:grid;grid-template-columns:repeat(3,1fr);gap:3px}
+.card .actions button,.card .actions select,.card .actions input{font-size:11px;padding:1px 4px;min-width:0}
+.card .actions .wide{grid-column:1/-1}.card .features{font-family:ui-monospace,monospace;font-size:11px}
 form.filters{display:flex;flex-wrap:wrap;gap:12px;align-items:center;margin:8px 0;padding:6px 8px;
 background:#f7f7f7;border:1px solid #e2e2e2;border-radius:4px}
 .pairs a,.views a{margin-right:8px}.pairs a.on,.views a.on,.pages a.on{font-weight:700;color:#222;text-decoration:none}
 .pages{margin:8px 0}.pages a,.pages span{display:inline-block;min-width:22px;text-align:center;margin-right:2px}
-.toolbar{display:flex;flex-wrap:wrap;gap:12px;align-items:center;margin:8px 0}
-#status{min-height:1.4em;font-weight:600}kbd{border:1px solid #bbb;border-radius:3px;padding:0 4px;
+.toolbar{display:flex;flex-wrap:wrap;gap:12px;align-items:center;margin:8px 0;padding:6px 0;position:sticky;top:0;z-index:10;background:#fff;border-bottom:1px solid #eee}
+#status{font-weight:600;color:#2e8540}#status.err{color:#b00}kbd{border:1px solid #bbb;border-radius:3px;padding:0 4px;
 background:#fafafa;font-size:11px}.keys{font-size:12px;color:#555}.num{text-align:right}
 .panel{border:1px solid #ddd;border-radius:4px;padding:6px 12px;margin:10px 0;background:#fbfbfb}
 """

@@ -62,7 +62,7 @@ def test_upload_train_and_browse_in_chromium(tmp_path: Path) -> None:
             assert page.locator("text=Estimated label errors").count() == 1
             page.screenshot(path=str(SHOTS / "04-job-done.png"), full_page=True)
 
-            page.click("text=mislabeled gallery")
+            page.click("text=review them")
             page.wait_for_url(f"**/ui/jobs/{job_id}/gallery/mislabeled")
             shown = {int(v) for v in page.eval_on_selector_all("[data-example]", "els => els.map(e => e.dataset.example)")}
             assert len(shown & set(flipped.tolist())) >= 0.5 * len(flipped)

@@ -95,7 +95,7 @@ def test_review_page_lists_suspects_worst_first_and_escapes_class_names(done: Re
     assert EVIL_CLASS not in html and EVIL_NAME not in html  # only escaped
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "&lt;i&gt;evil&lt;/i&gt;.npz" in html
     assert '"\\u003cb\\u003ex\\u003c/b\\u003e"' in html  # in the script's JSON too
-    for label in ("accept → ", ">keep</button>", ">exclude</button>", ">undo</button>", "relabel…"):
+    for label in ("accept → ", ">keep</button>", ">exclude</button>", ">undo</button>", "relabel to…"):
         assert label in html, label
     assert 'class="make-version"' in html and f'data-job="{done.job_id}"' in html
     assert f'href="/jobs/{done.job_id}/mislabeled?limit=60&amp;offset=0"' in html  # the JSON twin
@@ -222,7 +222,7 @@ def test_version_dataset_page_rescore_and_diff(done: Reviewed) -> None:
     assert f"{accepted['n_applied']} relabelled, 1 excluded, 0 kept" in page
     assert f'href="/ui/datasets/{done.dataset_id}"' in page and "&lt;i&gt;evil&lt;/i&gt;" in page
     assert EVIL_NAME not in page and EVIL_CLASS not in page
-    links = re.findall(r'<a class="btn" href="([^"]+)">(\w+)</a>', page)
+    links = re.findall(r'<a class="btn" href="([^"]+)" download>download \.(\w+)</a>', page)
     assert [fmt for _, fmt in links] == ["csv", "parquet", "npz"]  # a table: every form a table takes
     for href, _ in links:
         export = done.client.get(html_lib.unescape(href))
