@@ -192,6 +192,9 @@ def _member_batch_norm(norm: nn.BatchNorm2d, x: Tensor, m: int) -> Tensor:
 
 
 def _dropout(spec: TrainSpec, generator: torch.Generator | None, member_dim: int = 0) -> nn.Module:
+    # train_group resolves the by-data-size Jumpout rates first; a caller that builds a network
+    # without a data set (tests, benchmarks, eval-only loads) gets the smallest-data row
+    spec = spec.resolved(0)
     return make_dropout(spec.dropout, rate=spec.dropout_rate, sigma=spec.jumpout_sigma, p_min=spec.jumpout_p_min,
                         p_max=spec.jumpout_p_max, exponent=spec.jumpout_exponent, generator=generator,
                         member_dim=member_dim)

@@ -10,6 +10,24 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 ModelName = Literal["auto", "mlp", "cnn"]
 DropoutName = Literal["jumpout", "dropout", "none"]
 
+# Jumpout by data size [ours, chosen by benchmarks/detection_variants.py on selection seeds 0-2]:
+# (fewest examples, sigma, p_min, p_max). Regularisation is the largest single lever for detection:
+# it slows the memorisation of wrong labels, and small data sets memorise fastest. Strong Jumpout won
+# on iris, wine, breast cancer and phishing (150-1,250 examples), the middle row on digits (1,797),
+# the paper-style sigma = 0.1 on image segments (2,310), where strong Jumpout lost 0.05-0.09 AP. Two
+# boundaries from six tables: a guess between the sizes measured, not a law.
+JUMPOUT_BY_SIZE: tuple[tuple[int, float, float, float], ...] = (
+    (0, 0.3, 0.2, 0.7),
+    (1500, 0.2, 0.1, 0.6),
+    (2000, 0.1, 0.01, 0.6),
+)
+
+
+def jumpout_for_size(n_examples: int) -> tuple[float, float, float]:
+    """(sigma, p_min, p_max) of JUMPOUT_BY_SIZE for a data set of n_examples."""
+    row = [r for r in JUMPOUT_BY_SIZE if n_examples >= r[0]][-1]
+    return row[1], row[2], row[3]
+
 
 class TrainSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -19,18 +37,18 @@ class TrainSpec(BaseModel):
     model: ModelName = Field("auto", description="auto: cnn for images, mlp for tables")
     dropout: DropoutName = "jumpout"
     dropout_rate: float = Field(0.5, ge=0.0, lt=1.0, description="rate of plain dropout")
-    # Jumpout defaults [ours, measured by benchmarks/detection_variants.py]: stronger than the
-    # sigma = 0.1 of SCIENCE.md's first guess; they slow memorisation of wrong labels, which made
-    # the error count accurate (mean |estimated - planted| rate 0.017 vs 0.072 at sigma = 0.1)
-    jumpout_sigma: float = Field(0.3, gt=0.0, le=1.0, description="half-normal scale of the Jumpout rate")
-    jumpout_p_min: float = Field(0.2, ge=0.0, lt=1.0)
-    jumpout_p_max: float = Field(0.7, gt=0.0, lt=1.0)
+    # Jumpout: None = by data size (JUMPOUT_BY_SIZE), filled in when the job is created (`resolved`)
+    jumpout_sigma: float | None = Field(None, gt=0.0, le=1.0, description="half-normal scale of the Jumpout "
+                                        "rate; default: by data size (0.3 under 1,500 examples, 0.2 under 2,000, "
+                                        "then 0.1)")
+    jumpout_p_min: float | None = Field(None, ge=0.0, lt=1.0, description="default: by data size (0.2, 0.1, 0.01)")
+    jumpout_p_max: float | None = Field(None, gt=0.0, lt=1.0, description="default: by data size (0.7, 0.6, 0.6)")
     jumpout_exponent: float = Field(0.75, ge=0.0, le=1.0, description="kept units scaled by (1-p')^-exponent")
     n_folds: int = Field(0, ge=0, le=20, description="cross-fitting folds; 0 = every member sees all examples")
     hidden_units: int = Field(256, ge=4, le=8192, description="MLP width")
     n_hidden_layers: int = Field(2, ge=1, le=8, description="MLP depth")
     cnn_width: int = Field(32, ge=4, le=512, description="CNN channels of the first block")
-    batch_size: int = Field(0, ge=0, le=65536, description="0 = auto: n_examples // 30, clipped to 8..256")
+    batch_size: int = Field(0, ge=0, le=65536, description="0 = auto: n_examples // 60, clipped to 8..256")
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Adam step size")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="AdamW decoupled weight decay")
     augment: Literal["none", "shift", "shift_flip"] = Field(
@@ -51,8 +69,9 @@ class TrainSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "TrainSpec":
-        if self.jumpout_p_min > self.jumpout_p_max:
-            raise ValueError(f"jumpout_p_min {self.jumpout_p_min} exceeds jumpout_p_max {self.jumpout_p_max}")
+        p_min, p_max = self.jumpout_p_min, self.jumpout_p_max
+        if p_min is not None and p_max is not None and p_min > p_max:
+            raise ValueError(f"jumpout_p_min {p_min} exceeds jumpout_p_max {p_max}")
         if self.n_folds == 1:
             raise ValueError("n_folds must be 0 (no cross-fitting) or at least 2")
         if self.n_folds and self.n_members < self.n_folds:
@@ -61,6 +80,20 @@ class TrainSpec(BaseModel):
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self
+
+    def resolved(self, n_examples: int) -> "TrainSpec":
+        """This spec with every by-data-size default filled in for a data set of n_examples (a field the
+        user set stays as set). Raises ValueError if the filled-in p_min exceeds a user's p_max."""
+        sigma, p_min, p_max = jumpout_for_size(n_examples)
+        filled = {name: value for name, value in (("jumpout_sigma", sigma), ("jumpout_p_min", p_min),
+                                                  ("jumpout_p_max", p_max)) if getattr(self, name) is None}
+        if not filled:
+            return self
+        p_min, p_max = filled.get("jumpout_p_min", self.jumpout_p_min), filled.get("jumpout_p_max", self.jumpout_p_max)
+        if p_min > p_max:  # type: ignore[operator]
+            raise ValueError(f"jumpout_p_min {p_min} exceeds jumpout_p_max {p_max} (the unset one comes from the "
+                             f"data size, {n_examples} examples): set both")
+        return self.model_copy(update=filled)
 
     def member_groups(self) -> list[list[int]]:
         """Members split into groups trained together on one device."""

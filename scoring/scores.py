@@ -12,8 +12,12 @@ import numpy.typing as npt
 from scoring.consensus import compute_consensus, compute_vote_counts
 from scoring.consistency import compute_accessibility, compute_consistency, compute_first_learned_epoch
 from scoring.mislabel import (
+    COUNT_METHODS,
+    MISLABEL_METHODS,
     compute_mislabel_score,
     compute_suggested_label,
+    estimate_flag_precision,
+    estimate_n_errors_by_margin,
     estimate_n_label_errors,
     flag_suspected_mislabels,
 )
@@ -25,8 +29,15 @@ class ScoringOptions:
     easy_at_least: float = 0.8  # accessibility at or above -> "easy"
     hard_below: float = 0.3  # accessibility below -> "hard"
     learned_threshold: float = 0.5  # consistency that counts as "learned" for first_learned_epoch
-    mislabel_method: str = "margin"  # see scoring.mislabel.compute_mislabel_score (chosen by benchmark)
-    count_from: str = "auto"  # probabilities for the error count: in_sample | held_out | auto
+    mislabel_method: str = "consistency_margin"  # scoring.mislabel.compute_mislabel_score (chosen by benchmark)
+    count_method: str = "margin"  # margin | confident_learning (scoring.mislabel)
+    count_from: str = "auto"  # confident learning's probabilities: in_sample | held_out | auto
+
+    def __post_init__(self) -> None:
+        if self.mislabel_method not in MISLABEL_METHODS:
+            raise ValueError(f"mislabel_method must be one of {MISLABEL_METHODS}, got {self.mislabel_method!r}")
+        if self.count_method not in COUNT_METHODS:
+            raise ValueError(f"count_method must be one of {COUNT_METHODS}, got {self.count_method!r}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class ExampleScores:
     is_suspected_mislabel: npt.NDArray[np.bool_]
     suggested_label: npt.NDArray[np.int64]
     estimated_n_errors: int
+    estimated_precision: float | None  # share of the flagged the ensemble expects to be wrong
     options: ScoringOptions = field(default_factory=ScoringOptions)
 
 
@@ -125,7 +137,9 @@ class DynamicsAccumulator:
         # curves stay float32 (n_epochs x n_examples: 124 MB each at 1M examples); per-example
         # results are float64
         accessibility = compute_accessibility(self.in_sample).astype(np.float64)
-        mislabel_score = compute_mislabel_score(self.prob, self.margin, method=options.mislabel_method)
+        mislabel_score = compute_mislabel_score(self.prob, self.margin, method=options.mislabel_method,
+                                                consistency=self.in_sample)
+        mean_label_prob = np.nanmean(self.prob[1:], axis=0).astype(np.float64)
         trained = self.n_epochs - 1
         with np.errstate(invalid="ignore", divide="ignore"):
             in_probs = self.prob_total / trained / (~self.held_out).sum(axis=0)[:, None]
@@ -134,7 +148,11 @@ class DynamicsAccumulator:
         if use_heldout and not self.has_heldout:
             raise ValueError("count_from='held_out' needs cross-fitting (n_folds >= 2)")
         count_probs = heldout_probs if use_heldout else in_probs
-        n_errors = estimate_n_label_errors(np.nan_to_num(count_probs, nan=1.0 / k), y)
+        if options.count_method == "margin":
+            n_errors = estimate_n_errors_by_margin(self.margin)
+        else:
+            n_errors = estimate_n_label_errors(np.nan_to_num(count_probs, nan=1.0 / k), y)
+        flags = flag_suspected_mislabels(mislabel_score, n_errors)
         return ExampleScores(
             consistency_curve=self.consistency,
             consensus_curve=self.consensus,
@@ -146,12 +164,13 @@ class DynamicsAccumulator:
             heldout_consistency=self.heldout[-1].astype(np.float64),
             accessibility=accessibility,
             first_learned_epoch=compute_first_learned_epoch(self.consistency, options.learned_threshold),
-            mean_label_prob=np.nanmean(self.prob[1:], axis=0).astype(np.float64),
+            mean_label_prob=mean_label_prob,
             split=compute_splits(accessibility, options.easy_at_least, options.hard_below),
             mislabel_score=mislabel_score,
-            is_suspected_mislabel=flag_suspected_mislabels(mislabel_score, n_errors),
+            is_suspected_mislabel=flags,
             suggested_label=compute_suggested_label(np.nan_to_num(in_probs), y),
             estimated_n_errors=n_errors,
+            estimated_precision=estimate_flag_precision(mean_label_prob, flags),
             options=options,
         )
 

@@ -96,7 +96,10 @@ def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScor
                                 given, job.scoring)
     splits = ("easy", "intermediate", "hard")
     summary: dict[str, object] = {"n_examples": n_examples,
-                                  "split_counts": {s: int((scores.split == s).sum()) for s in splits}}
+                                  "split_counts": {s: int((scores.split == s).sum()) for s in splits},
+                                  "estimated_precision": scores.estimated_precision,
+                                  "mislabel_method": scores.options.mislabel_method,
+                                  "count_method": scores.options.count_method}
     summary["phases"] = _phases(scores.consistency_curve, job.spec.n_members, n_classes)
     ada_access = family = None
     curves_rows = None

@@ -8,6 +8,8 @@ from scoring.mislabel import (
     compute_mislabel_score,
     compute_rank_score,
     compute_suggested_label,
+    estimate_flag_precision,
+    estimate_n_errors_by_margin,
     estimate_n_label_errors,
     flag_suspected_mislabels,
 )
@@ -56,14 +58,38 @@ def test_mislabel_score_margin_and_default_methods():
     margin = np.array([[9.0, 9.0, 9.0, 9.0], [3.0, -1.0, 2.0, 0.5]])
     # low margin = suspect: ranks of -margin -> [0, 1, 1/3, 2/3]
     np.testing.assert_allclose(compute_mislabel_score(label_prob, margin, method="margin"), [0, 1, 1 / 3, 2 / 3])
-    # both rankings agree here, so the default equals each of them
-    np.testing.assert_allclose(compute_mislabel_score(label_prob, margin), [0, 1, 1 / 3, 2 / 3])
-    # when they disagree, prob_margin is the mean of the two ranks and the default follows the margin
+    # when they disagree, prob_margin is the mean of the two ranks
     margin2 = np.array([[0.0] * 4, [-1.0, 3.0, 2.0, 0.5]])
     # prob ranks [0, 1, 1/3, 2/3], margin ranks [1, 0, 1/3, 2/3]
     np.testing.assert_allclose(compute_mislabel_score(label_prob, margin2, method="prob_margin"),
                                [0.5, 0.5, 1 / 3, 2 / 3])
-    np.testing.assert_allclose(compute_mislabel_score(label_prob, margin2), [1, 0, 1 / 3, 2 / 3])
+
+
+def test_consistency_margin_default_is_the_mean_of_the_consistency_and_margin_ranks():
+    label_prob = np.zeros((2, 4))
+    margin = np.array([[0.0] * 4, [-1.0, 3.0, 2.0, 0.5]])  # margin ranks [1, 0, 1/3, 2/3]
+    consistency = np.array([[0.0] * 4, [0.1, 0.2, 0.9, 0.3]])  # consistency ranks [1, 2/3, 0, 1/3]
+    np.testing.assert_allclose(compute_mislabel_score(label_prob, margin, method="consistency", consistency=consistency),
+                               [1, 2 / 3, 0, 1 / 3])
+    both = compute_mislabel_score(label_prob, margin, consistency=consistency)  # the default method
+    np.testing.assert_allclose(both, [1, 1 / 3, 1 / 6, 1 / 2])
+    with pytest.raises(ValueError, match="needs consistency"):
+        compute_mislabel_score(label_prob, margin)  # the default needs the consistency curve
+
+
+def test_margin_count_is_the_examples_the_ensemble_on_average_prefers_another_class_for():
+    margin = np.array([[9.0, 9.0, 9.0, np.nan], [-1.0, 0.5, -3.0, np.nan], [0.5, 0.4, 2.0, np.nan]])
+    # trained-epoch means (epoch 0 ignored): -0.25, 0.45, -0.5, NaN (never counted)
+    assert estimate_n_errors_by_margin(margin) == 2
+    assert estimate_n_errors_by_margin(margin, first_epoch=0) == 0
+
+
+def test_estimated_precision_is_the_mean_wrongness_the_ensemble_expects_of_the_flagged():
+    p = np.array([0.1, 0.3, 0.9, np.nan])
+    assert estimate_flag_precision(p, np.array([True, True, False, False])) == pytest.approx(0.8)
+    assert estimate_flag_precision(p, np.zeros(4, dtype=bool)) is None
+    # the more the ensemble believes the given labels of the flagged, the lower the estimate
+    assert estimate_flag_precision(p, np.array([True, True, True, False])) < 0.8
 
 
 def test_mislabel_score_properties_on_random_curves():
@@ -72,8 +98,9 @@ def test_mislabel_score_properties_on_random_curves():
         e, n = rng.integers(2, 6), rng.integers(2, 30)
         label_prob = rng.random((e, n))
         margin = rng.normal(size=(e, n))
-        for method in ("prob", "margin", "prob_margin"):
-            s = compute_mislabel_score(label_prob, margin, method=method)
+        consistency = rng.random((e, n))
+        for method in ("prob", "margin", "prob_margin", "consistency", "consistency_margin"):
+            s = compute_mislabel_score(label_prob, margin, method=method, consistency=consistency)
             assert s.shape == (n,), seed
             assert ((s >= 0) & (s <= 1)).all(), (seed, method)
         # monotone: lowering one example's probability and margin at every trained epoch cannot lower its score
@@ -81,9 +108,11 @@ def test_mislabel_score_properties_on_random_curves():
         worse_p, worse_m = label_prob.copy(), margin.copy()
         worse_p[1:, i] *= 0.5
         worse_m[1:, i] -= 1.0
-        for method in ("prob", "margin", "prob_margin"):
-            before = compute_mislabel_score(label_prob, margin, method=method)[i]
-            after = compute_mislabel_score(worse_p, worse_m, method=method)[i]
+        worse_c = consistency.copy()
+        worse_c[1:, i] *= 0.5
+        for method in ("prob", "margin", "prob_margin", "consistency", "consistency_margin"):
+            before = compute_mislabel_score(label_prob, margin, method=method, consistency=consistency)[i]
+            after = compute_mislabel_score(worse_p, worse_m, method=method, consistency=worse_c)[i]
             assert after >= before - 1e-12, (seed, method)
 
 
