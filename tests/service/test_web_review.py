@@ -260,3 +260,48 @@ def test_version_dataset_page_rescore_and_diff(done: Reviewed) -> None:
     assert f"{diff['relabelled']} examples relabelled, {diff['excluded']} excluded" in html
     assert EVIL_CLASS not in html and f'href="/jobs/{done.job_id}/diff/{job_b}"' in html
     assert "is not derived from" in _html(done.client, f"/ui/jobs/{job_b}/diff/{done.job_id}", 422)
+
+
+def test_keys_images_and_the_same_origin_rule(tmp_path: Path) -> None:
+    """With API keys: alice's review, dataset and diff pages are 404 for bob; a decision sent with
+    alice's session cookie needs the page's Origin. An image dataset's cards show thumbnails and its
+    exports are zip and npz."""
+    alice, bob = "alice-key-0123456789abcdef", "bob-key-0123456789abcdefgh"
+    X, y = load_digits(return_X_y=True)
+    np.savez(tmp_path / "img.npz", X=(X[:40].reshape(-1, 8, 8) * 15).astype(np.uint8), y=y[:40])
+    server = Server(tmp_path / "data", env={"CURATE_API_KEYS": f"alice={alice},bob={bob}",
+                                            "CURATE_EXPLAIN_MAX_EXAMPLES": "0"}).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {alice}"}) as a:
+            ds = a.post("/datasets", params={"filename": "img.npz"}, content=(tmp_path / "img.npz").read_bytes()).json()
+            job = a.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {"n_members": 2, "n_epochs": 2},
+                                        "adaboost": ADABOOST}).json()["job_id"]
+            assert wait_for(a, job, ("succeeded", "failed"))["status"] == "succeeded"
+            html = _html(a, f"/ui/jobs/{job}/gallery/all")
+            cards = _cards(html)
+            assert len(cards) == 40 and f'src="/ui/datasets/{ds["dataset_id"]}/examples/{cards[0]["example_id"]}.png"' \
+                in html
+            assert "<kbd>0</kbd>–<kbd>9</kbd>" in html  # ten classes: each has a digit key
+            page = _html(a, f"/ui/datasets/{ds['dataset_id']}")
+            assert re.findall(r'download \.(\w+)</a>', page) == ["zip", "npz"] and 'id="start"' in page
+            b = {"Authorization": f"Bearer {bob}"}
+            for url in (f"/ui/jobs/{job}/gallery/mislabeled", f"/ui/datasets/{ds['dataset_id']}",
+                        f"/ui/jobs/{job}/diff/{job}", f"/ui/jobs/{job}"):
+                r = a.get(url, headers=b)
+                assert r.status_code == 404 and "not found" in r.text, url
+
+            login = httpx.post(f"{server.url}/ui/login", data={"key": alice, "next": "/"},
+                               headers={"Origin": server.url})
+            cookie = {"Cookie": f"curate_session={login.cookies['curate_session']}"}
+            decision = {"decisions": [{"example_id": cards[0]["example_id"], "action": "keep"}]}
+            bare = httpx.post(f"{server.url}/jobs/{job}/reviews", json=decision, headers=cookie)
+            assert bare.status_code == 403 and bare.json()["error"]["code"] == "cross_site_request"
+            evil = httpx.post(f"{server.url}/jobs/{job}/reviews", json=decision,
+                              headers={**cookie, "Origin": "http://evil.example"})
+            assert evil.status_code == 403
+            ok = httpx.post(f"{server.url}/jobs/{job}/reviews", json=decision, headers={**cookie, "Origin": server.url})
+            assert ok.status_code == 200 and ok.json()["counts"]["keep"] == 1
+            page = httpx.get(f"{server.url}/ui/jobs/{job}/gallery/all", headers=cookie).text
+            assert _cards(page)[0]["badge"] == "keep" and 'action="/ui/logout"' in page  # signed in: sign-out
+    finally:
+        server.stop()
