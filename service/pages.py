@@ -37,7 +37,8 @@ form.filters{display:flex;flex-wrap:wrap;gap:12px;align-items:center;margin:8px 
 background:#f7f7f7;border:1px solid #e2e2e2;border-radius:4px}
 .pairs a,.views a{margin-right:8px}.pairs a.on,.views a.on,.pages a.on{font-weight:700;color:#222;text-decoration:none}
 .pages{margin:8px 0}.pages a,.pages span{display:inline-block;min-width:22px;text-align:center;margin-right:2px}
-.toolbar{display:flex;flex-wrap:wrap;gap:12px;align-items:center;margin:8px 0;padding:6px 0;position:sticky;top:0;z-index:10;background:#fff;border-bottom:1px solid #eee}
+.toolbar{display:flex;flex-wrap:wrap;gap:12px;align-items:center;margin:8px 0;padding:6px 0;position:sticky;top:0;
+z-index:10;background:#fff;border-bottom:1px solid #eee}
 #status{font-weight:600;color:#2e8540}#status.err{color:#b00}kbd{border:1px solid #bbb;border-radius:3px;padding:0 4px;
 background:#fafafa;font-size:11px}.keys{font-size:12px;color:#555}.num{text-align:right}
 .panel{border:1px solid #ddd;border-radius:4px;padding:6px 12px;margin:10px 0;background:#fbfbfb}

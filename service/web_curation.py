@@ -87,7 +87,8 @@ def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, own
     twin = (f"/jobs/{job_id}/{'mislabeled' if suspected else 'examples'}?"
             + urlencode({k: v for k, v in twin_query.items() if v is not None and (k != "order" or not suspected)}))
     return render(
-        "review.html", title=f"Review {VIEW_TITLES[q.view]} · job {job_id}", json_links=(twin, f"/jobs/{job_id}/reviews"),
+        "review.html", title=f"Review {VIEW_TITLES[q.view]} · job {job_id}",
+        json_links=(twin, f"/jobs/{job_id}/reviews"),
         user=owner, job=job, ds=ds, q=q, views=VIEWS, orders=ORDERS, decisions=DECISIONS, counts=counts,
         n_examples=(job.summary or {}).get("n_examples", ds.n_examples), total=total, n_pages=n_pages,
         pages=page_numbers(q.page, n_pages), first=(q.page - 1) * PAGE_SIZE + 1, shown=len(items),

@@ -49,8 +49,8 @@ def test_review_version_rescore_and_diff_in_chromium(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", env={"CURATE_EXPLAIN_MAX_EXAMPLES": "0"}).start()
     try:
         with sync_api.sync_playwright() as p, httpx.Client(base_url=server.url, timeout=60) as api:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-                                        args=ARGS)
+            chromium = CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")
+            browser = p.chromium.launch(executable_path=str(chromium), args=ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
             page.set_default_timeout(30_000)
 
@@ -108,7 +108,8 @@ def test_review_version_rescore_and_diff_in_chromium(tmp_path: Path) -> None:
             columns = page.evaluate("[...document.querySelectorAll('.card')].filter("
                                     "c => c.offsetTop === document.querySelector('.card').offsetTop).length")
             all_ids = page.eval_on_selector_all(".card[data-example]", "els => els.map(e => e.dataset.example)")
-            assert page.evaluate("document.activeElement.dataset.example") == all_ids[min(4 + columns, len(all_ids) - 1)]
+            below = all_ids[min(4 + columns, len(all_ids) - 1)]
+            assert page.evaluate("document.activeElement.dataset.example") == below
             assert columns > 1
             page.screenshot(path=str(SHOTS / "11-review-keys.png"))  # the viewport: the focused card, the status
 
