@@ -333,7 +333,7 @@ def train_group(
     """
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-    spec = spec.resolved(len(y))  # a job's stored spec is resolved already; direct callers' may not be
+    spec = spec.resolved(len(y), int(np.prod(X.shape[1:])))  # a job's stored spec is resolved already
     device = resolve_device(spec.device)
     kind = resolve_model(spec, X)
     if spec.augment != "none" and kind != "cnn":

@@ -193,8 +193,8 @@ def _member_batch_norm(norm: nn.BatchNorm2d, x: Tensor, m: int) -> Tensor:
 
 def _dropout(spec: TrainSpec, generator: torch.Generator | None, member_dim: int = 0) -> nn.Module:
     # train_group resolves the by-data-size Jumpout rates first; a caller that builds a network
-    # without a data set (tests, benchmarks, eval-only loads) gets the smallest-data row
-    spec = spec.resolved(0)
+    # without a data set (tests, benchmarks, eval-only loads) gets the first row (the old default)
+    spec = spec.resolved(0, 1)
     return make_dropout(spec.dropout, rate=spec.dropout_rate, sigma=spec.jumpout_sigma, p_min=spec.jumpout_p_min,
                         p_max=spec.jumpout_p_max, exponent=spec.jumpout_exponent, generator=generator,
                         member_dim=member_dim)

@@ -10,22 +10,27 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 ModelName = Literal["auto", "mlp", "cnn"]
 DropoutName = Literal["jumpout", "dropout", "none"]
 
-# Jumpout by data size [ours, chosen by benchmarks/detection_variants.py on selection seeds 0-2]:
-# (fewest examples, sigma, p_min, p_max). Regularisation is the largest single lever for detection:
-# it slows the memorisation of wrong labels, and small data sets memorise fastest. Strong Jumpout won
-# on iris, wine, breast cancer and phishing (150-1,250 examples), the middle row on digits (1,797),
-# the paper-style sigma = 0.1 on image segments (2,310), where strong Jumpout lost 0.05-0.09 AP. Two
-# boundaries from six tables: a guess between the sizes measured, not a law.
-JUMPOUT_BY_SIZE: tuple[tuple[int, float, float, float], ...] = (
-    (0, 0.3, 0.2, 0.7),
-    (1500, 0.2, 0.1, 0.6),
-    (2000, 0.1, 0.01, 0.6),
+# Jumpout by examples per input feature [ours, chosen by benchmarks/detection_variants.py on
+# selection seeds 0-2]: (from n_examples / n_features, sigma, p_min, p_max). Regularisation is the
+# largest single lever for detection: it slows the memorisation of wrong labels, and a network
+# memorises fastest where there are few examples per input dimension (points in many dimensions are
+# easy to tell apart one by one). Strong Jumpout ranked best on wine and breast cancer (14 and 19
+# examples a feature), the middle row on digits (28), the paper-style sigma = 0.1 on iris (37) and
+# image segments (128), where strong Jumpout lost 0.05-0.13 AP. Phishing (139, 9 ternary features,
+# half its rows duplicates) is the exception: strong Jumpout beat sigma = 0.1 there by 0.015-0.025.
+# The boundaries sit between the measured ratios: a guess from six tables, not a law.
+JUMPOUT_BY_RATIO: tuple[tuple[float, float, float, float], ...] = (
+    (0.0, 0.3, 0.2, 0.7),
+    (23.0, 0.2, 0.1, 0.6),
+    (32.0, 0.1, 0.01, 0.6),
 )
 
 
-def jumpout_for_size(n_examples: int) -> tuple[float, float, float]:
-    """(sigma, p_min, p_max) of JUMPOUT_BY_SIZE for a data set of n_examples."""
-    row = [r for r in JUMPOUT_BY_SIZE if n_examples >= r[0]][-1]
+def jumpout_for_data(n_examples: int, n_features: int) -> tuple[float, float, float]:
+    """(sigma, p_min, p_max) of JUMPOUT_BY_RATIO for n_examples of n_features inputs each (pixels
+    count as features)."""
+    ratio = n_examples / max(n_features, 1)
+    row = [r for r in JUMPOUT_BY_RATIO if ratio >= r[0]][-1]
     return row[1], row[2], row[3]
 
 
@@ -37,12 +42,14 @@ class TrainSpec(BaseModel):
     model: ModelName = Field("auto", description="auto: cnn for images, mlp for tables")
     dropout: DropoutName = "jumpout"
     dropout_rate: float = Field(0.5, ge=0.0, lt=1.0, description="rate of plain dropout")
-    # Jumpout: None = by data size (JUMPOUT_BY_SIZE), filled in when the job is created (`resolved`)
+    # Jumpout: None = by examples per feature (JUMPOUT_BY_RATIO), filled in when the job is created
     jumpout_sigma: float | None = Field(None, gt=0.0, le=1.0, description="half-normal scale of the Jumpout "
-                                        "rate; default: by data size (0.3 under 1,500 examples, 0.2 under 2,000, "
-                                        "then 0.1)")
-    jumpout_p_min: float | None = Field(None, ge=0.0, lt=1.0, description="default: by data size (0.2, 0.1, 0.01)")
-    jumpout_p_max: float | None = Field(None, gt=0.0, lt=1.0, description="default: by data size (0.7, 0.6, 0.6)")
+                                        "rate; default by examples per input feature: 0.3 under 23, 0.2 under 32, "
+                                        "then 0.1")
+    jumpout_p_min: float | None = Field(None, ge=0.0, lt=1.0, description="default by examples per feature: "
+                                        "0.2, 0.1, 0.01")
+    jumpout_p_max: float | None = Field(None, gt=0.0, lt=1.0, description="default by examples per feature: "
+                                        "0.7, 0.6, 0.6")
     jumpout_exponent: float = Field(0.75, ge=0.0, le=1.0, description="kept units scaled by (1-p')^-exponent")
     n_folds: int = Field(0, ge=0, le=20, description="cross-fitting folds; 0 = every member sees all examples")
     hidden_units: int = Field(256, ge=4, le=8192, description="MLP width")
@@ -81,10 +88,10 @@ class TrainSpec(BaseModel):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self
 
-    def resolved(self, n_examples: int) -> "TrainSpec":
-        """This spec with every by-data-size default filled in for a data set of n_examples (a field the
-        user set stays as set). Raises ValueError if the filled-in p_min exceeds a user's p_max."""
-        sigma, p_min, p_max = jumpout_for_size(n_examples)
+    def resolved(self, n_examples: int, n_features: int) -> "TrainSpec":
+        """This spec with every by-data defaults filled in for n_examples of n_features inputs (a field
+        the user set stays as set). Raises ValueError if a filled-in p_min exceeds a user's p_max."""
+        sigma, p_min, p_max = jumpout_for_data(n_examples, n_features)
         filled = {name: value for name, value in (("jumpout_sigma", sigma), ("jumpout_p_min", p_min),
                                                   ("jumpout_p_max", p_max)) if getattr(self, name) is None}
         if not filled:
@@ -92,7 +99,7 @@ class TrainSpec(BaseModel):
         p_min, p_max = filled.get("jumpout_p_min", self.jumpout_p_min), filled.get("jumpout_p_max", self.jumpout_p_max)
         if p_min > p_max:  # type: ignore[operator]
             raise ValueError(f"jumpout_p_min {p_min} exceeds jumpout_p_max {p_max} (the unset one comes from the "
-                             f"data size, {n_examples} examples): set both")
+                             f"data: {n_examples} examples of {n_features} features): set both")
         return self.model_copy(update=filled)
 
     def member_groups(self) -> list[list[int]]:

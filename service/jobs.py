@@ -5,6 +5,7 @@ Every restart of a job's training bumps `attempt`; commits of an older attempt a
 """
 
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -82,10 +83,10 @@ def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringO
                           "AND owner IS NOT DISTINCT FROM ?", [dataset_id, owner]).fetchone()
         if row is None:
             raise NotFound(f"dataset {dataset_id} not found")
-        try:  # the by-data-size defaults are filled in here, so the stored spec is what trains
-            spec = spec.resolved(int(row[3]))
+        try:  # the by-data defaults are filled in here, so the stored spec is what trains
+            spec = spec.resolved(int(row[3]), math.prod(json.loads(row[1])[1:]))
         except ValueError as error:
-            raise InvalidSpec(f"dataset {dataset_id} ({row[3]} examples): {error}") from error
+            raise InvalidSpec(f"dataset {dataset_id}: {error}") from error
         check_spec_fits(spec, dataset_id, row[0])
         if max_job_memory is not None:
             check_job_memory(spec, tuple(json.loads(row[1])), int(row[2]), max_job_memory, dataset_id)
