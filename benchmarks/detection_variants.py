@@ -1,10 +1,16 @@
-"""Which training and scoring variant should be Curate's default? (feeds the choice in scoring/mislabel.py)
+"""Which training and scoring variant should Curate's default be? Run on *selection* seeds only.
+
+    python benchmarks/detection_variants.py [--datasets iris,wine,breast_cancer,phishing,digits,segment]
+        [--noise sym20,pair30,confusion20,confusion40,ambiguous20] [--seeds 0,1,2] [--variants strong,mid,paper]
 
 Trains the ensemble directly (no store) for each training variant, then scores the same record
-with each scoring variant. Prints a table and writes benchmarks/results/detection_variants.json.
-
-    python benchmarks/detection_variants.py [--datasets digits,wine] [--noise sym10,pair30] [--seeds 0]
+with every scoring method and count of `scoring/mislabel.py`. The defaults chosen from this report
+(Jumpout by data size, 60 steps an epoch, the consistency_margin score, the margin count) are graded
+on separate test seeds by `benchmarks/detection.py`, against the baselines. Writes
+`benchmarks/results/detection_variants.{json,md}`.
 """
+
+from __future__ import annotations
 
 import argparse
 import itertools
@@ -18,94 +24,118 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
-from benchmarks.detection import DATASETS, NOISE_KINDS, parse_noise  # noqa: E402
+from benchmarks.detection import DATASETS, describe_machine, fmt, parse_noise, plant
 from benchmarks.noise import compute_detection_metrics
+from benchmarks.report import markdown_table
 from models.ensemble import Ensemble
-from models.spec import TrainSpec
-from scoring.mislabel import compute_mislabel_score, estimate_n_label_errors, flag_suspected_mislabels
+from models.predictions import PredictionRecord
+from models.spec import JUMPOUT_BY_RATIO, TrainSpec
+from scoring.mislabel import (
+    MISLABEL_METHODS,
+    compute_mislabel_score,
+    estimate_n_errors_by_margin,
+    estimate_n_label_errors,
+    flag_suspected_mislabels,
+)
+
+# the three rows of JUMPOUT_BY_RATIO, each tried on every data set (the default picks one by n / d)
+VARIANTS = {name: dict(jumpout_sigma=row[1], jumpout_p_min=row[2], jumpout_p_max=row[3])
+            for name, row in zip(("strong", "mid", "paper"), JUMPOUT_BY_RATIO)}
+DATASET_ORDER = ("wine", "breast_cancer", "digits", "iris", "segment", "phishing")  # by examples per feature
 
 
-def _masked_member_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean over the members selected by mask (M, n): (M, E, n) -> (E, n)."""
+def member_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean over the members where mask (M, n) holds: (M, E, n) -> (E, n)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(mask[:, None, :], values, 0.0).sum(axis=0) / mask.sum(axis=0)[None, :]
 
 
-def _mean_probs(prob_sum: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Class probabilities averaged over members and trained epochs: (E, n, K) sums -> (n, K)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return prob_sum[1:].mean(axis=0) / counts[:, None]
-
-TRAIN_VARIANTS = {
-    "jumpout_s0.1": dict(dropout="jumpout", batch_size=64),
-    "jumpout_strong": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, batch_size=64),
-    "dropout0.5": dict(dropout="dropout", dropout_rate=0.5, batch_size=64),
-    "js_b32": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, batch_size=0),
-    "js_b32_e30": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, n_epochs=30),
-    "js_b32_m16": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, n_members=16),
-    "js_mid_b32": dict(dropout="jumpout", jumpout_p_min=0.1, jumpout_sigma=0.2, jumpout_p_max=0.6),
-    "jumpout_strong_f4": dict(dropout="jumpout", jumpout_p_min=0.2, jumpout_sigma=0.3, jumpout_p_max=0.7, n_folds=4),
-}
-
-
-def count_variants(r, y):  # type: ignore[no-untyped-def]
+def score_record(r: PredictionRecord, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Every scoring method and both counts on one in-sample record."""
     in_sample = ~r.held_out
-    probs_all = _mean_probs(r.prob_sum.astype(np.float64), in_sample.sum(0))
-    e = r.prob_sum.shape[0]
-    half = r.prob_sum[: max(2, e // 2)].astype(np.float64)
-    probs_half = _mean_probs(half, in_sample.sum(0))
-    prob_curve = _masked_member_mean(r.label_prob.astype(np.float64), in_sample)
-    out = {"cl_all": estimate_n_label_errors(probs_all, y), "cl_half": estimate_n_label_errors(probs_half, y),
-           "p_below_half": int((np.nanmean(prob_curve[1:], 0) < 0.5).sum())}
-    if r.held_out.any():
-        ho = _mean_probs(r.heldout_prob_sum.astype(np.float64), r.held_out.sum(0))
-        out["cl_heldout"] = estimate_n_label_errors(np.nan_to_num(ho, nan=1 / ho.shape[1]), y)
-    return out
+    prob = member_mean(r.label_prob.astype(np.float64), in_sample)
+    margin = member_mean(r.margin.astype(np.float64), in_sample)
+    consistency = member_mean((r.predicted_label == y[None, None, :]).astype(np.float64), in_sample)
+    scores = {m: compute_mislabel_score(prob, margin, method=m, consistency=consistency) for m in MISLABEL_METHODS}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        probs = r.prob_sum[1:].sum(axis=0) / (in_sample.sum(axis=0)[:, None] * (r.prob_sum.shape[0] - 1))
+    counts = {"margin": estimate_n_errors_by_margin(margin),
+              "confident_learning": estimate_n_label_errors(np.nan_to_num(probs, nan=1.0 / probs.shape[1]), y)}
+    return scores, counts
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--datasets", default="digits,breast_cancer,wine,iris")
-    ap.add_argument("--noise", default="sym10,sym40,pair30")
-    ap.add_argument("--seeds", default="0")
-    ap.add_argument("--variants", default=",".join(TRAIN_VARIANTS))
-    ap.add_argument("--out", default="benchmarks/results/detection_variants.json")
-    args = ap.parse_args()
+def run(args: argparse.Namespace, console: Console) -> list[dict]:
     rows = []
-    for ds, noise, seed, variant in itertools.product(args.datasets.split(","), args.noise.split(","),
-                                                      [int(s) for s in args.seeds.split(",")],
-                                                      args.variants.split(",")):
-        X, y = DATASETS[ds](return_X_y=True)
-        k = int(y.max() + 1)
+    for dataset, noise, seed in itertools.product(args.datasets, args.noise, args.seeds):
+        X, y = DATASETS[dataset](return_X_y=True)
+        X, k = X.astype(np.float64), int(y.max()) + 1
         kind, rate = parse_noise(noise)
-        y_noisy, flipped = NOISE_KINDS[kind](y, rate, k, random_state=seed)
-        t = time.perf_counter()
-        r = Ensemble(TrainSpec(random_state=seed, **TRAIN_VARIANTS[variant])).fit(X, y_noisy, k).record_
-        secs = time.perf_counter() - t
-        counts = count_variants(r, y_noisy)
-        in_sample = ~r.held_out
-        pc = _masked_member_mean(r.label_prob.astype(np.float64), in_sample)
-        mc = _masked_member_mean(r.margin.astype(np.float64), in_sample)
-        for method in ("prob", "margin", "prob_margin"):
-            score = compute_mislabel_score(pc, mc, method=method)
-            for cname, n_err in counts.items():
-                m = compute_detection_metrics(flipped, score, flag_suspected_mislabels(score, n_err))
-                rows.append(dict(dataset=ds, noise=noise, seed=seed, variant=variant, method=method, count=cname,
-                                 est_rate=n_err / len(y), planted=float(flipped.mean()), seconds=secs, **m))
-        Console().print(f"{ds} {noise} {seed} {variant}: {secs:.1f}s counts {counts} true {int(flipped.sum())}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=1, default=float))
-    table = Table(title="mean over cases")
-    for c in ("variant", "method", "count", "AP", "F1", "|est-planted|"):
-        table.add_column(c)
-    keys = sorted({(r["variant"], r["method"], r["count"]) for r in rows})
-    for key in keys:
-        sel = [r for r in rows if (r["variant"], r["method"], r["count"]) == key]
-        table.add_row(*key, f"{np.mean([r['ap'] for r in sel]):.3f}", f"{np.mean([r['f1'] for r in sel]):.3f}",
-                      f"{np.mean([abs(r['est_rate'] - r['planted']) for r in sel]):.3f}")
-    Console().print(table)
+        y_noisy, flipped = plant(kind, rate, X, y, k, seed)
+        for variant in args.variants:
+            started = time.perf_counter()
+            record = Ensemble(TrainSpec(random_state=seed, **VARIANTS[variant])).fit(X, y_noisy, k).record_
+            seconds = time.perf_counter() - started
+            scores, counts = score_record(record, y_noisy)
+            for (method, score), (count, n_errors) in itertools.product(scores.items(), counts.items()):
+                metrics = compute_detection_metrics(flipped, score, flag_suspected_mislabels(score, n_errors))
+                rows.append(dict(dataset=dataset, noise=noise, seed=seed, variant=variant, method=method,
+                                 count=count, ap=metrics["ap"], f1=metrics["f1"],
+                                 rate_gap=abs(n_errors - int(flipped.sum())) / len(y), seconds=seconds))
+            best = max(scores, key=lambda m: compute_detection_metrics(flipped, scores[m], flipped)["ap"])
+            console.log(f"{dataset} {noise} seed={seed} {variant}: {seconds:.1f}s, best score {best}")
+    return rows
+
+
+def mean_of(rows: list[dict], metric: str, **where: str) -> float:
+    return float(np.mean([r[metric] for r in rows if all(r[k] == v for k, v in where.items())]))
+
+
+def tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+    datasets = [d for d in DATASET_ORDER if any(r["dataset"] == d for r in rows)]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by_size = [[d, *[fmt(mean_of(rows, "ap", dataset=d, variant=v, method="consistency_margin", count="margin"))
+                     for v in variants]] for d in datasets]
+    by_method = [[m, *[fmt(mean_of(rows, "ap", variant=v, method=m, count="margin")) for v in variants]]
+                 for m in methods]
+    by_count = [[c, *[f"{fmt(mean_of(rows, 'rate_gap', variant=v, method='consistency_margin', count=c))} / "
+                      f"{fmt(mean_of(rows, 'f1', variant=v, method='consistency_margin', count=c))}"
+                      for v in variants]] for c in ("margin", "confident_learning")]
+    return [
+        ("Mean AP of the default score per data set (fewest examples per feature first) and Jumpout row", ["dataset", *variants], by_size),
+        ("Mean AP over every case, per score", ["score", *variants], by_method),
+        ("Mean |estimated - planted| rate / flagged-set F1, per count", ["count", *variants], by_count),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASET_ORDER))
+    parser.add_argument("--noise", default="sym20,pair30,confusion20,confusion40,ambiguous20")
+    parser.add_argument("--seeds", default="0,1,2", help="selection seeds (the test seeds are 100-102)")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    args.datasets, args.noise, args.variants = (a.split(",") for a in (args.datasets, args.noise, args.variants))
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    console = Console(width=150)
+    started = time.perf_counter()
+    rows = run(args, console)
+    report = {"machine": describe_machine(), "config": {k: v for k, v in vars(args).items() if k != "out"},
+              "total_seconds": time.perf_counter() - started, "rows": rows}
+    lines = ["# Detection variants (selection seeds)", "", f"Command: `{report['machine']['command']}`", "",
+             f"Seeds {args.seeds}; every variant is 8 members x 20 epochs, batch n // 60 (8..256). Jumpout rows: "
+             + "; ".join(f"{n} = sigma {v['jumpout_sigma']}, p_min {v['jumpout_p_min']}, p_max {v['jumpout_p_max']}"
+                         for n, v in VARIANTS.items()), ""]
+    for title, header, body in tables(rows):
+        lines += [f"## {title}", "", markdown_table(header, body), ""]
+        console.print(f"[bold]{title}[/]")
+        console.print(markdown_table(header, body))
+    lines.append(f"Total wall time: {report['total_seconds']:.0f} s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "detection_variants.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / "detection_variants.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
