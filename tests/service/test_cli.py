@@ -1,5 +1,6 @@
 """The curate CLI on every input format, exports, flags and errors (real engine, real DuckDB)."""
 
+import re
 import json
 import zipfile
 from pathlib import Path
@@ -114,7 +115,10 @@ def test_export_splits_flag_and_show(tmp_path: Path) -> None:
     result = runner.invoke(app, ["flag", job_id, "--top", "3", *data])
     assert result.exit_code == 0
     assert len(result.output.strip().splitlines()) == 1 + min(3, flagged.num_rows)
-    assert runner.invoke(app, ["show", job_id, *data]).exit_code == 0
+    shown = runner.invoke(app, ["show", job_id, *data])
+    assert shown.exit_code == 0
+    # the estimated precision of the flags stands next to the count
+    assert re.search(r"estimated label errors: \d+ .*estimated precision of the flags \d+%", shown.output)
     listing = runner.invoke(app, ["jobs", *data])
     assert job_id in listing.output and "succeeded" in listing.output
 

@@ -58,6 +58,14 @@ def test_job_records_every_member_epoch_and_example(engine: Engine, tmp_path: Pa
     cons = rows.column("consistency").to_numpy()
     assert set(np.round(cons * 2).astype(int)) <= {0, 1, 2}  # 2 members: c in {0, 1/2, 1}
     assert job.summary["adaboost"]["n_examples"] == len(y)
+    # the stored spec is resolved: Jumpout's by-data defaults filled in for 64 features
+    assert job.spec.jumpout_sigma is not None and job.spec.jumpout_p_min is not None
+    # the flags' estimated precision: the mean over the flagged of 1 - the mean given-label probability
+    flagged = rows.column("is_suspected_mislabel").to_numpy(zero_copy_only=False)
+    prob = rows.column("mean_label_prob").to_numpy()
+    if flagged.any():
+        assert job.summary["estimated_precision"] == pytest.approx(float((1 - prob[flagged]).mean()), abs=1e-6)
+    assert job.summary["mislabel_method"] == "consistency_margin" and job.summary["count_method"] == "margin"
     # phases and agreement index per epoch, stored once from the stored per-epoch consistency
     consistency = queries.epoch_consistency(engine.store, job_id)  # (epochs + 1, examples)
     stored = job.summary["phases"]
@@ -168,3 +176,11 @@ def test_adaboost_starts_beside_the_member_groups_not_after_them() -> None:
     assert _startable([g1, g2], {("ensemble", 0): (g0, None), ("adaboost", 0): (ada, None)}, 1) == []
     assert _startable([g1, g2], {("adaboost", 0): (ada, None)}, 1) == [g1]  # AdaBoost takes no group slot
     assert _startable([g1, g2, ada], {}, max_workers=2) == [g1, g2, ada]
+
+
+def test_a_spec_whose_by_data_rates_cannot_hold_is_refused_and_queues_nothing(engine: Engine, tmp_path: Path) -> None:
+    path, _ = _digits_npz(tmp_path)  # 300 examples of 64 features: the strong row, p_min 0.2
+    ds = engine.add_dataset(path)
+    with pytest.raises(InvalidSpec, match=f"dataset {ds.dataset_id}: jumpout_p_min 0.2 exceeds jumpout_p_max 0.15"):
+        engine.submit(ds.dataset_id, TrainSpec(**SMALL, jumpout_p_max=0.15), AdaBoostSpec(enabled=False))
+    assert jobs.list_jobs(engine.store) == []

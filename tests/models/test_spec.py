@@ -1,0 +1,37 @@
+"""TrainSpec's by-data Jumpout defaults: filled in from the examples per input feature, never over a
+value the user set, and refused with a clear message when the filled-in rates cannot hold."""
+
+import pytest
+
+from models.spec import JUMPOUT_BY_RATIO, TrainSpec, jumpout_for_data
+
+
+def test_rows_are_ordered_and_get_weaker_as_examples_per_feature_grow() -> None:
+    starts = [row[0] for row in JUMPOUT_BY_RATIO]
+    assert starts == sorted(starts) and starts[0] == 0
+    expected_rates = [row[2] for row in JUMPOUT_BY_RATIO]  # p_min
+    assert expected_rates == sorted(expected_rates, reverse=True)
+
+
+@pytest.mark.parametrize("n,d", [(178, 13), (1797, 64), (150, 4), (50_000, 3 * 32 * 32), (10, 0)])
+def test_the_row_is_the_last_one_whose_ratio_is_reached(n: int, d: int) -> None:
+    ratio = n / max(d, 1)
+    row = [r for r in JUMPOUT_BY_RATIO if ratio >= r[0]][-1]
+    assert jumpout_for_data(n, d) == row[1:]
+    spec = TrainSpec().resolved(n, d)
+    assert (spec.jumpout_sigma, spec.jumpout_p_min, spec.jumpout_p_max) == row[1:]
+
+
+def test_a_value_the_user_set_is_kept_and_resolving_twice_changes_nothing() -> None:
+    spec = TrainSpec(jumpout_sigma=0.05).resolved(150, 4)
+    assert spec.jumpout_sigma == 0.05 and spec.jumpout_p_min is not None
+    assert spec.resolved(10, 1000) == spec
+    full = TrainSpec(jumpout_sigma=0.2, jumpout_p_min=0.1, jumpout_p_max=0.3)
+    assert full.resolved(5, 5) is full
+
+
+def test_a_filled_in_p_min_above_the_users_p_max_is_refused_naming_both() -> None:
+    with pytest.raises(ValueError, match=r"jumpout_p_min 0.2 exceeds jumpout_p_max 0.15 .*set both"):
+        TrainSpec(jumpout_p_max=0.15).resolved(100, 10)  # 10 examples a feature: the strong row
+    with pytest.raises(ValueError, match="exceeds"):
+        TrainSpec(jumpout_p_min=0.5, jumpout_p_max=0.4)  # both set: refused at once
