@@ -65,13 +65,20 @@ def plant_pair_noise(
     examples, chosen uniformly, to (c + 1) % n_classes.
     Returns (y_noisy (n_examples,), is_flipped (n_examples,) bool)."""
     y = _check_labels(y, rate, n_classes)
+    return _flip_within_classes(y, rate, (np.arange(n_classes) + 1) % n_classes, random_state)
+
+
+def _flip_within_classes(
+    y: npt.NDArray[np.int64], rate: float, targets: npt.NDArray[np.int64], random_state: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """For each class c, round(rate * n_c) of its examples, chosen uniformly, relabelled targets[c]."""
     rng = np.random.default_rng(random_state)
     y_noisy = y.copy()
     is_flipped = np.zeros(y.size, dtype=bool)
-    for c in range(n_classes):
+    for c in range(len(targets)):
         members = np.flatnonzero(y == c)
         flipped = rng.choice(members, size=round(rate * members.size), replace=False)
-        y_noisy[flipped] = (c + 1) % n_classes
+        y_noisy[flipped] = targets[c]
         is_flipped[flipped] = True
     return y_noisy, is_flipped
 
@@ -121,16 +128,7 @@ def plant_confusion_noise(
     uniformly, to the class a clean model confuses c with most (compute_confusion_targets).
     Returns (y_noisy (n_examples,), is_flipped (n_examples,) bool)."""
     y = _check_labels(y, rate, n_classes)
-    targets = compute_confusion_targets(reference_probs, y)
-    rng = np.random.default_rng(random_state)
-    y_noisy = y.copy()
-    is_flipped = np.zeros(y.size, dtype=bool)
-    for c in range(n_classes):
-        members = np.flatnonzero(y == c)
-        flipped = rng.choice(members, size=round(rate * members.size), replace=False)
-        y_noisy[flipped] = targets[c]
-        is_flipped[flipped] = True
-    return y_noisy, is_flipped
+    return _flip_within_classes(y, rate, compute_confusion_targets(reference_probs, y), random_state)
 
 
 def plant_ambiguous_noise(

@@ -11,6 +11,7 @@ from benchmarks.noise import (
     compute_reference_probs,
     plant_ambiguous_noise,
     plant_confusion_noise,
+    plant_pair_noise,
     plant_symmetric_noise,
 )
 
@@ -81,3 +82,12 @@ def test_ambiguous_noise_rejects_probabilities_of_the_wrong_shape(wine) -> None:
 def test_aum_is_the_mean_margin_of_the_given_label() -> None:
     logits = np.array([[[2.0, 0.0, 1.0]], [[0.0, 3.0, 1.0]]])  # 2 epochs, 1 example, 3 classes
     assert compute_aum(logits, np.array([0]))[0] == pytest.approx(((2 - 1) + (0 - 3)) / 2)
+
+
+def test_pair_noise_flips_exactly_rate_of_each_class_to_the_next(wine) -> None:
+    X, y, _ = wine
+    y_noisy, flipped = plant_pair_noise(y, 0.3, 3, random_state=5)
+    for c in range(3):
+        members = y == c
+        assert flipped[members].sum() == round(0.3 * members.sum())
+        assert np.all(y_noisy[members & flipped] == (c + 1) % 3)
