@@ -386,8 +386,8 @@ def main(argv: list[str] | None = None) -> dict:
         parts = [json.loads(path.read_text()) for path in args.merge]
         rows = [row for part in parts for row in part["rows"]]
         config = {"datasets": [d for part in parts for d in part["config"]["datasets"]],
-                  "noise": parts[0]["config"]["noise"], "image_noise": parts[0]["config"]["image_noise"],
-                  "seeds": parts[0]["config"]["seeds"]}
+                  "seeds": sorted({s for part in parts for s in part["config"]["seeds"]}),
+                  "parts": [part["config"] for part in parts]}
         report = build_report(rows, config, any(p["quick"] for p in parts), max(p["seconds"] for p in parts),
                               [p["command"] for p in parts])
     else:
