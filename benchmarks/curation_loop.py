@@ -1,8 +1,10 @@
-"""Benchmark: the curation loop of issue 13 on digits with planted symmetric noise.
+"""Benchmark: the curation loop of issue 13 on digits with planted noise.
 
-    python benchmarks/curation_loop.py [--noise 0.1,0.2] [--rounds 2] [--seed 0] [--quick] [--out benchmarks/results]
+    python benchmarks/curation_loop.py [--noise sym10,sym20,confusion20,ambiguous20] [--rounds 2] [--seed 0]
+        [--quick] [--out benchmarks/results]
 
-For each noise rate: plant the noise (benchmarks.noise.plant_symmetric_noise), upload, then per
+For each noise case (benchmarks/detection.py's noise models: symmetric, and the realistic
+similar-class and ambiguous-example kinds): plant the noise, upload, then per
 round score the current dataset with the default TrainSpec (through the engine, in-process, as
 `curate score` does), accept every suggested label in the flagged set, make the corrected version,
 and at the end score the last version too; the diff of consecutive jobs gives suspects resolved /
@@ -35,7 +37,7 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from benchmarks.noise import plant_symmetric_noise  # noqa: E402
+from benchmarks.detection import parse_noise, plant  # noqa: E402
 from benchmarks.report import markdown_table, print_tables  # noqa: E402
 from models.spec import AdaBoostSpec, TrainSpec  # noqa: E402
 from service import diff, reviews, versions  # noqa: E402
@@ -77,10 +79,11 @@ def flags_of(engine: Engine, job_id: str, dataset_id: str, y_true: np.ndarray) -
     return int(estimated or 0), int(flagged.size), float(wrong.mean()) if flagged.size else None
 
 
-def run_noise(engine: Engine, X: np.ndarray, y_true: np.ndarray, rate: float, rounds: int, spec: TrainSpec,
+def run_noise(engine: Engine, X: np.ndarray, y_true: np.ndarray, noise: str, rounds: int, spec: TrainSpec,
               seed: int, tmp: Path) -> list[dict]:
-    y_noisy, flipped = plant_symmetric_noise(y_true, rate, int(y_true.max()) + 1, seed)
-    path = tmp / f"digits-sym{rate:g}.npz"
+    kind, rate = parse_noise(noise)
+    y_noisy, flipped = plant(kind, rate, X.astype(np.float64), y_true, int(y_true.max()) + 1, seed)
+    path = tmp / f"digits-{noise}.npz"
     np.savez(path, X=X, y=y_noisy)
     dataset_id = engine.add_dataset(path).dataset_id
     correct_at_upload = ~flipped
@@ -91,7 +94,7 @@ def run_noise(engine: Engine, X: np.ndarray, y_true: np.ndarray, rate: float, ro
         roots, labels = labels_of(engine, dataset_id)
         right = labels == y_true[roots]
         estimated, n_flagged, precision = flags_of(engine, job_id, dataset_id, y_true)
-        row = {"noise": rate, "round": r, "dataset_id": dataset_id, "job_id": job_id, "n_examples": int(labels.size),
+        row = {"noise": noise, "round": r, "dataset_id": dataset_id, "job_id": job_id, "n_examples": int(labels.size),
                "share_right": float(right.mean()), "wrong_left": int((~right).sum()),
                "wrong_fell": float(1.0 - (~right).sum() / max(int(flipped.sum()), 1)),
                "correct_broken": int((correct_at_upload[roots] & ~right).sum()),
@@ -118,7 +121,7 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     out = []
     for r in rows:
         d = r.get("diff", {})
-        out.append([f"{r['noise']:.0%}", "upload" if r["round"] == 0 else f"after round {r['round']}",
+        out.append([r["noise"], "upload" if r["round"] == 0 else f"after round {r['round']}",
                     str(r["n_examples"]), pct(r["share_right"]), str(r["wrong_left"]),
                     pct(r["wrong_fell"]) if r["round"] else "-",
                     f"{r['correct_broken']} ({r['correct_broken_share']:.2%})", str(r["estimated_errors"]),
@@ -148,7 +151,8 @@ def machine() -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--noise", default="0.1,0.2", help="comma-separated symmetric noise rates")
+    parser.add_argument("--noise", default="sym10,sym20,confusion20,ambiguous20",
+                        help="comma-separated noise cases (benchmarks/detection.py's names)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="600 examples, 4 members x 5 epochs (smoke run)")
@@ -163,8 +167,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="curation_loop-") as tmp:
         engine = Engine(Settings(data_dir=Path(tmp) / "data", explain_max_examples=0))
         try:
-            for rate in (float(v) for v in args.noise.split(",")):
-                rows += run_noise(engine, X, y, rate, args.rounds, spec, args.seed, Path(tmp))
+            for noise in args.noise.split(","):
+                rows += run_noise(engine, X, y, noise, args.rounds, spec, args.seed, Path(tmp))
         finally:
             engine.close()
     write_report(args, spec, rows)
@@ -177,7 +181,7 @@ def write_report(args: argparse.Namespace, spec: TrainSpec, rows: list[dict]) ->
     print_tables(Console(width=200), [("Curation loop on digits (accept every suggested label of the flagged set)", HEADER,
                               body)])
     for v in checks:
-        print(f"noise {v['noise']:.0%}: wrong labels fell {v['wrong_fell']:.1%} after round 1 (target >= 70 %: "
+        print(f"noise {v['noise']}: wrong labels fell {v['wrong_fell']:.1%} after round 1 (target >= 70 %: "
               f"{'met' if v['wrong_fell_met'] else 'NOT met'}); correct labels broken {v['correct_broken_share']:.2%} "
               f"(target < 1 %: {'met' if v['broken_met'] else 'NOT met'})")
     stem = "curation_loop_quick" if args.quick else "curation_loop"
@@ -188,7 +192,7 @@ def write_report(args: argparse.Namespace, spec: TrainSpec, rows: list[dict]) ->
              f"Spec: {spec.n_members} members x {spec.n_epochs} epochs ({spec.dropout}), model {spec.model}; "
              "each round accepts the suggested label of every flagged example, makes the version and scores it.\n",
              markdown_table(HEADER, body), ""]
-    lines += [f"- noise {v['noise']:.0%}: wrong labels fell {v['wrong_fell']:.1%} after round 1 (target >= 70 %: "
+    lines += [f"- noise {v['noise']}: wrong labels fell {v['wrong_fell']:.1%} after round 1 (target >= 70 %: "
               f"{'met' if v['wrong_fell_met'] else 'not met'}); correct labels broken {v['correct_broken_share']:.2%} "
               f"(target < 1 %: {'met' if v['broken_met'] else 'not met'})" for v in checks]
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
