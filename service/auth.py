@@ -3,8 +3,8 @@ default); once any key exists, every endpoint but /health needs `Authorization: 
 and each key sees only the datasets and jobs it created (others get 404).
 
 A browser signs in once at /ui/login with its key and gets a session cookie instead:
-`v1.<name>.<expires>.<signature>` (name base64url, expires in Unix seconds), where the signature
-is HMAC-SHA256 over the name, the expiry and the key's SHA-256, under a server secret kept in
+`v1.<owner>.<expires>.<signature>` (the key's owner id base64url, expires in Unix seconds), where the
+signature is HMAC-SHA256 over the owner id, the expiry and the key's SHA-256, under a server secret kept in
 `<data_dir>/session.secret` (0600). The cookie holds no key; it dies with its expiry, with its
 key (deleted or changed), or with the secret (delete the file to sign everyone out).
 Requests that change state and carry only the cookie must come from the server's own pages
@@ -50,16 +50,16 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _env_keys(settings: Settings) -> dict[str, str]:
-    """{sha256: owner id} of the keys in CURATE_API_KEYS ("name=key,name2=key2"). The owner id is
-    `key:<first 16 hex of the key's sha256>`: stable for one key whatever its name, new for a new
-    key under an old name (owning by name gave the new key the old one's datasets)."""
+def _env_keys(settings: Settings) -> dict[str, tuple[str, str]]:
+    """{sha256: (owner id, name)} of the keys in CURATE_API_KEYS ("name=key,name2=key2"). The owner
+    id is `key:<first 16 hex of the key's sha256>`: stable for one key whatever its name, new for a
+    new key under an old name (owning by name gave the new key the old one's datasets)."""
     out = {}
     for item in filter(None, (p.strip() for p in settings.api_keys.split(","))):
         name, sep, key = item.partition("=")
         if not sep or not name or len(key) < 16:
             raise ValueError(f"CURATE_API_KEYS entries must look like name=key with keys of 16+ characters, got {name!r}")
-        out[_digest(key)] = f"key:{_digest(key)[:16]}"
+        out[_digest(key)] = (f"key:{_digest(key)[:16]}", name)
     return out
 
 
@@ -88,16 +88,17 @@ class KeyRing:
         self.secret_path = settings.data_dir / "session.secret"
         self._secret: bytes | None = None
         self._lock = threading.Lock()
-        self._stored: tuple[int, dict[str, str]] | None = None  # (generation, {sha256: name}) of api_keys
+        # (generation, {sha256: (owner id, name)}) of api_keys
+        self._stored: tuple[int, dict[str, tuple[str, str]]] | None = None
 
-    def stored_keys(self) -> dict[str, str]:
-        """{sha256: owner id} of the keys in the data file, read again only after create_key."""
+    def stored_keys(self) -> dict[str, tuple[str, str]]:
+        """{sha256: (owner id, name)} of the keys in the data file, read again only after create_key."""
         generation = _KEY_GENERATION.get(str(self.store.path), 0)
         with self._lock:
             if self._stored is None or self._stored[0] != generation:
                 with self.store.reader() as cur:
-                    rows = cur.execute("SELECT key_sha256, coalesce(key_id, name) FROM api_keys").fetchall()
-                self._stored = (generation, dict(rows))
+                    rows = cur.execute("SELECT key_sha256, coalesce(key_id, name), name FROM api_keys").fetchall()
+                self._stored = (generation, {digest: (owner, name) for digest, owner, name in rows})
             return self._stored[1]
 
     def enabled(self) -> bool:
@@ -112,16 +113,24 @@ class KeyRing:
         return self.authenticate(token.strip())[0]
 
     def authenticate(self, key: str) -> tuple[str, str]:
-        """(name, sha256) of a key; Unauthorized if it is unknown."""
+        """(owner id, sha256) of a key; Unauthorized if it is unknown."""
         digest = _digest(key)
-        name = self.env.get(digest) or self.stored_keys().get(digest)
-        if name is None:
+        found = self.env.get(digest) or self.stored_keys().get(digest)
+        if found is None:
             raise Unauthorized("unknown API key")
-        return name, digest
+        return found[0], digest
 
-    def _digests(self, name: str) -> list[str]:
-        """The SHA-256 of every key named `name` now (an env key and a stored key may share it)."""
-        return [d for keys in (self.env, self.stored_keys()) for d, n in keys.items() if n == name]
+    def name_of(self, owner: str | None) -> str | None:
+        """The name a person gave the key with this owner id (what the dashboard shows); None when
+        auth is off. The id itself if no key has it now (its requests are refused anyway)."""
+        if owner is None:
+            return None
+        return next((name for keys in (self.env, self.stored_keys()) for o, name in keys.values() if o == owner),
+                    owner)
+
+    def _digests(self, owner: str) -> list[str]:
+        """The SHA-256 of every key with this owner id now (an env key and a stored key may share it)."""
+        return [d for keys in (self.env, self.stored_keys()) for d, (o, _) in keys.items() if o == owner]
 
     def secret(self) -> bytes:
         with self._lock:
@@ -131,12 +140,12 @@ class KeyRing:
 
     def create_session(self, key: str) -> str:
         """The session cookie value for a valid key (Unauthorized otherwise)."""
-        name, digest = self.authenticate(key)
+        owner, digest = self.authenticate(key)
         expires = int(time.time()) + SESSION_TTL_S
-        return sign_session(self.secret(), name, expires, digest)
+        return sign_session(self.secret(), owner, expires, digest)
 
     def session_owner(self, cookie: str) -> str:
-        """The owner name of a valid, unexpired session cookie whose key still exists."""
+        """The owner id of a valid, unexpired session cookie whose key still exists."""
         invalid = "invalid session cookie: sign in again at /ui/login"
         try:
             version, encoded, expires, _ = cookie.split(".")

@@ -39,7 +39,8 @@ def esc(value: object) -> str:
 
 
 def page(title: str, body: str, json_links: Sequence[str] = (), user: str | None = None) -> str:
-    """A dashboard page; with `user` (API keys on) the header says who is signed in, with a sign-out button."""
+    """A dashboard page; with `user` (API keys on: the key's name, not its owner id) the header says who is
+    signed in, with a sign-out button."""
     links = " ".join(f'<a href="{esc(u)}">{esc(u)}</a>' for u in json_links)
     twin = f'<p class="json">JSON: {links}</p>' if links else ""
     who = (f'<form class="who" method="post" action="/ui/logout">{esc(user)} <button type="submit">sign out'
@@ -79,7 +80,8 @@ def render_login(next_url: str = "/", message: str | None = None) -> str:
 # --- pages -----------------------------------------------------------------------------------
 
 
-def render_home(store: Store, owner: str | None) -> str:
+def render_home(store: Store, owner: str | None, user: str | None = None) -> str:
+    """The home page of `owner`'s datasets and jobs; `user` (the key's name) in the header."""
     datasets = queries.list_datasets(store, owner)
     defaults = TrainSpec()
     start = ('<form class="start" data-dataset="{id}">members <input name="n_members" type="number" min="1" '
@@ -106,7 +108,7 @@ def render_home(store: Store, owner: str | None) -> str:
             + table(("name", "dataset_id", "kind", "n", "classes", "version", ""), ds_rows)
             + "<h2>Jobs</h2>" + table(("job_id", "dataset_id", "status", "progress", "est. errors", "created"),
                                       job_rows) + f"<script>{HOME_JS}</script>")
-    return page("Dashboard", body, ("/datasets", "/jobs"), user=owner)
+    return page("Dashboard", body, ("/datasets", "/jobs"), user=user)
 
 
 HOME_JS = """
@@ -154,7 +156,7 @@ document.getElementById('cancel').addEventListener('click', async () => {
 """
 
 
-def render_job(store: Store, data_dir: Path, job_id: str, owner: str | None) -> str:
+def render_job(store: Store, data_dir: Path, job_id: str, owner: str | None, user: str | None = None) -> str:
     found = jobs.get_job(store, job_id, owner)
     job = jobs.job_out(found)
     twins = [f"/jobs/{job_id}"]
@@ -170,7 +172,7 @@ def render_job(store: Store, data_dir: Path, job_id: str, owner: str | None) -> 
                     f'{job.epochs_done}/{job.epochs_total} epochs</span> <button id="cancel">cancel</button>'
                     f"</div><script>{JOB_JS}</script>")
         error = f'<pre class="err">{esc(job.error)}</pre>' if job.error else ""
-        return page(f"Job {job_id}", head + live + error, twins, user=owner)
+        return page(f"Job {job_id}", head + live + error, twins, user=user)
     summary = job.summary or {}
     n = summary.get("n_examples", 0)
     counts = summary.get("split_counts", {})
@@ -190,7 +192,7 @@ def render_job(store: Store, data_dir: Path, job_id: str, owner: str | None) -> 
     panel = web_curation.render_job_panel(store, data_dir, found, owner)
     body = (head + "<h2>Splits</h2>" + splits + errors + panel + "<h2>Export</h2>" + exports + plots
             + render_phases(summary))
-    return page(f"Job {job_id}", body, twins, user=owner)
+    return page(f"Job {job_id}", body, twins, user=user)
 
 
 def render_phases(summary: dict) -> str:

@@ -62,7 +62,8 @@ class ReviewQuery:
         return f"/ui/jobs/{job_id}/gallery/{view}" + (f"?{query}" if query else "")
 
 
-def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, owner: str | None) -> str:
+def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, owner: str | None,
+                  user: str | None = None) -> str:
     """The review page: filters, sort, page numbers, one card per example with decision buttons."""
     if q.view not in VIEWS:
         raise NotFound(f"gallery {q.view!r} not found; one of {', '.join(VIEWS)}")
@@ -89,7 +90,7 @@ def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, own
     return render(
         "review.html", title=f"Review {VIEW_TITLES[q.view]} · job {job_id}",
         json_links=(twin, f"/jobs/{job_id}/reviews"),
-        user=owner, job=job, ds=ds, q=q, views=VIEWS, orders=ORDERS, decisions=DECISIONS, counts=counts,
+        user=user, job=job, ds=ds, q=q, views=VIEWS, orders=ORDERS, decisions=DECISIONS, counts=counts,
         n_examples=(job.summary or {}).get("n_examples", ds.n_examples), total=total, n_pages=n_pages,
         pages=page_numbers(q.page, n_pages), first=(q.page - 1) * PAGE_SIZE + 1, shown=len(items),
         pairs=queries.label_pairs(store, job_id, owner=owner, split=split, suspected_only=suspected,
@@ -135,7 +136,7 @@ def _feature_rows(store: Store, data_dir: Path, ds: DatasetOut, ids: list[int],
 # --- versions, re-score, diff ------------------------------------------------------------------------
 
 
-def render_dataset(store: Store, data_dir: Path, dataset_id: str, owner: str | None) -> str:
+def render_dataset(store: Store, data_dir: Path, dataset_id: str, owner: str | None, user: str | None = None) -> str:
     """One dataset: its lineage (a version: parent, decisions applied, the job they came from), its
     exports, its jobs and versions, and a button that scores it (with the spec of that job)."""
     ds = queries.get_dataset(store, dataset_id, owner)
@@ -146,21 +147,21 @@ def render_dataset(store: Store, data_dir: Path, dataset_id: str, owner: str | N
               "adaboost": from_job.adaboost.model_dump(mode="json") if from_job is not None else None}
     all_datasets = queries.list_datasets(store, owner)
     return render(
-        "dataset.html", title=f"Dataset {ds.name}", json_links=(f"/datasets/{dataset_id}",), user=owner, ds=ds,
+        "dataset.html", title=f"Dataset {ds.name}", json_links=(f"/datasets/{dataset_id}",), user=user, ds=ds,
         parent=next((d for d in all_datasets if d.dataset_id == ds.parent_id), None), from_job=from_job,
         exports=[(f, f"/datasets/{dataset_id}/export?format={f}") for f in EXPORT_FORMATS[ds.kind]],
         jobs=[j for j in jobs.list_jobs(store, owner) if j.dataset_id == dataset_id],
         versions=[d for d in all_datasets if d.parent_id == dataset_id], spec=spec, script=script)
 
 
-def render_diff(store: Store, job_a: str, job_b: str, owner: str | None) -> str:
+def render_diff(store: Store, job_a: str, job_b: str, owner: str | None, user: str | None = None) -> str:
     """GET /jobs/{a}/diff/{b} as a page: errors before/after, split transitions, suspects, per class."""
     d = diff.diff_jobs(store, job_a, job_b, owner)
     ds_a, ds_b = queries.get_dataset(store, d.dataset_a, owner), queries.get_dataset(store, d.dataset_b, owner)
     shown = d.per_class if len(d.per_class) <= MAX_CLASS_ROWS else [c for c in d.per_class
                                                                      if c.suspects_a or c.suspects_b]
     return render("diff.html", title=f"Job {job_b} against job {job_a}", json_links=(f"/jobs/{job_a}/diff/{job_b}",),
-                  user=owner, d=d, ds_a=ds_a, ds_b=ds_b, n_a=ds_a.n_examples, n_b=ds_b.n_examples, splits=SPLITS,
+                  user=user, d=d, ds_a=ds_a, ds_b=ds_b, n_a=ds_a.n_examples, n_b=ds_b.n_examples, splits=SPLITS,
                   per_class=shown, hidden=len(d.per_class) - len(shown))
 
 

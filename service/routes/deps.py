@@ -1,4 +1,4 @@
-"""Request dependencies: the engine of this app and the caller's owner name."""
+"""Request dependencies: the engine of this app, the caller's owner id and its key's name."""
 
 from typing import Annotated
 
@@ -27,5 +27,15 @@ async def get_owner(request: Request, authorization: Annotated[str | None, Heade
     return owner
 
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
 OwnerDep = Annotated[str | None, Depends(get_owner)]
+
+
+async def get_user(request: Request, owner: OwnerDep) -> str | None:
+    """The caller's key's name (None when auth is off): who the dashboard says is signed in. Data is
+    owned by the owner id; the name is only for people to read."""
+    keys: KeyRing = request.app.state.keys
+    return keys.name_of(owner)
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+UserDep = Annotated[str | None, Depends(get_user)]

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from service import web, web_curation
 from service.auth import SESSION_COOKIE, SESSION_TTL_S, CrossSiteRequest, KeyRing, Unauthorized, check_same_origin
 from service.errors import CurationError
-from service.routes.deps import EngineDep, OwnerDep
+from service.routes.deps import EngineDep, OwnerDep, UserDep
 
 PNG = "image/png"
 
@@ -125,20 +125,20 @@ def logout(request: Request) -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(engine: EngineDep, owner: OwnerDep) -> HTMLResponse:
-    return _html(lambda: web.render_home(engine.store, owner))
+def home(engine: EngineDep, owner: OwnerDep, user: UserDep) -> HTMLResponse:
+    return _html(lambda: web.render_home(engine.store, owner, user))
 
 
 @router.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(job_id: str, engine: EngineDep, owner: OwnerDep) -> HTMLResponse:
-    return _html(lambda: web.render_job(engine.store, engine.settings.data_dir, job_id, owner))
+def job_page(job_id: str, engine: EngineDep, owner: OwnerDep, user: UserDep) -> HTMLResponse:
+    return _html(lambda: web.render_job(engine.store, engine.settings.data_dir, job_id, owner, user))
 
 
 Name = Annotated[str | None, Query(max_length=1024)]
 
 
 @router.get("/ui/jobs/{job_id}/gallery/{view}", response_class=HTMLResponse)
-def review_page(job_id: str, view: str, engine: EngineDep, owner: OwnerDep, given: Name = None,
+def review_page(job_id: str, view: str, engine: EngineDep, owner: OwnerDep, user: UserDep, given: Name = None,
                 suggested: Name = None, decision: Name = None, order: Name = None,
                 page: Annotated[int | None, Query(ge=1, le=2**31)] = None,
                 offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> HTMLResponse:
@@ -147,17 +147,18 @@ def review_page(job_id: str, view: str, engine: EngineDep, owner: OwnerDep, give
     query = web_curation.ReviewQuery(view=view, given=given or None, suggested=suggested or None,
                                      decision=decision or None, order=order or None,
                                      page=page or offset // web_curation.PAGE_SIZE + 1)
-    return _html(lambda: web_curation.render_review(engine.store, engine.settings.data_dir, job_id, query, owner))
+    return _html(lambda: web_curation.render_review(engine.store, engine.settings.data_dir, job_id, query, owner,
+                                                                  user))
 
 
 @router.get("/ui/datasets/{dataset_id}", response_class=HTMLResponse)
-def dataset_page(dataset_id: str, engine: EngineDep, owner: OwnerDep) -> HTMLResponse:
-    return _html(lambda: web_curation.render_dataset(engine.store, engine.settings.data_dir, dataset_id, owner))
+def dataset_page(dataset_id: str, engine: EngineDep, owner: OwnerDep, user: UserDep) -> HTMLResponse:
+    return _html(lambda: web_curation.render_dataset(engine.store, engine.settings.data_dir, dataset_id, owner, user))
 
 
 @router.get("/ui/jobs/{job_a}/diff/{job_b}", response_class=HTMLResponse)
-def diff_page(job_a: str, job_b: str, engine: EngineDep, owner: OwnerDep) -> HTMLResponse:
-    return _html(lambda: web_curation.render_diff(engine.store, job_a, job_b, owner))
+def diff_page(job_a: str, job_b: str, engine: EngineDep, owner: OwnerDep, user: UserDep) -> HTMLResponse:
+    return _html(lambda: web_curation.render_diff(engine.store, job_a, job_b, owner, user))
 
 
 @router.get("/ui/jobs/{job_id}/report.html", response_class=HTMLResponse)

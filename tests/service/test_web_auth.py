@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from models.spec import AdaBoostSpec, TrainSpec
 from service import jobs
 from service.app import create_app
-from service.auth import SESSION_COOKIE, create_key, sign_session
+from service.auth import SESSION_COOKIE, KeyRing, create_key, sign_session
 from service.engine import Engine
 from service.settings import Settings
 from tests.service.conftest import Server, digits_npz
@@ -31,6 +31,7 @@ class Keyed:
     client: TestClient
     settings: Settings
     alice: str  # a stored key (curate keys create)
+    alice_id: str  # the owner id the server gave that key (data is owned by it, not by the name)
     dataset_id: str  # alice's
     job_id: str  # alice's
 
@@ -42,12 +43,21 @@ def keyed(tmp_path: Path) -> Iterator[Keyed]:
     settings = Settings(data_dir=tmp_path / "data", api_keys=f"bob={BOB}")
     engine = Engine(settings)
     alice = create_key(engine.store, "alice")
-    ds = engine.add_dataset(digits_npz(tmp_path / "d.npz", n=60)[0], owner="alice")
-    job_id = engine.submit(ds.dataset_id, TrainSpec(n_members=2, n_epochs=2), AdaBoostSpec(enabled=False), "alice")
-    jobs.request_cancel(engine.store, job_id, "alice")
+    alice_id, _ = KeyRing(engine.store, settings).authenticate(alice)
+    assert alice_id != "alice"  # a stable id, not the reusable name
+    ds = engine.add_dataset(digits_npz(tmp_path / "d.npz", n=60)[0], owner=alice_id)
+    job_id = engine.submit(ds.dataset_id, TrainSpec(n_members=2, n_epochs=2), AdaBoostSpec(enabled=False), alice_id)
+    jobs.request_cancel(engine.store, job_id, alice_id)
     engine.close()
     with TestClient(create_app(settings)) as client:
-        yield Keyed(client, settings, alice, ds.dataset_id, job_id)
+        yield Keyed(client, settings, alice, alice_id, ds.dataset_id, job_id)
+
+
+def _signed_in_as(page: str) -> str:
+    """The name in a page header's sign-out form."""
+    found = re.search(r'<form class="who" method="post" action="/ui/logout">\s*(.*?)\s*<button', page)
+    assert found, page[:500]
+    return found.group(1)
 
 
 def _sign_in(client: TestClient, key: str, next_url: str = "/") -> str:
@@ -106,9 +116,12 @@ def test_sign_in_sets_a_signed_session_cookie_and_pages_render(keyed: Keyed) -> 
 
     home = c.get("/", headers=_with(cookie, **HTML))
     assert home.status_code == 200 and keyed.dataset_id in home.text and keyed.job_id in home.text
-    assert 'action="/ui/logout"' in home.text and "alice" in home.text
+    assert 'action="/ui/logout"' in home.text
     job = c.get(f"/ui/jobs/{keyed.job_id}", headers=_with(cookie, **HTML))
     assert job.status_code == 200 and "cancelled" in job.text
+    dataset = c.get(f"/ui/datasets/{keyed.dataset_id}", headers=_with(cookie, **HTML))  # a Jinja2 page
+    for shown in (home, job, dataset):  # the header names the key as its owner named it, not by its id
+        assert _signed_in_as(shown.text) == "alice" and keyed.alice_id not in shown.text, shown.url
     # the dashboard's own calls (fetch, EventSource, export links) ride on the same cookie
     assert [j["job_id"] for j in c.get("/jobs", headers=_with(cookie)).json()] == [keyed.job_id]
     events = c.get(f"/jobs/{keyed.job_id}/events", headers=_with(cookie))
@@ -126,6 +139,7 @@ def test_each_key_sees_only_its_own_datasets_and_jobs(keyed: Keyed) -> None:
     c, bob = keyed.client, _sign_in(keyed.client, BOB)
     home = c.get("/", headers=_with(bob, **HTML))
     assert home.status_code == 200 and keyed.dataset_id not in home.text and keyed.job_id not in home.text
+    assert _signed_in_as(home.text) == "bob"  # a CURATE_API_KEYS key: its name from the setting
     for url in (f"/ui/jobs/{keyed.job_id}", f"/ui/jobs/{keyed.job_id}/report.html",
                 f"/ui/jobs/{keyed.job_id}/gallery/mislabeled"):
         r = c.get(url, headers=_with(bob, **HTML))
@@ -152,6 +166,7 @@ def test_tampered_expired_or_orphaned_cookies_are_refused(keyed: Keyed) -> None:
     version, name, expires, signature = alice.split(".")
     secret = (keyed.settings.data_dir / "session.secret").read_bytes()
     bob_digest = hashlib.sha256(BOB.encode()).hexdigest()
+    bob_id = KeyRing(keyed.client.app.state.engine.store, keyed.settings).authenticate(BOB)[0]  # what cookies sign
     flipped = signature[:-1] + ("B" if signature[-1] == "A" else "A")
     bad = {
         "other name": f"{version}.{bob.split('.')[1]}.{expires}.{signature}",
@@ -159,8 +174,9 @@ def test_tampered_expired_or_orphaned_cookies_are_refused(keyed: Keyed) -> None:
         "flipped signature": f"{version}.{name}.{expires}.{flipped}",
         "no signature": f"{version}.{name}.{expires}",
         "garbage": "x",
-        "other secret": sign_session(os.urandom(32), "bob", int(expires), bob_digest),
-        "expired": sign_session(secret, "bob", 1_000_000_000, bob_digest),
+        "other secret": sign_session(os.urandom(32), bob_id, int(expires), bob_digest),
+        "expired": sign_session(secret, bob_id, 1_000_000_000, bob_digest),
+        "name, not id": sign_session(secret, "bob", int(expires), bob_digest),
         "unknown key": sign_session(secret, "carol", int(expires), bob_digest),
     }
     for what, cookie in bad.items():
@@ -177,9 +193,12 @@ def test_tampered_expired_or_orphaned_cookies_are_refused(keyed: Keyed) -> None:
 def test_cookie_requests_that_change_state_must_come_from_the_dashboard(keyed: Keyed, tmp_path: Path) -> None:
     c, cookie = keyed.client, _sign_in(keyed.client, keyed.alice)
     data = digits_npz(tmp_path / "up.npz", n=40)[0].read_bytes()
+    sizes = iter(range(41, 50))
 
     def upload(**headers: str) -> int:
-        return c.post("/datasets", params={"filename": "up.npz"}, content=data, headers=headers).status_code
+        """A new file each time: the same bytes again would be reused (200), not stored (201)."""
+        fresh = digits_npz(tmp_path / "up.npz", n=next(sizes))[0].read_bytes()
+        return c.post("/datasets", params={"filename": "up.npz"}, content=fresh, headers=headers).status_code
 
     for refused in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Referer": "http://evil.example/x"},
                     {"Origin": "http://testserver.evil.example"}, {}):
