@@ -141,6 +141,8 @@ def delete_dataset(store: Store, settings: Settings, dataset_id: str, owner: str
     for job_id in job_ids:
         forget_job(store, job_id)
         shutil.rmtree(settings.jobs_dir / job_id, ignore_errors=True)
+        for plot in _plot_files(settings, job_id):
+            plot.unlink(missing_ok=True)
     for removed in tree_ids:
         shutil.rmtree(settings.datasets_dir / removed, ignore_errors=True)
     return tree_ids
@@ -154,15 +156,35 @@ def _with_descendants(cur: duckdb.DuckDBPyConnection, dataset_id: str) -> list[s
     return [r[0] for r in rows]
 
 
-def clean_orphans(store: Store, settings: Settings) -> list[Path]:
-    """Delete dataset folders without a row and unfinished temp folders (crash leftovers)."""
-    if not settings.datasets_dir.exists():
+def _plot_files(settings: Settings, job_id: str | None = None) -> list[Path]:
+    """The plot PNGs of one job (all jobs: None), with any .tmp a crash left mid-write."""
+    if not settings.plots_dir.is_dir():
         return []
+    return [p for p in settings.plots_dir.iterdir() if p.is_file() and (job_id is None or _plot_job(p) == job_id)]
+
+
+def _plot_job(path: Path) -> str:
+    return path.name.partition("-")[0]  # <job_id>-<plot>.png[.tmp]; job ids are hex
+
+
+def clean_orphans(store: Store, settings: Settings) -> list[Path]:
+    """At start-up, delete what a crash (kill -9 mid-upload or mid-delete) can leave: dataset folders
+    and job folders without a row, plot files of jobs without a row, download folders of exports
+    that were being sent. Only one process opens the data dir, so nothing here is in use."""
     with store.reader() as cur:
-        known = {r[0] for r in cur.execute("SELECT dataset_id FROM datasets").fetchall()}
-    removed = []
-    for path in settings.datasets_dir.iterdir():
-        if path.is_dir() and path.name not in known:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        datasets = {r[0] for r in cur.execute("SELECT dataset_id FROM datasets").fetchall()}
+        jobs = {r[0] for r in cur.execute("SELECT job_id FROM jobs").fetchall()}
+    removed = [*_orphan_folders(settings.datasets_dir, datasets), *_orphan_folders(settings.jobs_dir, jobs)]
+    if settings.exports_dir.is_dir():
+        removed += [p for p in settings.exports_dir.glob("tmp*") if p.is_dir()]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    for plot in _plot_files(settings):
+        if _plot_job(plot) not in jobs:
+            plot.unlink(missing_ok=True)
+            removed.append(plot)
     return removed
+
+
+def _orphan_folders(root: Path, known: set[str]) -> list[Path]:
+    return [p for p in root.iterdir() if p.is_dir() and p.name not in known] if root.is_dir() else []

@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
 
+    @property
+    def exports_dir(self) -> Path:
+        """Download files while they are sent (one tmp* folder each) and plots/."""
+        return self.data_dir / "exports"
+
+    @property
+    def plots_dir(self) -> Path:
+        """The dashboard's PNGs, drawn once: <job_id>-<plot>.png (service.web.plot_path)."""
+        return self.exports_dir / "plots"
+
 
 @lru_cache
 def get_settings() -> Settings:
