@@ -29,7 +29,8 @@ from service.store import Store
 
 SPLITS = ("easy", "intermediate", "hard")
 EXPORTS = ("scores", "easy", "intermediate", "hard", "mislabeled")
-THUMB_PX = 96
+THUMB_PX = 96  # tiny images are upscaled (nearest neighbour, whole multiples) to about this
+THUMB_MAX_PX = 256  # longer side of a served thumbnail: larger images are downscaled to it
 _PLOT_LOCK = threading.Lock()  # two requests drawing the same PNG would share its .tmp file
 
 
@@ -209,7 +210,8 @@ def render_phases(summary: dict) -> str:
 
 
 def render_thumbnail(store: Store, data_dir: Path, dataset_id: str, example_id: int, owner: str | None) -> bytes:
-    """One image example as a PNG, nearest-neighbour upscaled to about THUMB_PX pixels."""
+    """One image example as a PNG: a tiny one nearest-neighbour upscaled to about THUMB_PX pixels, a
+    large one downscaled to THUMB_MAX_PX on its longer side (a thumbnail, never the stored image)."""
     ds = queries.get_dataset(store, dataset_id, owner)
     if ds.kind != "image":
         raise NotFound(f"dataset {dataset_id} holds a table, not images")
@@ -221,8 +223,11 @@ def render_thumbnail(store: Store, data_dir: Path, dataset_id: str, example_id: 
         lo, hi = float(pixels.min()), float(pixels.max())
         pixels = ((pixels - lo) / ((hi - lo) or 1.0) * 255).astype(np.uint8)
     image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels[:3], 0, -1))
-    scale = max(1, THUMB_PX // max(image.size))
-    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    if max(image.size) > THUMB_MAX_PX:
+        image.thumbnail((THUMB_MAX_PX, THUMB_MAX_PX), Image.Resampling.LANCZOS)  # keeps the aspect ratio
+    else:
+        scale = max(1, THUMB_PX // max(image.size))
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
