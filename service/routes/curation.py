@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from service import diff, queries, reviews, versions
-from service.routes.deps import EngineDep, OwnerDep
+from service.routes.deps import EngineDep, OwnerDep, UserDep
 from service.schemas import DatasetOut, DiffOut, ErrorResponse, ReviewIn, ReviewPage, ReviewResult, VersionIn
 
 router = APIRouter(tags=["curation"])
@@ -17,11 +17,11 @@ ERRORS = {c: {"model": ErrorResponse} for c in (401, 404, 409, 422)}
 
 
 @router.post("/jobs/{job_id}/reviews", response_model=ReviewResult, responses=ERRORS)
-def post_reviews(job_id: str, body: ReviewIn, engine: EngineDep, owner: OwnerDep) -> ReviewResult:
+def post_reviews(job_id: str, body: ReviewIn, engine: EngineDep, owner: OwnerDep, user: UserDep) -> ReviewResult:
     """Store decisions (relabel, keep, exclude, clear), or accept the suggested label of the top K
     flagged examples or of every flagged one at or above a mislabel score: all or none, committed
-    before the answer."""
-    by = owner or reviews.LOCAL
+    before the answer. decided_by is the deciding key's name (local without keys)."""
+    by = user or reviews.LOCAL
     if body.accept_suggested is not None:
         return reviews.accept_suggested(engine.store, job_id, body.accept_suggested, owner, by)
     return reviews.record_decisions(engine.store, job_id, body.decisions or [], owner, by)
