@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from cleanlab.filter import find_label_issues
-from cleanlab.rank import get_label_quality_scores
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -55,6 +53,9 @@ def run_cleanlab(method: str, X: np.ndarray, y_noisy: np.ndarray, random_state: 
     BLAS runs on one thread: on these small matrices more threads only add overhead
     (up to 100x slower on a busy 2-core machine), so this is the baselines' best setting.
     """
+    from cleanlab.filter import find_label_issues  # here: cleanlab is in the bench extra, not a dependency
+    from cleanlab.rank import get_label_quality_scores
+
     start = time.perf_counter()
     X2 = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=random_state)
