@@ -2,6 +2,7 @@
 DuckDB for every order, split and page, owners still isolated, running jobs still live, and a
 bounded LRU."""
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from service.store import JOB_TABLES
 from tests.service.conftest import digits_npz, wait_for
 
 ALICE, BOB = "alice-key-0123456789abcdef", "bob-key-0123456789abcdefgh"
+ALICE_ID = f"key:{hashlib.sha256(ALICE.encode()).hexdigest()[:16]}"  # the owner id of an env key (service.auth)
 SMALL = {"n_members": 2, "n_epochs": 2, "hidden_units": 32, "batch_size": 128}
 ORDERS = ("example_id", "mislabel_score", "accessibility", "consistency")
 SPLITS = (None, "easy", "intermediate", "hard")
@@ -66,10 +68,10 @@ def test_every_order_split_and_page_equals_duckdb(served: Served) -> None:
                 params = {"order": order, "limit": limit, "offset": offset} | ({"split": split} if split else {})
                 r = c.get(f"/jobs/{job_id}/examples", params=params)
                 assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-                assert r.json() == duckdb_page(engine, job_id, "alice", limit, offset, split=split, order=order)
+                assert r.json() == duckdb_page(engine, job_id, ALICE_ID, limit, offset, split=split, order=order)
     for limit, offset in ((1000, 0), (3, 2), (10, 10_000)):
         r = c.get(f"/jobs/{job_id}/mislabeled", params={"limit": limit, "offset": offset})
-        assert r.json() == duckdb_page(engine, job_id, "alice", limit, offset, suspected_only=True,
+        assert r.json() == duckdb_page(engine, job_id, ALICE_ID, limit, offset, suspected_only=True,
                                        order="mislabel_score")
     assert r.json()["total"] > 0
     assert isinstance(cache_of(engine).get((job_id, "scores")), ScoreIndex)  # served from memory
@@ -79,15 +81,15 @@ def test_every_order_split_and_page_equals_duckdb(served: Served) -> None:
 def test_job_dynamics_and_adaboost_equal_duckdb(served: Served) -> None:
     c, store, job_id = served.client, served.engine.store, served.job_id
     for _ in range(2):  # the first answer fills the cache, the second comes from it
-        assert c.get(f"/jobs/{job_id}").json() == jobs.job_out(jobs.get_job(store, job_id, "alice")).model_dump(
+        assert c.get(f"/jobs/{job_id}").json() == jobs.job_out(jobs.get_job(store, job_id, ALICE_ID)).model_dump(
             mode="json")
         for n_bins in (20, 7):
             expected = DynamicsOut(job_id=job_id, n_bins=n_bins,
-                                   epochs=queries.dynamics_histograms(store, job_id, n_bins, "alice"))
+                                   epochs=queries.dynamics_histograms(store, job_id, n_bins, ALICE_ID))
             assert c.get(f"/jobs/{job_id}/dynamics", params={"n_bins": n_bins}).json() == expected.model_dump(
                 mode="json")
         assert c.get(f"/jobs/{job_id}/adaboost").json() == queries.adaboost_comparison(
-            store, job_id, "alice").model_dump(mode="json")
+            store, job_id, ALICE_ID).model_dump(mode="json")
     assert cache_of(served.engine).get((job_id, ("dynamics", 7))) is not None
 
 
@@ -142,7 +144,7 @@ def test_running_jobs_read_live_and_a_retried_job_is_served_once_it_succeeds(ser
     assert done["status"] == "succeeded" and done["attempt"] == 2
     assert c.get(f"/jobs/{job_id}").json() == done
     assert c.get(f"/jobs/{job_id}/examples", params={"limit": 1000}).json() == duckdb_page(
-        engine, job_id, "alice", 1000, 0)
+        engine, job_id, ALICE_ID, 1000, 0)
 
 
 @pytest.mark.slow
@@ -150,10 +152,10 @@ def test_a_job_too_big_for_the_budget_pages_from_duckdb(served: Served) -> None:
     store, job_id = served.engine.store, served.job_id
     tiny = ResultCache(max_bytes=20_000)  # room for the job row and payloads, not 300 rendered rows
     for order in ORDERS:
-        page = queries.example_page_json(store, tiny, job_id, owner="alice", split="easy", order=order, limit=40,
+        page = queries.example_page_json(store, tiny, job_id, owner=ALICE_ID, split="easy", order=order, limit=40,
                                          offset=3)
         assert ExamplePage.model_validate_json(page).model_dump(mode="json") == duckdb_page(
-            served.engine, job_id, "alice", 40, 3, split="easy", order=order)
+            served.engine, job_id, ALICE_ID, 40, 3, split="easy", order=order)
     assert tiny.get((job_id, "scores")) is None and tiny.get((job_id, "job")) is not None
     assert tiny.nbytes <= tiny.max_bytes
     with pytest.raises(NotFound):
