@@ -47,7 +47,7 @@ from scoring.agreement import (
     compute_stage_accuracy_by_group,
 )
 from scoring.scores import compute_example_scores
-from service.plots import plot_adaboost_curves
+from service.web.plots import plot_adaboost_curves
 
 PAPER = "r = 0.83 (p <= 1e-10), CIFAR-100 'small mammals' (5 classes), st-VGG"
 PAPER_R = 0.83

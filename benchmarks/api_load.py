@@ -21,7 +21,7 @@ the headline's).
 
 If the target is missed (or with --profile): each endpoint single-client (no concurrency) while
 training runs and again once it is cancelled, py-spy on the server during a 10 s burst of the same
-load, and, after the server stops, `service/queries.py` timed in-process against its DuckDB file,
+load, and, after the server stops, `service/read/queries.py` timed in-process against its DuckDB file,
 with variants of the examples query that drop one part each.
 `--quick`: 10 clients, 5 s, 20,000 examples. Writes `<out>/api_load.json` and `.md`.
 """
@@ -310,11 +310,12 @@ DYNAMICS_ONE_PASS = ("SELECT epoch, least(floor(consistency * $bins), $bins - 1)
 
 
 def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> dict[str, dict[str, float]]:
-    """After the server stopped: `service/queries.py` and variants, in-process on its DuckDB file."""
-    from service import jobs, queries
-    from service.cache import ResultCache, build_score_index
+    """After the server stopped: `service/read/queries.py` and variants, in-process on its DuckDB file."""
+    from service.store import jobs
+    from service.read import queries
+    from service.read.cache import ResultCache, build_score_index
     from service.schemas import ExampleOut, ExamplePage
-    from service.store import Store
+    from service.store.db import Store
 
     store = Store(data_dir / "curate.duckdb")
     job_id, dataset_id = ids["job_id"], ids["dataset_id"]
@@ -330,7 +331,7 @@ def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> d
 
     page = queries.score_rows(store, job_id, limit=100).to_pylist()
     in_memory = queries.score_rows(store, job_id)  # a whole finished job, as a cache would hold it
-    cache = ResultCache(2**40)  # what the read endpoints use (service/cache.py), filled once here
+    cache = ResultCache(2**40)  # what the read endpoints use (service/read/cache.py), filled once here
     queries.example_page_json(store, cache, job_id)
     queries.dynamics_json(store, cache, job_id)
     calls = {
@@ -371,8 +372,8 @@ def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> d
 
 def threaded_throughput(data_dir: Path, ids: dict, n_examples: int, seconds: float = 3.0) -> dict[str, float]:
     """score_rows calls per second in-process by Python threads (and DuckDB threads): does it scale?"""
-    from service import queries
-    from service.store import Store
+    from service.read import queries
+    from service.store.db import Store
 
     store = Store(data_dir / "curate.duckdb")
     out = {}

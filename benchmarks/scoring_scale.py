@@ -25,10 +25,10 @@ from rich.table import Table
 
 from models.predictions import EpochRecord
 from models.spec import AdaBoostSpec, GroupTask, TrainSpec
-from service import jobs
-from service.engine import Engine
-from service.finalize import finalize_job
-from service.runner import commit_epoch
+from service.store import jobs
+from service.engine.engine import Engine
+from service.engine.finalize import finalize_job
+from service.engine.runner import commit_epoch
 from service.settings import Settings
 
 N_CLASSES = 10

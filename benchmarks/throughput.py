@@ -722,7 +722,7 @@ def run_cli(args, device: torch.device) -> dict:
         for adaboost in (False, True):
             rows.append(time_cli(npz, tmp, threads, adaboost, args.device))
             console.print(rows[-1])
-    parts = {"import_service_cli_seconds": time_import("service.cli"),
+    parts = {"import_service_cli_seconds": time_import("service.cli.main"),
              "import_torch_models_ensemble_seconds": time_import("models.ensemble"),
              "in_process": digits_parts(X, y, device, args.threads[0])}
     console.print(parts)

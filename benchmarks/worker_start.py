@@ -31,8 +31,7 @@ def measure(method: str, n_tasks: int) -> list[dict]:
     from sklearn.datasets import load_digits
 
     from models.spec import AdaBoostSpec, GroupTask, TrainSpec
-    from service import executors
-
+    from service.engine.executors import local as executors
     if method == "spawn":
         executors.worker_context = lambda: mp.get_context("spawn")
     X, y = load_digits(return_X_y=True)

@@ -1,6 +1,6 @@
 """Attributions of a finished job's ensemble, averaged over all its members (issue 6, item 3).
 
-Runs in a spawned process (service/explain.py calls it through `models.worker.run_explain`) and
+Runs in a spawned process (service/engine/explain.py calls it through `models.worker.run_explain`) and
 never touches DuckDB. The engine keeps each member group's final weights as
 `<job_dir>/model/ensemble-group-<g>.pt`; here each group's network is rebuilt exactly as
 `train_group` built it (`resolve_model`, `build_ensemble`), loaded, put in eval mode and split into

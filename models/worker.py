@@ -66,7 +66,7 @@ def run_task(task: GroupTask, out: _Queue, cancel: _Flag, parent_pid: int | None
     key = (task.model, task.group)
     # idle OpenMP threads sleep instead of spinning: with other processes on the cores, spinning
     # threads made 2-thread training 5-25x slower (benchmarks/throughput.md). libgomp reads it when
-    # torch loads: here for a spawned worker; service.executors.worker_context sets it for the fork server
+    # torch loads: here for a spawned worker; service.engine.executors.local.worker_context sets it for the fork server
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         os.nice(TRAINING_NICENESS)  # training yields the CPU to the server that reads and writes
@@ -85,7 +85,7 @@ def run_task(task: GroupTask, out: _Queue, cancel: _Flag, parent_pid: int | None
 def run_explain(job_dir: str, spec_json: str, members_by_group: list[list[int]], x_path: str, y_path: str,
                 n_classes: int, example_ids: list[int], targets: dict[str, list[int]], methods: list[str],
                 n_threads: int = 0, parent_pid: int | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Process entry of service/explain.py: `models.explain_worker.explain_examples` with n_threads
+    """Process entry of service/engine/explain.py: `models.explain_worker.explain_examples` with n_threads
     torch CPU threads (0 = torch's default); this module stays torch-free for the engine. The
     process dies with the engine (`parent_pid`), like a training worker."""
     die_with(parent_pid)

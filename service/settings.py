@@ -68,7 +68,7 @@ class Settings(BaseSettings):
 
     @property
     def plots_dir(self) -> Path:
-        """The dashboard's PNGs, drawn once: <job_id>-<plot>.png (service.web.plot_path)."""
+        """The dashboard's PNGs, drawn once: <job_id>-<plot>.png (service.web.report.plot_path)."""
         return self.exports_dir / "plots"
 
 

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-import service.auth
-import service.diff
-import service.exports
-import service.queries
-import service.reviews
-import service.store
-import service.versions
-from service.app import create_app
-from service.cli import app as cli_app
+import service.api.auth
+import service.read.diff
+import service.read.exports
+import service.read.queries
+import service.store.reviews
+import service.store.db
+import service.store.versions
+from service.api.app import create_app
+from service.cli.main import app as cli_app
 from service.errors import CurationError
 from service.settings import Settings
 
@@ -69,5 +69,5 @@ def test_every_curation_error_maps_to_the_error_shape(tmp_path: Path, error: typ
     assert 400 <= error.status_code < 500
 
 
-_ = (service.auth, service.diff, service.exports, service.queries, service.reviews, service.store,
-     service.versions)  # import every module defining errors
+_ = (service.api.auth, service.read.diff, service.read.exports, service.read.queries, service.store.reviews, service.store.db,
+     service.store.versions)  # import every module defining errors

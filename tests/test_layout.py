@@ -36,7 +36,7 @@ def test_service_imports_only_torch_free_models_modules() -> None:
 
 
 def test_importing_the_app_and_cli_leaves_torch_out() -> None:
-    code = ("import sys, service.app, service.cli, service.engine, service.executors; "
+    code = ("import sys, service.api.app, service.cli.main, service.engine.engine, service.engine.executors.local; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
-from service.cli import app
+from service.cli.main import app
 
 runner = CliRunner()
 FAST = ["--members", "2", "--epochs", "2", "--no-adaboost"]

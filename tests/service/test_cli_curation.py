@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 from typer.testing import CliRunner
 
-from service.cli import app
+from service.cli.main import app
 from tests.service.conftest import Server, digits_npz
 
 runner = CliRunner()

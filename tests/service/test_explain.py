@@ -14,11 +14,12 @@ from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service import explain, jobs
-from service.app import create_app
-from service.backends import RemoteBackend
-from service.cli import app as cli_app
-from service.engine import Engine
+from service.engine import explain
+from service.store import jobs
+from service.api.app import create_app
+from service.cli.backends import RemoteBackend
+from service.cli.main import app as cli_app
+from service.engine.engine import Engine
 from service.settings import Settings
 from tests.service.conftest import digits_npz
 

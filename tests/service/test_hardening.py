@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service.engine import Engine
+from service.engine.engine import Engine
 from service.settings import Settings
 from tests.service.conftest import Server, digits_npz
 

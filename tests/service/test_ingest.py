@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from service.datasets import (
+from service.ingest.files import (
     DatasetManifest,
     load_arrays,
     load_manifest,
@@ -23,7 +23,7 @@ from service.datasets import (
     source_format_of,
 )
 from service.errors import DatasetTooLarge, InvalidDataset, NotFound, UnsupportedFormat
-from service.ingest import IngestLimits, LoadedDataset, load_dataset
+from service.ingest.formats import IngestLimits, LoadedDataset, load_dataset
 
 # --- helpers -------------------------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service import jobs, web
-from service.catalog import delete_dataset
-from service.engine import Engine
+from service.store import jobs
+from service.web import report as web
+from service.store.catalog import delete_dataset
+from service.engine.engine import Engine
 from service.settings import Settings
 from tests.service.conftest import digits_npz
 

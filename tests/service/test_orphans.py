@@ -107,8 +107,8 @@ def test_cancel_command_cancels_a_queued_job(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from models.spec import AdaBoostSpec, TrainSpec
-    from service.backends import LocalBackend
-    from service.cli import app
+    from service.cli.backends import LocalBackend
+    from service.cli.main import app
     from service.settings import Settings
 
     path, _ = digits_npz(tmp_path / "d.npz", n=60)

@@ -9,9 +9,10 @@ from sklearn.datasets import load_digits
 from models.spec import AdaBoostSpec, GroupTask, TrainSpec
 from scoring.phases import compute_agreement_index, detect_phases
 from service.errors import InvalidSpec
-from service import jobs, queries
-from service.engine import Engine
-from service.executors import LocalExecutor, _startable
+from service.store import jobs
+from service.read import queries
+from service.engine.engine import Engine
+from service.engine.executors.local import LocalExecutor, _startable
 from service.settings import Settings
 
 SMALL = dict(n_members=2, n_epochs=2, hidden_units=32, batch_size=128)
@@ -156,7 +157,7 @@ def test_bad_dataset_stores_nothing_and_keeps_existing(engine: Engine, tmp_path:
 
 
 def test_store_refuses_a_newer_schema(tmp_path: Path) -> None:
-    from service.store import SCHEMA_VERSION, Store
+    from service.store.db import SCHEMA_VERSION, Store
 
     store = Store(tmp_path / "x.duckdb")
     with store.transaction() as cur:

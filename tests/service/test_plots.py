@@ -1,4 +1,4 @@
-"""service/plots.py: real PNGs on disk, clear errors on bad input."""
+"""service/web/plots.py: real PNGs on disk, clear errors on bad input."""
 
 import math
 import subprocess
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.plots import plot_adaboost_curves, plot_dynamics
+from service.web.plots import plot_adaboost_curves, plot_dynamics
 
 CORRELATION = {"pearson_r": 0.81, "pearson_p": 1e-20, "spearman_r": 0.4, "spearman_p": 3e-6,
                "pearson_r_sd": 0.02, "spearman_r_sd": 0.05, "n_examples": 569}
@@ -121,5 +121,5 @@ def test_dynamics_bad_input(tmp_path: Path, histograms: list[dict], message: str
 
 
 def test_plots_do_not_import_torch() -> None:
-    code = "import sys, service.plots; sys.exit('torch' in sys.modules)"
+    code = "import sys, service.web.plots; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0

@@ -16,15 +16,17 @@ from sklearn.datasets import load_digits
 
 from models.checkpoints import checkpoint_epochs
 from models.spec import AdaBoostSpec, TrainSpec
-from service import explain, jobs, queries
-from service.engine import Engine
-from service.executors import LocalExecutor, WorkerFailed
-from service.runner import build_tasks
+from service.engine import explain
+from service.store import jobs
+from service.read import queries
+from service.engine.engine import Engine
+from service.engine.executors.local import LocalExecutor, WorkerFailed
+from service.engine.runner import build_tasks
 from service.settings import Settings
 
 ray = pytest.importorskip("ray", reason="RayExecutor tests need `pip install 'curate[ray]'`")
 
-from service.ray_executor import RayExecutor, ray_address  # noqa: E402
+from service.engine.executors.ray import RayExecutor, ray_address  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(n_members=2, n_epochs=2, hidden_units=32, batch_size=128, members_per_group=1, random_state=3)
@@ -258,8 +260,8 @@ def test_invalid_options_are_refused(options: dict, message: str) -> None:
 
 def test_service_imports_without_ray() -> None:
     code = ("import sys; sys.modules['ray'] = None\n"  # `import ray` now raises ImportError
-            "import service.ray_executor, service.engine\n"
-            "from service.ray_executor import RayExecutor\n"
+            "import service.engine.executors.ray, service.engine.engine\n"
+            "from service.engine.executors.ray import RayExecutor\n"
             "RayExecutor(num_gpus_per_group=0.5, members_per_gpu=4)\n"
             "print('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -276,8 +278,8 @@ from sklearn.datasets import load_digits
 import numpy as np
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service.engine import Engine
-from service.ray_executor import RayExecutor
+from service.engine.engine import Engine
+from service.engine.executors.ray import RayExecutor
 from service.settings import Settings
 
 tmp = Path(sys.argv[1])

@@ -1,4 +1,4 @@
-"""The read endpoints' in-memory cache of succeeded jobs (service.cache): the same answers as
+"""The read endpoints' in-memory cache of succeeded jobs (service.read.cache): the same answers as
 DuckDB for every order, split and page, owners still isolated, running jobs still live, and a
 bounded LRU."""
 
@@ -11,19 +11,21 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from service import jobs, queries
-from service.app import create_app
-from service.cache import ResultCache, ScoreIndex, forget_job
-from service.engine import Engine
+from service.store import jobs
+
+from service.read import queries
+from service.api.app import create_app
+from service.read.cache import ResultCache, ScoreIndex, forget_job
+from service.engine.engine import Engine
 from service.errors import NotFound
-from service.routes.results import cache_of
+from service.api.routes.results import cache_of
 from service.schemas import DynamicsOut, ExampleOut, ExamplePage
 from service.settings import Settings
-from service.store import JOB_TABLES
+from service.store.db import JOB_TABLES
 from tests.service.conftest import digits_npz, wait_for
 
 ALICE, BOB = "alice-key-0123456789abcdef", "bob-key-0123456789abcdefgh"
-ALICE_ID = f"key:{hashlib.sha256(ALICE.encode()).hexdigest()[:16]}"  # the owner id of an env key (service.auth)
+ALICE_ID = f"key:{hashlib.sha256(ALICE.encode()).hexdigest()[:16]}"  # the owner id of an env key (service.api.auth)
 SMALL = {"n_members": 2, "n_epochs": 2, "hidden_units": 32, "batch_size": 128}
 ORDERS = ("example_id", "mislabel_score", "accessibility", "consistency")
 SPLITS = (None, "easy", "intermediate", "hard")

@@ -16,14 +16,18 @@ import pytest
 from PIL import Image
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service import catalog, diff, queries, reviews, versions
-from service.cache import ResultCache, result_cache
-from service.catalog import HasVersions
-from service.engine import Engine
+from service.store import catalog
+from service.read import diff
+from service.read import queries
+from service.store import reviews
+from service.store import versions
+from service.read.cache import ResultCache, result_cache
+from service.store.catalog import HasVersions
+from service.engine.engine import Engine
 from service.errors import JobNotFinished, NotFound
 from service.schemas import AcceptSuggested, DecisionIn
 from service.settings import Settings
-from service.store import SCHEMA_VERSION, Store
+from service.store.db import SCHEMA_VERSION, Store
 from tests.service.conftest import digits_npz
 
 TINY = TrainSpec(n_members=2, n_epochs=3, hidden_units=32, batch_size=128)
@@ -230,7 +234,7 @@ def test_a_version_applies_the_decisions_and_never_touches_its_parent(scored) ->
 
 
 def engine_arrays(engine: Engine, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
-    from service.datasets import load_arrays
+    from service.ingest.files import load_arrays
 
     return load_arrays(engine.settings.datasets_dir, dataset_id)
 
@@ -346,8 +350,7 @@ def test_diff_matches_examples_by_lineage(scored) -> None:
 
 
 def engine_job(engine: Engine, job_id: str) -> int | None:
-    from service import jobs
-
+    from service.store import jobs
     return jobs.get_job(engine.store, job_id).estimated_n_errors
 
 

@@ -10,8 +10,8 @@ import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from service.cli import _p
-from service.exports import write_table
+from service.cli.main import _p
+from service.read.exports import write_table
 from tests.service.conftest import Server, digits_npz
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.store import Store, StoreClosed
+from service.store.db import Store, StoreClosed
 
 
 def test_close_waits_for_readers_and_refuses_new_cursors(tmp_path: Path) -> None:

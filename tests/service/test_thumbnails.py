@@ -8,9 +8,9 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service import web
-from service.app import create_app
-from service.engine import Engine
+from service.web import report as web
+from service.api.app import create_app
+from service.engine.engine import Engine
 from service.settings import Settings
 
 

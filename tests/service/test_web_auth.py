@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service import jobs
-from service.app import create_app
-from service.auth import SESSION_COOKIE, KeyRing, create_key, sign_session
-from service.engine import Engine
+from service.store import jobs
+from service.api.app import create_app
+from service.api.auth import SESSION_COOKIE, KeyRing, create_key, sign_session
+from service.engine.engine import Engine
 from service.settings import Settings
 from tests.service.conftest import Server, digits_npz
 

@@ -1,0 +1,379 @@
+"""Read an uploaded dataset into arrays: an image folder or zip, CSV, Parquet or NPZ.
+
+Every problem a user can cause raises `InvalidDataset` (or its subclasses `UnsupportedFormat`,
+`DatasetTooLarge`) with one message of the form "<file name>: <what is wrong>[; <how to fix>]",
+naming the row ("row N", 0-based data row; "index N" in NPZ), column, class or archive member.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from service.errors import DatasetTooLarge, InvalidDataset, UnsupportedFormat
+from service.ingest.images import check_archive, images_from_array, load_image_folder, load_image_zip
+
+SourceFormat = Literal["image_folder", "zip", "csv", "parquet", "npz"]
+_SUFFIX_FORMATS: dict[str, SourceFormat] = {
+    ".zip": "zip",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".npz": "npz",
+}
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    max_archive_bytes: int = 2 * 1024**3  # total uncompressed size of a zip or npz; size of a CSV or Parquet's data
+    max_files: int = 200_000  # files in a folder or entries in a zip
+    max_compression_ratio: float = 200.0  # per zip entry (zip bomb guard)
+    max_decoded_bytes: int = 1024**3  # image pixels after decoding and resize, in all (PNG bomb guard)
+    max_image_pixels: int = 25_000_000  # width x height of one image, checked before it is decoded
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedDataset:
+    X: np.ndarray  # tabular: (n, d) float32 ; images: (n, C, H, W) uint8 with C in {1, 3}
+    y: np.ndarray  # (n,) int64 in 0..K-1, index into class_names
+    class_names: list[str]  # (K,) sorted (NPZ with class_names: as given)
+    sources: list[str]  # (n,) "cat/001.png" relative to the dataset root, "row N" (tables), "index N" (NPZ)
+    kind: Literal["tabular", "image"]
+    feature_names: list[str] | None  # (d,) column names (NPZ: f0..f{d-1}); None for images
+
+
+def detect_format(path: Path) -> SourceFormat:
+    """A directory is an image folder; files go by suffix (case-insensitive)."""
+    if path.is_dir():
+        return "image_folder"
+    suffix = path.suffix.lower()
+    if suffix in _SUFFIX_FORMATS:
+        return _SUFFIX_FORMATS[suffix]
+    found = f"file type {path.suffix!r}" if suffix else "file without a suffix"
+    raise UnsupportedFormat(
+        f"{path.name}: unsupported {found}; supported: a folder with one subfolder per class, "
+        f"{', '.join(_SUFFIX_FORMATS)}"
+    )
+
+
+def load_dataset(
+    path: Path,
+    *,
+    label_column: str = "label",
+    resize: tuple[int, int] | None = None,  # (H, W) for images, bilinear
+    limits: IngestLimits = IngestLimits(),
+) -> LoadedDataset:
+    """Read and validate one dataset; at least 2 classes with at least 2 examples each."""
+    if resize is not None and (len(resize) != 2 or any(not isinstance(v, int) or v < 1 for v in resize)):
+        raise ValueError(f"resize must be (H, W) with two positive ints, got {resize!r}")
+    if not path.exists():
+        raise InvalidDataset(f"{path}: does not exist")
+    fmt = detect_format(path)
+    if fmt in ("image_folder", "zip"):
+        read = load_image_folder if fmt == "image_folder" else load_image_zip
+        ex = read(path, resize, limits)
+        loaded = LoadedDataset(ex.X, ex.y, ex.class_names, ex.sources, kind="image", feature_names=None)
+    elif fmt == "npz":
+        loaded = _load_npz(path, resize, limits)
+    else:
+        if resize is not None:
+            raise InvalidDataset(f"{path.name}: resize applies to images only; this dataset is tabular")
+        table = _read_csv(path, limits) if fmt == "csv" else _read_parquet(path, limits)
+        loaded = _from_table(path.name, table, label_column)
+    _check_classes(path.name, loaded.y, loaded.class_names, "image" if loaded.kind == "image" else "example")
+    return loaded
+
+
+def _check_classes(name: str, y: np.ndarray, class_names: list[str], noun: str) -> None:
+    if len(y) == 0:
+        raise InvalidDataset(f"{name}: no examples")
+    if len(class_names) < 2:
+        raise InvalidDataset(f"{name}: only one class ({class_names[0]!r}); need at least 2 classes")
+    counts = np.bincount(y, minlength=len(class_names))
+    small = [(c, int(k)) for c, k in zip(class_names, counts) if k < 2]
+    if small:
+        c, k = small[0]
+        others = f" (also {_listing([s for s, _ in small[1:]])})" if len(small) > 1 else ""
+        raise InvalidDataset(
+            f"{name}: class {c!r} has {k} {noun}{'' if k == 1 else 's'}; every class needs at least 2{others}"
+        )
+
+
+def _listing(items: list[str], limit: int = 20) -> str:
+    shown = ", ".join(repr(s) for s in items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path, limits: IngestLimits) -> pa.Table:
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidDataset(f"{path.name}: the file is empty; no data rows")
+    if size > limits.max_archive_bytes:
+        raise DatasetTooLarge(f"{path.name}: {size:,} bytes; the limit is {limits.max_archive_bytes:,} bytes")
+    try:
+        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    except (pa.ArrowException, OSError) as e:
+        raise InvalidDataset(f"{path.name}: cannot parse the CSV ({e})") from e
+
+
+def _read_parquet(path: Path, limits: IngestLimits) -> pa.Table:
+    try:
+        with pq.ParquetFile(path) as pf:
+            meta = pf.metadata
+            size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            if size > limits.max_archive_bytes:
+                raise DatasetTooLarge(
+                    f"{path.name}: {size:,} bytes of uncompressed data; "
+                    f"the limit is {limits.max_archive_bytes:,} bytes"
+                )
+            return pf.read()
+    except (pa.ArrowException, OSError) as e:
+        raise InvalidDataset(f"{path.name}: cannot read the Parquet file ({e})") from e
+
+
+def _from_table(name: str, table: pa.Table, label_column: str) -> LoadedDataset:
+    names = table.column_names
+    duplicates = sorted({c for c in names if names.count(c) > 1})
+    if duplicates:
+        raise InvalidDataset(f"{name}: column {duplicates[0]!r} appears more than once")
+    if label_column not in names:
+        raise InvalidDataset(f"{name}: no label column {label_column!r}; the columns are {_listing(names)}")
+    if table.num_rows == 0:
+        raise InvalidDataset(f"{name}: no data rows")
+    feature_names = [c for c in names if c != label_column]
+    if not feature_names:
+        raise InvalidDataset(f"{name}: no feature columns besides the label column {label_column!r}")
+    columns = {c: _decoded(table.column(c)) for c in feature_names}
+    for c, col in columns.items():
+        if not _is_numeric(col.type):
+            raise _non_numeric(name, c, col)
+    y, class_names = _encode_labels(name, table.column(label_column), "row", f" in column {label_column!r}")
+    as_float = (col.cast(pa.float64()).to_numpy() for col in columns.values())  # nulls -> NaN
+    X = _float32_features(name, as_float, feature_names, table.num_rows, "row")
+    sources = [f"row {i}" for i in range(table.num_rows)]
+    return LoadedDataset(X, y, class_names, sources, kind="tabular", feature_names=feature_names)
+
+
+def _decoded(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return any(f(t) for f in (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean,
+                              pa.types.is_decimal, pa.types.is_null))  # fmt: skip
+
+
+def _non_numeric(name: str, column: str, col: pa.ChunkedArray) -> InvalidDataset:
+    """The error for a non-numeric column, naming its first value that is not a number."""
+    first: tuple[int, object] | None = None  # first non-null value, if every value reads as a number
+    for i, value in enumerate(v.as_py() for chunk in col.chunks for v in chunk):
+        if value is None:
+            continue
+        if not _is_number_text(value):
+            first = (i, value)
+            break
+        first = first or (i, value)
+    problem = f"row {first[0]} has {_short(first[1])}" if first else "it has no values"
+    return InvalidDataset(f"{name}: column {column!r} is not numeric ({col.type}): {problem}")
+
+
+def _is_number_text(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _short(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 50 else text[:47] + "..."
+
+
+def _float32_features(
+    name: str, columns: Iterable[np.ndarray], feature_names: list[str], n: int, unit: str
+) -> np.ndarray:  # columns: d arrays (n,) float64 -> (n, d) float32, every value finite
+    X = np.empty((n, len(feature_names)), dtype=np.float32)
+    first_bad: tuple[int, int, float] | None = None  # (row, column index, value)
+    for j, col in enumerate(columns):
+        with np.errstate(over="ignore"):
+            X[:, j] = col
+        bad = ~np.isfinite(X[:, j])
+        if bad.any():
+            i = int(np.argmax(bad))
+            if first_bad is None or i < first_bad[0]:
+                first_bad = (i, j, float(col[i]))
+    if first_bad is not None:
+        i, j, v = first_bad
+        problem = "is missing or NaN" if np.isnan(v) else "is infinite" if np.isinf(v) else f"is {v:g}, beyond float32"
+        raise InvalidDataset(f"{name}: {unit} {i}, column {feature_names[j]!r} {problem}")
+    return X
+
+
+def _encode_labels(
+    name: str, labels: pa.Array | pa.ChunkedArray, unit: str, where: str
+) -> tuple[np.ndarray, list[str]]:  # (n,) int64 into sorted class names
+    """Integers sort numerically, strings lexicographically; floats must be whole numbers."""
+    labels = _decoded(labels) if isinstance(labels, pa.ChunkedArray) else labels
+    t = labels.type
+
+    def missing(i: int) -> InvalidDataset:
+        return InvalidDataset(f"{name}: {unit} {i} has no label{where}")
+
+    if labels.null_count:
+        raise missing(pc.index(pc.is_null(labels), True).as_py())
+    if pa.types.is_integer(t):
+        values = labels.to_numpy()
+    elif pa.types.is_floating(t):
+        values = labels.to_numpy()
+        if np.isnan(values).any():
+            raise missing(int(np.argmax(np.isnan(values))))
+        fractional = values != np.round(values)
+        if fractional.any():
+            i = int(np.argmax(fractional))
+            raise InvalidDataset(
+                f"{name}: {unit} {i} has label {values[i]:g}{where}; labels must be integers or strings"
+            )
+        values = values.astype(np.int64)
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_boolean(t):
+        texts = [str(v) for v in labels.to_pylist()]
+        blank = next((i for i, s in enumerate(texts) if not s.strip()), None)
+        if blank is not None:
+            raise missing(blank)
+        values = np.array(texts, dtype=str)
+    else:
+        raise InvalidDataset(f"{name}: labels{where} have type {t}; labels must be integers or strings")
+    uniques, y = np.unique(values, return_inverse=True)
+    return y.reshape(-1).astype(np.int64), [str(u) for u in uniques]
+
+
+# --- npz -----------------------------------------------------------------------------------------
+
+
+def _load_npz(path: Path, resize: tuple[int, int] | None, limits: IngestLimits) -> LoadedDataset:
+    """Arrays X, y and optional class_names (strings; then y must be ints indexing it)."""
+    name = path.name
+    arrays = _read_npz(path, limits)
+    X, y = arrays["X"], arrays["y"]
+    if X.dtype.kind not in "biuf":
+        raise InvalidDataset(f"{name}: X has dtype {X.dtype}; expected numbers")
+    if X.ndim not in (2, 3, 4):
+        raise InvalidDataset(
+            f"{name}: X has shape {X.shape}; expected (n, d) features "
+            "or images as (n, H, W), (n, C, H, W) or (n, H, W, C)"
+        )
+    if y.ndim != 1:
+        raise InvalidDataset(f"{name}: y has shape {y.shape}; expected one label per example, shape (n,)")
+    if len(X) != len(y):
+        raise InvalidDataset(f"{name}: X has {len(X)} examples but y has {len(y)} labels")
+    if len(y) == 0:
+        raise InvalidDataset(f"{name}: no examples (X and y are empty)")
+    if "class_names" in arrays:
+        y_idx, class_names = _indexed_labels(name, y, arrays["class_names"])
+    else:
+        y_idx, class_names = _encode_labels(name, _labels_array(name, y), "index", "")
+    sources = [f"index {i}" for i in range(len(y))]
+    if X.ndim > 2:
+        X_img = images_from_array(name, X, resize, limits)
+        return LoadedDataset(X_img, y_idx, class_names, sources, kind="image", feature_names=None)
+    if resize is not None:
+        raise InvalidDataset(f"{name}: resize applies to images only; X has shape {X.shape} (tabular)")
+    if X.shape[1] == 0:
+        raise InvalidDataset(f"{name}: X has shape {X.shape}; no features")
+    feature_names = [f"f{j}" for j in range(X.shape[1])]
+    as_float = (X[:, j].astype(np.float64) for j in range(X.shape[1]))
+    X32 = _float32_features(name, as_float, feature_names, len(X), "index")
+    return LoadedDataset(X32, y_idx, class_names, sources, kind="tabular", feature_names=feature_names)
+
+
+def _read_npz(path: Path, limits: IngestLimits) -> dict[str, np.ndarray]:
+    name = path.name
+    try:
+        with zipfile.ZipFile(path) as zf:  # legit compressed arrays can be sparse: sizes only, no ratio check
+            check_archive(name, zf.infolist(), limits, check_ratio=False)
+    except zipfile.BadZipFile as e:
+        raise InvalidDataset(f"{name}: not a valid .npz file ({e})") from e
+    errors = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except errors as e:
+        raise InvalidDataset(f"{name}: cannot read the arrays ({e})") from e
+    with npz:
+        for key in ("X", "y"):
+            if key not in npz.files:
+                found = ", ".join(repr(f) for f in npz.files) or "none"
+                raise InvalidDataset(f"{name}: missing array {key!r}; found {found}")
+        arrays: dict[str, np.ndarray] = {}
+        for key in ("X", "y", "class_names"):
+            try:
+                if key in npz.files:
+                    _check_npy_header(name, path, key)
+                    arrays[key] = npz[key]
+            except errors as e:  # e.g. an object array, which would need pickle
+                raise InvalidDataset(f"{name}: cannot read array {key!r} ({e})") from e
+            except MemoryError as e:  # a header that passed the check but still cannot be allocated
+                raise InvalidDataset(f"{name}: array {key!r} does not fit in memory ({e})") from e
+        return arrays
+
+
+def _check_npy_header(name: str, path: Path, key: str) -> None:
+    """Refuse an array whose header declares more data than its file holds, before numpy allocates
+    it: a 1 KB .npz declaring shape (10**12, 3) made np.load raise MemoryError (a 500)."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{key}.npy")
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"unknown .npy version {version}")
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f, max_header_size=100_000)
+            header_bytes = f.tell()
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    held = info.file_size - header_bytes
+    if not dtype.hasobject and declared != held:
+        raise InvalidDataset(f"{name}: array {key!r} declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
+                             f"but its file holds {held:,} bytes of data")
+
+
+def _labels_array(name: str, y: np.ndarray) -> pa.Array:
+    if y.dtype.kind == "S":
+        try:
+            y = np.char.decode(y, "utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidDataset(f"{name}: y holds bytes that are not UTF-8 ({e})") from e
+    if y.dtype.kind not in "biufU":
+        raise InvalidDataset(f"{name}: y has dtype {y.dtype}; labels must be integers or strings")
+    return pa.array(y)
+
+
+def _indexed_labels(name: str, y: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise InvalidDataset(f"{name}: class_names must be a 1-D array of strings, got {names.dtype} {names.shape}")
+    class_names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names.tolist()]
+    repeated = sorted({c for c in class_names if class_names.count(c) > 1})
+    if repeated:
+        raise InvalidDataset(f"{name}: class_names lists {repeated[0]!r} more than once")
+    if y.dtype.kind not in "iu":
+        raise InvalidDataset(f"{name}: y has dtype {y.dtype}; with class_names, y must hold integer indexes into it")
+    outside = (y < 0) | (y >= len(class_names))
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise InvalidDataset(
+            f"{name}: index {i} has label {y[i]}, outside class_names (0..{len(class_names) - 1})"
+        )
+    return y.astype(np.int64), class_names

@@ -1,0 +1,356 @@
+"""Image datasets: a folder (or zip) with one subfolder per class, and image arrays from NPZ files.
+
+Zip members are read in memory, never extracted. Before any member is read the whole archive is
+checked: no entry may escape the root (zip-slip), the declared sizes must fit the limits, and no
+entry may expand more than `max_compression_ratio` times (zip bomb). Reads are then capped at each
+entry's declared size.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from service.errors import DatasetTooLarge, InvalidDataset
+
+if TYPE_CHECKING:
+    from service.ingest.formats import IngestLimits
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error)
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError, OSError)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageExamples:
+    X: np.ndarray  # (n, C, H, W) uint8, C in {1, 3}
+    y: np.ndarray  # (n,) int64, index into class_names
+    class_names: list[str]  # sorted folder names
+    sources: list[str]  # (n,) path relative to the dataset root, e.g. "cat/001.png"
+
+
+def load_image_folder(root: Path, resize: tuple[int, int] | None, limits: IngestLimits) -> ImageExamples:
+    """Read `root/<class>/**/*.png|jpg|jpeg`; classes sorted by name, files by relative path."""
+    files, top_dirs = _walk_folder(root, limits)
+    return _load_examples(root.name, files, top_dirs, lambda rel: (root / rel).read_bytes(), resize, limits)
+
+
+def load_image_zip(path: Path, resize: tuple[int, int] | None, limits: IngestLimits) -> ImageExamples:
+    """Like `load_image_folder` for a zip; a single top-level folder wrapping the class folders is unwrapped."""
+    name = path.name
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            check_archive(name, infos, limits, check_ratio=True)
+            members, top_dirs = _zip_layout(name, infos)
+
+            def read(rel: str) -> bytes:
+                return _read_member(name, zf, members[rel])
+
+            return _load_examples(name, list(members), top_dirs, read, resize, limits)
+    except zipfile.BadZipFile as e:
+        raise InvalidDataset(f"{name}: not a valid zip archive ({e})") from e
+    except OSError as e:
+        raise InvalidDataset(f"{name}: cannot open the archive ({e})") from e
+
+
+def check_archive(name: str, infos: list[zipfile.ZipInfo], limits: IngestLimits, *, check_ratio: bool) -> None:
+    """Reject the whole archive if any entry is unsafe or the declared sizes exceed `limits`."""
+    for info in infos:
+        _entry_parts(name, info)
+    if len(infos) > limits.max_files:
+        raise DatasetTooLarge(f"{name}: {len(infos):,} entries; the limit is {limits.max_files:,} files")
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_archive_bytes:
+        raise DatasetTooLarge(
+            f"{name}: uncompressed size {total:,} bytes exceeds the limit of {limits.max_archive_bytes:,} bytes"
+        )
+    if not check_ratio:
+        return
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if ratio > limits.max_compression_ratio:
+            raise DatasetTooLarge(
+                f"{name}: entry {info.filename!r} expands {ratio:.0f}x ({info.compress_size:,} -> "
+                f"{info.file_size:,} bytes); the limit is {limits.max_compression_ratio:g}x (possible zip bomb)"
+            )
+
+
+def images_from_array(
+    name: str, X: np.ndarray, resize: tuple[int, int] | None, limits: IngestLimits
+) -> np.ndarray:
+    """(n, H, W), (n, C, H, W) or (n, H, W, C) with C in {1, 3} -> (n, C, H, W) uint8.
+
+    Channels-first wins when both readings fit. uint8 is kept; other integers and bools (as 0/255)
+    must lie in 0..255; floats are scaled by 255 when every value lies in [0, 1], else must lie in
+    [0, 255]; floats are rounded to the nearest integer.
+    """
+    if X.ndim == 3:
+        X = X[:, None]
+    elif X.shape[1] not in (1, 3):
+        if X.shape[3] not in (1, 3):
+            raise InvalidDataset(
+                f"{name}: X has shape {X.shape}; 4-D image arrays need 1 or 3 channels, "
+                "as (n, C, H, W) or (n, H, W, C)"
+            )
+        X = X.transpose(0, 3, 1, 2)
+    if X.shape[2] == 0 or X.shape[3] == 0:
+        raise InvalidDataset(f"{name}: X has shape {X.shape}; images must be at least 1x1")
+    if resize is not None and len(X) * X.shape[1] * resize[0] * resize[1] > limits.max_decoded_bytes:
+        raise DatasetTooLarge(
+            f"{name}: resizing to {resize[0]}x{resize[1]} would exceed the limit of "
+            f"{limits.max_decoded_bytes:,} bytes of pixels"
+        )
+    X = _to_uint8(name, X)
+    if resize is not None:
+        X = _resize_array(X, resize)
+    return np.ascontiguousarray(X)
+
+
+# --- listing -------------------------------------------------------------------------------------
+
+
+def _is_ignored(part: str) -> bool:
+    return part.startswith(".") or part in _IGNORED_NAMES
+
+
+def _walk_folder(root: Path, limits: IngestLimits) -> tuple[list[str], set[str]]:
+    """Relative posix paths of the files under root (hidden ones skipped), and its top-level folders."""
+
+    def fail(e: OSError) -> None:
+        raise InvalidDataset(f"{root.name}: cannot list {e.filename!r} ({e.strerror})")
+
+    files: list[str] = []
+    top_dirs: set[str] = set()
+    n_seen = 0
+    for dirpath, dirnames, filenames in os.walk(root, onerror=fail):
+        dirnames[:] = [d for d in dirnames if not _is_ignored(d)]
+        rel_dir = Path(dirpath).relative_to(root)
+        if rel_dir == Path("."):
+            top_dirs.update(dirnames)
+        n_seen += len(filenames)
+        if n_seen > limits.max_files:
+            limit = limits.max_files
+            raise DatasetTooLarge(f"{root.name}: more than {limit:,} files; the limit is {limit:,}")
+        files.extend((rel_dir / f).as_posix() for f in filenames if not _is_ignored(f))
+    return files, top_dirs
+
+
+def _entry_parts(name: str, info: zipfile.ZipInfo) -> tuple[str, ...]:
+    raw = info.filename.replace("\\", "/")
+    parts = tuple(p for p in raw.split("/") if p not in ("", "."))
+    is_link = stat.S_ISLNK(info.external_attr >> 16)
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":") or ".." in parts or is_link:
+        what = "is a symbolic link" if is_link else "points outside the archive root"
+        raise InvalidDataset(f"{name}: unsafe entry {info.filename!r} ({what}); the archive is rejected")
+    return parts
+
+
+def _zip_layout(name: str, infos: list[zipfile.ZipInfo]) -> tuple[dict[str, zipfile.ZipInfo], set[str]]:
+    """Map each file's path relative to the dataset root to its entry; also the top-level folders."""
+    entries = [(parts, info) for info in infos if (parts := _entry_parts(name, info))]
+    entries = [(parts, info) for parts, info in entries if not any(_is_ignored(p) for p in parts)]
+    if len({parts[0] for parts, _ in entries}) == 1:  # one top-level name: unwrap it if it holds folders
+        inner = [(parts[1:], info) for parts, info in entries if len(parts) > 1]
+        wraps = all(len(parts) > 1 or info.is_dir() for parts, info in entries)
+        if wraps and any(len(parts) > 1 or info.is_dir() for parts, info in inner):
+            entries = inner
+    members: dict[str, zipfile.ZipInfo] = {}
+    top_dirs = {parts[0] for parts, info in entries if len(parts) > 1 or info.is_dir()}
+    for parts, info in entries:
+        if info.is_dir():
+            continue
+        rel = "/".join(parts)
+        if rel in members:
+            raise InvalidDataset(f"{name}: entry {info.filename!r} appears more than once")
+        members[rel] = info
+    return members, top_dirs
+
+
+def _read_member(name: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    try:
+        with zf.open(info) as f:
+            data = f.read(info.file_size + 1)  # never more than declared (+1 to notice a lie)
+    except _ZIP_READ_ERRORS as e:
+        raise InvalidDataset(f"{name}: cannot read entry {info.filename!r} ({e})") from e
+    if len(data) > info.file_size:
+        raise DatasetTooLarge(
+            f"{name}: entry {info.filename!r} holds more than its declared {info.file_size:,} bytes"
+        )
+    return data
+
+
+def _plan(name: str, files: list[str], top_dirs: set[str]) -> tuple[list[str], list[tuple[int, str]]]:
+    """Class names and (class index, relative path) per example, in example order."""
+    class_names = sorted(top_dirs)
+    if not class_names:
+        if files:
+            raise InvalidDataset(
+                f"{name}: found files but no class subfolders; put each class's images in its own "
+                f"subfolder, e.g. {name}/cat/001.png"
+            )
+        raise InvalidDataset(f"{name}: no images found (it is empty)")
+    per_class: dict[str, list[str]] = {c: [] for c in class_names}
+    for rel in files:
+        parts = rel.split("/")
+        is_image = rel.lower().endswith(IMAGE_SUFFIXES)
+        if len(parts) == 1:
+            if is_image:
+                raise InvalidDataset(f"{name}: image {rel!r} is not inside a class subfolder")
+            continue  # a README or similar next to the class folders
+        if not is_image:
+            raise InvalidDataset(
+                f"{name}: {rel!r} is not a PNG or JPEG image (supported: {' '.join(IMAGE_SUFFIXES)})"
+            )
+        per_class[parts[0]].append(rel)
+    examples = [(i, rel) for i, c in enumerate(class_names) for rel in sorted(per_class[c])]
+    if not examples:
+        raise InvalidDataset(f"{name}: no images found in the class folders {', '.join(map(repr, class_names))}")
+    return class_names, examples
+
+
+# --- decoding ------------------------------------------------------------------------------------
+
+
+def _load_examples(
+    name: str,
+    files: list[str],
+    top_dirs: set[str],
+    read: Callable[[str], bytes],
+    resize: tuple[int, int] | None,
+    limits: IngestLimits,
+) -> ImageExamples:
+    class_names, examples = _plan(name, files, top_dirs)
+    sources = [rel for _, rel in examples]
+    X = _decode_images(name, sources, read, resize, limits)
+    y = np.array([c for c, _ in examples], dtype=np.int64)
+    return ImageExamples(X=X, y=y, class_names=class_names, sources=sources)
+
+
+@contextmanager
+def _reading(name: str, rel: str) -> Iterator[None]:
+    try:
+        yield
+    except UnidentifiedImageError as e:
+        raise InvalidDataset(f"{name}: cannot read image {rel!r} (not a PNG or JPEG file)") from e
+    except Image.DecompressionBombError as e:
+        raise DatasetTooLarge(f"{name}: image {rel!r} is too large ({e})") from e
+    except _DECODE_ERRORS as e:
+        raise InvalidDataset(f"{name}: cannot read image {rel!r} ({e})") from e
+
+
+def _decode_images(
+    name: str, rels: list[str], read: Callable[[str], bytes], resize: tuple[int, int] | None, limits: IngestLimits
+) -> np.ndarray:  # (n, C, H, W) uint8
+    arrays: list[np.ndarray] = []  # (H, W) grey or (H, W, 3) RGB
+    first: tuple[str, tuple[int, int]] | None = None
+    total = 0
+    for rel in rels:
+        with _reading(name, rel):
+            img = Image.open(io.BytesIO(read(rel)), formats=("PNG", "JPEG"))
+            w, h = img.size
+            if first is None:
+                first = (rel, img.size)
+            elif resize is None and img.size != first[1]:
+                (w0, h0) = first[1]
+                raise InvalidDataset(
+                    f"{name}: images differ in size: {first[0]!r} is {w0}x{h0} but {rel!r} is {w}x{h} "
+                    "(width x height); set resize to load them at one size"
+                )
+            if w * h > limits.max_image_pixels:
+                raise DatasetTooLarge(
+                    f"{name}: image {rel!r} is {w}x{h} = {w * h:,} pixels; the limit is "
+                    f"{limits.max_image_pixels:,} pixels per image (max_image_pixels)"
+                )
+            stored = 3 * (resize[0] * resize[1] if resize else w * h)
+            if 4 * w * h > limits.max_decoded_bytes or total + stored > limits.max_decoded_bytes:
+                raise DatasetTooLarge(
+                    f"{name}: decoding {rel!r} ({w}x{h}) would exceed the limit of "
+                    f"{limits.max_decoded_bytes:,} bytes of pixels (max_decoded_bytes); use smaller images or set resize"
+                )
+            total += stored
+            img.load()
+            img = _grey_or_rgb(img)
+            if resize is not None:
+                img = img.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
+        arrays.append(np.asarray(img, dtype=np.uint8))
+    return _stack(arrays)
+
+
+def _grey_or_rgb(img: Image.Image) -> Image.Image:
+    """Mode 'L' or 'RGB'. Transparent pixels are composited over black; 16-bit grey scaled to 8 bits."""
+    mode = img.mode
+    if mode in ("L", "RGB"):
+        return img
+    if mode == "1":
+        return img.convert("L")
+    if mode.startswith("I"):  # 16-bit grey PNG: 0..65535
+        scaled = np.rint(np.asarray(img, dtype=np.float64) / 257.0)
+        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
+    if mode in ("LA", "La"):
+        return _over_black(img.convert("RGBA")).convert("L")
+    if "A" in mode or "a" in mode or (mode == "P" and "transparency" in img.info):
+        return _over_black(img.convert("RGBA"))
+    return img.convert("RGB")  # P, CMYK, YCbCr, ...
+
+
+def _over_black(rgba: Image.Image) -> Image.Image:
+    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    return Image.alpha_composite(black, rgba).convert("RGB")
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:  # (n, C, H, W); grey repeated when any is RGB
+    n_channels = 3 if any(a.ndim == 3 for a in arrays) else 1
+    h, w = arrays[0].shape[:2]
+    X = np.empty((len(arrays), n_channels, h, w), dtype=np.uint8)
+    for i, a in enumerate(arrays):
+        X[i] = a.transpose(2, 0, 1) if a.ndim == 3 else a
+    return X
+
+
+# --- arrays --------------------------------------------------------------------------------------
+
+
+def _to_uint8(name: str, X: np.ndarray) -> np.ndarray:  # (n, C, H, W) any numeric -> uint8
+    if X.dtype == np.uint8:
+        return X
+    if X.dtype == np.bool_:
+        return X.astype(np.uint8) * 255
+    if X.dtype.kind not in "iuf":
+        raise InvalidDataset(
+            f"{name}: X has dtype {X.dtype}; images must be uint8, integers in 0..255 or floats in [0, 1] or [0, 255]"
+        )
+    flat = X.reshape(len(X), -1)
+    if X.dtype.kind == "f":
+        bad = ~np.isfinite(flat).all(axis=1)
+        if bad.any():
+            raise InvalidDataset(f"{name}: index {int(np.argmax(bad))} has a NaN or infinite pixel value")
+    bad = ((flat < 0) | (flat > 255)).any(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        value = flat[i][(flat[i] < 0) | (flat[i] > 255)][0]
+        raise InvalidDataset(f"{name}: index {i} has pixel value {value}; image values must lie in 0..255")
+    scale = 255.0 if X.dtype.kind == "f" and X.max() <= 1.0 else 1.0
+    return np.rint(X * scale).astype(np.uint8) if X.dtype.kind == "f" else X.astype(np.uint8)
+
+
+def _resize_array(X: np.ndarray, resize: tuple[int, int]) -> np.ndarray:  # (n, C, H, W) -> (n, C, *resize)
+    h, w = resize
+    out = np.empty((len(X), X.shape[1], h, w), dtype=np.uint8)
+    for i, x in enumerate(X):
+        img = Image.fromarray(x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0))
+        arr = np.asarray(img.resize((w, h), Image.Resampling.BILINEAR))
+        out[i] = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr
+    return out

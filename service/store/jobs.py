@@ -1,0 +1,210 @@
+"""Job rows: create, read, move between statuses, request cancel.
+
+Statuses: queued -> running -> succeeded | failed | cancelled; running -> cancelling -> cancelled.
+Every restart of a job's training bumps `attempt`; commits of an older attempt are refused.
+"""
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from models.spec import AdaBoostSpec, TrainSpec
+from scoring.scores import ScoringOptions
+from service.errors import Conflict, InvalidSpec, NotFound
+from service.limits import check_job_memory
+from service.schemas import JobOut
+from service.store.db import Store, to_json
+
+FINISHED = ("succeeded", "failed", "cancelled")
+UNFINISHED = ("queued", "running", "cancelling")
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    dataset_id: str
+    spec: TrainSpec
+    scoring: ScoringOptions
+    adaboost: AdaBoostSpec
+    status: str
+    attempt: int
+    epochs_done: int
+    epochs_total: int
+    estimated_n_errors: int | None
+    summary: dict | None
+    error: str | None
+    owner: str | None
+    created_at: Any
+    started_at: Any
+    finished_at: Any
+
+
+_COLUMNS = ("job_id, dataset_id, spec, scoring, adaboost, status, attempt, epochs_done, epochs_total, "
+            "estimated_n_errors, summary, error, owner, created_at, started_at, finished_at")
+
+
+def _job(row: tuple) -> Job:
+    values = list(row)
+    values[2] = TrainSpec.model_validate_json(values[2])
+    values[3] = ScoringOptions(**json.loads(values[3]))
+    values[4] = AdaBoostSpec.model_validate_json(values[4])
+    values[10] = json.loads(values[10]) if values[10] else None
+    for i in (13, 14, 15):  # stored in UTC (the store sets TimeZone = UTC): make that explicit
+        if values[i] is not None and values[i].tzinfo is None:
+            values[i] = values[i].replace(tzinfo=timezone.utc)
+    return Job(*values)
+
+
+def check_spec_fits(spec: TrainSpec, dataset_id: str, kind: str) -> None:
+    """Refuse at submission what the worker would refuse minutes later: a CNN or image
+    augmentation on a tabular dataset."""
+    if kind == "image":
+        if spec.augment != "none" and spec.model == "mlp":
+            raise InvalidSpec(f"augment={spec.augment} shifts images, which a CNN sees; dataset {dataset_id} "
+                              "would be flattened for model=mlp (use model=cnn or auto)")
+        return
+    if spec.model == "cnn":
+        raise InvalidSpec(f"model=cnn needs images; dataset {dataset_id} is {kind} (use model=mlp or auto)")
+    if spec.augment != "none":
+        raise InvalidSpec(f"augment={spec.augment} needs images; dataset {dataset_id} is {kind}")
+
+
+def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringOptions,
+               adaboost: AdaBoostSpec, owner: str | None = None, max_job_memory: int | None = None) -> str:
+    """Queue a job; refused at once (InvalidSpec) if the dataset cannot take the spec or, with
+    max_job_memory (0 = half the RAM), if one member group's estimated memory exceeds it."""
+    job_id = uuid.uuid4().hex[:12]
+    total = len(spec.member_groups()) * spec.n_epochs
+    with store.transaction() as cur:
+        row = cur.execute("SELECT kind, x_shape, n_classes, n_examples FROM datasets WHERE dataset_id = ? "
+                          "AND owner IS NOT DISTINCT FROM ?", [dataset_id, owner]).fetchone()
+        if row is None:
+            raise NotFound(f"dataset {dataset_id} not found")
+        try:  # the by-data defaults are filled in here, so the stored spec is what trains
+            spec = spec.resolved(int(row[3]), math.prod(json.loads(row[1])[1:]))
+        except ValueError as error:
+            raise InvalidSpec(f"dataset {dataset_id}: {error}") from error
+        check_spec_fits(spec, dataset_id, row[0])
+        if max_job_memory is not None:
+            check_job_memory(spec, tuple(json.loads(row[1])), int(row[2]), max_job_memory, dataset_id)
+        cur.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, 0, ?, NULL, NULL, NULL, ?, "
+                    "now(), NULL, NULL)",
+                    [job_id, dataset_id, spec.model_dump_json(), to_json(scoring.__dict__),
+                     adaboost.model_dump_json(), total, owner])
+        add_event(cur, job_id, "queued", f"{spec.n_members} members x {spec.n_epochs} epochs")
+    return job_id
+
+
+def get_job(store: Store, job_id: str, owner: str | None = None) -> Job:
+    with store.reader() as cur:
+        row = cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ? AND owner IS NOT DISTINCT FROM ?",
+                          [job_id, owner]).fetchone()
+    if row is None:
+        raise NotFound(f"job {job_id} not found")
+    return _job(row)
+
+
+def list_jobs(store: Store, owner: str | None = None, limit: int = 100) -> list[Job]:
+    with store.reader() as cur:
+        rows = cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE owner IS NOT DISTINCT FROM ? "
+                           "ORDER BY created_at DESC LIMIT ?", [owner, limit]).fetchall()
+    return [_job(r) for r in rows]
+
+
+def add_event(cur: Any, job_id: str, kind: str, message: str) -> None:
+    cur.execute("INSERT INTO events VALUES (?, now(), ?, ?)", [job_id, kind, message])
+
+
+def start_attempt(store: Store, job_id: str, run_by: str = "cli") -> int:
+    """queued/running -> running with attempt + 1 (run_by: server | cli); returns the new attempt."""
+    with store.transaction() as cur:
+        row = cur.execute("SELECT status, attempt FROM jobs WHERE job_id = ?", [job_id]).fetchone()
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        if row[0] not in ("queued", "running"):
+            raise Conflict(f"job {job_id} is {row[0]}; only queued or interrupted jobs can run")
+        attempt = row[1] + 1
+        cur.execute("UPDATE jobs SET status = 'running', attempt = ?, run_by = ?, "
+                    "started_at = coalesce(started_at, now()) WHERE job_id = ?", [attempt, run_by, job_id])
+        add_event(cur, job_id, "running", f"attempt {attempt} ({run_by})")
+    return attempt
+
+
+def finish(store: Store, job_id: str, attempt: int, status: str, error: str | None = None) -> None:
+    with store.transaction() as cur:
+        cur.execute("UPDATE jobs SET status = ?, error = ?, finished_at = now() WHERE job_id = ? AND attempt = ?",
+                    [status, error, job_id, attempt])
+        add_event(cur, job_id, status, error or status)
+
+
+def retry(store: Store, job_id: str, owner: str | None = None) -> Job:
+    """failed / cancelled -> queued: the next run resumes every group after its last committed
+    epoch (a dead Ray node, a crashed worker or an early cancel loses nothing committed)."""
+    job = get_job(store, job_id, owner)
+    if job.status not in ("failed", "cancelled"):
+        raise Conflict(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+    with store.transaction() as cur:
+        cur.execute("UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL WHERE job_id = ?", [job_id])
+        add_event(cur, job_id, "retry", f"retry after {job.status} at {job.epochs_done}/{job.epochs_total} epochs")
+    return get_job(store, job_id, owner)
+
+
+def request_cancel(store: Store, job_id: str, owner: str | None = None) -> Job:
+    """queued -> cancelled at once; running -> cancelling (the runner stops within seconds)."""
+    job = get_job(store, job_id, owner)
+    with store.transaction() as cur:
+        if job.status == "queued":
+            cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE job_id = ?", [job_id])
+        elif job.status == "running":
+            cur.execute("UPDATE jobs SET status = 'cancelling' WHERE job_id = ?", [job_id])
+        else:
+            return job
+        add_event(cur, job_id, "cancel", "cancel requested")
+    return get_job(store, job_id, owner)
+
+
+def cancel_interrupted(store: Store, run_by: str = "cli") -> list[str]:
+    """Jobs left `running` by a `run_by` process that is gone -> cancelled (`retry` resumes them).
+    Only called by the process that holds the data file, so no such job can still be running."""
+    with store.transaction() as cur:
+        ids = [r[0] for r in cur.execute("SELECT job_id FROM jobs WHERE status IN ('running', 'cancelling') "
+                                         "AND run_by = ? ORDER BY created_at", [run_by]).fetchall()]
+        for job_id in ids:
+            cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE job_id = ?", [job_id])
+            add_event(cur, job_id, "cancelled", f"interrupted while running in-process ({run_by}); not resumed")
+    return ids
+
+
+def cancel_now(store: Store, job_id: str, owner: str | None = None) -> Job:
+    """Cancel from a process that runs no job (the CLI without a server): queued or interrupted -> cancelled."""
+    job = request_cancel(store, job_id, owner)
+    if job.status == "cancelling":
+        finish(store, job_id, job.attempt, "cancelled")
+    return get_job(store, job_id, owner)
+
+
+def status_of(store: Store, job_id: str) -> str:
+    with store.reader() as cur:
+        row = cur.execute("SELECT status FROM jobs WHERE job_id = ?", [job_id]).fetchone()
+    return row[0] if row else "missing"
+
+
+def _eta(job: Job) -> float | None:
+    """Seconds left at the pace so far; None until an epoch is done."""
+    if job.status != "running" or job.started_at is None or job.epochs_done == 0:
+        return None
+    elapsed = (datetime.now(timezone.utc) - job.started_at).total_seconds()
+    return max(0.0, elapsed / job.epochs_done * (job.epochs_total - job.epochs_done))
+
+
+def job_out(job: Job) -> JobOut:
+    """The API's view of a job (also what the CLI prints, local or remote)."""
+    return JobOut(job_id=job.job_id, dataset_id=job.dataset_id, status=job.status, attempt=job.attempt,
+                  epochs_done=job.epochs_done, epochs_total=job.epochs_total,
+                  progress=job.epochs_done / max(job.epochs_total, 1), eta_seconds=_eta(job),
+                  estimated_n_errors=job.estimated_n_errors, error=job.error, spec=job.spec,
+                  adaboost=job.adaboost, summary=job.summary, created_at=job.created_at,
+                  started_at=job.started_at, finished_at=job.finished_at)
