@@ -313,7 +313,8 @@ def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> d
     """After the server stopped: `service/read/queries.py` and variants, in-process on its DuckDB file."""
     from service.store import jobs
     from service.read import queries
-    from service.read.cache import ResultCache, build_score_index
+    from service.read.cache import build_score_index
+    from service.result_cache import ResultCache
     from service.schemas import ExampleOut, ExamplePage
     from service.store.db import Store
 
@@ -331,7 +332,7 @@ def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> d
 
     page = queries.score_rows(store, job_id, limit=100).to_pylist()
     in_memory = queries.score_rows(store, job_id)  # a whole finished job, as a cache would hold it
-    cache = ResultCache(2**40)  # what the read endpoints use (service/read/cache.py), filled once here
+    cache = ResultCache(2**40)  # what the read endpoints use (service/result_cache.py), filled once here
     queries.example_page_json(store, cache, job_id)
     queries.dynamics_json(store, cache, job_id)
     calls = {

@@ -28,7 +28,7 @@ from models.spec import AdaBoostSpec, GroupTask, TrainSpec
 from service.store import jobs
 from service.engine.engine import Engine
 from service.engine.finalize import finalize_job
-from service.engine.runner import commit_epoch
+from service.store.results import commit_epoch
 from service.settings import Settings
 
 N_CLASSES = 10

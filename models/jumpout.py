@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.spec import PAPER_JUMPOUT
+
 DropoutKind = Literal["jumpout", "dropout", "none"]
 
 
@@ -98,9 +100,9 @@ class Jumpout(nn.Module):
 
     def __init__(
         self,
-        sigma: float = 0.1,
-        p_min: float = 0.01,
-        p_max: float = 0.6,
+        sigma: float = PAPER_JUMPOUT[0],  # the values live in models/spec.py; a job's come from its TrainSpec
+        p_min: float = PAPER_JUMPOUT[1],
+        p_max: float = PAPER_JUMPOUT[2],
         exponent: float = 0.75,
         max_rate: float = 0.9,
         generator: torch.Generator | None = None,
@@ -195,9 +197,9 @@ def make_dropout(
     kind: DropoutKind,
     *,
     rate: float = 0.5,
-    sigma: float = 0.1,
-    p_min: float = 0.01,
-    p_max: float = 0.6,
+    sigma: float = PAPER_JUMPOUT[0],
+    p_min: float = PAPER_JUMPOUT[1],
+    p_max: float = PAPER_JUMPOUT[2],
     exponent: float = 0.75,
     max_rate: float = 0.9,
     generator: torch.Generator | None = None,

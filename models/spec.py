@@ -24,6 +24,8 @@ JUMPOUT_BY_RATIO: tuple[tuple[float, float, float, float], ...] = (
     (23.0, 0.2, 0.1, 0.6),
     (32.0, 0.1, 0.01, 0.6),
 )
+_PAPER_ROW = JUMPOUT_BY_RATIO[-1]
+PAPER_JUMPOUT: tuple[float, float, float] = (_PAPER_ROW[1], _PAPER_ROW[2], _PAPER_ROW[3])  # (sigma, p_min, p_max)
 
 
 def jumpout_for_data(n_examples: int, n_features: int) -> tuple[float, float, float]:

@@ -59,3 +59,60 @@ class JobCancelled(CurationError):
 
     status_code = 409
     code = "job_cancelled"
+
+
+class Busy(CurationError):
+    """Too many requests of one kind at once; retry after `retry_after` seconds."""
+
+    status_code = 429
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class RequestTimeout(CurationError):
+    status_code = 408
+    code = "request_timeout"
+
+
+class ModelNotKept(CurationError):
+    status_code = 409
+    code = "model_not_kept"
+
+
+class InvalidExport(CurationError):
+    status_code = 422
+    code = "invalid_export"
+
+
+class InvalidQuery(CurationError):
+    status_code = 422
+    code = "invalid_query"
+
+
+class NotDerived(CurationError):
+    status_code = 422
+    code = "not_derived"
+
+
+class InvalidReview(CurationError):
+    """A decision the job cannot take; the message names the example and the problem."""
+
+    status_code = 422
+    code = "invalid_review"
+
+
+class InvalidVersion(CurationError):
+    status_code = 422
+    code = "invalid_version"
+
+
+class HasVersions(Conflict):
+    code = "has_versions"
+
+
+class StoreLocked(CurationError):
+    status_code = 409
+    code = "store_locked"

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from models.spec import TrainSpec
-from service.errors import CurationError, InvalidSpec
+from service.errors import Busy, CurationError, InvalidSpec, RequestTimeout
 
 FLOAT = 4  # bytes: float32 weights, activations and inputs on the device
 
@@ -84,17 +84,6 @@ def _gib(n: int) -> str:
     return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 / 100 else f"{n / 1024**2:.1f} MiB"
 
 
-class Busy(CurationError):
-    """Too many requests of one kind at once; retry after `retry_after` seconds."""
-
-    status_code = 429
-    code = "busy"
-
-    def __init__(self, message: str, retry_after: int = 5) -> None:
-        super().__init__(message)
-        self.headers = {"Retry-After": str(retry_after)}
-
-
 class WorkQueue:
     """At most `workers` at once, `queue_size` more waiting; past that Busy (429, Retry-After)."""
 
@@ -117,11 +106,6 @@ class WorkQueue:
         finally:
             with self._lock:
                 self._admitted -= 1
-
-
-class RequestTimeout(CurationError):
-    status_code = 408
-    code = "request_timeout"
 
 
 class BodyReadTimeout:
@@ -177,3 +161,12 @@ def check_device(spec: TrainSpec) -> None:
     if index >= n:
         have = f"{n} CUDA device{'s' if n != 1 else ''}" if n else "no CUDA device"
         raise InvalidSpec(f"device={spec.device!r}, but this server has {have}: use device=auto or cpu")
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    max_archive_bytes: int = 2 * 1024**3  # total uncompressed size of a zip or npz; size of a CSV or Parquet's data
+    max_files: int = 200_000  # files in a folder or entries in a zip
+    max_compression_ratio: float = 200.0  # per zip entry (zip bomb guard)
+    max_decoded_bytes: int = 1024**3  # image pixels after decoding and resize, in all (PNG bomb guard)
+    max_image_pixels: int = 25_000_000  # width x height of one image, checked before it is decoded

@@ -71,6 +71,40 @@ class Settings(BaseSettings):
         """The dashboard's PNGs, drawn once: <job_id>-<plot>.png (service.web.report.plot_path)."""
         return self.exports_dir / "plots"
 
+    @property
+    def uploads_dir(self) -> Path:
+        """Uploads while they stream in (one folder each, removed when stored or refused)."""
+        return self.data_dir / "uploads"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.data_dir / "demo"
+
+    @property
+    def server_marker(self) -> Path:
+        """server.json: the URL and pid of the server running on this data dir (the CLI talks to it)."""
+        return self.data_dir / "server.json"
+
+    @property
+    def session_secret_path(self) -> Path:
+        """The dashboard's cookie-signing secret (mode 0600)."""
+        return self.data_dir / "session.secret"
+
+    # --- one job's folder: jobs/<job_id>/{<model>-group-<g>/ckpt/, model/, attributions/} -------------
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+    def checkpoint_dir(self, job_id: str, model: str, group: int) -> Path:
+        """A member group's epoch-<k>.pt checkpoints, kept until the job succeeds."""
+        return self.job_dir(job_id) / f"{model}-group-{group}" / "ckpt"
+
+    def model_path(self, job_id: str, group: int) -> Path:
+        """An ensemble group's final weights, kept after the job for attributions."""
+        return self.job_dir(job_id) / "model" / f"ensemble-group-{group}.pt"
+
+    def attributions_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "attributions"
+
 
 @lru_cache
 def get_settings() -> Settings:

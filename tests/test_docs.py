@@ -14,7 +14,7 @@ import service.read.queries
 import service.store.reviews
 import service.store.db
 import service.store.versions
-from service.api.app import create_app
+from service.app import create_app
 from service.cli.main import app as cli_app
 from service.errors import CurationError
 from service.settings import Settings

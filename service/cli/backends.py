@@ -17,6 +17,7 @@ from service.read import diff
 from service.store import jobs
 from service.read import queries
 from service.store import reviews
+from service.read import dataset_export
 from service.store import versions
 from service.engine.engine import Engine
 from service.errors import CurationError, JobCancelled
@@ -78,13 +79,13 @@ class LocalBackend:
         return queries.list_datasets(self.engine.store)
 
     def delete_dataset(self, dataset_id: str, tree: bool = False) -> None:
-        catalog.delete_dataset(self.engine.store, self.engine.settings, dataset_id, tree=tree)
+        self.engine.delete_dataset(dataset_id, tree=tree)
 
     def review(self, job_id: str, decisions: list[DecisionIn]) -> ReviewResult:
-        return reviews.record_decisions(self.engine.store, job_id, decisions)
+        return self.engine.record_decisions(job_id, decisions)
 
     def accept_suggested(self, job_id: str, accept: AcceptSuggested) -> ReviewResult:
-        return reviews.accept_suggested(self.engine.store, job_id, accept)
+        return self.engine.accept_suggested(job_id, accept)
 
     def reviews(self, job_id: str, action: str | None = None) -> list[ReviewOut]:
         return reviews.review_page(self.engine.store, job_id, action=action, limit=2**31).items
@@ -93,7 +94,7 @@ class LocalBackend:
         return versions.create_version(self.engine.store, self.engine.settings, dataset_id, from_job)
 
     def export_dataset(self, dataset_id: str, fmt: str | None, output: Path) -> Path:
-        return versions.export_dataset(self.engine.store, self.engine.settings, dataset_id, fmt, output)
+        return dataset_export.export_dataset(self.engine.store, self.engine.settings, dataset_id, fmt, output)
 
     def diff(self, job_a: str, job_b: str) -> DiffOut:
         return diff.diff_jobs(self.engine.store, job_a, job_b)

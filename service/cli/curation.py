@@ -10,7 +10,7 @@ from rich.table import Table
 from service.cli.main import ApiKey, DataDir, Url, _backend, app, cli_errors, out
 from service.errors import CurationError
 from service.schemas import AcceptSuggested, DatasetOut, DecisionIn, DiffOut
-from service.store.versions import EXPORT_FORMATS
+from service.read.dataset_export import EXPORT_FORMATS
 
 
 def _decision(example_id: int | None, relabel: str | None, keep: bool, exclude: bool, clear: bool,

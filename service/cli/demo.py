@@ -31,7 +31,7 @@ def run_demo(backend: Backend, settings: Settings, *, noise: float, members: int
         raise ValueError(f"--noise must be in [0, 0.9), got {noise}")
     X, y = load_digits(return_X_y=True)
     noisy = plant_noise(y, noise, 10, seed)
-    path = settings.data_dir / "demo" / f"digits-noise{noise:g}-seed{seed}.npz"
+    path = settings.demo_dir / f"digits-noise{noise:g}-seed{seed}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, X=X.astype(np.float32), y=noisy, class_names=np.array([str(i) for i in range(10)]))
     ds = backend.add_dataset(path, "label", None, name="digits (demo)")

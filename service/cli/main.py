@@ -394,7 +394,7 @@ def serve(
     """Run the REST API and the job engine in one process."""
     import uvicorn
 
-    from service.api.app import create_app
+    from service.app import create_app
 
     settings = _settings(data_dir)
     chosen = executor or ("ray" if os.environ.get("RAY_ADDRESS") else "local")

@@ -1,22 +1,31 @@
-"""The engine: one store, one executor, the jobs of one data directory.
+"""The engine: one store, one executor, one result cache, the jobs of one data directory.
 
-`curate score` without a server runs it in-process; `curate serve` (REST) will host the same
-object. Only this process opens the DuckDB file.
+`curate score` without a server runs it in-process; `curate serve` (REST) hosts the same object.
+Only this process opens the DuckDB file. Every write that a front door asks for goes through an
+Engine method, so that the writes which change a succeeded job's answers also drop them from the
+result cache (`cache`), and a job that succeeds calls the `on_succeeded` hooks (the app wires
+them to cache warming; the engine never imports the read stage).
 """
 
+import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from models.spec import AdaBoostSpec, TrainSpec
 from scoring.scores import ScoringOptions
-from service.store import catalog
-from service.store import jobs
-from service.ingest.files import DatasetManifest
 from service.engine.executors.local import Executor, LocalExecutor
-from service.limits import check_device
 from service.engine.runner import Progress, run_job
+from service.ingest.files import DatasetManifest
+from service.limits import check_device
+from service.result_cache import ResultCache
+from service.schemas import AcceptSuggested, DecisionIn, ReviewResult
 from service.settings import Settings
+from service.store import catalog, jobs, reviews
 from service.store.db import Store
+
+log = logging.getLogger("curate.engine")
 
 
 class Engine:
@@ -28,21 +37,21 @@ class Engine:
         self.executor = executor or LocalExecutor(max_workers=settings.max_workers)
         self.stopping = threading.Event()  # set on shutdown: running jobs pause, resume at restart
         self.cancelling = threading.Event()  # set by a signal to `curate score`: its job is cancelled
+        self.cache = ResultCache(int(settings.result_cache_mb * 1024**2))  # succeeded jobs' answers
+        self.on_succeeded: list[Callable[[jobs.Job], None]] = []  # called with each job that succeeds
         catalog.clean_orphans(self.store, settings)
 
     def scoring_options(self) -> ScoringOptions:
         return ScoringOptions(easy_at_least=self.settings.easy_at_least, hard_below=self.settings.hard_below)
 
-    def add_dataset(self, path: Path, *, label_column: str = "label", resize: tuple[int, int] | None = None,
-                    name: str | None = None, owner: str | None = None) -> DatasetManifest:
-        return catalog.add_dataset(self.store, self.settings, path, name=name, label_column=label_column,
-                                   resize=resize, owner=owner)
+    def add_dataset(self, path: Path, *, owner: str | None = None, **options: Any) -> DatasetManifest:
+        """Store PATH as a new dataset; `options` are catalog.ingest's (name, label_column, resize, ...)."""
+        return catalog.add_dataset(self.store, self.settings, path, owner=owner, **options)
 
-    def ingest(self, path: Path, *, label_column: str = "label", resize: tuple[int, int] | None = None,
-               name: str | None = None, owner: str | None = None) -> tuple[DatasetManifest, bool]:
-        """(manifest, reused): the same upload stored before is reused, not stored twice."""
-        return catalog.ingest(self.store, self.settings, path, name=name, label_column=label_column,
-                              resize=resize, owner=owner)
+    def ingest(self, path: Path, *, owner: str | None = None, **options: Any) -> tuple[DatasetManifest, bool]:
+        """(manifest, reused): the same upload stored before is reused, not stored twice. `options`
+        are catalog.ingest's (name, label_column, resize, ...): one list of them, kept there."""
+        return catalog.ingest(self.store, self.settings, path, owner=owner, **options)
 
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec, owner: str | None = None) -> str:
         if isinstance(self.executor, LocalExecutor):  # a Ray cluster's devices are its own to check
@@ -57,14 +66,41 @@ class Engine:
             warm_up()
 
     def run(self, job_id: str, progress: Progress | None = None) -> jobs.Job:
-        return run_job(self.store, self.settings, job_id, self.executor, progress, self.stopping, self.cancelling,
-                       self.run_by)
+        job = run_job(self.store, self.settings, job_id, self.executor, progress, self.stopping, self.cancelling,
+                      self.run_by)
+        if job.status == "succeeded":
+            for hook in self.on_succeeded:
+                try:
+                    hook(job)
+                except Exception:  # a hook only warms caches: the job's results stand
+                    log.exception("an on_succeeded hook failed for job %s", job_id)
+        return job
+
+    def cancel(self, job_id: str, owner: str | None = None) -> jobs.Job:
+        """Ask a queued or running job to stop (its runner stops within seconds)."""
+        return jobs.request_cancel(self.store, job_id, owner)
+
+    def delete_dataset(self, dataset_id: str, owner: str | None = None, tree: bool = False) -> list[str]:
+        """catalog.delete_dataset, then the removed jobs' cached answers."""
+        return catalog.delete_dataset(self.store, self.settings, dataset_id, owner, tree=tree,
+                                      on_job_removed=self.cache.forget_job)
+
+    def record_decisions(self, job_id: str, decisions: list[DecisionIn], owner: str | None = None,
+                         decided_by: str = reviews.LOCAL) -> ReviewResult:
+        """Store review decisions; the job's cached rows (which carry `decision`) are dropped."""
+        result = reviews.record_decisions(self.store, job_id, decisions, owner, decided_by)
+        self.cache.forget_job(job_id)
+        return result
+
+    def accept_suggested(self, job_id: str, accept: AcceptSuggested, owner: str | None = None,
+                         decided_by: str = reviews.LOCAL) -> ReviewResult:
+        result = reviews.accept_suggested(self.store, job_id, accept, owner, decided_by)
+        self.cache.forget_job(job_id)
+        return result
 
     def interrupted_jobs(self) -> list[str]:
         """Jobs left running by a crash: they resume from their last committed epoch."""
-        with self.store.reader() as cur:
-            return [r[0] for r in cur.execute("SELECT job_id FROM jobs WHERE status = 'running' "
-                                              "ORDER BY created_at").fetchall()]
+        return jobs.job_ids(self.store, ("running",))
 
     def cancel_interrupted_cli_jobs(self) -> list[str]:
         """Jobs an in-process `curate score` left running when it died: cancelled, not resumed."""

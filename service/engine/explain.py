@@ -11,7 +11,6 @@ then row. Maps are averaged over all members and taken w.r.t. the normalised inp
 sees (standardised tables, per-channel normalised images).
 """
 
-import json
 import os
 import shutil
 import time
@@ -22,32 +21,24 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from service.store import jobs
-
-from service.read import queries
-from service.errors import CurationError
 from service.engine.executors.local import worker_context
+from service.errors import InvalidQuery, ModelNotKept
+from service.fsutil import atomic_path
 from service.limits import WorkQueue
 from service.schemas import AttributionOut
 from service.settings import Settings
-from service.store.db import Store, insert_arrow, to_json
+from service.store import attributions, jobs
+from service.store.db import Store, to_json
+from service.vocab import ATTRIBUTION_METHODS, ATTRIBUTION_TARGETS, DEFAULT_METHODS
 
-TARGETS = ("given", "suggested")
-# models.attribution.METHODS, copied so the engine stays torch-free (a test keeps them equal)
-METHODS = ("bias", "bias_uniform", "bias_signed", "gradient_x_input", "integrated_gradients_5",
-           "integrated_gradients_10", "full")
-DEFAULT_METHODS = ("bias", "gradient_x_input")  # computed for flagged and hard examples after every job
+TARGETS = ATTRIBUTION_TARGETS
+METHODS = ATTRIBUTION_METHODS  # models.attribution.METHODS, repeated in vocab (a test keeps them equal)
 N_TOP_FEATURES = 10
 HEATMAP_PX = 128  # heatmaps are scaled up (nearest neighbour) to about this height
 
 
-class ModelNotKept(CurationError):
-    status_code = 409
-    code = "model_not_kept"
-
-
 def model_path(settings: Settings, job_id: str, group: int) -> Path:
-    return settings.jobs_dir / job_id / "model" / f"ensemble-group-{group}.pt"
+    return settings.model_path(job_id, group)
 
 
 def keep_model(settings: Settings, job: jobs.Job) -> bool:
@@ -56,10 +47,10 @@ def keep_model(settings: Settings, job: jobs.Job) -> bool:
     the explain worker drops the optimizer state the first time it loads the file. False when a
     group's final checkpoint is not here (Ray on several machines without shared storage leaves it on
     the worker's node; with ray_shared_dir the executor moves it here first); then nothing can be explained."""
-    job_dir = settings.jobs_dir / job.job_id
+    job_dir = settings.job_dir(job.job_id)
     kept = True
     for group in range(len(job.spec.member_groups())):
-        final = job_dir / f"ensemble-group-{group}" / "ckpt" / f"epoch-{job.spec.n_epochs}.pt"
+        final = settings.checkpoint_dir(job.job_id, "ensemble", group) / f"epoch-{job.spec.n_epochs}.pt"
         dest = model_path(settings, job.job_id, group)
         if final.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -80,11 +71,7 @@ def explain_job(store: Store, settings: Settings, job: jobs.Job) -> None:
     many under "attributions". A failure is recorded there and in the events, never fails the job:
     its scores are already stored."""
     started = time.perf_counter()
-    with store.reader() as cur:
-        ids = [r[0] for r in cur.execute(
-            "SELECT example_id FROM example_scores WHERE job_id = ? AND (is_suspected_mislabel OR split = 'hard') "
-            "ORDER BY is_suspected_mislabel DESC, CASE WHEN is_suspected_mislabel THEN -mislabel_score "
-            "ELSE accessibility END, example_id", [job.job_id]).fetchall()]
+    ids = attributions.explain_candidates(store, job.job_id)
     chosen = sorted(ids[:settings.explain_max_examples])
     info: dict[str, object] = {"n_candidates": len(ids), "n_explained": len(chosen), "targets": list(TARGETS),
                                "methods": list(DEFAULT_METHODS)}
@@ -95,10 +82,7 @@ def explain_job(store: Store, settings: Settings, job: jobs.Job) -> None:
         info.update(n_explained=0, error=f"{type(exc).__name__}: {exc}")
     info["seconds"] = round(time.perf_counter() - started, 2)
     with store.transaction() as cur:
-        row = cur.execute("SELECT summary FROM jobs WHERE job_id = ?", [job.job_id]).fetchone()
-        summary = json.loads(row[0]) if row and row[0] else {}
-        summary["attributions"] = info
-        cur.execute("UPDATE jobs SET summary = ? WHERE job_id = ?", [to_json(summary), job.job_id])
+        jobs.update_summary(cur, job.job_id, {"attributions": info})
         done = f"{len(chosen)} of {len(ids)} flagged or hard examples explained in {info['seconds']} s"
         jobs.add_event(cur, job.job_id, "explained", str(info.get("error", done)))
 
@@ -118,14 +102,14 @@ def explain_example(store: Store, settings: Settings, job_id: str, example_id: i
                     target: str = "given", owner: str | None = None) -> AttributionOut:
     """One example's attribution with its full map; computed (both targets) and stored first if missing."""
     if method not in METHODS:
-        raise queries.InvalidQuery(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise InvalidQuery(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if target not in TARGETS:
-        raise queries.InvalidQuery(f"target must be given or suggested, got {target!r}")
-    row = queries.attribution_row(store, job_id, example_id, target, method, owner)
+        raise InvalidQuery(f"target must be given or suggested, got {target!r}")
+    row = attributions.attribution_row(store, job_id, example_id, target, method, owner)
     if row is None or not (settings.data_dir / row["map_path"]).exists():
         with attribution_queue(settings).slot():  # bounded: 429 with Retry-After past the queue
             compute_attributions(store, settings, jobs.get_job(store, job_id, owner), [example_id], [method])
-        row = queries.attribution_row(store, job_id, example_id, target, method, owner)
+        row = attributions.attribution_row(store, job_id, example_id, target, method, owner)
     values = np.load(settings.data_dir / row["map_path"])  # type: ignore[index]
     return AttributionOut(**row, map_shape=list(values.shape), map=values.ravel().tolist())  # type: ignore[arg-type]
 
@@ -135,12 +119,7 @@ def compute_attributions(store: Store, settings: Settings, job: jobs.Job, exampl
     """Explain these examples for both targets with each method in a worker process (on the job's
     device), write the maps (and heatmaps), then replace their rows in one transaction. Returns the
     seconds of each part: {"worker": ..., "files": ..., "rows": ...}."""
-    with store.reader() as cur:
-        kind, n_classes, feature_names = cur.execute(
-            "SELECT kind, n_classes, feature_names FROM datasets WHERE dataset_id = ?", [job.dataset_id]).fetchone()
-        labels = cur.execute("SELECT example_id, given_label, suggested_label FROM example_scores WHERE job_id = ? "
-                             "AND example_id IN (SELECT unnest(?::INTEGER[])) ORDER BY example_id",
-                             [job.job_id, list(example_ids)]).fetchnumpy()
+    kind, n_classes, names, labels = attributions.explain_inputs(store, job.job_id, job.dataset_id, list(example_ids))
     groups = job.spec.member_groups()
     missing = [g for g in range(len(groups)) if not model_path(settings, job.job_id, g).exists()]
     if missing:
@@ -152,19 +131,15 @@ def compute_attributions(store: Store, settings: Settings, job: jobs.Job, exampl
                "suggested": labels["suggested_label"].astype(int).tolist()}
     ds = settings.datasets_dir / job.dataset_id
     started = time.perf_counter()
-    result = _run_worker(job_dir=str(settings.jobs_dir / job.job_id), spec_json=job.spec.model_dump_json(),
+    result = _run_worker(job_dir=str(settings.job_dir(job.job_id)), spec_json=job.spec.model_dump_json(),
                          members_by_group=groups, x_path=str(ds / "X.npy"), y_path=str(ds / "y.npy"),
                          n_classes=n_classes, example_ids=ids.tolist(), targets=targets, methods=list(methods),
                          n_threads=settings.threads_per_worker())
     worker_done = time.perf_counter()
     images = np.load(ds / "X.npy", mmap_mode="r") if kind == "image" else None
-    names = json.loads(feature_names) if feature_names else None
     rows = _save_maps(settings, job.job_id, ids, targets, methods, result, images, names)
     files_done = time.perf_counter()
-    with store.transaction() as cur:
-        cur.execute("DELETE FROM attributions WHERE job_id = ? AND example_id IN (SELECT unnest(?::INTEGER[])) "
-                    "AND method IN (SELECT unnest(?::VARCHAR[]))", [job.job_id, ids.tolist(), list(methods)])
-        insert_arrow(cur, "attributions", rows, {"job_id": job.job_id})
+    attributions.replace_attributions(store, job.job_id, ids.tolist(), list(methods), rows)
     return {"worker": round(worker_done - started, 2), "files": round(files_done - worker_done, 2),
             "rows": round(time.perf_counter() - files_done, 2)}
 
@@ -181,7 +156,7 @@ def _save_maps(settings: Settings, job_id: str, ids: np.ndarray, targets: dict[s
                feature_names: list[str] | None) -> pa.Table:
     """Write every map (.npy, and a heatmap for images); return their rows. Files are written by a
     few threads (PNG compression and file writes release the GIL): 2,000 examples make 8,000 maps."""
-    folder = settings.jobs_dir / job_id / "attributions"
+    folder = settings.attributions_dir(job_id)
     folder.mkdir(parents=True, exist_ok=True)
 
     def one(target: str, i: int, example_id: int) -> list[dict[str, object]]:
@@ -241,14 +216,11 @@ def save_heatmap(image: np.ndarray, values: np.ndarray, path: Path) -> Path:
     gap = np.full((h, max(1, w // 8), 3), 255, dtype=np.uint8)
     both = np.concatenate([rgb.transpose(1, 2, 0), gap, coloured], axis=1)
     k = max(1, HEATMAP_PX // h)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(both).resize((both.shape[1] * k, h * k), Image.Resampling.NEAREST).save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path, fsync=False) as tmp:  # thousands of maps: the row commits after them all
+        Image.fromarray(both).resize((both.shape[1] * k, h * k), Image.Resampling.NEAREST).save(tmp, format="PNG")
     return path
 
 
 def _save_npy(path: Path, values: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
+    with atomic_path(path, fsync=False) as tmp, tmp.open("wb") as f:
         np.save(f, values)
-    tmp.replace(path)

@@ -11,11 +11,8 @@ import logging
 import threading
 import time
 
-from service.store import jobs
-
-from service.read import queries
-from service.read.cache import result_cache
 from service.engine.engine import Engine
+from service.store import jobs
 
 log = logging.getLogger("curate.scheduler")
 
@@ -34,8 +31,7 @@ class Scheduler:
         for job_id in self.engine.cancel_interrupted_cli_jobs():
             log.warning("job %s was interrupted while running in-process (curate score): not resumed, marked "
                         "cancelled (curate retry %s resumes it)", job_id, job_id)
-        with self.engine.store.transaction() as cur:
-            cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'cancelling'")
+        jobs.finish_cancelling(self.engine.store)
         for job_id in self.engine.interrupted_jobs():
             log.warning("resuming job %s: it was running under a server that stopped", job_id)
         self.engine.warm_up_workers()
@@ -56,10 +52,7 @@ class Scheduler:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _next_jobs(self) -> list[str]:
-        with self.engine.store.reader() as cur:
-            rows = cur.execute("SELECT job_id FROM jobs WHERE status IN ('running', 'queued') "
-                               "ORDER BY status = 'queued', created_at").fetchall()
-        return [r[0] for r in rows if r[0] not in self._running]
+        return [j for j in jobs.runnable_job_ids(self.engine.store) if j not in self._running]
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -76,19 +69,10 @@ class Scheduler:
 
     def _run(self, job_id: str) -> None:
         try:
-            job = self.engine.run(job_id)
+            self.engine.run(job_id)  # a success calls the engine's on_succeeded hooks (cache warming)
         except Exception:  # recorded on the job by run_job; keep the scheduler alive
             log.exception("job %s failed", job_id)
-            return
-        try:  # the read endpoints' answers for it, before anyone asks
-            queries.warm_cache(self.engine.store, result_cache(self.engine.store, self.engine.settings.result_cache_mb),
-                               job)
-        except Exception:  # only a cache: the endpoints fill it themselves on demand
-            log.exception("warming the result cache for job %s failed", job_id)
 
     def running_jobs(self) -> list[str]:
         return [j for j, t in self._running.items() if t.is_alive()]
 
-
-def cancel(engine: Engine, job_id: str, owner: str | None) -> jobs.Job:
-    return jobs.request_cancel(engine.store, job_id, owner)

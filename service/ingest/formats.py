@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from service.errors import DatasetTooLarge, InvalidDataset, UnsupportedFormat
+from service.limits import IngestLimits  # noqa: F401  (part of this module's API)
 from service.ingest.images import check_archive, images_from_array, load_image_folder, load_image_zip
 
 SourceFormat = Literal["image_folder", "zip", "csv", "parquet", "npz"]
@@ -30,15 +31,6 @@ _SUFFIX_FORMATS: dict[str, SourceFormat] = {
     ".pq": "parquet",
     ".npz": "npz",
 }
-
-
-@dataclass(frozen=True)
-class IngestLimits:
-    max_archive_bytes: int = 2 * 1024**3  # total uncompressed size of a zip or npz; size of a CSV or Parquet's data
-    max_files: int = 200_000  # files in a folder or entries in a zip
-    max_compression_ratio: float = 200.0  # per zip entry (zip bomb guard)
-    max_decoded_bytes: int = 1024**3  # image pixels after decoding and resize, in all (PNG bomb guard)
-    max_image_pixels: int = 25_000_000  # width x height of one image, checked before it is decoded
 
 
 @dataclass(frozen=True, eq=False)

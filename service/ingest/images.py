@@ -17,15 +17,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import DatasetTooLarge, InvalidDataset
-
-if TYPE_CHECKING:
-    from service.ingest.formats import IngestLimits
+from service.limits import IngestLimits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}

@@ -30,7 +30,7 @@ def safe_filename(name: str | None) -> str:
 async def receive_upload(chunks: AsyncIterator[bytes], filename: str, settings: Settings) -> Path:
     """Write chunks to a new upload folder; 413 (DatasetTooLarge) past max_upload_bytes."""
     name = safe_filename(filename)  # before anything is written
-    folder = settings.data_dir / "uploads" / uuid.uuid4().hex
+    folder = settings.uploads_dir / uuid.uuid4().hex
     folder.mkdir(parents=True)
     partial = folder / (name + ".partial")
     size = 0
@@ -65,7 +65,7 @@ async def receive_multipart(chunks: AsyncIterator[bytes], content_type: str, set
     boundary = params.get(b"boundary")
     if not boundary:
         raise InvalidDataset("multipart upload without a boundary in its Content-Type")
-    folder = settings.data_dir / "uploads" / uuid.uuid4().hex
+    folder = settings.uploads_dir / uuid.uuid4().hex
     folder.mkdir(parents=True)
     partial = folder / "upload.partial"
     part: dict[str, object] = {"field": b"", "value": b"", "headers": {}}
@@ -130,7 +130,7 @@ def discard_upload(path: Path) -> None:
 
 def clean_partial_uploads(settings: Settings) -> int:
     """At start-up: every upload folder is a leftover (uploads are deleted once ingested)."""
-    root = settings.data_dir / "uploads"
+    root = settings.uploads_dir
     if not root.exists():
         return 0
     leftovers = [p for p in root.iterdir() if p.is_dir()]

@@ -5,7 +5,7 @@ the original upload they come from, never by example_id (excluded rows shift the
 from collections import Counter
 
 from service.read import queries
-from service.errors import CurationError
+from service.errors import CurationError, NotDerived
 from service.schemas import ClassDiff, DiffOut, SuspectCounts
 from service.store.db import Store
 
@@ -24,11 +24,6 @@ _DIFF_SQL = """
     SELECT a.given_label, b.given_label, a.split, b.split, a.sus, b.sus, count(*)
     FROM a FULL OUTER JOIN b ON a.root = b.root
     GROUP BY ALL"""
-
-
-class NotDerived(CurationError):
-    status_code = 422
-    code = "not_derived"
 
 
 def diff_jobs(store: Store, job_a: str, job_b: str, owner: str | None = None) -> DiffOut:

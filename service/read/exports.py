@@ -7,14 +7,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from service.errors import CurationError
+from service.errors import CurationError, InvalidExport
+from service.fsutil import atomic_path
 
 FORMATS = ("csv", "parquet", "jsonl")
-
-
-class InvalidExport(CurationError):
-    status_code = 422
-    code = "invalid_export"
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (CSV injection)
@@ -41,14 +37,13 @@ def write_table(table: pa.Table, fmt: str, path: Path) -> Path:
     if fmt not in FORMATS:
         raise InvalidExport(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    if fmt == "csv":
-        pacsv.write_csv(neutralise_formulas(table), tmp)
-    elif fmt == "parquet":
-        pq.write_table(table, tmp)
-    else:
-        with tmp.open("w", encoding="utf-8") as f:
-            for row in table.to_pylist():
-                f.write(json.dumps(row, allow_nan=False, default=str) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            pacsv.write_csv(neutralise_formulas(table), tmp)
+        elif fmt == "parquet":
+            pq.write_table(table, tmp)
+        else:
+            with tmp.open("w", encoding="utf-8") as f:
+                for row in table.to_pylist():
+                    f.write(json.dumps(row, allow_nan=False, default=str) + "\n")
     return path

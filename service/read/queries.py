@@ -7,64 +7,28 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from service.store import jobs
-from service.read.cache import CachedJob, ResultCache, ScoreIndex, build_score_index
-from service.errors import CurationError, JobNotFinished, NotFound
-from service.schemas import AdaBoostOut, DatasetOut, DynamicsOut, ExampleOut, ExamplePage
+from service.errors import InvalidQuery, NotFound
+from service.read.cache import CachedJob, ScoreIndex, build_score_index
+from service.result_cache import ResultCache
+from service.schemas import AdaBoostOut, DynamicsOut, ExampleOut, ExamplePage
+from service.store import jobs, reviews
+from service.store.attributions import attribution_row  # noqa: F401  (a read the API shows)
+from service.store.catalog import get_dataset, list_datasets  # noqa: F401  (reads the API shows)
 from service.store.db import Store
+from service.store.jobs import finished_job
+from service.store.reviews import CURRENT_SQL
+from service.vocab import DECIDED, EXPORT_KINDS, ORDERS, SPLITS, order_by_sql
 
 SCORE_COLUMNS = ("example_id", "source", "given_label", "consistency", "consensus", "consensus_label",
                  "heldout_consistency", "accessibility", "first_learned_epoch", "mean_label_prob", "split",
                  "mislabel_score", "is_suspected_mislabel", "suggested_label", "adaboost_accessibility",
                  "family_agreement", "decision", "decided_label")
-# the current review decision of each example of job $job: latest row wins, a latest `clear` = none
-CURRENT_SQL = """
-    SELECT * FROM (
-        SELECT example_id, action, label, note, decided_by, decided_at FROM reviews WHERE job_id = $job
-        QUALIFY row_number() OVER (PARTITION BY example_id ORDER BY seq DESC) = 1)
-    WHERE action <> 'clear'"""
-EXPORTS = ("scores", "easy", "intermediate", "hard", "mislabeled")
-_DYNAMICS_CACHE: dict[tuple[str, str, int], list[dict]] = {}  # (db, job, bins) of succeeded jobs
-ORDERS = {"example_id": "s.example_id", "mislabel_score": "s.mislabel_score DESC, s.example_id",
-          "accessibility": "s.accessibility, s.example_id", "consistency": "s.consistency, s.example_id"}
 
 
-class InvalidQuery(CurationError):
-    status_code = 422
-    code = "invalid_query"
-
-
-def finished_job(store: Store, job_id: str, owner: str | None = None) -> jobs.Job:
-    job = jobs.get_job(store, job_id, owner)
-    if job.status != "succeeded":
-        raise JobNotFinished(f"job {job_id} is {job.status}; scores exist once it has succeeded")
-    return job
-
-
-def get_dataset(store: Store, dataset_id: str, owner: str | None = None) -> DatasetOut:
-    """A dataset with its lineage (parent_id, version, root_id, applied decision counts)."""
+def decision_counts(store: Store, job_id: str) -> dict[str, int]:
+    """{"relabel", "keep", "exclude"} -> how many examples of the job have that current decision."""
     with store.reader() as cur:
-        cur.execute("SELECT dataset_id, name, kind, source_format, n_examples, n_classes, class_names, x_shape, "
-                    "sha256, parent_id, version, coalesce(root_id, dataset_id) AS root_id, applied FROM datasets "
-                    "WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?", [dataset_id, owner])
-        row = cur.fetchone()
-        keys = [d[0] for d in cur.description]
-    if row is None:
-        raise NotFound(f"dataset {dataset_id} not found")
-    values = dict(zip(keys, row))
-    for key in ("class_names", "x_shape", "applied"):
-        values[key] = json.loads(values[key]) if values[key] is not None else None
-    values["version"] = values["version"] or 0
-    if values["applied"] is not None:  # stored with sorted keys: back in the vocabulary's order
-        values["applied"] = {a: values["applied"].get(a, 0) for a in ("relabel", "keep", "exclude")}
-    return DatasetOut(**values)
-
-
-def list_datasets(store: Store, owner: str | None = None) -> list[DatasetOut]:
-    with store.reader() as cur:
-        ids = [r[0] for r in cur.execute("SELECT dataset_id FROM datasets WHERE owner IS NOT DISTINCT FROM ? "
-                                         "ORDER BY created_at DESC", [owner]).fetchall()]
-    return [get_dataset(store, i, owner) for i in ids]
+        return reviews.decision_counts(cur, job_id)
 
 
 @dataclass(frozen=True)
@@ -79,7 +43,7 @@ class RowFilter:
         return any(v is not None for v in (self.given_label, self.suggested_label, self.decision))
 
 
-DECISION_FILTERS = ("none", "relabel", "keep", "exclude")
+DECISION_FILTERS = ("none", *DECIDED)
 
 
 def score_page(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
@@ -99,14 +63,14 @@ def score_page(store: Store, job_id: str, *, owner: str | None = None, split: st
     sql = f"""
         WITH page AS (
             SELECT s.*, d.action AS decision_, d.label AS decided_, count(*) OVER () AS total_ {where}
-            ORDER BY {ORDERS[order]} LIMIT $limit OFFSET $offset)
+            ORDER BY {order_by_sql(order)} LIMIT $limit OFFSET $offset)
         SELECT s.example_id, e.source, $names[s.given_label + 1] AS given_label, s.consistency, s.consensus,
                $names[s.consensus_label + 1] AS consensus_label, s.heldout_consistency, s.accessibility,
                s.first_learned_epoch, s.mean_label_prob, s.split, s.mislabel_score, s.is_suspected_mislabel,
                $names[s.suggested_label + 1] AS suggested_label, s.adaboost_accessibility, s.family_agreement,
                s.decision_ AS decision, $names[s.decided_ + 1] AS decided_label, s.total_
         FROM page s JOIN examples e ON e.dataset_id = $dataset AND e.example_id = s.example_id
-        ORDER BY {ORDERS[order]}"""
+        ORDER BY {order_by_sql(order)}"""
     with store.reader() as cur:
         names = json.loads(cur.execute("SELECT class_names FROM datasets WHERE dataset_id = ?",
                                        [job.dataset_id]).fetchall()[0][0])
@@ -154,7 +118,7 @@ def _filter_params(filters: RowFilter, names: list[str]) -> dict[str, object]:
 
 
 def _check_page(split: str | None, order: str, limit: int | None, offset: int) -> None:
-    if split is not None and split not in ("easy", "intermediate", "hard"):
+    if split is not None and split not in SPLITS:
         raise InvalidQuery(f"split must be easy, intermediate or hard, got {split!r}")
     if order not in ORDERS:
         raise InvalidQuery(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
@@ -172,8 +136,8 @@ def score_rows(store: Store, job_id: str, *, owner: str | None = None, split: st
 
 def export_rows(store: Store, job_id: str, what: str, owner: str | None = None) -> pa.Table:
     """scores: every example; easy/intermediate/hard: that split; mislabeled: flagged, worst first."""
-    if what not in EXPORTS:
-        raise InvalidQuery(f"what must be one of {', '.join(EXPORTS)}, got {what!r}")
+    if what not in EXPORT_KINDS:
+        raise InvalidQuery(f"what must be one of {', '.join(EXPORT_KINDS)}, got {what!r}")
     if what == "scores":
         return score_rows(store, job_id, owner=owner)
     if what == "mislabeled":
@@ -194,13 +158,10 @@ def adaboost_curves(store: Store, job_id: str, owner: str | None = None) -> dict
 
 def dynamics_histograms(store: Store, job_id: str, n_bins: int = 20, owner: str | None = None) -> list[dict]:
     """Per epoch, histograms of consistency and consensus over examples (bins of width 1/n_bins).
-
-    A succeeded job never changes, so its answer is cached (the two GROUP BYs scan epochs x
-    examples rows; the API load benchmark found them the costliest read)."""
+    The two GROUP BYs scan epochs x examples rows (the API load benchmark found them the costliest
+    read): the API serves them from the result cache (dynamics_json), the dashboard draws them into
+    a PNG once."""
     finished_job(store, job_id, owner)
-    key = (str(store.path), job_id, n_bins)
-    if key in _DYNAMICS_CACHE:
-        return _DYNAMICS_CACHE[key]
     with store.reader() as cur:
         rows = cur.execute(
             "SELECT epoch, least(floor(consistency * ?), ? - 1)::INT AS b, count(*) FROM example_epoch_stats "
@@ -213,11 +174,7 @@ def dynamics_histograms(store: Store, job_id: str, n_bins: int = 20, owner: str 
         for epoch, b, count in data:
             entry = out.setdefault(epoch, {"epoch": epoch, "consistency": [0] * n_bins, "consensus": [0] * n_bins})
             entry[metric][b] = count
-    result = [out[e] for e in sorted(out)]
-    if len(_DYNAMICS_CACHE) >= 64:
-        _DYNAMICS_CACHE.pop(next(iter(_DYNAMICS_CACHE)))
-    _DYNAMICS_CACHE[key] = result
-    return result
+    return [out[e] for e in sorted(out)]
 
 
 def count_rows(store: Store, job_id: str, *, owner: str | None = None, split: str | None = None,
@@ -240,30 +197,6 @@ def adaboost_comparison(store: Store, job_id: str, owner: str | None = None) -> 
 def _check_adaboost(job: jobs.Job) -> None:
     if not job.adaboost.enabled:
         raise InvalidQuery(f"job {job.job_id} ran without the AdaBoost baseline")
-
-
-def attribution_row(store: Store, job_id: str, example_id: int, target: str, method: str,
-                    owner: str | None = None) -> dict | None:
-    """One stored attribution summary (target_label by class name), or None if not computed yet.
-    Raises NotFound for an example outside the job's dataset, JobNotFinished before success."""
-    job = finished_job(store, job_id, owner)
-    with store.reader() as cur:
-        if not cur.execute("SELECT 1 FROM example_scores WHERE job_id = ? AND example_id = ?",
-                           [job_id, example_id]).fetchone():
-            raise NotFound(f"example {example_id} not found in job {job_id}")
-        cur.execute("SELECT a.*, json_extract_string(d.class_names, '$[' || a.target_label || ']') AS label_name "
-                    "FROM attributions a JOIN datasets d ON d.dataset_id = ? WHERE a.job_id = ? "
-                    "AND a.example_id = ? AND a.target = ? AND a.method = ?",
-                    [job.dataset_id, job_id, example_id, target, method])
-        row = cur.fetchone()
-        columns = [d[0] for d in cur.description]
-    if row is None:
-        return None
-    out = dict(zip(columns, row))
-    out["target_label"] = out.pop("label_name")
-    out["per_layer_bias_share"] = json.loads(out["per_layer_bias_share"])
-    out["top_features"] = json.loads(out["top_features"])
-    return out
 
 
 def dataset_feature_names(store: Store, dataset_id: str, owner: str | None = None) -> list[str] | None:

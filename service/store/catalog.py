@@ -1,24 +1,23 @@
 """Datasets in the store: ingest a path, save its files, then record its rows (file first, then row)."""
 
 import hashlib
+import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from service.read.cache import forget_job
+from service.errors import Conflict, HasVersions, NotFound
 from service.ingest.files import DatasetManifest, load_manifest, save_dataset, source_format_of
-from service.errors import Conflict, NotFound
 from service.ingest.formats import IngestLimits, load_dataset
+from service.schemas import DatasetOut
 from service.settings import Settings
 from service.store.db import JOB_TABLES, Store, insert_arrow, to_json
-
-
-class HasVersions(Conflict):
-    code = "has_versions"
+from service.vocab import DECIDED
 
 
 def ingest_limits(settings: Settings) -> IngestLimits:
@@ -71,6 +70,47 @@ def ingest(store: Store, settings: Settings, path: Path, *, name: str | None = N
     return manifest, False
 
 
+def get_dataset(store: Store, dataset_id: str, owner: str | None = None) -> DatasetOut:
+    """A dataset with its lineage (parent_id, version, root_id, applied decision counts)."""
+    with store.reader() as cur:
+        cur.execute("SELECT dataset_id, name, kind, source_format, n_examples, n_classes, class_names, x_shape, "
+                    "sha256, parent_id, version, coalesce(root_id, dataset_id) AS root_id, applied FROM datasets "
+                    "WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?", [dataset_id, owner])
+        row = cur.fetchone()
+        keys = [d[0] for d in cur.description]
+    if row is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    values = dict(zip(keys, row))
+    for key in ("class_names", "x_shape", "applied"):
+        values[key] = json.loads(values[key]) if values[key] is not None else None
+    values["version"] = values["version"] or 0
+    if values["applied"] is not None:  # stored with sorted keys: back in the vocabulary's order
+        values["applied"] = {a: values["applied"].get(a, 0) for a in DECIDED}
+    return DatasetOut(**values)
+
+
+def list_datasets(store: Store, owner: str | None = None) -> list[DatasetOut]:
+    with store.reader() as cur:
+        ids = [r[0] for r in cur.execute("SELECT dataset_id FROM datasets WHERE owner IS NOT DISTINCT FROM ? "
+                                         "ORDER BY created_at DESC", [owner]).fetchall()]
+    return [get_dataset(store, i, owner) for i in ids]
+
+
+def dataset_size(store: Store, dataset_id: str) -> tuple[int, int]:
+    """(n_examples, n_classes) of a stored dataset."""
+    with store.reader() as cur:
+        n_examples, n_classes = cur.execute("SELECT n_examples, n_classes FROM datasets WHERE dataset_id = ?",
+                                            [dataset_id]).fetchone()
+    return int(n_examples), int(n_classes)
+
+
+def given_labels(store: Store, dataset_id: str) -> np.ndarray:
+    """Every example's given label (class index), (n_examples,) int64 in example_id order."""
+    with store.reader() as cur:
+        return cur.execute("SELECT given_label FROM examples WHERE dataset_id = ? ORDER BY example_id",
+                           [dataset_id]).fetchnumpy()["given_label"].astype(np.int64)
+
+
 def insert_dataset_row(cur: duckdb.DuckDBPyConnection, manifest: DatasetManifest, owner: str | None,
                        **lineage: object) -> None:
     """The `datasets` row of a manifest whose files are in place; `lineage` fills parent_id, version,
@@ -113,11 +153,12 @@ def _resize_text(resize: tuple[int, int] | None) -> str | None:
 
 
 def delete_dataset(store: Store, settings: Settings, dataset_id: str, owner: str | None = None,
-                   tree: bool = False) -> list[str]:
+                   tree: bool = False, on_job_removed: Callable[[str], None] | None = None) -> list[str]:
     """Remove a dataset that no unfinished job uses, with its finished jobs and all their results
-    (rows first, in one transaction; then files and cached answers). A dataset that versions were
-    made from is refused (409 has_versions) unless `tree`, which removes those versions too. Its
-    parent, and the parent's jobs, are never touched. Returns the removed dataset ids."""
+    (rows first, in one transaction; then files; `on_job_removed(job_id)` for each removed job, the
+    Engine's cache drop). A dataset that versions were made from is refused (409 has_versions)
+    unless `tree`, which removes those versions too. Its parent, and the parent's jobs, are never
+    touched. Returns the removed dataset ids."""
     with store.transaction() as cur:
         found = cur.execute("SELECT 1 FROM datasets WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?",
                             [dataset_id, owner]).fetchone()
@@ -139,7 +180,8 @@ def delete_dataset(store: Store, settings: Settings, dataset_id: str, owner: str
         for table in ("jobs", "examples", "datasets"):
             cur.execute(f"DELETE FROM {table} WHERE list_contains(?, dataset_id)", [tree_ids])
     for job_id in job_ids:
-        forget_job(store, job_id)
+        if on_job_removed is not None:
+            on_job_removed(job_id)
         shutil.rmtree(settings.jobs_dir / job_id, ignore_errors=True)
         for plot in _plot_files(settings, job_id):
             plot.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from service.errors import CurationError
+from service.errors import CurationError, StoreLocked
 
 SCHEMA_VERSION = 3  # 2: reviews, dataset lineage (parent_id, version, root_id, applied), upload reuse;
 # 3: jobs.run_by (who ran the job's last attempt: server | cli), api_keys.key_id (owners by stable id)
@@ -98,12 +98,6 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     # the owner id of a stored key's datasets and jobs; NULL before v3, when the owner was the key's name
     (3, "ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS key_id VARCHAR"),
 )
-
-
-
-class StoreLocked(CurationError):
-    status_code = 409
-    code = "store_locked"
 
 
 class StoreClosed(RuntimeError):

@@ -13,7 +13,7 @@ from typing import Any
 
 from models.spec import AdaBoostSpec, TrainSpec
 from scoring.scores import ScoringOptions
-from service.errors import Conflict, InvalidSpec, NotFound
+from service.errors import Conflict, InvalidSpec, JobNotFinished, NotFound
 from service.limits import check_job_memory
 from service.schemas import JobOut
 from service.store.db import Store, to_json
@@ -107,11 +107,58 @@ def get_job(store: Store, job_id: str, owner: str | None = None) -> Job:
     return _job(row)
 
 
+def finished_job(store: Store, job_id: str, owner: str | None = None) -> Job:
+    """A job whose scores exist (it succeeded); JobNotFinished names its status otherwise."""
+    job = get_job(store, job_id, owner)
+    if job.status != "succeeded":
+        raise JobNotFinished(f"job {job_id} is {job.status}; scores exist once it has succeeded")
+    return job
+
+
 def list_jobs(store: Store, owner: str | None = None, limit: int = 100) -> list[Job]:
     with store.reader() as cur:
         rows = cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE owner IS NOT DISTINCT FROM ? "
                            "ORDER BY created_at DESC LIMIT ?", [owner, limit]).fetchall()
     return [_job(r) for r in rows]
+
+
+def job_ids(store: Store, statuses: tuple[str, ...]) -> list[str]:
+    """Ids of the jobs in these statuses, oldest first."""
+    with store.reader() as cur:
+        return [r[0] for r in cur.execute("SELECT job_id FROM jobs WHERE list_contains(?, status) "
+                                          "ORDER BY created_at", [list(statuses)]).fetchall()]
+
+
+def runnable_job_ids(store: Store) -> list[str]:
+    """The scheduler's queue: jobs left running (resumed first), then queued ones, oldest first."""
+    with store.reader() as cur:
+        return [r[0] for r in cur.execute("SELECT job_id FROM jobs WHERE status IN ('running', 'queued') "
+                                          "ORDER BY status = 'queued', created_at").fetchall()]
+
+
+def finish_cancelling(store: Store) -> None:
+    """At a server's start: jobs left `cancelling` by the last one are cancelled."""
+    with store.transaction() as cur:
+        cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'cancelling'")
+
+
+def update_summary(cur: Any, job_id: str, parts: dict, replace: bool = False) -> None:
+    """The one writer of jobs.summary: merge `parts` into it (or replace it whole), inside the
+    caller's transaction. The finalize step writes the scores' summary, the explain step adds
+    "attributions"."""
+    summary: dict = {}
+    if not replace:
+        row = cur.execute("SELECT summary FROM jobs WHERE job_id = ?", [job_id]).fetchone()
+        summary = json.loads(row[0]) if row and row[0] else {}
+    summary.update(parts)
+    cur.execute("UPDATE jobs SET summary = ? WHERE job_id = ?", [to_json(summary), job_id])
+
+
+def owner_of(store: Store, job_id: str) -> str | None:
+    """A job's owner (None: no such job, or a job without keys)."""
+    with store.reader() as cur:
+        row = cur.execute("SELECT owner FROM jobs WHERE job_id = ?", [job_id]).fetchone()
+    return row[0] if row else None
 
 
 def add_event(cur: Any, job_id: str, kind: str, message: str) -> None:

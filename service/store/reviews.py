@@ -3,8 +3,8 @@
 
 Every request is validated whole (numpy over the request's arrays, not a loop of queries) and
 written in one `store.transaction()`: all of its decisions are stored, or none. Labels are class
-names at the edge and class indices in the table. Writing a decision drops the job's cached
-answers (service.read.cache), so the next read shows it.
+names at the edge and class indices in the table. The Engine drops the job's cached answers after
+a decision is written (Engine.record_decisions), so the next read shows it.
 """
 
 import json
@@ -16,22 +16,19 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from service.read.cache import forget_job
-from service.errors import CurationError
-from service.read.queries import CURRENT_SQL, finished_job
+from service.errors import InvalidReview
 from service.schemas import AcceptSuggested, DecisionIn, ReviewOut, ReviewPage, ReviewResult
 from service.store.db import Store, insert_arrow
+from service.store.jobs import finished_job
+from service.vocab import DECIDED
 
-DECIDED = ("relabel", "keep", "exclude")  # what a current decision can be (clear = none)
+# the current review decision of each example of job $job: latest row wins, a latest `clear` = none
+CURRENT_SQL = """
+    SELECT * FROM (
+        SELECT example_id, action, label, note, decided_by, decided_at FROM reviews WHERE job_id = $job
+        QUALIFY row_number() OVER (PARTITION BY example_id ORDER BY seq DESC) = 1)
+    WHERE action <> 'clear'"""
 LOCAL = "local"  # decided_by without API keys, or in-process
-
-
-
-class InvalidReview(CurationError):
-    """A decision the job cannot take; the message names the example and the problem."""
-
-    status_code = 422
-    code = "invalid_review"
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,6 @@ def record_decisions(store: Store, job_id: str, decisions: list[DecisionIn], own
         rows = rows.append_column("seq", pa.array(np.arange(base, base + n, dtype=np.int64)))
         insert_arrow(cur, "reviews", rows, {"job_id": job_id, "decided_by": decided_by, "decided_at": _now()})
         counts = decision_counts(cur, job_id)
-    forget_job(store, job_id)
     return ReviewResult(job_id=job_id, n_applied=n, counts=counts)
 
 
@@ -87,7 +83,6 @@ def accept_suggested(store: Store, job_id: str, accept: AcceptSuggested, owner: 
                   "min": accept.min_score, "top": accept.top if accept.top is not None else 2**62}
         n = cur.execute(sql, params).fetchone()[0]
         counts = decision_counts(cur, job_id)
-    forget_job(store, job_id)
     return ReviewResult(job_id=job_id, n_applied=int(n), counts=counts)
 
 

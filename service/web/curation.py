@@ -19,7 +19,6 @@ from service.read import queries
 from service.ingest.files import load_arrays, load_lineage
 from service.errors import NotFound
 from service.web.pages import render, render_fragment
-from service.store.reviews import decision_counts
 from service.schemas import DatasetOut
 from service.store.db import Store
 
@@ -80,8 +79,7 @@ def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, own
     ids = [r["example_id"] for r in items]
     heatmaps = queries.attribution_heatmaps(store, job_id, ids, owner)
     features = _feature_rows(store, data_dir, ds, ids, owner)
-    with store.reader() as cur:
-        counts = decision_counts(cur, job_id)
+    counts = queries.decision_counts(store, job_id)
     n_pages = max(1, -(-total // PAGE_SIZE))
     digit_keys = ds.n_classes <= MAX_DIGIT_CLASSES
     twin_query = {"limit": PAGE_SIZE, "offset": (q.page - 1) * PAGE_SIZE, "order": q.sort,
@@ -171,8 +169,7 @@ def render_job_panel(store: Store, data_dir: Path, job: jobs.Job, owner: str | N
     """The curation part of a succeeded job's page: decisions so far, the review and version links,
     the versions made from this job, and (a job on a version) the diff against the job it came from."""
     ds = queries.get_dataset(store, job.dataset_id, owner)
-    with store.reader() as cur:
-        counts = decision_counts(cur, job.job_id)
+    counts = queries.decision_counts(store, job.job_id)
     versions = [d for d in queries.list_datasets(store, owner) if d.parent_id == ds.dataset_id
                 and (load_lineage(data_dir / "datasets", d.dataset_id) or {}).get("from_job") == job.job_id]
     lineage = load_lineage(data_dir / "datasets", ds.dataset_id) or {}

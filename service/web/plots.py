@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from service.fsutil import atomic_path
 
 SPLIT_COLOURS = {"easy": "tab:green", "intermediate": "tab:orange", "hard": "tab:red"}
 DPI = 100
@@ -180,10 +181,6 @@ def _epoch_edges(epochs: np.ndarray) -> np.ndarray:
 def _save_png(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path, fsync=False) as tmp:  # drawn again from the store if a crash loses it
         fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from models.spec import AdaBoostSpec, TrainSpec
 from service.engine import explain
 from service.store import jobs
-from service.api.app import create_app
+from service.app import create_app
 from service.cli.backends import RemoteBackend
 from service.cli.main import app as cli_app
 from service.engine.engine import Engine

@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from service.store import jobs
 
 from service.read import queries
-from service.api.app import create_app
-from service.read.cache import ResultCache, ScoreIndex, forget_job
+from service.app import create_app
+from service.read.cache import ScoreIndex
+from service.result_cache import ResultCache
 from service.engine.engine import Engine
 from service.errors import NotFound
-from service.api.routes.results import cache_of
 from service.schemas import DynamicsOut, ExampleOut, ExamplePage
 from service.settings import Settings
 from service.store.db import JOB_TABLES
@@ -76,7 +76,7 @@ def test_every_order_split_and_page_equals_duckdb(served: Served) -> None:
         assert r.json() == duckdb_page(engine, job_id, ALICE_ID, limit, offset, suspected_only=True,
                                        order="mislabel_score")
     assert r.json()["total"] > 0
-    assert isinstance(cache_of(engine).get((job_id, "scores")), ScoreIndex)  # served from memory
+    assert isinstance(engine.cache.get((job_id, "scores")), ScoreIndex)  # served from memory
 
 
 @pytest.mark.slow
@@ -92,7 +92,7 @@ def test_job_dynamics_and_adaboost_equal_duckdb(served: Served) -> None:
                 mode="json")
         assert c.get(f"/jobs/{job_id}/adaboost").json() == queries.adaboost_comparison(
             store, job_id, ALICE_ID).model_dump(mode="json")
-    assert cache_of(served.engine).get((job_id, ("dynamics", 7))) is not None
+    assert served.engine.cache.get((job_id, ("dynamics", 7))) is not None
 
 
 @pytest.mark.slow
@@ -117,10 +117,10 @@ def test_cancel_and_retry_leave_a_succeeded_job_cached_and_forget_rebuilds(serve
     assert c.delete(f"/jobs/{job_id}").json()["status"] == "succeeded"  # cancel: nothing to do
     assert c.post(f"/jobs/{job_id}/retry").status_code == 409  # only failed or cancelled jobs
     assert c.get(f"/jobs/{job_id}/examples", params={"order": "mislabel_score"}).json() == before
-    forget_job(engine.store, job_id)
-    assert cache_of(engine).get((job_id, "scores")) is None and cache_of(engine).get((job_id, "job")) is None
+    engine.cache.forget_job(job_id)
+    assert engine.cache.get((job_id, "scores")) is None and engine.cache.get((job_id, "job")) is None
     assert c.get(f"/jobs/{job_id}/examples", params={"order": "mislabel_score"}).json() == before
-    assert cache_of(engine).get((job_id, "scores")) is not None
+    assert engine.cache.get((job_id, "scores")) is not None
 
 
 @pytest.mark.slow
@@ -213,10 +213,10 @@ def test_a_succeeded_job_is_warmed_and_deleting_its_dataset_deletes_it_everywher
             # the scheduler fills the cache right after the job succeeds, before anyone asks
             deadline = time.monotonic() + 15
             # (scores, dynamics and adaboost are filled one after another: wait for the last)
-            while not isinstance(cache_of(app.state.engine).get((job["job_id"], "adaboost")), bytes):
+            while not isinstance(app.state.engine.cache.get((job["job_id"], "adaboost")), bytes):
                 assert time.monotonic() < deadline, "the scheduler did not warm the adaboost entry"
                 time.sleep(0.05)
-            assert isinstance(cache_of(app.state.engine).get((job["job_id"], "scores")), ScoreIndex)
+            assert isinstance(app.state.engine.cache.get((job["job_id"], "scores")), ScoreIndex)
             assert c.get(f"/jobs/{job['job_id']}/examples").status_code == 200
             ids.append(job["job_id"])
         gone, kept = ids

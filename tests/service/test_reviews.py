@@ -20,8 +20,9 @@ from service.store import catalog
 from service.read import diff
 from service.read import queries
 from service.store import reviews
+from service.read import dataset_export
 from service.store import versions
-from service.read.cache import ResultCache, result_cache
+from service.result_cache import ResultCache
 from service.store.catalog import HasVersions
 from service.engine.engine import Engine
 from service.errors import JobNotFinished, NotFound
@@ -139,10 +140,10 @@ def test_accept_suggested_top_k_and_min_score_skip_decided_examples(scored) -> N
 
 def test_a_decision_shows_at_once_through_the_result_cache(scored) -> None:
     engine, _, job_id, _ = scored
-    cache = result_cache(engine.store, 64)
+    cache = engine.cache
     queries.example_page_json(engine.store, cache, job_id, limit=5)  # builds and keeps the job's rows
     assert cache.get((job_id, "scores")) is not None
-    reviews.record_decisions(engine.store, job_id, [DecisionIn(example_id=2, action="exclude")])
+    engine.record_decisions(job_id, [DecisionIn(example_id=2, action="exclude")])  # the engine drops them
     assert cache.get((job_id, "scores")) is None
     page = queries.example_page_json(engine.store, cache, job_id, limit=5).decode()
     assert '"example_id":2,' in page and '"decision":"exclude"' in page
@@ -165,7 +166,7 @@ def test_review_filters_by_given_and_suggested_label_and_decision(scored) -> Non
     assert totals == {"none": 297, "relabel": 0, "keep": 0, "exclude": 3}
     _, past_end = queries.score_page(engine.store, job_id, filters=queries.RowFilter(decision="exclude"), offset=50)
     assert past_end == 3  # an empty page still counts what matches
-    cache = result_cache(engine.store, 64)
+    cache = ResultCache(64 * 1024**2)
     page = queries.example_page_json(engine.store, cache, job_id, filters=queries.RowFilter(decision="exclude"))
     assert page.count(b'"decision":"exclude"') == 3
     with pytest.raises(queries.InvalidQuery, match="given_label 'cat' is not a class of this job's dataset"):
@@ -269,7 +270,7 @@ def test_exports_in_the_uploaded_form_round_trip(scored, tmp_path: Path) -> None
         DecisionIn(example_id=1, action="keep"), DecisionIn(example_id=2, action="exclude")])
     v = versions.create_version(engine.store, engine.settings, dataset_id, job_id)
     X, y = (np.asarray(a) for a in engine_arrays(engine, v.dataset_id))
-    npz = versions.export_dataset(engine.store, engine.settings, v.dataset_id, None, tmp_path / "v.npz")
+    npz = dataset_export.export_dataset(engine.store, engine.settings, v.dataset_id, None, tmp_path / "v.npz")
     with np.load(npz) as f:  # the uploaded form (npz) by default
         np.testing.assert_array_equal(f["X"], X)
         np.testing.assert_array_equal(f["y"], y)
@@ -281,13 +282,13 @@ def test_exports_in_the_uploaded_form_round_trip(scored, tmp_path: Path) -> None
         actions = [r[0] for r in cur.execute("SELECT action FROM examples WHERE dataset_id = ? ORDER BY example_id",
                                              [v.dataset_id]).fetchall()]
     for fmt, read in (("csv", lambda p: pacsv.read_csv(p)), ("parquet", pq.read_table)):
-        table = read(versions.export_dataset(engine.store, engine.settings, v.dataset_id, fmt, tmp_path / f"v.{fmt}"))
+        table = read(dataset_export.export_dataset(engine.store, engine.settings, v.dataset_id, fmt, tmp_path / f"v.{fmt}"))
         assert table.column_names == [*(f"f{i}" for i in range(64)), "label", "curate_action"]
         assert [str(c) for c in table.column("label").to_pylist()] == [v.class_names[i] for i in y]
         assert [a or None for a in table.column("curate_action").to_pylist()] == actions  # CSV: empty cells
         np.testing.assert_allclose(table.column("f10").to_numpy(), X[:, 10])
     with pytest.raises(versions.InvalidVersion, match="export it as csv, parquet or npz, not zip"):
-        versions.export_dataset(engine.store, engine.settings, v.dataset_id, "zip", tmp_path / "v.zip")
+        dataset_export.export_dataset(engine.store, engine.settings, v.dataset_id, "zip", tmp_path / "v.zip")
     assert not (tmp_path / "v.zip").exists() and not (tmp_path / "v.zip.partial").exists()
 
 
@@ -311,7 +312,7 @@ def test_an_image_folder_exports_as_a_zip_of_class_folders(tmp_path: Path) -> No
         reviews.record_decisions(engine.store, "j1", [DecisionIn(example_id=0, action="relabel", label="dog"),
                                                       DecisionIn(example_id=4, action="exclude")])
         v = versions.create_version(engine.store, engine.settings, m.dataset_id, "j1")
-        out = versions.export_dataset(engine.store, engine.settings, v.dataset_id, None, tmp_path / "v.zip")
+        out = dataset_export.export_dataset(engine.store, engine.settings, v.dataset_id, None, tmp_path / "v.zip")
         with zipfile.ZipFile(out) as zf:
             names = sorted(zf.namelist())
             img = Image.open(zf.open("dog/cat0.png"))

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.web import report as web
-from service.api.app import create_app
+from service.app import create_app
 from service.engine.engine import Engine
 from service.settings import Settings
 

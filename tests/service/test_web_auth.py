@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from models.spec import AdaBoostSpec, TrainSpec
 from service.store import jobs
-from service.api.app import create_app
+from service.app import create_app
 from service.api.auth import SESSION_COOKIE, KeyRing, create_key, sign_session
 from service.engine.engine import Engine
 from service.settings import Settings

@@ -14,6 +14,7 @@ from service.read import queries
 
 from service.store import reviews
 
+from service.read import dataset_export
 from service.store import versions
 from service.api.routes.deps import EngineDep, OwnerDep, UserDep
 from service.schemas import DatasetOut, DiffOut, ErrorResponse, ReviewIn, ReviewPage, ReviewResult, VersionIn
@@ -29,8 +30,8 @@ def post_reviews(job_id: str, body: ReviewIn, engine: EngineDep, owner: OwnerDep
     before the answer. decided_by is the deciding key's name (local without keys)."""
     by = user or reviews.LOCAL
     if body.accept_suggested is not None:
-        return reviews.accept_suggested(engine.store, job_id, body.accept_suggested, owner, by)
-    return reviews.record_decisions(engine.store, job_id, body.decisions or [], owner, by)
+        return engine.accept_suggested(job_id, body.accept_suggested, owner, by)
+    return engine.record_decisions(job_id, body.decisions or [], owner, by)
 
 
 @router.get("/jobs/{job_id}/reviews", response_model=ReviewPage, responses=ERRORS)
@@ -49,22 +50,22 @@ def create_version(dataset_id: str, body: VersionIn, engine: EngineDep, owner: O
     return versions.create_version(engine.store, engine.settings, dataset_id, body.from_job, owner)
 
 
-@router.get("/datasets/{dataset_id}/export", responses={200: {"content": {m: {} for m in versions.MEDIA.values()}},
+@router.get("/datasets/{dataset_id}/export", responses={200: {"content": {m: {} for m in dataset_export.MEDIA.values()}},
                                                         **ERRORS})
 def export_dataset(dataset_id: str, engine: EngineDep, owner: OwnerDep,
                    format: Literal["csv", "parquet", "npz", "zip"] | None = None) -> FileResponse:
     """The dataset as a file in the form it was uploaded in (or `format`)."""
     ds = queries.get_dataset(engine.store, dataset_id, owner)
-    exports = engine.settings.data_dir / "exports"
+    exports = engine.settings.exports_dir
     exports.mkdir(exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=exports))
-    name = versions.export_name(ds, format)
+    name = dataset_export.export_name(ds, format)
     try:
-        path = versions.export_dataset(engine.store, engine.settings, dataset_id, format, folder / name, owner)
+        path = dataset_export.export_dataset(engine.store, engine.settings, dataset_id, format, folder / name, owner)
     except BaseException:
         folder.rmdir()
         raise
-    return FileResponse(path, media_type=versions.MEDIA[path.suffix[1:]], filename=path.name,
+    return FileResponse(path, media_type=dataset_export.MEDIA[path.suffix[1:]], filename=path.name,
                         background=BackgroundTask(lambda: (path.unlink(missing_ok=True), folder.rmdir())))
 
 

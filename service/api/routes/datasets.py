@@ -47,7 +47,7 @@ async def upload_dataset(
         discard_upload(path)
         raise InvalidDataset(f"resize must be HxW with both sides at least 1, got {resize!r}")
     try:
-        manifest, reused = await run_in_threadpool(catalog.ingest, engine.store, settings, path,
+        manifest, reused = await run_in_threadpool(engine.ingest, path,
                                                    name=name or path.name, label_column=label_column, resize=size,
                                                    owner=owner)
     finally:
@@ -70,4 +70,4 @@ def get_dataset(dataset_id: str, engine: EngineDep, owner: OwnerDep) -> DatasetO
 def delete_dataset(dataset_id: str, engine: EngineDep, owner: OwnerDep, tree: bool = False) -> None:
     """Remove the dataset with its finished jobs and all their results; 409 while a job still runs on it,
     409 has_versions when versions were made from it, unless tree=true (which removes them too)."""
-    catalog.delete_dataset(engine.store, engine.settings, dataset_id, owner, tree=tree)
+    engine.delete_dataset(dataset_id, owner, tree=tree)

@@ -14,7 +14,7 @@ from service.store import jobs
 from service.read import queries
 from service.store.jobs import job_out
 from service.api.routes.deps import EngineDep, OwnerDep
-from service.api.routes.results import cache_of, serve_json
+from service.api.routes.results import serve_json
 from service.schemas import ErrorResponse, JobIn, JobOut
 
 router = APIRouter(tags=["jobs"])
@@ -36,13 +36,13 @@ def list_jobs(engine: EngineDep, owner: OwnerDep) -> list[JobOut]:
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
 async def get_job(job_id: str, engine: EngineDep, owner: OwnerDep) -> Response:
     """A job: status, progress (live while it runs) and ETA."""
-    return await serve_json(partial(queries.job_json, engine.store, cache_of(engine), job_id, owner))
+    return await serve_json(partial(queries.job_json, engine.store, engine.cache, job_id, owner))
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
 def cancel_job(job_id: str, engine: EngineDep, owner: OwnerDep) -> JobOut:
     """Cancel: a queued job at once; a running one stops within seconds (status cancelling, then cancelled)."""
-    return job_out(jobs.request_cancel(engine.store, job_id, owner))
+    return job_out(engine.cancel(job_id, owner))
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=ERRORS)

@@ -12,28 +12,20 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from service.read import queries
-from service.app_info import VERSION
-from service.read.cache import ResultCache, result_cache
-from service.engine.engine import Engine
-from service.engine.explain import METHODS, TARGETS, explain_example
-from service.read.exports import write_table
 from service.api.routes.deps import EngineDep, OwnerDep
+from service.app_info import VERSION
+from service.engine.engine import Engine
+from service.engine.explain import explain_example
+from service.read import queries
+from service.read.exports import write_table
 from service.schemas import AdaBoostOut, AttributionOut, DynamicsOut, ErrorResponse, ExamplePage, Health
+from service.vocab import AttributionMethod as Method
+from service.vocab import AttributionTarget as Target
+from service.vocab import ExportFormat, ExportKind, Order, Split
 
 router = APIRouter(tags=["results"])
 ERRORS = {c: {"model": ErrorResponse} for c in (401, 404, 409, 422)}
 MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "jsonl": "application/x-ndjson"}
-
-Split = Literal["easy", "intermediate", "hard"]
-Order = Literal["example_id", "mislabel_score", "accessibility", "consistency"]
-Method = Literal[METHODS]  # type: ignore[valid-type]
-Target = Literal[TARGETS]  # type: ignore[valid-type]
-
-
-def cache_of(engine: Engine) -> ResultCache:
-    return result_cache(engine.store, engine.settings.result_cache_mb)
-
 
 async def serve_json(read: Callable[..., bytes | None]) -> Response:
     """JSON that a queries.*_json function rendered: a succeeded job's answer in memory right here
@@ -46,14 +38,14 @@ async def serve_json(read: Callable[..., bytes | None]) -> Response:
 
 def _page(engine: Engine, owner: str | None, job_id: str, split: str | None, suspected: bool, order: str,
           limit: int, offset: int, filters: queries.RowFilter) -> Callable[..., bytes | None]:
-    return partial(queries.example_page_json, engine.store, cache_of(engine), job_id, owner=owner, split=split,
+    return partial(queries.example_page_json, engine.store, engine.cache, job_id, owner=owner, split=split,
                    suspected_only=suspected, order=order, limit=min(limit, engine.settings.max_page_size),
                    offset=offset, filters=filters)
 
 
 GivenLabel = Annotated[str | None, Query(max_length=256, description="only this given label (class name)")]
 SuggestedLabel = Annotated[str | None, Query(max_length=256, description="only this suggested label")]
-Decision = Literal["none", "relabel", "keep", "exclude"]
+Decision = Literal["none", "relabel", "keep", "exclude"]  # queries.DECISION_FILTERS
 
 
 @router.get("/health", response_model=Health)
@@ -86,14 +78,14 @@ async def list_mislabeled(job_id: str, engine: EngineDep, owner: OwnerDep,
 async def get_dynamics(job_id: str, engine: EngineDep, owner: OwnerDep,
                        n_bins: Annotated[int, Query(ge=2, le=100)] = 20) -> Response:
     """Per-epoch histograms of consistency and consensus over all examples."""
-    return await serve_json(partial(queries.dynamics_json, engine.store, cache_of(engine), job_id, n_bins, owner))
+    return await serve_json(partial(queries.dynamics_json, engine.store, engine.cache, job_id, n_bins, owner))
 
 
 @router.get("/jobs/{job_id}/adaboost", response_model=AdaBoostOut, responses=ERRORS)
 async def get_adaboost(job_id: str, engine: EngineDep, owner: OwnerDep) -> Response:
     """AdaBoost accuracy per easy/intermediate/hard group against the number of weak learners,
     its correlation with the ensemble's difficulty, and the family-agreement counts."""
-    return await serve_json(partial(queries.adaboost_json, engine.store, cache_of(engine), job_id, owner))
+    return await serve_json(partial(queries.adaboost_json, engine.store, engine.cache, job_id, owner))
 
 
 @router.get("/jobs/{job_id}/examples/{example_id}/attribution", response_model=AttributionOut, responses=ERRORS)
@@ -107,11 +99,10 @@ def get_attribution(job_id: str, example_id: Annotated[int, PathParam(ge=0, le=2
 
 @router.get("/jobs/{job_id}/export", responses={200: {"content": {m: {} for m in MEDIA.values()}}, **ERRORS})
 def export(job_id: str, engine: EngineDep, owner: OwnerDep,
-           what: Literal["scores", "easy", "intermediate", "hard", "mislabeled"] = "scores",
-           format: Literal["csv", "parquet", "jsonl"] = "csv") -> FileResponse:
+           what: ExportKind = "scores", format: ExportFormat = "csv") -> FileResponse:
     """The rows of `curate export`, as a file download."""
     rows = queries.export_rows(engine.store, job_id, what, owner)
-    exports = engine.settings.data_dir / "exports"
+    exports = engine.settings.exports_dir
     exports.mkdir(exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=exports))
     path = write_table(rows, format, folder / f"{job_id}-{what}.{format}")

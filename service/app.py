@@ -12,16 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.app_info import VERSION
 from service.api.auth import KeyRing
-from service.store.catalog import clean_orphans
+from service.app_info import VERSION
 from service.engine.engine import Engine
-from service.errors import CurationError
-from service.limits import BodyReadTimeout, RequestTimeout
 from service.engine.executors.local import Executor
 from service.engine.scheduler import Scheduler
-from service.settings import Settings
+from service.errors import CurationError
 from service.ingest.uploads import clean_partial_uploads
+from service.limits import BodyReadTimeout, RequestTimeout
+from service.read.queries import warm_cache
+from service.settings import Settings
 
 log = logging.getLogger("curate.app")
 
@@ -35,14 +35,15 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(settings, executor, run_by="server")
+        engine = Engine(settings, executor, run_by="server")  # sweeps orphan files of a crash
         clean_partial_uploads(settings)
-        clean_orphans(engine.store, settings)
+        # a job that just succeeded: its answers go into the result cache before anyone asks
+        engine.on_succeeded.append(lambda job: warm_cache(engine.store, engine.cache, job))
         scheduler = Scheduler(engine, settings.max_concurrent_jobs)
         app.state.engine, app.state.scheduler = engine, scheduler
         app.state.keys = KeyRing(engine.store, settings)
         scheduler.start()
-        marker = settings.data_dir / "server.json"
+        marker = settings.server_marker
         if server_url:
             marker.write_text(json.dumps({"url": server_url, "pid": os.getpid()}))
         try:
@@ -75,14 +76,7 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
             return _error(408, RequestTimeout.code, exc.__cause__.message)
         return _error(exc.status_code, "http_error", str(exc.detail), getattr(exc, "headers", None))
 
-    from service.api.routes import curation
-
-    from service.api.routes import datasets
-
-    from service.api.routes import jobs
-
-    from service.api.routes import results
-
+    from service.api.routes import curation, datasets, jobs, results
     from service.web import routes as web
     app.include_router(datasets.router)
     app.include_router(curation.router)
