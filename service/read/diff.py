@@ -8,8 +8,8 @@ from service.read import queries
 from service.errors import CurationError, NotDerived
 from service.schemas import ClassDiff, DiffOut, SuspectCounts
 from service.store.db import Store
+from service.vocab import SPLITS
 
-SPLITS = ("easy", "intermediate", "hard")
 
 # one row per (labels, splits, suspect flags) combination over a FULL JOIN on the root example
 _DIFF_SQL = """

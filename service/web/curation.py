@@ -21,8 +21,8 @@ from service.errors import NotFound
 from service.web.pages import render, render_fragment
 from service.schemas import DatasetOut
 from service.store.db import Store
+from service.vocab import SPLITS
 
-SPLITS = ("easy", "intermediate", "hard")
 VIEWS = ("mislabeled", *SPLITS, "all")  # what a review page lists: flagged examples, a split, or everything
 VIEW_TITLES = {"mislabeled": "suspected mislabels", "easy": "easy examples", "intermediate": "intermediate examples",
                "hard": "hard examples", "all": "all examples"}

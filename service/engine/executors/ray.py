@@ -52,6 +52,7 @@ from models.checkpoints import checkpoint_path, prune_checkpoints
 from models.predictions import EpochRecord
 from models.spec import GroupTask
 from service.engine.executors.local import OnRecord, ShouldStop, WorkerFailed, tail
+from service.fsutil import atomic_path
 
 if TYPE_CHECKING:
     from ray import ObjectRef, ObjectRefGenerator
@@ -323,9 +324,8 @@ def _move_checkpoint(src_dir: Path, dest_dir: Path, epoch: int) -> None:
         return
     dest = checkpoint_path(dest_dir, epoch)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".tmp")
-    shutil.move(src, partial)
-    os.replace(partial, dest)
+    with atomic_path(dest) as partial:
+        shutil.move(src, partial)
 
 
 def _restore_handlers(saved: dict[signal.Signals, _Handler]) -> None:
