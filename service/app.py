@@ -76,12 +76,13 @@ def create_app(settings: Settings, executor: Executor | None = None, server_url:
             return _error(408, RequestTimeout.code, exc.__cause__.message)
         return _error(exc.status_code, "http_error", str(exc.detail), getattr(exc, "headers", None))
 
-    from service.api.routes import curation, datasets, jobs, results
+    from service.api.routes import curation, datasets, jobs, recorded, results
     from service.web import routes as web
     app.include_router(datasets.router)
     app.include_router(curation.router)
     app.include_router(jobs.router)
     app.include_router(results.router)
+    app.include_router(recorded.router)
     app.include_router(web.router)
     add_docs(app)
     app.add_middleware(BodyReadTimeout, timeout_s=settings.body_read_timeout_s)

@@ -116,3 +116,10 @@ class HasVersions(Conflict):
 class StoreLocked(CurationError):
     status_code = 409
     code = "store_locked"
+
+
+class PayloadTooLarge(CurationError):
+    """A request body past the size its endpoint can take (uploads have DatasetTooLarge)."""
+
+    status_code = 413
+    code = "payload_too_large"

@@ -231,3 +231,19 @@ class DiffOut(BaseModel):
     per_class: list[ClassDiff]
     excluded: int  # a's examples with no row in b's dataset
     relabelled: int  # matched examples whose given label differs
+
+
+# --- recorded jobs: dynamics of the user's own models (curate.Recorder, routes/recorded.py) ---------------
+
+
+class RecordedJobIn(BaseModel):
+    dataset_id: str = Field(max_length=64)
+    n_models: int = Field(1, ge=1, le=512, description="models expected (progress only; the logged ones count)")
+    n_epochs: int = Field(1, ge=1, le=1000, description="trained epochs expected (progress only)")
+
+
+class EpochLogged(BaseModel):
+    job_id: str
+    model: int
+    epoch: int
+    epochs_done: int  # (model, epoch) pairs committed so far, epoch 0 not counted

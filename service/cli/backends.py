@@ -4,30 +4,33 @@ HTTP (RemoteBackend). Both return the API's schemas, so the CLI prints the same 
 import json
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service.store import catalog
-from service.read import diff
-from service.store import jobs
-from service.read import queries
-from service.store import reviews
-from service.read import dataset_export
-from service.store import versions
+from service.cli.client import Client, ProgressFn
 from service.engine.engine import Engine
-from service.errors import CurationError, JobCancelled
 from service.engine.explain import explain_example
+from service.errors import JobCancelled
+from service.read import dataset_export, diff, queries
 from service.read.exports import write_table
-from service.schemas import (AcceptSuggested, AdaBoostOut, AttributionOut, DatasetOut, DecisionIn, DiffOut, ExampleOut,
-                             JobOut, ReviewOut, ReviewResult)
+from service.schemas import (
+    AcceptSuggested,
+    AdaBoostOut,
+    AttributionOut,
+    DatasetOut,
+    DecisionIn,
+    DiffOut,
+    ExampleOut,
+    JobOut,
+    ReviewOut,
+    ReviewResult,
+)
 from service.settings import Settings
-
-ProgressFn = Callable[[int, int], None]  # (epochs_done, epochs_total)
+from service.store import jobs, reviews, versions
 
 
 @contextmanager
@@ -142,153 +145,83 @@ class LocalBackend:
 
 
 class RemoteBackend:
+    """The CLI's verbs on a server, through the one HTTP client (service.cli.client.Client, which is
+    also curate.Client): this class only adapts the CLI's call shapes to it."""
+
     def __init__(self, url: str, api_key: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(60.0))
+        self.api = Client(url, api_key)
+        self.client = self.api.http  # the raw httpx client, for the pages the API has no JSON twin of (report)
 
     def close(self) -> None:
-        self.client.close()
+        self.api.close()
 
     def warm_up(self) -> None:
         """Nothing to do: the server's scheduler keeps its workers ready."""
 
-    def _json(self, response: httpx.Response) -> object:
-        if response.status_code >= 400:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:300]
-            raise CurationError(f"{message} (HTTP {response.status_code})")
-        return response.json() if response.content else None
-
     def add_dataset(self, path: Path, label_column: str, resize: tuple[int, int] | None,
                     name: str | None = None) -> DatasetOut:
-        if path.is_dir():
-            raise CurationError(f"{path}: upload a .zip of the image folder to a server, not a directory")
-        if not path.exists():
-            raise CurationError(f"{path}: does not exist")
-        params = {"filename": path.name, "label_column": label_column, "name": name or path.name}
-        if resize:
-            params["resize"] = f"{resize[0]}x{resize[1]}"
-        with path.open("rb") as f:
-            r = self.client.post("/datasets", params=params, content=f,
-                                 headers={"Content-Type": "application/octet-stream"})
-        return DatasetOut.model_validate(self._json(r))
+        return self.api.upload(path, label_column=label_column, resize=resize, name=name)
 
     def dataset(self, dataset_id: str) -> DatasetOut:
-        return DatasetOut.model_validate(self._json(self.client.get(f"/datasets/{dataset_id}")))
+        return self.api.dataset(dataset_id)
 
     def datasets(self) -> list[DatasetOut]:
-        return [DatasetOut.model_validate(d) for d in self._json(self.client.get("/datasets"))]  # type: ignore[union-attr]
+        return self.api.datasets()
 
     def delete_dataset(self, dataset_id: str, tree: bool = False) -> None:
-        self._json(self.client.delete(f"/datasets/{dataset_id}", params={"tree": tree}))
+        self.api.delete_dataset(dataset_id, tree=tree)
 
     def review(self, job_id: str, decisions: list[DecisionIn]) -> ReviewResult:
-        body = {"decisions": [d.model_dump(exclude_none=True) for d in decisions]}
-        return ReviewResult.model_validate(self._json(self.client.post(f"/jobs/{job_id}/reviews", json=body)))
+        return self.api.review(job_id, decisions)
 
     def accept_suggested(self, job_id: str, accept: AcceptSuggested) -> ReviewResult:
-        body = {"accept_suggested": accept.model_dump(exclude_none=True)}
-        return ReviewResult.model_validate(self._json(self.client.post(f"/jobs/{job_id}/reviews", json=body)))
+        return self.api.review(job_id, accept_suggested=accept)
 
     def reviews(self, job_id: str, action: str | None = None) -> list[ReviewOut]:
-        items: list[ReviewOut] = []
-        while True:
-            params = {"limit": 1000, "offset": len(items), **({"action": action} if action else {})}
-            page = self._json(self.client.get(f"/jobs/{job_id}/reviews", params=params))
-            batch = [ReviewOut.model_validate(i) for i in page["items"]]  # type: ignore[index]
-            items.extend(batch)
-            if not batch or len(items) >= page["total"]:  # type: ignore[index]
-                return items
+        return self.api.reviews(job_id, action)
 
     def create_version(self, dataset_id: str, from_job: str) -> DatasetOut:
-        r = self.client.post(f"/datasets/{dataset_id}/versions", json={"from_job": from_job})
-        return DatasetOut.model_validate(self._json(r))
+        return self.api.create_version(dataset_id, from_job)
 
     def export_dataset(self, dataset_id: str, fmt: str | None, output: Path) -> Path:
-        params = {"format": fmt} if fmt else {}
-        self._download(f"/datasets/{dataset_id}/export", params, output)
-        return output
+        return self.api.export_dataset(dataset_id, output, format=fmt)
 
     def diff(self, job_a: str, job_b: str) -> DiffOut:
-        return DiffOut.model_validate(self._json(self.client.get(f"/jobs/{job_a}/diff/{job_b}")))
-
-    def _download(self, url: str, params: dict[str, str], output: Path) -> None:
-        """Stream a file answer to `output` (via output.partial)."""
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".partial")
-        with self.client.stream("GET", url, params=params) as r:
-            if r.status_code >= 400:
-                r.read()
-                self._json(r)
-            with tmp.open("wb") as f:
-                for chunk in r.iter_bytes():
-                    f.write(chunk)
-        tmp.replace(output)
+        return self.api.diff(job_a, job_b)
 
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec) -> str:
-        body = {"dataset_id": dataset_id, "spec": spec.model_dump(), "adaboost": adaboost.model_dump()}
-        return str(self._json(self.client.post("/jobs", json=body))["job_id"])  # type: ignore[index]
+        return self.api.submit(dataset_id, spec, adaboost=adaboost).job_id
 
     def wait(self, job_id: str, progress: ProgressFn) -> JobOut:
-        """Follow the job's server-sent events until it finishes."""
-        while True:
-            try:
-                with self.client.stream("GET", f"/jobs/{job_id}/events", timeout=None) as r:
-                    if r.status_code >= 400:
-                        r.read()
-                        self._json(r)
-                    for line in r.iter_lines():
-                        if line.startswith("data: "):
-                            data = json.loads(line[6:])
-                            if "epochs_done" in data:
-                                progress(data["epochs_done"], data["epochs_total"])
-                break
-            except httpx.TransportError:
-                time.sleep(1.0)  # server restarting: it resumes the job, follow again
-        return self.job(job_id)
+        """Follow the job's server-sent events until it finishes (bounded reconnects: Client.events)."""
+        return self.api.wait(job_id, progress)
 
     def job(self, job_id: str) -> JobOut:
-        return JobOut.model_validate(self._json(self.client.get(f"/jobs/{job_id}")))
+        return self.api.job(job_id)
 
     def retry(self, job_id: str) -> None:
-        self._json(self.client.post(f"/jobs/{job_id}/retry"))
+        self.api.retry(job_id)
 
     def cancel(self, job_id: str) -> JobOut:
-        return JobOut.model_validate(self._json(self.client.delete(f"/jobs/{job_id}")))
+        return self.api.cancel(job_id)
 
     def jobs(self) -> list[JobOut]:
-        return [JobOut.model_validate(j) for j in self._json(self.client.get("/jobs"))]  # type: ignore[union-attr]
+        return self.api.jobs()
 
     def examples(self, job_id: str, *, suspected_only: bool = False, order: str = "example_id",
                  limit: int | None = None) -> list[ExampleOut]:
-        path = f"/jobs/{job_id}/mislabeled" if suspected_only else f"/jobs/{job_id}/examples"
-        items: list[ExampleOut] = []
-        offset = 0
-        while limit is None or len(items) < limit:
-            page_size = 1000 if limit is None else min(1000, limit - len(items))
-            params = {"limit": page_size, "offset": offset}
-            if not suspected_only:
-                params["order"] = order  # type: ignore[assignment]
-            page = self._json(self.client.get(path, params=params))
-            batch = [ExampleOut.model_validate(i) for i in page["items"]]  # type: ignore[index]
-            items.extend(batch)
-            offset += len(batch)
-            if not batch or offset >= page["total"]:  # type: ignore[index]
-                break
-        return items
+        if suspected_only:
+            return self.api.mislabeled(job_id, limit=limit)
+        return self.api.scores(job_id, order=order, limit=limit)  # type: ignore[arg-type]
 
     def adaboost(self, job_id: str) -> AdaBoostOut:
-        return AdaBoostOut.model_validate(self._json(self.client.get(f"/jobs/{job_id}/adaboost")))
+        return self.api.adaboost(job_id)
 
     def attribution(self, job_id: str, example_id: int, method: str, target: str) -> AttributionOut:
-        r = self.client.get(f"/jobs/{job_id}/examples/{example_id}/attribution",
-                            params={"method": method, "target": target})
-        return AttributionOut.model_validate(self._json(r))
+        return self.api.explain(job_id, example_id, method, target)
 
     def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:
-        self._download(f"/jobs/{job_id}/export", {"what": what, "format": fmt}, output)
+        self.api.export(job_id, output, what=what, format=fmt)
         return _count_rows(output, fmt)
 
 

@@ -19,7 +19,7 @@ from service.schemas import JobOut
 from service.store.db import Store, to_json
 
 FINISHED = ("succeeded", "failed", "cancelled")
-UNFINISHED = ("queued", "running", "cancelling")
+UNFINISHED = ("queued", "running", "cancelling", "recording")  # recording: store/recorded.py
 
 
 @dataclass(frozen=True)
@@ -200,10 +200,10 @@ def retry(store: Store, job_id: str, owner: str | None = None) -> Job:
 
 
 def request_cancel(store: Store, job_id: str, owner: str | None = None) -> Job:
-    """queued -> cancelled at once; running -> cancelling (the runner stops within seconds)."""
+    """queued (or recording) -> cancelled at once; running -> cancelling (the runner stops within seconds)."""
     job = get_job(store, job_id, owner)
     with store.transaction() as cur:
-        if job.status == "queued":
+        if job.status in ("queued", "recording"):
             cur.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE job_id = ?", [job_id])
         elif job.status == "running":
             cur.execute("UPDATE jobs SET status = 'cancelling' WHERE job_id = ?", [job_id])

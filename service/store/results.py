@@ -28,8 +28,9 @@ def done_epochs(store: Store, job_id: str) -> dict[tuple[str, int], int]:
             "SELECT model, group_id, last_epoch FROM job_groups WHERE job_id = ?", [job_id]).fetchall()}
 
 
-def commit_epoch(store: Store, task: GroupTask, record: EpochRecord) -> int:
-    """Store one (model, group, epoch) exactly once; returns the job's ensemble epochs done."""
+def commit_epoch(store: Store, task: GroupTask, record: EpochRecord, live_status: str = "running") -> int:
+    """Store one (model, group, epoch) exactly once; returns the job's ensemble epochs done.
+    live_status: the job status that accepts epochs (a recorded job's is `recording`)."""
     n_members, n = record.predicted_label.shape
     members = np.repeat(np.asarray(record.members, dtype=np.int16), n)
     preds = pa.table({
@@ -45,7 +46,7 @@ def commit_epoch(store: Store, task: GroupTask, record: EpochRecord) -> int:
     key = [task.job_id, task.model, record.epoch]
     with store.transaction() as cur:
         row = cur.execute("SELECT attempt, status FROM jobs WHERE job_id = ?", [task.job_id]).fetchone()
-        if row is None or row[0] != task.attempt or row[1] != "running":
+        if row is None or row[0] != task.attempt or row[1] != live_status:
             raise StaleAttempt(f"job {task.job_id} attempt {task.attempt} is no longer running")
         cur.execute("DELETE FROM predictions WHERE job_id = ? AND model = ? AND epoch = ? AND member IN "
                     "(SELECT unnest(?::SMALLINT[]))", key + [list(record.members)])

@@ -1,21 +1,21 @@
 """/jobs: submit, list, read (progress, ETA), follow (server-sent events), cancel."""
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from service.store import jobs
-
-from service.read import queries
-from service.store.jobs import job_out
 from service.api.routes.deps import EngineDep, OwnerDep
 from service.api.routes.results import serve_json
+from service.read import queries
 from service.schemas import ErrorResponse, JobIn, JobOut
+from service.store import jobs
+from service.store.jobs import job_out
 
 router = APIRouter(tags=["jobs"])
 ERRORS = {c: {"model": ErrorResponse} for c in (401, 404, 409, 422)}
@@ -53,23 +53,30 @@ def retry_job(job_id: str, request: Request, engine: EngineDep, owner: OwnerDep)
     return job_out(job)
 
 
-@router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}, **ERRORS})
-async def job_events(job_id: str, request: Request, engine: EngineDep, owner: OwnerDep) -> StreamingResponse:
-    """Server-sent events: `progress` whenever the job row changes, `end` when it finishes."""
-    await run_in_threadpool(jobs.get_job, engine.store, job_id, owner)  # 404 before the stream starts
+async def _followed_job(job_id: str, engine: EngineDep, owner: OwnerDep) -> str:
+    """A dependency, so that an unknown job answers 404 before the event stream starts."""
+    await run_in_threadpool(jobs.get_job, engine.store, job_id, owner)
+    return job_id
 
-    async def stream() -> AsyncIterator[str]:
-        last = None
-        while not await request.is_disconnected():
-            job = await run_in_threadpool(jobs.get_job, engine.store, job_id, owner)
-            data = job_out(job).model_dump_json(include={"job_id", "status", "epochs_done", "epochs_total",
-                                                         "progress", "eta_seconds", "error"})
-            if data != last:
-                yield f"event: progress\ndata: {data}\n\n"
-                last = data
-            if job.status in jobs.FINISHED:
-                yield f"event: end\ndata: {json.dumps({'status': job.status})}\n\n"
-                return
-            await asyncio.sleep(0.5)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+PROGRESS_FIELDS = {"job_id", "status", "epochs_done", "epochs_total", "progress", "eta_seconds", "error"}
+
+
+@router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
+            responses={200: {"content": {"text/event-stream": {}}}, **ERRORS})
+async def job_events(job_id: Annotated[str, Depends(_followed_job)], request: Request, engine: EngineDep,
+                     owner: OwnerDep) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: `progress` (the job's status and progress fields) whenever the job row
+    changes, `end` ({"status": ...}) when it finishes. FastAPI writes the wire format and sends a
+    keep-alive comment every 15 s of silence, so clients can time out a dead connection."""
+    last = None
+    while not await request.is_disconnected():
+        job = await run_in_threadpool(jobs.get_job, engine.store, job_id, owner)
+        data = job_out(job).model_dump_json(include=PROGRESS_FIELDS)
+        if data != last:
+            yield ServerSentEvent(event="progress", raw_data=data)
+            last = data
+        if job.status in jobs.FINISHED:
+            yield ServerSentEvent(event="end", data={"status": job.status})
+            return
+        await asyncio.sleep(0.5)
