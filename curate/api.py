@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from curate.data import data_source
 from curate.errors import curate_errors
 from curate.result import LocalSource, Result
 from curate.session import SCRIPT_HINT, local_backend
 from models.spec import AdaBoostSpec, TrainSpec
-from service.cli.client import CurateError, progress_bar
+from service.cli.client import CurateError, _problems, progress_bar
 
 
 @curate_errors
@@ -82,12 +84,8 @@ def _run_as_script() -> bool:
 def _spec(*, members: int, epochs: int, model: str, dropout: str, folds: int, device: str, seed: int,
           **settings: Any) -> TrainSpec:
     """The TrainSpec of these keywords; an unknown or invalid one is a CurateError naming it."""
-    from pydantic import ValidationError
-
     try:
         return TrainSpec(n_members=members, n_epochs=epochs, model=model, dropout=dropout, n_folds=folds,
                          device=device, random_state=seed, **settings)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']} (got {e.get('input')!r})"
-                             for e in exc.errors())
-        raise CurateError(f"invalid settings: {problems}", "invalid_spec") from None
+        raise CurateError(f"invalid settings: {_problems(exc)}", "invalid_spec") from None

@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 from httpx_sse import SSEError, connect_sse
+from pydantic import ValidationError
 
 from models.spec import AdaBoostSpec, TrainSpec
 from service.errors import CurationError
@@ -79,6 +80,12 @@ class Reconnect:
 
     def delay(self, failures: int) -> float:
         return min(self.max_delay_s, self.first_delay_s * 2 ** max(failures - 1, 0))
+
+
+def _problems(exc: ValidationError) -> str:
+    """One line per field pydantic refused: name, problem, the value given."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']} (got {e.get('input')!r})"
+                     for e in exc.errors())
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -190,7 +197,10 @@ class Client:
     def submit(self, dataset_id: str, spec: TrainSpec | None = None, *, adaboost: AdaBoostSpec | bool = True,
                **spec_fields: Any) -> JobOut:
         """Queue a job: `spec`, or TrainSpec fields as keywords (n_members=4, n_epochs=10, ...)."""
-        spec = TrainSpec(**{**(spec.model_dump() if spec else {}), **spec_fields})  # validated here, as the server would
+        try:  # validated here as the server would, so a typo fails before anything is sent
+            spec = TrainSpec(**{**(spec.model_dump() if spec else {}), **spec_fields})
+        except ValidationError as exc:
+            raise CurateError(f"invalid spec: {_problems(exc)}", "invalid_spec") from None
         ada = adaboost if isinstance(adaboost, AdaBoostSpec) else AdaBoostSpec(enabled=adaboost)
         body = {"dataset_id": dataset_id, "spec": spec.model_dump(), "adaboost": ada.model_dump()}
         return JobOut.model_validate(self._request("POST", "/jobs", json=body))
