@@ -7,10 +7,11 @@ a server (`curate.Client`): the rows are the export rows either way (the columns
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from curate.errors import with_curate_errors
 from service.cli.backends import LocalBackend
@@ -19,9 +20,6 @@ from service.engine.explain import explain_example
 from service.read import queries
 from service.schemas import AcceptSuggested, AttributionOut, DatasetOut, DecisionIn, DiffOut, JobOut, ReviewResult
 from service.vocab import SPLITS
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 Action = Literal["relabel", "keep", "exclude", "clear"]
 What = Literal["scores", "easy", "intermediate", "hard", "mislabeled"]
@@ -174,7 +172,7 @@ class Result:
                               "explain (explain needs a job Curate trained: curate.score)", "model_not_kept", 409)
         return self._source.explain(self.job_id, example_id, method, target)
 
-    def plot_dynamics(self) -> "Figure":
+    def plot_dynamics(self) -> Figure:
         """Heatmaps of the consistency and consensus histograms over the epochs (a matplotlib Figure)."""
         from curate.plots import plot_dynamics
 
