@@ -8,10 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from models.spec import AdaBoostSpec, TrainSpec
-from service.cli.client import Client, ProgressFn
+from service.cli.client import Client, CurateError, ProgressFn, Reconnect
 from service.engine.engine import Engine
 from service.engine.explain import explain_example
 from service.errors import JobCancelled
@@ -244,11 +242,11 @@ def find_server(settings: Settings) -> str | None:
         return None
     try:
         url = json.loads(marker.read_text())["url"]
-        if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-            return url
-    except (ValueError, KeyError, httpx.HTTPError):
+        with Client(url, timeout_s=2.0, reconnect=Reconnect(max_attempts=1)) as client:
+            client.health()
+        return url
+    except (ValueError, KeyError, TypeError, CurateError):
         return None
-    return None
 
 
 def open_backend(settings: Settings, url: str | None, api_key: str | None) -> LocalBackend | RemoteBackend:
