@@ -62,8 +62,13 @@ async def _followed_job(job_id: str, engine: EngineDep, owner: OwnerDep) -> str:
 PROGRESS_FIELDS = {"job_id", "status", "epochs_done", "epochs_total", "progress", "eta_seconds", "error"}
 
 
+# errors answer JSON: said explicitly, since FastAPI documents a route's responses in its response class's type
+JSON_ERRORS = {c: {"description": "error", "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}} for c in ERRORS}
+
+
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
-            responses={200: {"content": {"text/event-stream": {}}}, **ERRORS})
+            responses={200: {"content": {"text/event-stream": {}}}, **JSON_ERRORS})
 async def job_events(job_id: Annotated[str, Depends(_followed_job)], request: Request, engine: EngineDep,
                      owner: OwnerDep) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: `progress` (the job's status and progress fields) whenever the job row
