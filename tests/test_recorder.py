@@ -163,6 +163,7 @@ def test_lightning_callback_records_every_epoch(data_dir: Path) -> None:
 
 def test_huggingface_callback_records_every_epoch(data_dir: Path) -> None:
     pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")  # the Trainer needs it
     import torch
     from transformers import Trainer, TrainingArguments
 
