@@ -3,18 +3,20 @@ default); once any key exists, every endpoint but /health needs `Authorization: 
 and each key sees only the datasets and jobs it created (others get 404).
 
 A browser signs in once at /ui/login with its key and gets a session cookie instead:
-`v1.<owner>.<expires>.<signature>` (the key's owner id base64url, expires in Unix seconds), where the
-signature is HMAC-SHA256 over the owner id, the expiry and the key's SHA-256, under a server secret kept in
-`<data_dir>/session.secret` (0600). The cookie holds no key; it dies with its expiry, with its
-key (deleted or changed), or with the secret (delete the file to sign everyone out).
+`v1.<owner>.<expires>.<signature>` (the key's owner id base64url, expires in Unix seconds), signed by
+itsdangerous (`Signer`: HMAC-SHA256, compared in constant time) under a key derived from a server
+secret kept in `<data_dir>/session.secret` (0600, 32 bytes) and, as the salt, the key's SHA-256.
+The cookie holds no key; it dies with its expiry (checked here, whatever the browser does with
+Max-Age), with its key (deleted or changed: no digest signs it any more), or with the secret
+(delete the file to sign everyone out).
 Requests that change state and carry only the cookie must come from the server's own pages
 (`check_same_origin`: Origin, else Referer, against Host), on top of SameSite=Strict.
+The keys table is read and written by service.store.keys; this module holds no SQL.
 """
 
 import base64
 import binascii
 import hashlib
-import hmac
 import os
 import secrets
 import threading
@@ -22,18 +24,18 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from itsdangerous import Signer
+
 from service.errors import CurationError
+from service.fsutil import atomic_path
 from service.settings import Settings
+from service.store import keys as stored
 from service.store.db import Store
 
 SESSION_COOKIE = "curate_session"
 SESSION_TTL_S = 12 * 3600
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-# Bumped by create_key for its data file; a KeyRing reloads the key table when it moves. Keys are
-# only ever added by the process that holds the DuckDB file (the server, or the CLI when no server
-# runs), so this process-wide counter sees every change. Reading the table on every request was
-# 15-17 % of the server's time under load (benchmarks/results/api_load.md).
-_KEY_GENERATION: dict[str, int] = {}
+SECRET_BYTES = 32
 
 
 class Unauthorized(CurationError):
@@ -68,12 +70,7 @@ def create_key(store: Store, name: str) -> str:
     if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
         raise CurationError(f"key name must be 1-64 letters, digits, - or _, got {name!r}")
     key = "cur_" + secrets.token_urlsafe(32)
-    with store.transaction() as cur:
-        if cur.execute("SELECT 1 FROM api_keys WHERE name = ?", [name]).fetchone():
-            raise CurationError(f"an API key named {name!r} exists already")
-        cur.execute("INSERT INTO api_keys (name, key_sha256, created_at, key_id) VALUES (?, ?, now(), ?)",
-                    [name, _digest(key), f"{name}:{secrets.token_hex(6)}"])
-    _KEY_GENERATION[str(store.path)] = _KEY_GENERATION.get(str(store.path), 0) + 1
+    stored.add_key(store, name, _digest(key), f"{name}:{secrets.token_hex(6)}")
     return key
 
 
@@ -93,12 +90,10 @@ class KeyRing:
 
     def stored_keys(self) -> dict[str, tuple[str, str]]:
         """{sha256: (owner id, name)} of the keys in the data file, read again only after create_key."""
-        generation = _KEY_GENERATION.get(str(self.store.path), 0)
+        generation = stored.generation(self.store)
         with self._lock:
             if self._stored is None or self._stored[0] != generation:
-                with self.store.reader() as cur:
-                    rows = cur.execute("SELECT key_sha256, coalesce(key_id, name), name FROM api_keys").fetchall()
-                self._stored = (generation, {digest: (owner, name) for digest, owner, name in rows})
+                self._stored = (generation, {k.key_sha256: (k.owner, k.name) for k in stored.list_keys(self.store)})
             return self._stored[1]
 
     def enabled(self) -> bool:
@@ -153,34 +148,40 @@ class KeyRing:
             expires_at = int(expires)
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise Unauthorized(invalid) from None
-        given = cookie.encode(errors="replace")
-        expected = [sign_session(self.secret(), name, expires_at, d).encode() for d in self._digests(name)]
-        if version != "v1" or not any(hmac.compare_digest(given, e) for e in expected):
+        if version != "v1" or not any(_signer(self.secret(), d).validate(cookie) for d in self._digests(name)):
             raise Unauthorized(invalid)
         if expires_at < time.time():
             raise Unauthorized("your session has expired: sign in again at /ui/login")
         return name
 
 
-def sign_session(secret: bytes, name: str, expires: int, key_sha256: str) -> str:
-    encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-    message = f"v1\n{name}\n{expires}\n{key_sha256}".encode()
-    signature = base64.urlsafe_b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode().rstrip("=")
-    return f"v1.{encoded}.{expires}.{signature}"
+def sign_session(secret: bytes, owner: str, expires: int, key_sha256: str) -> str:
+    """The cookie value `v1.<owner base64url>.<expires>.<signature>` for a key with this SHA-256.
+
+    A plain `Signer` over a payload that carries its own expiry, not a `TimestampSigner` (which
+    signs the issue time and checks `max_age` when read): the expiry is fixed when the cookie is
+    made, the same instant as the Max-Age the browser was given, and the value keeps its v1 shape."""
+    encoded = base64.urlsafe_b64encode(owner.encode()).decode().rstrip("=")
+    return _signer(secret, key_sha256).sign(f"v1.{encoded}.{expires}").decode()
+
+
+def _signer(secret: bytes, key_sha256: str) -> Signer:
+    """Signs under a key derived (HMAC) from the server secret and the key's digest, so a cookie is
+    valid for the key it was made for only, and no longer once that key is gone."""
+    return Signer(secret, salt=f"curate-session.{key_sha256}", sep=".", key_derivation="hmac",
+                  digest_method=hashlib.sha256)
 
 
 def load_session_secret(path: Path) -> bytes:
-    """The server's cookie-signing secret: 32 random bytes, created on first use, mode 0600."""
+    """The server's cookie-signing secret: SECRET_BYTES random bytes, created on first use, mode 0600."""
     if not path.exists():
-        partial = path.with_name(path.name + f".{os.getpid()}.tmp")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
-        os.replace(partial, path)
+        with atomic_path(path) as partial:  # 0600 from its first byte, never readable by others
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write(secrets.token_bytes(SECRET_BYTES))
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o600)  # copied with looser permissions: others must not read it
     secret = path.read_bytes()
-    if len(secret) < 32:
+    if len(secret) < SECRET_BYTES:
         raise CurationError(f"{path} holds {len(secret)} bytes, not a session secret: delete it to make a new one")
     return secret
 

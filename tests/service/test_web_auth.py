@@ -17,6 +17,9 @@ from models.spec import AdaBoostSpec, TrainSpec
 from service.store import jobs
 from service.app import create_app
 from service.api.auth import SESSION_COOKIE, KeyRing, create_key, sign_session
+from service.errors import CurationError
+from service.store import keys as stored_keys
+from service.store.db import Store
 from service.engine.engine import Engine
 from service.settings import Settings
 from tests.service.conftest import Server, digits_npz
@@ -228,6 +231,28 @@ def test_open_mode_needs_no_sign_in(tmp_path: Path) -> None:
         assert home.status_code == 200 and "/ui/logout" not in home.text
         assert c.post("/jobs", json={"dataset_id": "x"}, headers=_with("junk")).status_code == 404
     assert not (tmp_path / "data" / "session.secret").exists()
+
+
+def test_keys_are_stored_by_digest_and_a_new_one_is_seen_at_once(tmp_path: Path) -> None:
+    """service.store.keys: only the SHA-256 is kept, a second key of one name is refused by name, and
+    a KeyRing that has read the table sees a key added after it (the generation moved)."""
+    settings = Settings(data_dir=tmp_path / "data")
+    store = Store(settings.db_path)
+    try:
+        ring = KeyRing(store, settings)
+        assert not ring.enabled() and stored_keys.list_keys(store) == []
+        key = create_key(store, "alice")
+        assert ring.enabled() and ring.name_of(ring.authenticate(key)[0]) == "alice"
+        (found,) = stored_keys.list_keys(store)
+        assert found.key_sha256 == hashlib.sha256(key.encode()).hexdigest() and key not in repr(found)
+        assert found.owner.startswith("alice:") and found.name == "alice"
+        with pytest.raises(CurationError, match="an API key named 'alice' exists already"):
+            create_key(store, "alice")
+        with pytest.raises(CurationError, match="key name must be 1-64 letters"):
+            create_key(store, "a b")
+        assert len(stored_keys.list_keys(store)) == 1
+    finally:
+        store.close()
 
 
 CHROMIUM = Path("/usr/bin/chromium")
