@@ -193,3 +193,18 @@ def test_huggingface_callback_records_every_epoch(data_dir: Path) -> None:
     train = [{"x": r["x"], "labels": r["labels"]} for r in rows]
     Trainer(Model(), args, train_dataset=train, callbacks=[curate_callback(rec, loader, predict=predict)]).train()
     assert rec.finish().summary["recorded"]["n_epochs"] == 2
+
+
+def test_a_recording_job_keeps_its_dataset_and_a_cancelled_one_is_not_retrained(data_dir: Path) -> None:
+    from service.errors import Conflict
+    from service.store import jobs
+
+    X, given, _, _ = _planted()
+    rec = curate.Recorder((X, given), n_classes=K, data_dir=data_dir)
+    engine = rec.backend.engine
+    job = jobs.get_job(engine.store, rec.job_id)
+    with pytest.raises(Conflict, match=f"is used by unfinished job {rec.job_id}"):
+        engine.delete_dataset(job.dataset_id)  # still recording: its dataset stays
+    assert engine.cancel(rec.job_id).status == "cancelled"
+    with pytest.raises(Conflict, match="records the dynamics of your own models"):
+        jobs.retry(engine.store, rec.job_id)  # Curate has no model of its own to train for it

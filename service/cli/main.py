@@ -413,7 +413,8 @@ def serve(
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     err.print(f"curate serving {settings.data_dir} at {url} ({chosen} executor)", highlight=False)
     try:
-        uvicorn.run(create_app(settings, runner, server_url=url), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, runner, server_url=url), host=host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=5)  # open event streams would hold a SIGTERM'd server up
     finally:
         if runner is not None:
             runner.shutdown()

@@ -17,6 +17,7 @@ from service.ingest.formats import IngestLimits, load_dataset
 from service.schemas import DatasetOut
 from service.settings import Settings
 from service.store.db import JOB_TABLES, Store, insert_arrow, to_json
+from service.store.jobs import UNFINISHED
 from service.vocab import DECIDED
 
 
@@ -170,7 +171,7 @@ def delete_dataset(store: Store, settings: Settings, dataset_id: str, owner: str
                               f"({', '.join(tree_ids[1:6])}{', ...' if len(tree_ids) > 6 else ''}): delete them "
                               "first, or delete the whole tree (?tree=true, curate datasets rm --tree)")
         busy = cur.execute("SELECT job_id, dataset_id FROM jobs WHERE list_contains(?, dataset_id) AND status IN "
-                           "('queued', 'running', 'cancelling')", [tree_ids]).fetchone()
+                           "(SELECT unnest(?::VARCHAR[]))", [tree_ids, list(UNFINISHED)]).fetchone()
         if busy:
             raise Conflict(f"dataset {busy[1]} is used by unfinished job {busy[0]}")
         job_ids = [r[0] for r in cur.execute("SELECT job_id FROM jobs WHERE list_contains(?, dataset_id)",

@@ -193,6 +193,11 @@ def retry(store: Store, job_id: str, owner: str | None = None) -> Job:
     job = get_job(store, job_id, owner)
     if job.status not in ("failed", "cancelled"):
         raise Conflict(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+    with store.reader() as cur:
+        run_by = cur.execute("SELECT run_by FROM jobs WHERE job_id = ?", [job_id]).fetchone()[0]
+    if run_by == "recorder":  # its epochs come from the user's own training loop, not from Curate's
+        raise Conflict(f"job {job_id} records the dynamics of your own models (curate.Recorder): Curate cannot "
+                       "train it again; start a new recording")
     with store.transaction() as cur:
         cur.execute("UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL WHERE job_id = ?", [job_id])
         add_event(cur, job_id, "retry", f"retry after {job.status} at {job.epochs_done}/{job.epochs_total} epochs")
