@@ -57,7 +57,9 @@ def compute_boosting_accessibility(
     Returns (n_examples,) in [0, 1]; high = learned early by boosting (easy), low = hard.
     """
     pred, labels = _check_stage_predictions(predicted_label, given_labels)
-    return (pred == labels[None, :]).mean(axis=0).astype(np.float64)
+    # numpy's stubs type == between arrays and a reduction over an axis as Any
+    accessibility: npt.NDArray[np.float64] = (pred == labels[None, :]).mean(axis=0).astype(np.float64)
+    return accessibility
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,21 @@ c^e(x, y) = (1/N) #{i : f_i^e(x) = y}. High = easy. Arrays are shaped
 (n_members, n_epochs, n_examples); epoch 0 is the untrained network.
 """
 
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
+
+Float = TypeVar("Float", bound=np.floating)  # the curve's float dtype, kept by the epoch mean
 
 NEVER = -1  # first_learned_epoch of an example never learned for good
 
 
-def _check(preds: np.ndarray, given_labels: np.ndarray, member_mask: np.ndarray | None) -> None:
+def _check(
+    preds: npt.NDArray[np.integer],  # (n_members, n_epochs, n_examples)
+    given_labels: npt.NDArray[np.integer],  # (n_examples,)
+    member_mask: npt.NDArray[np.bool_] | None,  # (n_members, n_examples)
+) -> None:
     if preds.ndim != 3:
         raise ValueError(f"preds must be (n_members, n_epochs, n_examples), got shape {preds.shape}")
     if given_labels.shape != (preds.shape[2],):
@@ -31,29 +39,33 @@ def compute_consistency(
     members that held the example out); examples with no selected member get NaN.
     """
     _check(preds, given_labels, member_mask)
-    hits = preds == given_labels[None, None, :]
+    hits: npt.NDArray[np.bool_] = preds == given_labels[None, None, :]  # (n_members, n_epochs, n_examples)
+    # numpy's stubs type a reduction over an axis as Any; the annotations say what it is
     if member_mask is None:
-        return hits.mean(axis=0)
+        share: npt.NDArray[np.float64] = hits.mean(axis=0)
+        return share
     counts = member_mask.sum(axis=0).astype(np.float64)  # (n_examples,)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (hits & member_mask[:, None, :]).sum(axis=0) / counts[None, :]
+        masked_share: npt.NDArray[np.float64] = (hits & member_mask[:, None, :]).sum(axis=0) / counts[None, :]
+    return masked_share
 
 
 def compute_accessibility(
-    consistency: npt.NDArray[np.float64],  # (n_epochs, n_examples)
+    consistency: npt.NDArray[Float],  # (n_epochs, n_examples)
     first_epoch: int = 1,
-) -> npt.NDArray[np.float64]:
+) -> npt.NDArray[Float]:
     """Mean consistency over epochs first_epoch.. (default: every trained epoch, not the init).
 
     (n_examples,) in [0, 1]; high = learned early by every member (easy), low = hard or mislabeled.
     """
     if consistency.ndim != 2 or consistency.shape[0] <= first_epoch:
         raise ValueError(f"consistency must be (n_epochs > {first_epoch}, n_examples), got {consistency.shape}")
-    return consistency[first_epoch:].mean(axis=0)
+    accessibility: npt.NDArray[Float] = consistency[first_epoch:].mean(axis=0)  # same float dtype as the input
+    return accessibility
 
 
 def compute_first_learned_epoch(
-    consistency: npt.NDArray[np.float64],  # (n_epochs, n_examples)
+    consistency: npt.NDArray[np.floating],  # (n_epochs, n_examples)
     threshold: float = 0.5,
 ) -> npt.NDArray[np.int64]:
     """First epoch from which consistency stays >= threshold to the end; NEVER (-1) if it does not.

@@ -22,11 +22,15 @@ on test seeds 100-102]:
 - suggested label: the most probable class other than the given one.
 """
 
+from typing import TypeVar, cast
+
 import numpy as np
 import numpy.typing as npt
 
+Float = TypeVar("Float", bound=np.floating)  # the curves' float dtype
 
-def compute_rank_score(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+
+def compute_rank_score(values: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:  # (n,) -> (n,)
     """Average rank of each value scaled to [0, 1]; 1 = the largest value. NaN stays NaN and
     does not disturb the ranks of the others."""
     finite = ~np.isnan(values)
@@ -46,13 +50,14 @@ COUNT_METHODS = ("margin", "confident_learning")
 
 
 def compute_mislabel_score(
-    label_prob: npt.NDArray[np.float64],  # (n_epochs, n_examples) ensemble-mean prob of the given label
-    margin: npt.NDArray[np.float64],  # (n_epochs, n_examples) ensemble-mean margin of the given label
+    label_prob: npt.NDArray[Float],  # (n_epochs, n_examples) ensemble-mean prob of the given label
+    margin: npt.NDArray[np.floating],  # (n_epochs, n_examples) ensemble-mean margin of the given label
     first_epoch: int = 1,
     method: str = "consistency_margin",
-    consistency: npt.NDArray[np.float64] | None = None,  # (n_epochs, n_examples) share of members on the label
-) -> npt.NDArray[np.float64]:
-    """(n_examples,) in [0, 1]; high = suspect.
+    consistency: npt.NDArray[np.floating] | None = None,  # (n_epochs, n_examples) share of members on the label
+) -> npt.NDArray[np.float64] | npt.NDArray[Float]:
+    """(n_examples,) in [0, 1]; high = suspect. float64 from the rank methods; "prob" keeps
+    label_prob's float dtype.
 
     methods: "prob" = 1 - mean given-label probability over epochs; "margin" = rank of the
     negated mean margin; "prob_margin" = mean of those two ranks; "consistency" = rank of the
@@ -64,16 +69,19 @@ def compute_mislabel_score(
     if method.startswith("consistency") and (consistency is None or consistency.shape != margin.shape):
         raise ValueError(f"method {method!r} needs consistency shaped like margin {margin.shape}, got "
                          f"{None if consistency is None else consistency.shape}")
-    mean_prob = np.nanmean(label_prob[first_epoch:], axis=0)
-    mean_margin = np.nanmean(margin[first_epoch:], axis=0)
+    # numpy's stubs type nanmean over an axis as Any; both keep their input's float dtype
+    mean_prob: npt.NDArray[Float] = np.nanmean(label_prob[first_epoch:], axis=0)
+    mean_margin: npt.NDArray[np.floating] = np.nanmean(margin[first_epoch:], axis=0)
     if method == "prob":
-        return 1.0 - mean_prob
+        # a Python float does not widen an array's dtype (NEP 50); the stubs widen it to floating[Any]
+        return cast("npt.NDArray[Float]", 1.0 - mean_prob)
     if method == "margin":
         return compute_rank_score(-mean_margin)
     if method == "prob_margin":
         return 0.5 * (compute_rank_score(-mean_prob) + compute_rank_score(-mean_margin))
     if method in ("consistency", "consistency_margin"):
-        mean_consistency = np.nanmean(consistency[first_epoch:], axis=0)  # type: ignore[index]
+        assert consistency is not None  # checked above: the consistency methods raise without it
+        mean_consistency: npt.NDArray[np.floating] = np.nanmean(consistency[first_epoch:], axis=0)
         if method == "consistency":
             return compute_rank_score(-mean_consistency)
         return 0.5 * (compute_rank_score(-mean_consistency) + compute_rank_score(-mean_margin))
@@ -81,7 +89,7 @@ def compute_mislabel_score(
 
 
 def estimate_n_errors_by_margin(
-    margin: npt.NDArray[np.float64],  # (n_epochs, n_examples) ensemble-mean margin of the given label
+    margin: npt.NDArray[np.floating],  # (n_epochs, n_examples) ensemble-mean margin of the given label
     first_epoch: int = 1,
 ) -> int:
     """Examples whose margin of the given label, averaged over the trained epochs, is negative: the
@@ -137,7 +145,7 @@ def estimate_n_label_errors(
 
 
 def flag_suspected_mislabels(
-    mislabel_score: npt.NDArray[np.float64],  # (n_examples,)
+    mislabel_score: npt.NDArray[np.floating],  # (n_examples,)
     n_errors: int,
 ) -> npt.NDArray[np.bool_]:
     """True for the n_errors examples with the highest score (ties broken by example order)."""
@@ -156,4 +164,5 @@ def compute_suggested_label(
     """The most probable class other than the given label, (n_examples,)."""
     others = probs.copy()
     others[np.arange(len(given_labels)), given_labels] = -np.inf
-    return others.argmax(axis=1).astype(np.int64)
+    suggested: npt.NDArray[np.int64] = others.argmax(axis=1).astype(np.int64)  # argmax(axis=) is Any in the stubs
+    return suggested

@@ -57,7 +57,8 @@ class ExampleScores:
     first_learned_epoch: npt.NDArray[np.int64]  # -1 = never
     mean_label_prob: npt.NDArray[np.float64]  # in-sample prob of the given label, mean over trained epochs
     split: npt.NDArray[np.str_]
-    mislabel_score: npt.NDArray[np.float64]
+    # float64; float32 only from method "prob", which keeps the float32 curve's dtype
+    mislabel_score: npt.NDArray[np.float64] | npt.NDArray[np.float32]
     is_suspected_mislabel: npt.NDArray[np.bool_]
     suggested_label: npt.NDArray[np.int64]
     estimated_n_errors: int
@@ -65,11 +66,16 @@ class ExampleScores:
     options: ScoringOptions = field(default_factory=ScoringOptions)
 
 
-def _masked_member_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _masked_member_mean(
+    values: npt.NDArray[np.float64],  # (n_members, n_examples)
+    mask: npt.NDArray[np.bool_],  # (n_members, n_examples)
+) -> npt.NDArray[np.float64]:
     """Mean over members where mask (M, n) is True: (M, n) -> (n,); NaN where none."""
     count = mask.sum(axis=0).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mask, values, 0.0).sum(axis=0) / count
+        # a sum over an axis is Any in numpy's stubs; the annotation says what it is
+        mean: npt.NDArray[np.float64] = np.where(mask, values, 0.0).sum(axis=0) / count
+    return mean
 
 
 class DynamicsAccumulator:
@@ -88,7 +94,10 @@ class DynamicsAccumulator:
             raise ValueError(f"need epoch 0 and at least one trained epoch, got {n_epochs} epochs")
         self.y, self.n_classes, self.n_epochs, self.held_out = y, n_classes, n_epochs, held_out
         self.has_heldout = bool(held_out.any())
-        curve = lambda: np.full((n_epochs, n), np.nan, dtype=np.float32)  # noqa: E731
+
+        def curve() -> npt.NDArray[np.float32]:  # (n_epochs, n_examples), NaN until its epoch is added
+            return np.full((n_epochs, n), np.nan, dtype=np.float32)
+
         self.consistency, self.consensus, self.heldout, self.in_sample = curve(), curve(), curve(), curve()
         self.prob, self.margin = curve(), curve()
         self.consensus_label = np.zeros((n_epochs, n), dtype=np.int16)
