@@ -75,6 +75,10 @@ class AdaBoostBaseline:
       - `record_` PredictionRecord with one member and T + 1 epochs (epoch 0 = majority class).
     """
 
+    # fit sets both: the engine that ran fills its own, the other is None
+    classifier_: AdaBoostClassifier | None
+    stumps_: list[tuple[int, float, int, int]] | None  # (feature, threshold, left_class, right_class)
+
     def __init__(
         self,
         n_rounds: int = 100,
@@ -176,14 +180,18 @@ class AdaBoostBaseline:
         if X2.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X2.shape[1]} features, expected {self.n_features_in_} as in fit")
         if self.classifier_ is not None:
-            return self.classifier_.predict(X2).astype(np.int64)
+            # scikit-learn ships no type hints: its predict is Any
+            predicted: npt.NDArray[np.int64] = self.classifier_.predict(X2).astype(np.int64)
+            return predicted
+        assert self.stumps_ is not None  # fit without a classifier_ set the stumps
         X32 = X2.astype(np.float32)
         preds = []  # each stump's class index per example
         for f, thr, left, right in self.stumps_:
             label = np.where(X32[:, f] <= thr, left, right) if f >= 0 else np.full(len(X32), left)
             preds.append(np.searchsorted(self.classes_, label))
         *_, (_, label) = staged_samme(preds, self.stage_weights_, self.classes_.size)  # last stage
-        return self.classes_[label]
+        labels: npt.NDArray[np.int64] = self.classes_[label]  # classes_ is int64; fancy indexing is Any in the stubs
+        return labels
 
     def stage_records(
         self,

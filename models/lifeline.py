@@ -28,7 +28,8 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+        status: int = libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)  # ctypes' default restype: C int
+        return status == 0
     except (OSError, AttributeError):
         return False
 

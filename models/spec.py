@@ -98,8 +98,10 @@ class TrainSpec(BaseModel):
                                                   ("jumpout_p_max", p_max)) if getattr(self, name) is None}
         if not filled:
             return self
-        p_min, p_max = filled.get("jumpout_p_min", self.jumpout_p_min), filled.get("jumpout_p_max", self.jumpout_p_max)
-        if p_min > p_max:  # type: ignore[operator]
+        # the user's value where set, else the data's (the same values `filled` holds)
+        p_min = p_min if self.jumpout_p_min is None else self.jumpout_p_min
+        p_max = p_max if self.jumpout_p_max is None else self.jumpout_p_max
+        if p_min > p_max:
             raise ValueError(f"jumpout_p_min {p_min} exceeds jumpout_p_max {p_max} (the unset one comes from the "
                              f"data: {n_examples} examples of {n_features} features): set both")
         return self.model_copy(update=filled)

@@ -87,11 +87,14 @@ def boost_stumps(
     del cell
     w = np.full(n, 1.0 / n)
     eps = np.finfo(np.float64).eps
-    stumps, alphas, preds = [], [], []
+    stumps: list[tuple[int, int, int, int]] = []  # (feature, cut j, left class, right class)
+    alphas: list[float] = []
+    preds: list[npt.NDArray[np.intp]] = []  # per stage (n,)
     for t in range(n_rounds):
         w = np.clip(w, eps, None)  # as sklearn (its issue #20320): no vanishing weights
+        # float64 weight sums; numpy's stubs (2.4) type bincount as intp even with weights: the ignore below
         hist = np.bincount(flat, weights=np.tile(w, F), minlength=F * B * K).reshape(F, B, K)
-        stump = _best_stump(hist, valid)
+        stump = _best_stump(hist, valid)  # type: ignore[arg-type]
         f, j, left, right = stump
         pred = np.where(bins[f] <= j, left, right) if f >= 0 else np.full(n, left)
         incorrect = pred != y
