@@ -14,16 +14,17 @@ a batch at once; attributions come back as numpy arrays shaped like x, in x's fl
 """
 
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+import torch.nn.grad  # loaded by `import torch` already; named here so the type checker sees torch.nn.grad
 from torch import Tensor, nn
 
 from models.jumpout import Jumpout, MemberDropout
-from models.nets import EnsembleCNN, EnsembleMLP
+from models.nets import EnsembleCNN, EnsembleMLP, MemberConv2d
 
 Rule = Literal["uniform", "abs_contrib", "signed_contrib"]
 Method = Literal["bias", "bias_uniform", "bias_signed", "gradient_x_input",
@@ -89,6 +90,7 @@ class Flatten:
 
 
 Layer = Linear | Conv2d | ChannelAffine | ReLU | LeakyReLU | MaxPool2d | GlobalAvgPool | Flatten
+AffineLayer = Linear | Conv2d | ChannelAffine
 _AFFINE = (Linear, Conv2d, ChannelAffine)
 
 
@@ -146,13 +148,13 @@ def extract_member(net: nn.Module, m: int = 0, fold_bn: bool = True) -> Piecewis
     return PiecewiseLinearNet(tuple(layers))
 
 
-def _p(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.detach().to("cpu", torch.float64).clone()
+def _p(t: Tensor) -> Tensor:
+    return t.detach().to("cpu", torch.float64).clone()
 
 
 def _mlp_layers(net: EnsembleMLP, m: int) -> list[Layer]:
     layers: list[Layer] = []
-    for lin in net.hidden:
+    for lin in net.linear_layers()[:-1]:  # net.hidden, typed (an nn.ModuleList yields plain Modules)
         layers += [Linear(_p(lin.weight[m]).T.contiguous(), _p(lin.bias[m, 0])), ReLU()]
     return layers + [Linear(_p(net.head.weight[m]).T.contiguous(), _p(net.head.bias[m, 0]))]
 
@@ -160,8 +162,10 @@ def _mlp_layers(net: EnsembleMLP, m: int) -> list[Layer]:
 def _cnn_layers(net: EnsembleCNN, m: int, fold_bn: bool) -> list[Layer]:
     layers: list[Layer] = []
     for conv, norm, pool in zip(net.convs, net.norms, net.pool_after):
+        # an nn.ModuleList yields plain Modules; EnsembleCNN fills these with exactly these types
+        conv, norm = cast(MemberConv2d, conv), cast(nn.BatchNorm2d, norm)
         rows = slice(m * conv.per_member_out, (m + 1) * conv.per_member_out)
-        layer = Conv2d(_p(conv.weight[rows]), _p(conv.bias[rows]), tuple(conv.stride), tuple(conv.padding))
+        layer = Conv2d(_p(conv.weight[rows]), _p(conv.bias[rows]), *_pairs(conv))
         scale, shift = _bn_scale_shift(norm, "BatchNorm2d")
         layers += _with_bn(layer, scale[rows], shift[rows], fold_bn) + [ReLU()]
         if pool:
@@ -169,8 +173,8 @@ def _cnn_layers(net: EnsembleCNN, m: int, fold_bn: bool) -> list[Layer]:
     return layers + [GlobalAvgPool(), Linear(_p(net.head.weight[m]).T.contiguous(), _p(net.head.bias[m, 0]))]
 
 
-def _bn_scale_shift(bn: nn.Module, name: str) -> tuple[Tensor, Tensor]:
-    if bn.running_mean is None:
+def _bn_scale_shift(bn: nn.BatchNorm1d | nn.BatchNorm2d, name: str) -> tuple[Tensor, Tensor]:
+    if bn.running_mean is None or bn.running_var is None:  # torch keeps both or neither
         raise ValueError(f"{name} keeps no running statistics, so eval mode still uses batch statistics")
     scale = 1.0 / torch.sqrt(_p(bn.running_var) + bn.eps)
     if bn.weight is not None:
@@ -234,7 +238,13 @@ def _affine_from_module(mod: nn.Linear | nn.Conv2d, name: str) -> Linear | Conv2
         return Linear(_p(mod.weight), bias)
     if mod.groups != 1 or mod.dilation != (1, 1) or mod.padding_mode != "zeros" or isinstance(mod.padding, str):
         raise ValueError(f"{name}: only groups=1, dilation=1 and numeric zero padding are supported")
-    return Conv2d(_p(mod.weight), bias, tuple(mod.stride), tuple(mod.padding))
+    return Conv2d(_p(mod.weight), bias, *_pairs(mod))
+
+
+def _pairs(conv: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(stride, padding) of a conv with numeric padding: nn.Conv2d stores both as 2-tuples, which
+    torch types tuple[int, ...] (shared with Conv1d/3d) and padding also str (checked by callers)."""
+    return cast("tuple[int, int]", tuple(conv.stride)), cast("tuple[int, int]", tuple(conv.padding))
 
 
 def _maxpool_from_module(mod: nn.MaxPool2d, name: str) -> MaxPool2d:
@@ -279,21 +289,24 @@ def _affine_op_t(layer: Layer, g: Tensor, w: Tensor, in_shape: torch.Size) -> Te
     if isinstance(layer, Linear):
         return g @ w
     if isinstance(layer, Conv2d):
-        return torch.nn.grad.conv2d_input(in_shape, w, g, layer.stride, layer.padding)
+        grad_input: Tensor = torch.nn.grad.conv2d_input(  # type: ignore[no-untyped-call]  # unannotated in torch
+            in_shape, w, g, layer.stride, layer.padding)
+        return grad_input
     return g * w.view(1, -1, *([1] * (g.ndim - 2)))
 
 
-def _bias_of(layer: Layer) -> Tensor:
+def _bias_of(layer: AffineLayer) -> Tensor:
     return layer.shift if isinstance(layer, ChannelAffine) else layer.bias
 
 
-def _weight_of(layer: Layer) -> Tensor:
+def _weight_of(layer: AffineLayer) -> Tensor:
     return layer.scale if isinstance(layer, ChannelAffine) else layer.weight
 
 
 def _forward(net: PiecewiseLinearNet, x: Tensor) -> tuple[list[Tensor], list[Tensor | None]]:
     """Activations a_0 = x, ..., a_L = logits, and the max-pool indices."""
-    acts, idx = [x], []
+    acts: list[Tensor] = [x]
+    idx: list[Tensor | None] = []  # max-pool indices, None for the other layers
     for layer in net.layers:
         a, ix = acts[-1], None
         if isinstance(layer, _AFFINE):
@@ -322,13 +335,15 @@ def _route(layer: Layer, g: Tensor, a: Tensor, ix: Tensor | None) -> Tensor:
     if isinstance(layer, LeakyReLU):
         return g * torch.where(a > 0, torch.ones_like(g), torch.full_like(g, layer.slope))
     if isinstance(layer, MaxPool2d):
-        return F.max_unpool2d(g, ix, layer.kernel, layer.kernel, output_size=a.shape[-2:])
+        assert ix is not None  # _forward keeps the indices of every max-pool
+        # int kernel and stride work as documented; torch's annotation (BroadcastingList2) says sequences only
+        return F.max_unpool2d(g, ix, layer.kernel, layer.kernel, output_size=a.shape[-2:])  # type: ignore[arg-type]
     if isinstance(layer, GlobalAvgPool):
         return (g.view(*g.shape[:2], 1, 1) / (a.shape[2] * a.shape[3])).expand(a.shape).contiguous()
     return g.reshape(a.shape)  # Flatten
 
 
-def _gradients(net: PiecewiseLinearNet, acts: list[Tensor], idx: list, target: Tensor) -> list[Tensor]:
+def _gradients(net: PiecewiseLinearNet, acts: list[Tensor], idx: list[Tensor | None], target: Tensor) -> list[Tensor]:
     """G_l = d logit_target / d a_l for every layer input l = 0..L (G_L is one-hot)."""
     grads = [F.one_hot(target, acts[-1].shape[1]).to(acts[-1].dtype)]
     for layer, a, ix in zip(reversed(net.layers), reversed(acts[:-1]), reversed(idx)):
@@ -348,8 +363,9 @@ def _targets(target: int | npt.ArrayLike, n: int, n_classes: int) -> Tensor:
     return t
 
 
-def _prepare(net: "PiecewiseLinearNet | nn.Module", x: npt.ArrayLike | Tensor,
-             target: int | npt.ArrayLike) -> tuple[PiecewiseLinearNet, Tensor, list, list, Tensor]:
+def _prepare(
+    net: "PiecewiseLinearNet | nn.Module", x: npt.ArrayLike | Tensor, target: int | npt.ArrayLike,
+) -> tuple[PiecewiseLinearNet, Tensor, list[Tensor], list[Tensor | None], Tensor]:  # net, x, acts, idx, target
     pl, xt = _as_plnet(net), _as_input(x)
     with torch.no_grad():
         acts, idx = _forward(pl, xt)
@@ -383,13 +399,18 @@ def integrated_gradients(net: "PiecewiseLinearNet | nn.Module", x: npt.ArrayLike
     return (grads.mean(dim=0) * xt).cpu().numpy()
 
 
-def _split(layer: Layer, a: Tensor, carry: Tensor, rule: Rule, eps: float) -> Tensor:
+def _split(layer: AffineLayer, a: Tensor, carry: Tensor, rule: Rule, eps: float) -> Tensor:
     """Split carry[q] over layer inputs p with weights alpha[q, p] summing to 1 (see bias_backprop)."""
     if isinstance(layer, ChannelAffine):
         return carry  # one input per output: alpha = 1
     w = _cast(layer.weight, a)
-    op = lambda inp, ww: _affine_op(layer, inp, ww)  # noqa: E731
-    op_t = lambda g, ww: _affine_op_t(layer, g, ww, a.shape)  # noqa: E731
+
+    def op(inp: Tensor, ww: Tensor) -> Tensor:
+        return _affine_op(layer, inp, ww)
+
+    def op_t(g: Tensor, ww: Tensor) -> Tensor:
+        return _affine_op_t(layer, g, ww, a.shape)
+
     if rule == "uniform":
         live_a, live_w = (a != 0).to(a.dtype), (w != 0).to(a.dtype)
         count = op(live_a, live_w)  # inputs with a non-zero contribution W[q,p] a[p]
@@ -436,7 +457,8 @@ def bias_backprop(net: "PiecewiseLinearNet | nn.Module", x: npt.ArrayLike | Tens
     pl, xt, acts, idx, t = _prepare(net, x, target)
     grads = _gradients(pl, acts, idx, t)
     beta = torch.zeros_like(acts[-1])
-    shares, beta_sums = [], [beta.sum(dim=1)]
+    shares: list[Tensor] = []  # (B,) per affine layer, input first
+    beta_sums = [beta.sum(dim=1)]
     for i in range(len(pl.layers) - 1, -1, -1):
         layer, a = pl.layers[i], acts[i]
         if isinstance(layer, _AFFINE):

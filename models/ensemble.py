@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -21,13 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from models.checkpoints import checkpoint_epochs, checkpoint_path
-from models.nets import EnsembleCNN, build_ensemble, member_seed
+from models.nets import EnsembleCNN, EnsembleNet, build_ensemble, member_seed
 from models.predictions import EpochRecord, PredictionRecord
 from models.spec import TrainSpec
 
 log = logging.getLogger("curate.training")
 RECORD_CHUNK = 4096  # examples x members per forward pass of the record pass on the CPU (cache-sized)
 RECORD_CHUNK_CUDA = 8192  # on a GPU: the fastest of 2,048 to 65,536 over two H200 runs (benchmarks/results/gpu)
+Net = TypeVar("Net", bound=nn.Module)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast(spec: TrainSpec, device: torch.device) -> contextlib.AbstractContextManager:
+def autocast(spec: TrainSpec, device: torch.device) -> contextlib.AbstractContextManager[None]:
     """bf16 autocast for forward passes (losses and recorded values stay fp32)."""
     bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -88,6 +89,7 @@ class _Data:
         x = self.X[idx]
         if self.mean is None:
             return x
+        assert self.std is not None  # _prepare sets mean and std together
         return (x.float() / 255.0 - self.mean) / self.std
 
 
@@ -180,7 +182,7 @@ def shift_flip(x: Tensor, draws: Tensor, pad: int) -> Tensor:
 CUDA_CHANNELS_LAST = True  # a CNN on a GPU in channels_last: the layout tensor cores convolve natively
 
 
-def to_device(net: nn.Module, device: torch.device, channels_last: bool | None = None) -> nn.Module:
+def to_device(net: Net, device: torch.device, channels_last: bool | None = None) -> Net:
     """The network on `device`; a CNN in channels_last where `channels_last` (None: on a GPU, if
     CUDA_CHANNELS_LAST)."""
     net = net.to(device)
@@ -215,8 +217,10 @@ class CompiledForward:
         self.first_call_s: float | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
+        # calling an nn.Module is Any in torch's stubs; the network returns logits
         if self.compiled is None:
-            return self.net(x)
+            eager: Tensor = self.net(x)
+            return eager
         started = time.perf_counter()
         try:
             out = self.compiled(x)
@@ -224,7 +228,8 @@ class CompiledForward:
             warnings.warn(f"torch.compile failed ({self.what}), running it eagerly instead: "
                           f"{type(exc).__name__}: {exc}"[:500], RuntimeWarning, stacklevel=2)
             self.compiled = None
-            return self.net(x)
+            fallback: Tensor = self.net(x)
+            return fallback
         if self.first_call_s is None:
             self.first_call_s = time.perf_counter() - started
             log.info("torch.compile: first call of the %s %.1f s (compilation)", self.what, self.first_call_s)
@@ -232,9 +237,9 @@ class CompiledForward:
 
 
 @torch.no_grad()
-def _record(net: nn.Module, data: _Data, held_out: np.ndarray, n_classes: int, group: int, epoch: int,
+def _record(net: EnsembleNet, data: _Data, held_out: np.ndarray, n_classes: int, group: int, epoch: int,
             members: list[int], train_loss: float, started: float,
-            amp: contextlib.AbstractContextManager | None = None,
+            amp: contextlib.AbstractContextManager[None] | None = None,
             call: Callable[[Tensor], Tensor] | None = None) -> EpochRecord:
     """Evaluate every member on every example (eval mode, one batched pass per chunk; `call` runs
     the network, default net itself)."""
@@ -284,7 +289,7 @@ def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
     return state
 
 
-def _set_rng_state(state: dict, gen: torch.Generator, device: torch.device) -> None:
+def _set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
     rng = state.get("rng", {"gen": state.get("gen")})  # checkpoints before 2026-11 kept only "gen"
     gen.set_state(rng["gen"])
     if "cpu" in rng:
@@ -307,7 +312,8 @@ def _save_checkpoint(path: Path, epoch: int, net: nn.Module, opt: torch.optim.Op
             checkpoint_path(path, old).unlink(missing_ok=True)
 
 
-def _load_checkpoint(path: Path | None, after_epoch: int | None) -> dict | None:
+def _load_checkpoint(path: Path | None, after_epoch: int | None) -> dict[str, Any] | None:
+    """The checkpoint dict _save_checkpoint wrote after `after_epoch`, or None if there is none."""
     if path is None or after_epoch is None:
         return None
     file = checkpoint_path(path, after_epoch)

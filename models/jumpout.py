@@ -7,7 +7,8 @@ active fraction, its own mask. See SCIENCE.md section 2 for the spec and the tag
 """
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, ParamSpec, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,15 @@ from torch import Tensor, nn
 from models.spec import PAPER_JUMPOUT
 
 DropoutKind = Literal["jumpout", "dropout", "none"]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _eager(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """torch.compiler.disable(fn): fn runs eagerly under torch.compile. Here so that fn keeps its
+    signature for the type checker: torch 2.14 leaves torch.compiler.disable unannotated."""
+    eager: Callable[_P, _R] = torch.compiler.disable(fn)  # type: ignore[no-untyped-call]  # unannotated in torch
+    return eager
 
 
 def expected_rate(sigma: float, p_min: float, p_max: float) -> float:
@@ -68,7 +78,7 @@ def _draws(generator: torch.Generator | None, n_members: int, like: Tensor,
     return _seeded_draws(generator, n_members, like, dtype)
 
 
-@torch.compiler.disable
+@_eager
 def _seeded_draws(generator: torch.Generator, n_members: int, like: Tensor,
                   dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     z = torch.randn(n_members, generator=generator, device=like.device, dtype=dtype)
@@ -187,7 +197,7 @@ class MemberDropout(nn.Module):
         return h * multiplier.to(h.dtype)
 
 
-@torch.compiler.disable
+@_eager
 def _uniform(generator: torch.Generator, like: Tensor, dtype: torch.dtype) -> Tensor:
     """Dropout's mask draw, laid out like `like`, eager under torch.compile as Jumpout's (see _draws)."""
     return torch.empty_like(like, dtype=dtype).uniform_(generator=generator)

@@ -7,7 +7,8 @@ member starts the same whichever group it is trained in.
 """
 
 import math
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,8 @@ class MemberLinear(nn.Module):
 class MemberConv2d(nn.Conv2d):
     """A grouped 3x3 convolution: member m maps channels [m*Cin, (m+1)*Cin) to [m*Cout, (m+1)*Cout)."""
 
+    bias: Tensor  # never None: built with nn.Conv2d's default bias=True (nn.Conv2d types it Tensor | None)
+
     def __init__(self, n_members: int, in_channels: int, out_channels: int) -> None:
         super().__init__(n_members * in_channels, n_members * out_channels, 3, padding=1, groups=n_members)
         self.per_member_out = out_channels
@@ -77,7 +80,8 @@ class EnsembleMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # x: (M, B, d) -> logits (M, B, K)
         for layer, drop in zip(self.hidden, self.drops):
             x = drop(torch.relu(layer(x)))
-        return self.head(x)
+        logits: Tensor = self.head(x)  # calling an nn.Module is Any in torch's stubs
+        return logits
 
     def stack_input(self, x: Tensor) -> Tensor:
         """One batch seen by every member: (B, d) -> (M, B, d), without copying."""
@@ -131,19 +135,23 @@ class EnsembleCNN(nn.Module):
             if pool:
                 x = torch.max_pool2d(x, 2)
             if not isinstance(drop, nn.Identity):  # on a (B, M, C, H, W) view: per-member statistics, no copy
-                x = drop(x.unflatten(1, (m, -1))).flatten(1, 2)
+                x = drop(x.unflatten(1, (m, -1))).flatten(1, 2)  # type: ignore[no-untyped-call]  # unannotated in torch
         x = x.mean(dim=(2, 3))  # (B, M*F)
-        return self.head(x.view(x.shape[0], m, -1).transpose(0, 1))
+        logits: Tensor = self.head(x.view(x.shape[0], m, -1).transpose(0, 1))  # nn.Module calls are Any
+        return logits
 
     def _forward_per_member(self, x: Tensor) -> Tensor:  # x: (M, B, C, H, W) -> logits (M, B, K)
         m = self.n_members
         for conv, norm, drop, pool in zip(self.convs, self.norms, self.drops, self.pool_after):
+            # nn.ModuleList yields plain Modules; __init__ filled these two with exactly these types
+            conv, norm = cast(MemberConv2d, conv), cast(nn.BatchNorm2d, norm)
             x = torch.relu(_member_batch_norm(norm, _member_convs(conv, x, m), m))
             if pool:
-                x = torch.max_pool2d(x.flatten(0, 1), 2).unflatten(0, (m, -1))
+                x = torch.max_pool2d(x.flatten(0, 1), 2).unflatten(0, (m, -1))  # type: ignore[no-untyped-call]
             if not isinstance(drop, nn.Identity):  # its member axis is dim 1: a transposed view
                 x = drop(x.transpose(0, 1)).transpose(0, 1)
-        return self.head(x.mean(dim=(3, 4)))  # (M, B, F) -> (M, B, K)
+        logits: Tensor = self.head(x.mean(dim=(3, 4)))  # (M, B, F) -> (M, B, K); nn.Module calls are Any
+        return logits
 
     def stack_input(self, x: Tensor) -> Tensor:
         """One batch seen by every member: (B, C, H, W) -> (B, M*C, H, W), or an (M, B, C, H, W)
@@ -158,6 +166,9 @@ class EnsembleCNN(nn.Module):
             return x
         m, b, c, h, w = x.shape
         return x.transpose(0, 1).reshape(b, m * c, h, w)
+
+
+EnsembleNet = EnsembleMLP | EnsembleCNN  # what build_ensemble returns: both have stack_input and n_members
 
 
 def _member_convs(conv: MemberConv2d, x: Tensor, m: int) -> Tensor:
@@ -175,6 +186,8 @@ def _member_batch_norm(norm: nn.BatchNorm2d, x: Tensor, m: int) -> Tensor:
     """nn.BatchNorm2d over the grouped channels (member i's channels are [i*C, (i+1)*C)), applied to
     member-major x (M, B, C, H, W): statistics per member and channel over (B, H, W), in float32."""
     c = x.shape[2]
+    # BatchNorm2d types its buffers Tensor | None (None without running statistics); the CNN's keep them
+    assert norm.running_mean is not None and norm.running_var is not None and norm.num_batches_tracked is not None
     if norm.training:
         mean = x.mean(dim=(1, 3, 4), dtype=torch.float32)  # (M, C)
         var = (x.float() - mean[:, None, :, None, None]).square().mean(dim=(1, 3, 4))
@@ -195,19 +208,22 @@ def _dropout(spec: TrainSpec, generator: torch.Generator | None, member_dim: int
     # train_group resolves the by-data-size Jumpout rates first; a caller that builds a network
     # without a data set (tests, benchmarks, eval-only loads) gets the first row (the old default)
     spec = spec.resolved(0, 1)
-    return make_dropout(spec.dropout, rate=spec.dropout_rate, sigma=spec.jumpout_sigma, p_min=spec.jumpout_p_min,
-                        p_max=spec.jumpout_p_max, exponent=spec.jumpout_exponent, generator=generator,
-                        member_dim=member_dim)
+    sigma, p_min, p_max = spec.jumpout_sigma, spec.jumpout_p_min, spec.jumpout_p_max
+    assert sigma is not None and p_min is not None and p_max is not None  # resolved() fills every unset one
+    return make_dropout(spec.dropout, rate=spec.dropout_rate, sigma=sigma, p_min=p_min, p_max=p_max,
+                        exponent=spec.jumpout_exponent, generator=generator, member_dim=member_dim)
 
 
 def build_ensemble(kind: Literal["mlp", "cnn"], members: list[int], x_shape: tuple[int, ...], n_classes: int,
                    spec: TrainSpec, generator: torch.Generator | None = None,
-                   per_member_convs: bool | None = None) -> nn.Module:
+                   per_member_convs: bool | None = None) -> EnsembleNet:
     """Networks for `members`, each initialised from its own seed (member_seed(random_state, member));
     `per_member_convs`: the CNN's layout (None: CNN_PER_MEMBER_CONVS)."""
     n = len(members)
+    net: EnsembleNet
+    init_layers: Sequence[MemberLinear | MemberConv2d]
     if kind == "mlp":
-        net: nn.Module = EnsembleMLP(n, int(math.prod(x_shape)), n_classes, spec, generator)
+        net = EnsembleMLP(n, int(math.prod(x_shape)), n_classes, spec, generator)
         init_layers = net.linear_layers()
     else:
         if len(x_shape) != 3:
