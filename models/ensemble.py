@@ -423,7 +423,7 @@ class Ensemble:
     """N networks trained from their own seeds; `record_` holds every member's predictions per epoch."""
 
     def __init__(self, spec: TrainSpec | None = None, **params: object) -> None:
-        self.spec = spec if spec is not None else TrainSpec(**params)  # type: ignore[arg-type]
+        self.spec = spec if spec is not None else TrainSpec(**params)  # type: ignore[arg-type, unused-ignore]
 
     def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> "Ensemble":
         y = np.asarray(y, dtype=np.int64)
