@@ -1,16 +1,24 @@
-"""Fixtures around a real `curate serve` (benchmarks/live_server.py) and small data sets."""
+"""Fixtures around a real `curate serve` (benchmarks/live_server.py) and the small data sets and
+specs the service tests share.
 
-import json
+Servers cost ~2-4 s each to start on a loaded 2-core box (imports, DuckDB, the fork server's
+torch import), so tests that only read or are refused share one per module (`shared_server`);
+a test that needs its own settings, a kill or a clean data dir starts its own (`start_server`).
+"""
+
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from benchmarks.live_server import Server
+from benchmarks.live_server import Server, wait_for  # noqa: F401 (wait_for: the tests import it from here)
+
+# A real job in a couple of seconds (2 members x 3 epochs on a few hundred digits): enough for any
+# claim about what is recorded, scored or served; tests that need more say so with an override.
+SMALL_SPEC: dict[str, int] = {"n_members": 2, "n_epochs": 3, "hidden_units": 32, "batch_size": 128}
 
 
 @pytest.fixture
@@ -20,8 +28,17 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One default server for a module's tests that leave nothing behind (refusals, reads): each
+    such test compares what is stored before and after instead of expecting an empty server."""
+    srv = Server(tmp_path_factory.mktemp("shared") / "data").start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator:
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
     def start(data_dir: Path | None = None, **env: str) -> Server:
@@ -34,9 +51,16 @@ def start_server(tmp_path: Path) -> Iterator:
         srv.stop()
 
 
-def digits_npz(path: Path, n: int = 300, noise: float = 0.0, seed: int = 0) -> tuple[Path, np.ndarray]:
+def digits_arrays(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """The first n digits of scikit-learn's 8x8 set: X (n, 64) float32, y (n,) int."""
     X, y = load_digits(return_X_y=True)
-    X, y = X[:n].astype(np.float32), y[:n].copy()
+    return X[:n].astype(np.float32), y[:n].copy()
+
+
+def digits_npz(path: Path, n: int = 300, noise: float = 0.0, seed: int = 0) -> tuple[Path, np.ndarray]:
+    """Write the first n digits to `path` with a share `noise` of labels flipped to another class;
+    returns the path and the flipped example ids."""
+    X, y = digits_arrays(n)
     rng = np.random.default_rng(seed)
     flipped = rng.choice(n, size=int(round(noise * n)), replace=False)
     y[flipped] = (y[flipped] + rng.integers(1, 10, size=len(flipped))) % 10
@@ -44,11 +68,15 @@ def digits_npz(path: Path, n: int = 300, noise: float = 0.0, seed: int = 0) -> t
     return path, flipped
 
 
-def wait_for(client: httpx.Client, job_id: str, statuses: tuple[str, ...], timeout: float = 180.0) -> dict:
+def wait_until(condition: Callable[[], object], timeout: float = 60.0, interval: float = 0.05,
+               what: str = "condition") -> object:
+    """Poll `condition` until it returns something truthy (returned) or `timeout` seconds pass
+    (AssertionError naming `what`): a wait with a deadline instead of a fixed sleep or a spin."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {json.dumps(job)[:500]}")
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached after {timeout} s")
+        time.sleep(interval)
