@@ -9,9 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import Server, digits_npz, wait_for
-
-SMALL = {"n_members": 2, "n_epochs": 3, "hidden_units": 32, "batch_size": 128}
+from tests.service.conftest import SMALL_SPEC, Server, digits_npz, wait_for, wait_until
 
 
 def _upload(client: httpx.Client, path: Path) -> dict:
@@ -29,7 +27,7 @@ def test_upload_job_events_results(server: Server, tmp_path: Path) -> None:
         # multipart works too; the same file again reuses the stored dataset (200, reused) instead of a duplicate
         r = c.post("/datasets", files={"file": ("d.npz", path.read_bytes())})
         assert r.status_code == 200 and r.json()["reused"] is True and r.json()["dataset_id"] == ds["dataset_id"]
-        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL, "n_epochs": 8},
+        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL_SPEC, "n_epochs": 8},
                                     "adaboost": {"n_rounds": 10}}).json()
         assert job["status"] in ("queued", "running") and job["epochs_total"] == 8
         events = []
@@ -64,11 +62,11 @@ def test_cancel_stops_training_within_seconds(server: Server, tmp_path: Path) ->
     path, _ = digits_npz(tmp_path / "d.npz")
     with httpx.Client(base_url=server.url, timeout=30) as c:
         ds = _upload(c, path)
-        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL, "n_epochs": 500},
+        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL_SPEC, "n_epochs": 500},
                                     "adaboost": {"enabled": False}}).json()
         wait_for(c, job["job_id"], ("running",))
-        while c.get(f"/jobs/{job['job_id']}").json()["epochs_done"] < 1:
-            time.sleep(0.2)
+        wait_until(lambda: c.get(f"/jobs/{job['job_id']}").json()["epochs_done"] >= 1, timeout=120,
+                   interval=0.2, what="one epoch done")
         asked = time.monotonic()
         assert c.delete(f"/jobs/{job['job_id']}").json()["status"] in ("cancelling", "cancelled")
         final = wait_for(c, job["job_id"], ("cancelled",), timeout=30)
@@ -85,15 +83,15 @@ def test_cancel_stops_training_within_seconds(server: Server, tmp_path: Path) ->
 def test_kill9_mid_training_resumes_to_identical_results(start_server, tmp_path: Path) -> None:
     path, _ = digits_npz(tmp_path / "d.npz")
     # batch 8: ~40 steps an epoch, so the kill lands mid-training even with workers that start at once
-    spec = {**SMALL, "n_epochs": 24, "batch_size": 8, "random_state": 5}
+    spec = {**SMALL_SPEC, "n_epochs": 24, "batch_size": 8, "random_state": 5}
     data = tmp_path / "crashy"
     srv: Server = start_server(data)
     with httpx.Client(base_url=srv.url, timeout=30) as c:
         ds = _upload(c, path)
         job_id = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec,
                                        "adaboost": {"n_rounds": 5}}).json()["job_id"]
-        while c.get(f"/jobs/{job_id}").json()["epochs_done"] < 3:
-            time.sleep(0.1)
+        wait_until(lambda: c.get(f"/jobs/{job_id}").json()["epochs_done"] >= 3, timeout=180, interval=0.1,
+                   what="three epochs done")
     srv.kill9()
     restarted: Server = start_server(data)
     with httpx.Client(base_url=restarted.url, timeout=30) as c:
@@ -127,6 +125,14 @@ def _zip_slip() -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(scope="module")
+def good_dataset(shared_server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A good dataset on the shared server, which no bad upload may disturb."""
+    path, _ = digits_npz(tmp_path_factory.mktemp("good") / "good.npz", n=60)
+    with httpx.Client(base_url=shared_server.url, timeout=30) as c:
+        return _upload(c, path)["dataset_id"]
+
+
 @pytest.mark.parametrize("filename,body,status,fragment", [
     ("x.csv", b"a,b\n1,2\n3,4\n", 422, "no label column 'label'"),
     ("x.csv", b"a,label\n1,x\n2,x\n3,x\n", 422, "class"),
@@ -138,17 +144,20 @@ def _zip_slip() -> bytes:
     ("x.csv", b"", 422, "empty"),
     ("", b"a,label\n1,x\n", 422, "file name"),
 ])
-def test_bad_uploads_get_4xx_and_store_nothing(server: Server, tmp_path: Path, filename: str, body: bytes,
+def test_bad_uploads_get_4xx_and_store_nothing(shared_server: Server, good_dataset: str, filename: str, body: bytes,
                                                status: int, fragment: str) -> None:
-    path, _ = digits_npz(tmp_path / "good.npz", n=60)
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        good = _upload(c, path)
+    """One server for every case (a server per case cost ~48 s); each case leaves what was stored,
+    the good dataset among it, exactly as it was."""
+    stored = sorted(p.name for p in (shared_server.data_dir / "datasets").iterdir())
+    with httpx.Client(base_url=shared_server.url, timeout=30) as c:
+        listed = [d["dataset_id"] for d in c.get("/datasets").json()]
+        assert good_dataset in listed
         r = c.post("/datasets", params={"filename": filename}, content=body)
         assert r.status_code == status, r.text
         assert fragment in r.json()["error"]["message"]
-        assert [d["dataset_id"] for d in c.get("/datasets").json()] == [good["dataset_id"]]
-    assert sorted(p.name for p in (server.data_dir / "datasets").iterdir()) == [good["dataset_id"]]
-    assert not list((server.data_dir / "uploads").glob("*"))
+        assert [d["dataset_id"] for d in c.get("/datasets").json()] == listed
+    assert sorted(p.name for p in (shared_server.data_dir / "datasets").iterdir()) == stored
+    assert not list((shared_server.data_dir / "uploads").glob("*"))
 
 
 def test_upload_size_limit_gives_413(start_server, tmp_path: Path) -> None:
@@ -180,7 +189,7 @@ def test_api_keys_isolate_owners(start_server, tmp_path: Path) -> None:
         a = {"Authorization": f"Bearer {alice}"}
         b = {"Authorization": f"Bearer {bob}"}
         ds = c.post("/datasets", params={"filename": "d.npz"}, content=path.read_bytes(), headers=a).json()
-        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": SMALL,
+        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": SMALL_SPEC,
                                     "adaboost": {"enabled": False}}, headers=a).json()
         assert c.get(f"/datasets/{ds['dataset_id']}", headers=b).status_code == 404
         assert c.get(f"/jobs/{job['job_id']}", headers=b).status_code == 404
@@ -190,8 +199,8 @@ def test_api_keys_isolate_owners(start_server, tmp_path: Path) -> None:
         assert [j["job_id"] for j in c.get("/jobs", headers=a).json()] == [job["job_id"]]
 
 
-def test_error_shape_for_unknown_routes_and_bad_bodies(server: Server) -> None:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+def test_error_shape_for_unknown_routes_and_bad_bodies(shared_server: Server) -> None:
+    with httpx.Client(base_url=shared_server.url, timeout=30) as c:
         r = c.get("/nope")
         assert r.status_code == 404 and set(r.json()["error"]) == {"code", "message"}
         r = c.post("/jobs", json={"dataset_id": "x", "spec": {"n_members": 0}})
@@ -200,16 +209,17 @@ def test_error_shape_for_unknown_routes_and_bad_bodies(server: Server) -> None:
         assert r.status_code == 404 and r.json()["error"]["message"] == "job none not found"
 
 
-def test_a_spec_the_dataset_cannot_take_is_refused_at_submission(server: Server, tmp_path: Path) -> None:
+def test_a_spec_the_dataset_cannot_take_is_refused_at_submission(shared_server: Server, tmp_path: Path) -> None:
     path, _ = digits_npz(tmp_path / "d.npz")
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=shared_server.url, timeout=30) as c:
+        jobs_before = c.get("/jobs").json()
         ds = c.post("/datasets", files={"file": ("d.npz", path.read_bytes())}).json()
         for spec, message in (({"model": "cnn"}, "model=cnn needs images"),
                               ({"augment": "shift"}, "augment=shift needs images")):
             r = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec})
             assert r.status_code == 422 and message in r.json()["error"]["message"], r.text
             assert ds["dataset_id"] in r.json()["error"]["message"]
-        assert c.get("/jobs").json() == []  # nothing queued
+        assert c.get("/jobs").json() == jobs_before  # nothing queued
 
 
 @pytest.mark.slow
@@ -218,10 +228,10 @@ def test_retry_resumes_a_cancelled_job_from_its_last_epoch(server: Server, tmp_p
     with httpx.Client(base_url=server.url, timeout=30) as c:
         ds = _upload(c, path)
         # batch 8: ~40 steps an epoch, so the cancel lands mid-training even with workers that start at once
-        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL, "n_epochs": 30, "batch_size": 8},
+        job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL_SPEC, "n_epochs": 30, "batch_size": 8},
                                     "adaboost": {"enabled": False}}).json()
-        while c.get(f"/jobs/{job['job_id']}").json()["epochs_done"] < 2:
-            time.sleep(0.05)
+        wait_until(lambda: c.get(f"/jobs/{job['job_id']}").json()["epochs_done"] >= 2, timeout=180,
+                   what="two epochs done")
         c.delete(f"/jobs/{job['job_id']}")
         cancelled = wait_for(c, job["job_id"], ("cancelled",), timeout=30)
         assert 2 <= cancelled["epochs_done"] < 30

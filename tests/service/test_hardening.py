@@ -13,9 +13,7 @@ import pytest
 from models.spec import AdaBoostSpec, TrainSpec
 from service.engine.engine import Engine
 from service.settings import Settings
-from tests.service.conftest import Server, digits_npz
-
-TINY = {"n_members": 2, "n_epochs": 3, "hidden_units": 16, "batch_size": 64}
+from tests.service.conftest import SMALL_SPEC, Server, digits_npz
 
 
 def _error(r: httpx.Response, status: int) -> str:
@@ -38,12 +36,13 @@ def huge_npz(path: Path, shape: tuple[int, ...] = (10**12, 3)) -> Path:
     return path
 
 
-def test_an_npz_header_declaring_a_huge_shape_is_a_422_naming_it(server: Server, tmp_path: Path) -> None:
+def test_an_npz_header_declaring_a_huge_shape_is_a_422_naming_it(shared_server: Server, tmp_path: Path) -> None:
     path = huge_npz(tmp_path / "bomb.npz")
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=shared_server.url, timeout=30) as c:
+        before = c.get("/datasets").json()
         message = _error(c.post("/datasets", params={"filename": "bomb.npz"}, content=path.read_bytes()), 422)
         assert "bomb.npz" in message and "(1000000000000, 3)" in message
-        assert c.get("/datasets").json() == []
+        assert c.get("/datasets").json() == before
 
 
 @pytest.mark.slow
@@ -52,7 +51,7 @@ def test_plots_and_report_of_a_job_with_a_null_correlation(tmp_path: Path) -> No
     engine = Engine(Settings(data_dir=data, explain_max_examples=0))
     path, _ = digits_npz(tmp_path / "d.npz", n=100)
     ds = engine.add_dataset(path)
-    job = engine.run(engine.submit(ds.dataset_id, TrainSpec(**TINY), AdaBoostSpec(n_rounds=3)))
+    job = engine.run(engine.submit(ds.dataset_id, TrainSpec(**SMALL_SPEC), AdaBoostSpec(n_rounds=3)))
     assert job.status == "succeeded"
     summary = dict(job.summary or {})  # a constant difficulty: every correlation null (JSON has no NaN)
     summary["adaboost"] = {**summary["adaboost"], **{k: None for k in (
@@ -131,17 +130,18 @@ def _png(width: int, height: int) -> bytes:
 
 
 @pytest.mark.slow
-def test_a_decompression_bomb_png_is_413_naming_the_image(server: Server, tmp_path: Path) -> None:
+def test_a_decompression_bomb_png_is_413_naming_the_image(shared_server: Server, tmp_path: Path) -> None:
     bomb = _png(13000, 13000)  # 169 M pixels each; PIL's own guard only warns below 179 M
     path = tmp_path / "bomb.zip"
     with zipfile.ZipFile(path, "w") as zf:
         for cls in ("a", "b"):
             for i in range(3):
                 zf.writestr(f"{cls}/{i}.png", bomb)
-    with httpx.Client(base_url=server.url, timeout=120) as c:
+    with httpx.Client(base_url=shared_server.url, timeout=120) as c:
+        before = c.get("/datasets").json()
         message = _error(c.post("/datasets", params={"filename": "bomb.zip"}, content=path.read_bytes()), 413)
         assert "'a/0.png'" in message and "13000x13000" in message and "max_image_pixels" in message
-        assert c.get("/datasets").json() == []
+        assert c.get("/datasets").json() == before
 
 
 def test_the_decoded_bytes_budget_names_the_image(start_server, tmp_path: Path) -> None:
@@ -164,20 +164,21 @@ def test_a_job_too_big_for_max_job_memory_is_refused_naming_estimate_and_limit(s
         spec = {"n_members": 128, "n_hidden_layers": 8, "hidden_units": 2048, "batch_size": 4096}
         message = _error(c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec}), 422)
         assert "max_job_memory = 8.00 GiB" in message and "would need about" in message
-        small = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": TINY, "adaboost": {"enabled": False}})
+        small = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": SMALL_SPEC, "adaboost": {"enabled": False}})
         assert small.status_code == 201, small.text
 
 
-def test_a_cuda_device_the_host_lacks_is_refused_at_submission(server: Server, tmp_path: Path) -> None:
+def test_a_cuda_device_the_host_lacks_is_refused_at_submission(shared_server: Server, tmp_path: Path) -> None:
     from service.limits import cuda_device_count
 
     path, _ = digits_npz(tmp_path / "d.npz", n=100)
     device = f"cuda:{cuda_device_count()}"  # one past the last device this host has
-    with httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=shared_server.url, timeout=30) as c:
+        before = c.get("/jobs").json()
         ds = _upload(c, path)
-        message = _error(c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**TINY, "device": device}}), 422)
+        message = _error(c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {**SMALL_SPEC, "device": device}}), 422)
         assert device in message and "/work" not in message
-        assert c.get("/jobs").json() == []
+        assert c.get("/jobs").json() == before
 
 
 def test_a_request_body_that_stalls_gets_408(start_server) -> None:
@@ -208,7 +209,7 @@ def test_parallel_attributions_past_the_queue_get_429_with_retry_after(tmp_path:
     data = tmp_path / "data"
     engine = Engine(Settings(data_dir=data, explain_max_examples=0))
     path, _ = digits_npz(tmp_path / "d.npz", n=100)
-    job = engine.run(engine.submit(engine.add_dataset(path).dataset_id, TrainSpec(**TINY), AdaBoostSpec(enabled=False)))
+    job = engine.run(engine.submit(engine.add_dataset(path).dataset_id, TrainSpec(**SMALL_SPEC), AdaBoostSpec(enabled=False)))
     engine.close()
     srv = Server(data, env={"CURATE_ATTRIBUTION_QUEUE": "1"}).start()
     try:

@@ -10,7 +10,7 @@ import schemathesis
 from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
 
-from tests.service.conftest import Server, digits_npz
+from tests.service.conftest import Server, digits_npz, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         ds = c.post("/datasets", params={"filename": "d.npz"}, content=path.read_bytes()).json()
         job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": {"n_members": 2, "n_epochs": 1},
                                     "adaboost": {"n_rounds": 3}}).json()
-        while c.get(f"/jobs/{job['job_id']}").json()["status"] not in ("succeeded", "failed"):
-            pass
+        wait_for(c, job["job_id"], ("succeeded", "failed"), timeout=120)  # polls with a deadline, not a spin
     yield srv
     srv.stop()
 
