@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pacsv
+import pytest
 from typer.testing import CliRunner
 
 from service.cli.main import app
@@ -31,6 +32,7 @@ def _job_id(output: str) -> str:
     return output.split("job ")[1].split()[0]
 
 
+@pytest.mark.slow  # two trainings and a server: ~8 s
 def test_the_whole_loop_without_leaving_the_cli(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CURATE_EXPLAIN_MAX_EXAMPLES", "0")
     data = ["--data-dir", str(tmp_path / "data")]

@@ -14,11 +14,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.service.conftest import Server, digits_npz, wait_for
+from tests.service.conftest import SMALL_SPEC, Server, digits_npz, wait_for
 
 ALICE, BOB = "alice-key-0123456789abcdef", "bob-key-0123456789abcdefgh"
 A, B = {"Authorization": f"Bearer {ALICE}"}, {"Authorization": f"Bearer {BOB}"}
-SMALL = {"n_members": 2, "n_epochs": 3, "hidden_units": 32, "batch_size": 128}
 NO_ADABOOST = {"enabled": False}
 
 
@@ -32,7 +31,7 @@ class Scored:
 
 
 def _score(c: httpx.Client, dataset_id: str) -> str:
-    job = c.post("/jobs", json={"dataset_id": dataset_id, "spec": SMALL, "adaboost": NO_ADABOOST})
+    job = c.post("/jobs", json={"dataset_id": dataset_id, "spec": SMALL_SPEC, "adaboost": NO_ADABOOST})
     assert job.status_code == 201, job.text
     done = wait_for(c, job.json()["job_id"], ("succeeded", "failed"))
     assert done["status"] == "succeeded", done["error"]
@@ -231,6 +230,7 @@ def test_a_dataset_with_versions_is_deleted_only_with_its_tree(scored: Scored) -
     assert c.get(f"/jobs/{scored.job_id}/reviews").status_code == 404
 
 
+@pytest.mark.slow
 def test_a_decision_acknowledged_survives_kill9(start_server, tmp_path: Path) -> None:
     data = tmp_path / "crash"
     srv: Server = start_server(data, CURATE_EXPLAIN_MAX_EXAMPLES="0")

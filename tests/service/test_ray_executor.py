@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 from types import FrameType, SimpleNamespace
 
-import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from models.checkpoints import checkpoint_epochs
 from models.spec import AdaBoostSpec, TrainSpec
@@ -23,13 +21,14 @@ from service.engine.engine import Engine
 from service.engine.executors.local import LocalExecutor, WorkerFailed
 from service.engine.runner import build_tasks
 from service.settings import Settings
+from tests.service.conftest import SMALL_SPEC, digits_npz
 
 ray = pytest.importorskip("ray", reason="RayExecutor tests need `pip install 'curate[ray]'`")
 
 from service.engine.executors.ray import RayExecutor, ray_address  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = dict(n_members=2, n_epochs=2, hidden_units=32, batch_size=128, members_per_group=1, random_state=3)
+SMALL = {**SMALL_SPEC, "n_epochs": 2, "members_per_group": 1, "random_state": 3}
 NO_ADABOOST = AdaBoostSpec(enabled=False)
 SIGTERM_CALLS: list[int] = []
 
@@ -39,10 +38,7 @@ def _record_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _digits_npz(tmp_path: Path, n: int = 300) -> Path:
-    X, y = load_digits(return_X_y=True)
-    path = tmp_path / f"digits-{n}.npz"
-    np.savez(path, X=X[:n].astype(np.float32), y=y[:n])
-    return path
+    return digits_npz(tmp_path / f"digits-{n}.npz", n=n)[0]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +101,7 @@ def test_same_scores_as_local_executor(ray_session, tmp_path: Path) -> None:
         assert rows["ray"].column(col).to_pylist() == rows["local"].column(col).to_pylist(), col
 
 
+@pytest.mark.slow  # on ray_session: a local Ray cluster takes ~15 s to start
 def test_checkpoints_go_to_shared_dir_and_are_dropped_once_committed(ray_session, tmp_path: Path) -> None:
     # 8 short epochs and a slow engine (0.3 s a commit): the workers would run far ahead of the
     # commits but for backpressure, and each keeps only its newest KEEP_CHECKPOINTS checkpoints
@@ -173,6 +170,7 @@ def test_should_stop_cancels_running_tasks_quickly(ray_session, tmp_path: Path) 
     assert after == before and all(e < spec.n_epochs for e in after.values())  # training stopped
 
 
+@pytest.mark.slow  # on ray_session: a local Ray cluster takes ~15 s to start
 def test_impossible_resources_fail_at_once_with_a_clear_message(ray_session, tmp_path: Path) -> None:
     engine = Engine(Settings(data_dir=tmp_path / "data"), executor=RayExecutor(num_gpus_per_group=1))
     ds = engine.add_dataset(_digits_npz(tmp_path))
@@ -185,6 +183,7 @@ def test_impossible_resources_fail_at_once_with_a_clear_message(ray_session, tmp
     assert ray.available_resources().get("CPU") == 2  # nothing was submitted
 
 
+@pytest.mark.slow  # on ray_session: a local Ray cluster takes ~15 s to start
 def test_members_per_gpu_larger_than_a_group_allows_is_refused(ray_session, tmp_path: Path) -> None:
     _, _, tasks = _job_tasks(tmp_path, TrainSpec(**{**SMALL, "members_per_group": 2}))
     with pytest.raises(WorkerFailed, match="members_per_gpu is 1"):
@@ -214,6 +213,7 @@ def test_task_pending_past_resource_wait_fails(ray_session, tmp_path: Path) -> N
     assert _wait_for_free_cpus(2) == 2
 
 
+@pytest.mark.slow  # on ray_session: a local Ray cluster takes ~15 s to start
 def test_worker_exception_fails_the_job_with_the_traceback_tail(ray_session, tmp_path: Path) -> None:
     engine = Engine(Settings(data_dir=tmp_path / "data"), executor=RayExecutor())
     ds = engine.add_dataset(_digits_npz(tmp_path))
@@ -225,6 +225,7 @@ def test_worker_exception_fails_the_job_with_the_traceback_tail(ray_session, tmp
     assert "\x1b[" not in job.error  # Ray's colour codes are stripped
 
 
+@pytest.mark.slow  # on ray_session: a local Ray cluster takes ~15 s to start
 def test_init_keeps_the_sigterm_handler_and_attaching_does_not_own_ray(ray_session) -> None:
     assert ray_session.handler_after_init is _record_sigterm
     assert signal.getsignal(signal.SIGTERM) is _record_sigterm
