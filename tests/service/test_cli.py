@@ -11,18 +11,17 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
 from service.cli.main import app
+from tests.service.conftest import digits_arrays
 
 runner = CliRunner()
 FAST = ["--members", "2", "--epochs", "2", "--no-adaboost"]
 
 
 def _digits(n: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    X, y = load_digits(return_X_y=True)
-    return X[:n].astype(np.float32), y[:n]
+    return digits_arrays(n)
 
 
 def _write_csv(tmp_path: Path) -> Path:

@@ -21,9 +21,9 @@ from service.cli.backends import RemoteBackend
 from service.cli.main import app as cli_app
 from service.engine.engine import Engine
 from service.settings import Settings
-from tests.service.conftest import digits_npz
+from tests.service.conftest import SMALL_SPEC, digits_npz
 
-SMALL = dict(n_members=2, n_epochs=2, hidden_units=32, batch_size=128)
+SMALL = {**SMALL_SPEC, "n_epochs": 2}
 COMPLETE = 1e-4  # |logit - (gradient_term + bias_term)|
 
 

@@ -11,9 +11,9 @@ from service.web import report as web
 from service.store.catalog import delete_dataset
 from service.engine.engine import Engine
 from service.settings import Settings
-from tests.service.conftest import digits_npz
+from tests.service.conftest import SMALL_SPEC, digits_npz
 
-TINY = {"n_members": 2, "n_epochs": 2, "hidden_units": 16, "batch_size": 64}
+TINY = {**SMALL_SPEC, "n_epochs": 2}
 
 
 def _files(root: Path) -> list[str]:

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from models.spec import AdaBoostSpec, GroupTask, TrainSpec
 from scoring.phases import compute_agreement_index, detect_phases
@@ -14,15 +13,14 @@ from service.read import queries
 from service.engine.engine import Engine
 from service.engine.executors.local import LocalExecutor, _startable
 from service.settings import Settings
+from tests.service.conftest import SMALL_SPEC, digits_arrays, digits_npz
 
-SMALL = dict(n_members=2, n_epochs=2, hidden_units=32, batch_size=128)
+SMALL = {**SMALL_SPEC, "n_epochs": 2}
 
 
 def _digits_npz(tmp_path: Path, n: int = 300) -> tuple[Path, np.ndarray]:
-    X, y = load_digits(return_X_y=True)
-    path = tmp_path / "digits.npz"
-    np.savez(path, X=X[:n].astype(np.float32), y=y[:n])
-    return path, y[:n]
+    path, _ = digits_npz(tmp_path / "digits.npz", n=n)
+    return path, digits_arrays(n)[1]
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ from service.errors import NotFound
 from service.schemas import DynamicsOut, ExampleOut, ExamplePage
 from service.settings import Settings
 from service.store.db import JOB_TABLES
-from tests.service.conftest import digits_npz, wait_for
+from tests.service.conftest import SMALL_SPEC, digits_npz, wait_for
 
 ALICE, BOB = "alice-key-0123456789abcdef", "bob-key-0123456789abcdefgh"
 ALICE_ID = f"key:{hashlib.sha256(ALICE.encode()).hexdigest()[:16]}"  # the owner id of an env key (service.api.auth)
-SMALL = {"n_members": 2, "n_epochs": 2, "hidden_units": 32, "batch_size": 128}
+SMALL = {**SMALL_SPEC, "n_epochs": 2}
 ORDERS = ("example_id", "mislabel_score", "accessibility", "consistency")
 SPLITS = (None, "easy", "intermediate", "hard")
 

@@ -29,9 +29,9 @@ from service.errors import JobNotFinished, NotFound
 from service.schemas import AcceptSuggested, DecisionIn
 from service.settings import Settings
 from service.store.db import SCHEMA_VERSION, Store
-from tests.service.conftest import digits_npz
+from tests.service.conftest import SMALL_SPEC, digits_npz
 
-TINY = TrainSpec(n_members=2, n_epochs=3, hidden_units=32, batch_size=128)
+TINY = TrainSpec(**SMALL_SPEC)
 ROOT = Path(__file__).resolve().parents[2]
 
 
