@@ -311,11 +311,11 @@ DYNAMICS_ONE_PASS = ("SELECT epoch, least(floor(consistency * $bins), $bins - 1)
 
 def query_costs(data_dir: Path, ids: dict, n_examples: int, reps: int = 20) -> dict[str, dict[str, float]]:
     """After the server stopped: `service/read/queries.py` and variants, in-process on its DuckDB file."""
-    from service.store import jobs
     from service.read import queries
     from service.read.cache import build_score_index
     from service.result_cache import ResultCache
     from service.schemas import ExampleOut, ExamplePage
+    from service.store import jobs
     from service.store.db import Store
 
     store = Store(data_dir / "curate.duckdb")
@@ -385,7 +385,7 @@ def threaded_throughput(data_dir: Path, ids: dict, n_examples: int, seconds: flo
             counts = [0] * n_threads
             deadline = time.perf_counter() + seconds
 
-            def work(i: int) -> None:
+            def work(i: int, deadline: float = deadline, counts: list[int] = counts) -> None:  # bound now
                 rng = random.Random(i)
                 while time.perf_counter() < deadline:
                     queries.score_rows(store, ids["job_id"], limit=100, offset=rng.randrange(n_examples - 100))

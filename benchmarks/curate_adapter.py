@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service.read import queries
 from service.engine.engine import Engine
+from service.read import queries
 from service.settings import Settings
 
 

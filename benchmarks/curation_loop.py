@@ -40,12 +40,14 @@ from sklearn.datasets import load_digits  # noqa: E402
 from benchmarks.detection import parse_noise, plant  # noqa: E402
 from benchmarks.report import markdown_table, print_tables  # noqa: E402
 from models.spec import AdaBoostSpec, TrainSpec  # noqa: E402
-from service.read import diff
-from service.store import reviews
-from service.store import versions  # noqa: E402
 from service.engine.engine import Engine  # noqa: E402
+from service.read import diff
 from service.schemas import AcceptSuggested  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from service.store import (
+    reviews,
+    versions,  # noqa: E402
+)
 
 WRONG_FALL_TARGET = 0.70  # after round 1, the wrong labels fall by at least this share
 BROKEN_TARGET = 0.01  # and fewer than this share of the correct labels are broken

@@ -126,7 +126,7 @@ def tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
     picked = ", ".join(f"{d} {default_variant(d)}" for d in dict.fromkeys(r["dataset"] for r in rows))
     return [
         ("Mean AP of the default score per data set (fewest examples per feature first) and Jumpout row", ["dataset", *variants], by_size),
-        (f"Each data set with the Jumpout row the default picks ({picked}): per score", 
+        (f"Each data set with the Jumpout row the default picks ({picked}): per score",
          ["score", "mean AP", "mean AP, confusion + ambiguous", "flagged-set F1 (margin count)"], by_default),
         ("Mean AP over every case, per score", ["score", *variants], by_method),
         ("Mean |estimated - planted| rate / flagged-set F1, per count", ["count", *variants], by_count),

@@ -41,12 +41,16 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks.report import markdown_table  # noqa: E402
 from models.attribution import (  # noqa: E402
-    PAPER_NAMES, PiecewiseLinearNet, bias_backprop, explain, extract_member,
+    PAPER_NAMES,
+    PiecewiseLinearNet,
+    bias_backprop,
+    explain,
+    extract_member,
 )
 from models.nets import EnsembleCNN, build_ensemble, member_seed  # noqa: E402
 from models.spec import TrainSpec  # noqa: E402
-from benchmarks.report import markdown_table  # noqa: E402
 
 METHODS = ("bias", "bias_uniform", "bias_signed", "gradient_x_input", "integrated_gradients_5",
            "integrated_gradients_10", "full", "random")

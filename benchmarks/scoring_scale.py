@@ -25,11 +25,11 @@ from rich.table import Table
 
 from models.predictions import EpochRecord
 from models.spec import AdaBoostSpec, GroupTask, TrainSpec
-from service.store import jobs
 from service.engine.engine import Engine
 from service.engine.finalize import finalize_job
-from service.store.results import commit_epoch
 from service.settings import Settings
+from service.store import jobs
+from service.store.results import commit_epoch
 
 N_CLASSES = 10
 

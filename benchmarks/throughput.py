@@ -466,7 +466,7 @@ def run_cnn_variants(args, device: torch.device) -> dict:
         held = np.zeros((n, len(sub.y)), dtype=bool)
         amp = autocast(TrainSpec(device=str(device)), device)
         try:  # never lose the section's rows to a profiler failure
-            profiles["record pass, width %d, eager, 8,192 images a call" % width] = kernel_profile(
+            profiles[f"record pass, width {width}, eager, 8,192 images a call"] = kernel_profile(
                 lambda i: _record(ref.net, sub, held, N_CLASSES, 0, i, list(range(n)), 0.0, 0.0, amp), device)
         except Exception as exc:  # noqa: BLE001
             console.print(f"record-pass profile failed: {type(exc).__name__}: {exc}")
@@ -888,7 +888,7 @@ def tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         out.append(("Parts of the job, measured alone", ["part", "value"], [[k, str(v)] for k, v in flat.items()]))
         if "profile" in report["cli"]:
             prof = list(report["cli"]["profile"]["seconds_by_category"].items())
-            rest = [("rest (%d more categories)" % len(prof[15:]), round(sum(v for _, v in prof[15:]), 2))]
+            rest = [(f"rest ({len(prof[15:])} more categories)", round(sum(v for _, v in prof[15:]), 2))]
             out.append(("py-spy samples of one job (seconds, all processes)", ["category", "s"],
                         [[k, str(v)] for k, v in prof[:15] + (rest if prof[15:] else [])]))
     return out

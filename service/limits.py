@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from models.spec import TrainSpec
-from service.errors import Busy, CurationError, InvalidSpec, RequestTimeout
+from service.errors import Busy, InvalidSpec, RequestTimeout
 
 FLOAT = 4  # bytes: float32 weights, activations and inputs on the device
 
@@ -127,7 +127,7 @@ class BodyReadTimeout:
                 return await receive()
             try:
                 message = await asyncio.wait_for(receive(), self.timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise RequestTimeout(f"the request body did not arrive within {self.timeout_s:g} s "
                                      "(body_read_timeout_s)") from None
             if message["type"] != "http.request" or not message.get("more_body", False):

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from service.cli.main import ApiKey, DataDir, Url, _backend, app, cli_errors, out
 from service.errors import CurationError
-from service.schemas import AcceptSuggested, DatasetOut, DecisionIn, DiffOut
 from service.read.dataset_export import EXPORT_FORMATS
+from service.schemas import AcceptSuggested, DatasetOut, DecisionIn, DiffOut
 
 
 def _decision(example_id: int | None, relabel: str | None, keep: bool, exclude: bool, clear: bool,

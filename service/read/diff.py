@@ -4,12 +4,11 @@ the original upload they come from, never by example_id (excluded rows shift the
 
 from collections import Counter
 
+from service.errors import NotDerived
 from service.read import queries
-from service.errors import CurationError, NotDerived
 from service.schemas import ClassDiff, DiffOut, SuspectCounts
 from service.store.db import Store
 from service.vocab import SPLITS
-
 
 # one row per (labels, splits, suspect flags) combination over a FULL JOIN on the root example
 _DIFF_SQL = """

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from service.errors import CurationError, InvalidExport
+from service.errors import InvalidExport
 from service.fsutil import atomic_path
 
 FORMATS = ("csv", "parquet", "jsonl")

@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from service.errors import CurationError, StoreLocked
+from service.errors import StoreLocked
 
 SCHEMA_VERSION = 3  # 2: reviews, dataset lineage (parent_id, version, root_id, applied), upload reuse;
 # 3: jobs.run_by (who ran the job's last attempt: server | cli), api_keys.key_id (owners by stable id)

@@ -8,7 +8,7 @@ import json
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from models.spec import AdaBoostSpec, TrainSpec
@@ -54,7 +54,7 @@ def _job(row: tuple) -> Job:
     values[10] = json.loads(values[10]) if values[10] else None
     for i in (13, 14, 15):  # stored in UTC (the store sets TimeZone = UTC): make that explicit
         if values[i] is not None and values[i].tzinfo is None:
-            values[i] = values[i].replace(tzinfo=timezone.utc)
+            values[i] = values[i].replace(tzinfo=UTC)
     return Job(*values)
 
 
@@ -248,7 +248,7 @@ def _eta(job: Job) -> float | None:
     """Seconds left at the pace so far; None until an epoch is done."""
     if job.status != "running" or job.started_at is None or job.epochs_done == 0:
         return None
-    elapsed = (datetime.now(timezone.utc) - job.started_at).total_seconds()
+    elapsed = (datetime.now(UTC) - job.started_at).total_seconds()
     return max(0.0, elapsed / job.epochs_done * (job.epochs_total - job.epochs_done))
 
 

@@ -9,7 +9,7 @@ a decision is written (Engine.record_decisions), so the next read shows it.
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -109,7 +109,7 @@ def review_page(store: Store, job_id: str, *, action: str | None = None, limit: 
         rows = [dict(zip(columns, r)) for r in cur.fetchall()]
         counts = decision_counts(cur, job_id)
     for row in rows:
-        row["decided_at"] = row["decided_at"].replace(tzinfo=timezone.utc)
+        row["decided_at"] = row["decided_at"].replace(tzinfo=UTC)
     total = counts[action] if action is not None else sum(counts.values())
     return ReviewPage(job_id=job_id, total=total, limit=limit, offset=offset, counts=counts,
                       items=[ReviewOut(**r) for r in rows])
@@ -181,4 +181,4 @@ def _next_seq(cur: duckdb.DuckDBPyConnection, job_id: str) -> int:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)  # stored in UTC, as every timestamp
+    return datetime.now(UTC).replace(tzinfo=None)  # stored in UTC, as every timestamp

@@ -7,13 +7,13 @@ half a file) and returns the path it wrote.
 """
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
 from service.fsutil import atomic_path
 
 SPLIT_COLOURS = {"easy": "tab:green", "intermediate": "tab:orange", "hard": "tab:red"}

@@ -14,12 +14,11 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
-from service.web import report as web
-
-from service.web import curation as web_curation
 from service.api.auth import SESSION_COOKIE, SESSION_TTL_S, CrossSiteRequest, KeyRing, Unauthorized, check_same_origin
-from service.errors import CurationError
 from service.api.routes.deps import EngineDep, OwnerDep, UserDep
+from service.errors import CurationError
+from service.web import curation as web_curation
+from service.web import report as web
 
 PNG = "image/png"
 

@@ -9,8 +9,16 @@ import torch
 from torch import nn
 
 from models.attribution import (
-    METHODS, PAPER_NAMES, ChannelAffine, Conv2d, bias_backprop, explain, explain_ensemble, extract_member,
-    gradient_x_input, integrated_gradients,
+    METHODS,
+    PAPER_NAMES,
+    ChannelAffine,
+    Conv2d,
+    bias_backprop,
+    explain,
+    explain_ensemble,
+    extract_member,
+    gradient_x_input,
+    integrated_gradients,
 )
 from models.nets import build_ensemble
 from models.spec import TrainSpec

@@ -8,16 +8,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from service.read import diff
-
-from service.read import queries
-
-from service.store import reviews
-
-from service.read import dataset_export
-from service.store import versions
 from service.api.routes.deps import EngineDep, OwnerDep, UserDep
+from service.read import dataset_export, diff, queries
 from service.schemas import DatasetOut, DiffOut, ErrorResponse, ReviewIn, ReviewPage, ReviewResult, VersionIn
+from service.store import reviews, versions
 
 router = APIRouter(tags=["curation"])
 ERRORS = {c: {"model": ErrorResponse} for c in (401, 404, 409, 422)}
