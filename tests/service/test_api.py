@@ -84,6 +84,11 @@ def test_kill9_mid_training_resumes_to_identical_results(start_server, tmp_path:
     path, _ = digits_npz(tmp_path / "d.npz")
     # batch 8: ~40 steps an epoch, so the kill lands mid-training even with workers that start at once
     spec = {**SMALL_SPEC, "n_epochs": 24, "batch_size": 8, "random_state": 5}
+    clean: Server = start_server(tmp_path / "clean")  # the uninterrupted reference trains beside it
+    with httpx.Client(base_url=clean.url, timeout=30) as c:
+        ds = _upload(c, path)
+        other = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec,
+                                      "adaboost": {"n_rounds": 5}}).json()["job_id"]
     data = tmp_path / "crashy"
     srv: Server = start_server(data)
     with httpx.Client(base_url=srv.url, timeout=30) as c:
@@ -98,11 +103,7 @@ def test_kill9_mid_training_resumes_to_identical_results(start_server, tmp_path:
         job = wait_for(c, job_id, ("succeeded", "failed"))
         assert job["status"] == "succeeded" and job["attempt"] >= 2, job["error"]
         resumed = c.get(f"/jobs/{job_id}/examples", params={"limit": 1000}).json()["items"]
-    clean: Server = start_server(tmp_path / "clean")
     with httpx.Client(base_url=clean.url, timeout=30) as c:
-        ds = _upload(c, path)
-        other = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec,
-                                      "adaboost": {"n_rounds": 5}}).json()["job_id"]
         wait_for(c, other, ("succeeded",))
         reference = c.get(f"/jobs/{other}/examples", params={"limit": 1000}).json()["items"]
     assert resumed == reference
