@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pytest
 
 from service.cli.main import _p
 from service.read.exports import write_table
@@ -45,6 +46,7 @@ def test_docs_follow_the_api_auth_and_load_no_cdn(start_server, tmp_path: Path) 
         assert r.json()["name"].endswith(".npz") or r.json()["source_format"] == "npz"
 
 
+@pytest.mark.slow  # two servers, one after the other, on one data dir: 5.5 s
 def test_a_new_key_under_an_old_name_does_not_inherit_its_datasets(tmp_path: Path) -> None:
     path, _ = digits_npz(tmp_path / "d.npz", n=60)
     data = tmp_path / "data"
