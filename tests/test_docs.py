@@ -11,8 +11,8 @@ import service.api.auth
 import service.read.diff
 import service.read.exports
 import service.read.queries
-import service.store.reviews
 import service.store.db
+import service.store.reviews
 import service.store.versions
 from service.app import create_app
 from service.cli.main import app as cli_app

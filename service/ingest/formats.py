@@ -20,8 +20,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from service.errors import DatasetTooLarge, InvalidDataset, UnsupportedFormat
-from service.limits import IngestLimits  # noqa: F401  (part of this module's API)
 from service.ingest.images import check_archive, images_from_array, load_image_folder, load_image_zip
+from service.limits import IngestLimits  # noqa: F401  (part of this module's API)
 
 SourceFormat = Literal["image_folder", "zip", "csv", "parquet", "npz"]
 _SUFFIX_FORMATS: dict[str, SourceFormat] = {

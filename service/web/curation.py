@@ -13,15 +13,14 @@ from urllib.parse import urlencode
 import numpy as np
 
 from models.spec import TrainSpec
-from service.read import diff
-from service.store import jobs
-from service.read import queries
-from service.ingest.files import load_arrays, load_lineage
 from service.errors import NotFound
-from service.web.pages import render, render_fragment
+from service.ingest.files import load_arrays, load_lineage
+from service.read import diff, queries
 from service.schemas import DatasetOut
+from service.store import jobs
 from service.store.db import Store
 from service.vocab import SPLITS
+from service.web.pages import render, render_fragment
 
 VIEWS = ("mislabeled", *SPLITS, "all")  # what a review page lists: flagged examples, a split, or everything
 VIEW_TITLES = {"mislabeled": "suspected mislabels", "easy": "easy examples", "intermediate": "intermediate examples",

@@ -1,7 +1,7 @@
 """The curate CLI on every input format, exports, flags and errors (real engine, real DuckDB)."""
 
-import re
 import json
+import re
 import zipfile
 from pathlib import Path
 

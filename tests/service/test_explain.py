@@ -14,13 +14,13 @@ from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service.engine import explain
-from service.store import jobs
 from service.app import create_app
 from service.cli.backends import RemoteBackend
 from service.cli.main import app as cli_app
+from service.engine import explain
 from service.engine.engine import Engine
 from service.settings import Settings
+from service.store import jobs
 from tests.service.conftest import SMALL_SPEC, digits_npz
 
 SMALL = {**SMALL_SPEC, "n_epochs": 2}

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from service.errors import DatasetTooLarge, InvalidDataset, NotFound, UnsupportedFormat
 from service.ingest.files import (
     DatasetManifest,
     load_arrays,
@@ -22,7 +23,6 @@ from service.ingest.files import (
     save_dataset,
     source_format_of,
 )
-from service.errors import DatasetTooLarge, InvalidDataset, NotFound, UnsupportedFormat
 from service.ingest.formats import IngestLimits, LoadedDataset, load_dataset
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service.store import jobs
-from service.web import report as web
-from service.store.catalog import delete_dataset
 from service.engine.engine import Engine
 from service.settings import Settings
+from service.store import jobs
+from service.store.catalog import delete_dataset
+from service.web import report as web
 from tests.service.conftest import SMALL_SPEC, digits_npz
 
 TINY = {**SMALL_SPEC, "n_epochs": 2}

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
+from schemathesis import checks
 
 from tests.service.conftest import Server, digits_npz, wait_for
 

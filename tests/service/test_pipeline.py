@@ -7,12 +7,12 @@ import pytest
 
 from models.spec import AdaBoostSpec, GroupTask, TrainSpec
 from scoring.phases import compute_agreement_index, detect_phases
-from service.errors import InvalidSpec
-from service.store import jobs
-from service.read import queries
 from service.engine.engine import Engine
 from service.engine.executors.local import LocalExecutor, _startable
+from service.errors import InvalidSpec
+from service.read import queries
 from service.settings import Settings
+from service.store import jobs
 from tests.service.conftest import SMALL_SPEC, digits_arrays, digits_npz
 
 SMALL = {**SMALL_SPEC, "n_epochs": 2}

@@ -15,12 +15,12 @@ import pytest
 from models.checkpoints import checkpoint_epochs
 from models.spec import AdaBoostSpec, TrainSpec
 from service.engine import explain
-from service.store import jobs
-from service.read import queries
 from service.engine.engine import Engine
 from service.engine.executors.local import LocalExecutor, WorkerFailed
 from service.engine.runner import build_tasks
+from service.read import queries
 from service.settings import Settings
+from service.store import jobs
 from tests.service.conftest import SMALL_SPEC, digits_npz
 
 ray = pytest.importorskip("ray", reason="RayExecutor tests need `pip install 'curate[ray]'`")

@@ -11,16 +11,15 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from service.store import jobs
-
-from service.read import queries
 from service.app import create_app
-from service.read.cache import ScoreIndex
-from service.result_cache import ResultCache
 from service.engine.engine import Engine
 from service.errors import NotFound
+from service.read import queries
+from service.read.cache import ScoreIndex
+from service.result_cache import ResultCache
 from service.schemas import DynamicsOut, ExampleOut, ExamplePage
 from service.settings import Settings
+from service.store import jobs
 from service.store.db import JOB_TABLES
 from tests.service.conftest import SMALL_SPEC, digits_npz, wait_for
 

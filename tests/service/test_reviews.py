@@ -16,18 +16,14 @@ import pytest
 from PIL import Image
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service.store import catalog
-from service.read import diff
-from service.read import queries
-from service.store import reviews
-from service.read import dataset_export
-from service.store import versions
-from service.result_cache import ResultCache
-from service.store.catalog import HasVersions
 from service.engine.engine import Engine
 from service.errors import JobNotFinished, NotFound
+from service.read import dataset_export, diff, queries
+from service.result_cache import ResultCache
 from service.schemas import AcceptSuggested, DecisionIn
 from service.settings import Settings
+from service.store import catalog, reviews, versions
+from service.store.catalog import HasVersions
 from service.store.db import SCHEMA_VERSION, Store
 from tests.service.conftest import SMALL_SPEC, digits_npz
 

@@ -16,7 +16,7 @@ def test_close_waits_for_readers_and_refuses_new_cursors(tmp_path: Path) -> None
         errors: list[str] = []
         stop = threading.Event()
 
-        def read() -> None:
+        def read(store: Store = store, stop: threading.Event = stop, errors: list[str] = errors) -> None:
             while not stop.is_set():
                 try:
                     with store.reader() as cur:

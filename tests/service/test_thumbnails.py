@@ -8,10 +8,10 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.web import report as web
 from service.app import create_app
 from service.engine.engine import Engine
 from service.settings import Settings
+from service.web import report as web
 
 
 def _png(client: TestClient, url: str) -> Image.Image:

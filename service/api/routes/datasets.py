@@ -5,13 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.store import catalog
-
-from service.read import queries
-from service.errors import DatasetTooLarge, InvalidDataset
 from service.api.routes.deps import EngineDep, OwnerDep
-from service.schemas import DatasetOut, ErrorResponse
+from service.errors import DatasetTooLarge, InvalidDataset
 from service.ingest.uploads import discard_upload, receive_multipart, receive_upload
+from service.read import queries
+from service.schemas import DatasetOut, ErrorResponse
 
 router = APIRouter(tags=["datasets"])
 ERRORS = {c: {"model": ErrorResponse} for c in (400, 401, 404, 409, 413, 415, 422)}
