@@ -138,7 +138,7 @@ def test_api_returns_the_attribution_and_the_error_shapes(digits_job: tuple[Sett
         assert abs(body["logit"] - body["gradient_term"] - body["bias_term"]) <= COMPLETE
         assert body["top_features"][0]["value"] == max((f["value"] for f in body["top_features"]), key=abs)
         remote = RemoteBackend("http://testserver")
-        remote.client = client  # the CLI's HTTP door, against this app
+        remote.api.http = client  # the CLI's HTTP door (its one Client), against this app
         assert remote.attribution(job_id, flagged, "bias", "suggested").model_dump() == body
         for path, params, status, code in [
             (f"/jobs/{job_id}/examples/100000/attribution", {}, 404, "not_found"),
