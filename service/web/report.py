@@ -19,15 +19,15 @@ import numpy as np
 from PIL import Image
 
 from models.spec import TrainSpec
-from service.store import jobs
-from service.read import queries
-from service.web import curation as web_curation
 from service.api.auth import SESSION_TTL_S
-from service.ingest.files import load_arrays
 from service.errors import NotFound
+from service.ingest.files import load_arrays
+from service.read import queries
+from service.store import jobs
+from service.store.db import Store
+from service.web import curation as web_curation
 from service.web.pages import CSS
 from service.web.plots import plot_adaboost_curves, plot_dynamics
-from service.store.db import Store
 
 SPLITS = ("easy", "intermediate", "hard")
 EXPORTS = ("scores", "easy", "intermediate", "hard", "mislabeled")

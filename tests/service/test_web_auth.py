@@ -14,14 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from models.spec import AdaBoostSpec, TrainSpec
-from service.store import jobs
-from service.app import create_app
 from service.api.auth import SESSION_COOKIE, KeyRing, create_key, sign_session
+from service.app import create_app
+from service.engine.engine import Engine
 from service.errors import CurationError
+from service.settings import Settings
+from service.store import jobs
 from service.store import keys as stored_keys
 from service.store.db import Store
-from service.engine.engine import Engine
-from service.settings import Settings
 from tests.service.conftest import Server, digits_npz
 
 BOB = "bob-key-0123456789abcdefgh"
