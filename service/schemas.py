@@ -57,6 +57,10 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # the job's training time estimated from its first timed epochs (service/engine/estimate.py),
+    # refined as epochs land; None until the first epoch is trained
+    estimated_seconds: float | None = None
+    estimate_note: str | None = None  # what the estimate rests on; over 10 min on a CPU, what makes it faster
 
 
 class ExampleOut(BaseModel):

@@ -17,10 +17,10 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from models.spec import AdaBoostSpec, TrainSpec
+from service.cli import progress
 from service.cli.backends import LocalBackend, RemoteBackend, open_backend
 from service.engine.engine import Engine
 from service.errors import CurationError, InvalidSpec
@@ -86,11 +86,8 @@ def _parse_resize(resize: str | None) -> tuple[int, int] | None:
 
 
 def wait_with_progress(backend: LocalBackend | RemoteBackend, job_id: str) -> JobOut:
-    columns = (TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("train", total=None)
-        return backend.wait(job_id, lambda done, total: bar.update(task, completed=done, total=total))
+    """The job's estimate once known, then a bar on a terminal or plain lines in a log (service/cli/progress.py)."""
+    return progress.wait_with_progress(backend, job_id, err)
 
 
 def print_summary(backend: LocalBackend | RemoteBackend, job: JobOut, top: int = 10) -> None:

@@ -10,9 +10,11 @@ from collections.abc import Callable
 
 from models.predictions import EpochRecord
 from models.spec import GroupTask
+from service.engine.estimate import EpochTimer, job_shape
 from service.engine.executors.local import Executor, WorkerFailed
 from service.engine.explain import explain_job, keep_model
 from service.engine.finalize import finalize_job
+from service.limits import cuda_device_count
 from service.settings import Settings
 from service.store import catalog, jobs
 from service.store.db import Store
@@ -52,9 +54,13 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
     attempt = jobs.start_attempt(store, job_id, run_by)
     job = jobs.get_job(store, job_id, owner=jobs.owner_of(store, job_id))
     tasks = build_tasks(store, settings, job, attempt)
+    timer = _epoch_timer(store, settings, job, executor)
 
     def on_record(task: GroupTask, record: EpochRecord) -> None:
         done = commit_epoch(store, task, record)
+        estimate = timer.observe(task.group, record.epoch, record.seconds) if task.model == "ensemble" else None
+        if estimate is not None:  # stored before progress is reported, so a follower sees both at once
+            jobs.set_estimate(store, job_id, attempt, estimate.seconds, estimate.note)
         if progress is not None:
             progress(job_id, done, job.epochs_total)
 
@@ -83,6 +89,17 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
         jobs.finish(store, job_id, attempt, "failed", f"{type(exc).__name__}: {exc}")
         raise
     return jobs.get_job(store, job_id, owner=job.owner)
+
+
+def _epoch_timer(store: Store, settings: Settings, job: jobs.Job, executor: Executor) -> EpochTimer:
+    """The job's estimate from its first timed epochs (service/engine/estimate.py): groups run
+    max_workers at once on the local executor, all at once on a cluster."""
+    n_groups = len(job.spec.member_groups())
+    kind = catalog.get_dataset(store, job.dataset_id, owner=job.owner).kind
+    shape = job_shape(job.spec.n_epochs, n_groups, getattr(executor, "max_workers", n_groups), job.spec.model, kind,
+                      job.spec.device, cuda_device_count(),
+                      remote_gpus=settings.ray_gpus_per_group > 0 or settings.ray_members_per_gpu > 0)
+    return EpochTimer(shape)
 
 
 def _finish_if_cancelled(store: Store, job_id: str, attempt: int) -> None:

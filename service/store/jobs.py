@@ -40,10 +40,12 @@ class Job:
     created_at: Any
     started_at: Any
     finished_at: Any
+    estimate: dict | None = None  # {"seconds", "note"}: set_estimate
 
 
 _COLUMNS = ("job_id, dataset_id, spec, scoring, adaboost, status, attempt, epochs_done, epochs_total, "
             "estimated_n_errors, summary, error, owner, created_at, started_at, finished_at")
+_READ_COLUMNS = f"{_COLUMNS}, estimate"  # estimate is written later (set_estimate), never on insert
 
 
 def _job(row: tuple) -> Job:
@@ -52,6 +54,7 @@ def _job(row: tuple) -> Job:
     values[3] = ScoringOptions(**json.loads(values[3]))
     values[4] = AdaBoostSpec.model_validate_json(values[4])
     values[10] = json.loads(values[10]) if values[10] else None
+    values[16] = json.loads(values[16]) if values[16] else None
     for i in (13, 14, 15):  # stored in UTC (the store sets TimeZone = UTC): make that explicit
         if values[i] is not None and values[i].tzinfo is None:
             values[i] = values[i].replace(tzinfo=UTC)
@@ -100,7 +103,7 @@ def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringO
 
 def get_job(store: Store, job_id: str, owner: str | None = None) -> Job:
     with store.reader() as cur:
-        row = cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ? AND owner IS NOT DISTINCT FROM ?",
+        row = cur.execute(f"SELECT {_READ_COLUMNS} FROM jobs WHERE job_id = ? AND owner IS NOT DISTINCT FROM ?",
                           [job_id, owner]).fetchone()
     if row is None:
         raise NotFound(f"job {job_id} not found")
@@ -117,7 +120,7 @@ def finished_job(store: Store, job_id: str, owner: str | None = None) -> Job:
 
 def list_jobs(store: Store, owner: str | None = None, limit: int = 100) -> list[Job]:
     with store.reader() as cur:
-        rows = cur.execute(f"SELECT {_COLUMNS} FROM jobs WHERE owner IS NOT DISTINCT FROM ? "
+        rows = cur.execute(f"SELECT {_READ_COLUMNS} FROM jobs WHERE owner IS NOT DISTINCT FROM ? "
                            "ORDER BY created_at DESC LIMIT ?", [owner, limit]).fetchall()
     return [_job(r) for r in rows]
 
@@ -152,6 +155,14 @@ def update_summary(cur: Any, job_id: str, parts: dict, replace: bool = False) ->
         summary = json.loads(row[0]) if row and row[0] else {}
     summary.update(parts)
     cur.execute("UPDATE jobs SET summary = ? WHERE job_id = ?", [to_json(summary), job_id])
+
+
+def set_estimate(store: Store, job_id: str, attempt: int, seconds: float, note: str) -> None:
+    """Store the job's estimated training time (service/engine/estimate.py); fenced by the attempt
+    like every write of a running job, so a stale worker's timings never overwrite a newer one's."""
+    with store.transaction() as cur:
+        cur.execute("UPDATE jobs SET estimate = ? WHERE job_id = ? AND attempt = ?",
+                    [to_json({"seconds": float(seconds), "note": note}), job_id, attempt])
 
 
 def owner_of(store: Store, job_id: str) -> str | None:
@@ -259,4 +270,6 @@ def job_out(job: Job) -> JobOut:
                   progress=job.epochs_done / max(job.epochs_total, 1), eta_seconds=_eta(job),
                   estimated_n_errors=job.estimated_n_errors, error=job.error, spec=job.spec,
                   adaboost=job.adaboost, summary=job.summary, created_at=job.created_at,
-                  started_at=job.started_at, finished_at=job.finished_at)
+                  started_at=job.started_at, finished_at=job.finished_at,
+                  estimated_seconds=(job.estimate or {}).get("seconds"),
+                  estimate_note=(job.estimate or {}).get("note"))
