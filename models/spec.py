@@ -56,8 +56,9 @@ class TrainSpec(BaseModel):
     n_folds: int = Field(0, ge=0, le=20, description="cross-fitting folds; 0 = every member sees all examples")
     hidden_units: int = Field(256, ge=4, le=8192, description="MLP width")
     n_hidden_layers: int = Field(2, ge=1, le=8, description="MLP depth")
-    cnn_width: int = Field(16, ge=4, le=512, description="CNN channels of the first block (16: as good a ranking as "
-                           "32 on digits as images at a third of the CPU time, benchmarks/cpu_images.py)")
+    # 32: width 16 ran ~2x faster on a CPU but ranked digits-as-images flips 0.01-0.02 AP lower on every test
+    # seed of confusion20 and ambiguous20 (benchmarks/results/cpu_images-width16.json), so it stays
+    cnn_width: int = Field(32, ge=4, le=512, description="CNN channels of the first block")
     cnn_stem_stride: int = Field(0, ge=0, le=4, description="stride of the first convolution; 0 = auto: 2 for "
                                  "images of 16 px or more a side (a quarter of the work of every later block), "
                                  "else 1")
