@@ -180,8 +180,8 @@ def shift_flip(x: Tensor, draws: Tensor, pad: int) -> Tensor:
 
 
 CUDA_CHANNELS_LAST = True  # a CNN on a GPU in channels_last: the layout tensor cores convolve natively
-# ... and on a CPU: oneDNN's grouped convolutions, pooling and batch norm run 1.5-3x faster in it
-# (benchmarks/cpu_images.py); the input batches follow (EnsembleCNN.forward)
+# ... and on a CPU: the default digits-as-images job trained 1.3x faster in it (53.6 -> 41.1 s,
+# benchmarks/results/cpu_images-width16.md); the input batches follow (EnsembleCNN.forward)
 CPU_CHANNELS_LAST = True
 
 

@@ -99,8 +99,9 @@ STEM_STRIDE_FROM_PX = 16  # cnn_stem_stride auto: stride 2 from this shorter ima
 def stem_stride(spec: TrainSpec, image_size: tuple[int, int]) -> int:
     """The first convolution's stride: the spec's, or auto (0): 2 for images of STEM_STRIDE_FROM_PX
     or more a side, else 1. Why: on a CPU the convolutions are the job, and their work is the map's
-    area; a strided stem quarters every later block's, while 8x8 digits keep all their pixels (a
-    28x28 digit set trained 3.4x faster with it, benchmarks/cpu_images.py)."""
+    area; a strided stem quarters every later block's, while 8x8 digits keep all their pixels. Its
+    effect on detection is not measured yet (the detection benchmark's images are 8x8); 10,000 28x28
+    digit-like images took 221 s end to end with it at width 16 (benchmarks/results/cpu_images-width16.md)."""
     if spec.cnn_stem_stride:
         return spec.cnn_stem_stride
     return 2 if min(image_size) >= STEM_STRIDE_FROM_PX else 1
