@@ -2,6 +2,7 @@
 tampered cookies and the cross-site check on requests that change state (TestClient, in-process;
 the last test drives a real server in Chromium)."""
 
+import base64
 import hashlib
 import os
 import re
@@ -170,11 +171,16 @@ def test_tampered_expired_or_orphaned_cookies_are_refused(keyed: Keyed) -> None:
     secret = (keyed.settings.data_dir / "session.secret").read_bytes()
     bob_digest = hashlib.sha256(BOB.encode()).hexdigest()
     bob_id = KeyRing(keyed.client.app.state.engine.store, keyed.settings).authenticate(BOB)[0]  # what cookies sign
-    flipped = signature[:-1] + ("B" if signature[-1] == "A" else "A")
+    # base64 of the 32-byte signature: the last character's 2 low bits are spare, its high 4 carry data
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    flipped = signature[:-1] + alphabet[alphabet.index(signature[-1]) ^ 16]  # other signature bytes
+    respelled = signature[:-1] + alphabet[alphabet.index(signature[-1]) ^ 1]  # the same bytes, spelled otherwise
+    assert base64.urlsafe_b64decode(respelled + "=") == base64.urlsafe_b64decode(signature + "=")
     bad = {
         "other name": f"{version}.{bob.split('.')[1]}.{expires}.{signature}",
         "longer expiry": f"{version}.{name}.{int(expires) + 3600}.{signature}",
         "flipped signature": f"{version}.{name}.{expires}.{flipped}",
+        "respelled signature": f"{version}.{name}.{expires}.{respelled}",
         "no signature": f"{version}.{name}.{expires}",
         "garbage": "x",
         "other secret": sign_session(os.urandom(32), bob_id, int(expires), bob_digest),
