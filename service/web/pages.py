@@ -1,8 +1,10 @@
 """The dashboard's Jinja2 environment: templates in service/web/templates/, autoescaped, strict.
 
-Every value a template prints is escaped unless it is `Markup` (the style sheet, HTML built by
-another template); data for the pages' scripts goes in a `<script type="application/json">` via
-`tojson` (which escapes <, >, & and ' too), never spliced into code.
+Every page (home, job, sign-in, error, review, dataset, diff, the self-contained report) is a
+template extending base.html. Every value a template prints is escaped unless it is `Markup` (the
+style sheet, HTML rendered by another template); data for the pages' scripts goes in a
+`<script type="application/json">` via `tojson` (which escapes <, >, & and ' too), never spliced
+into code, and the scripts themselves are .js files of templates/, included as they are.
 """
 
 from functools import lru_cache
@@ -43,7 +45,7 @@ z-index:10;background:#fff;border-bottom:1px solid #eee}
 background:#fafafa;font-size:11px}.keys{font-size:12px;color:#555}.num{text-align:right}
 .panel{border:1px solid #ddd;border-radius:4px;padding:6px 12px;margin:10px 0;background:#fbfbfb}
 """
-CSS = _BASE_CSS + _REVIEW_CSS  # every page's one inline style sheet (f-string pages too)
+CSS = _BASE_CSS + _REVIEW_CSS  # every page's one inline style sheet
 
 
 @lru_cache
@@ -51,7 +53,13 @@ def environment() -> Environment:
     env = Environment(loader=PackageLoader("service.web", "templates"), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["css"] = Markup(CSS)
+    env.filters["percent"] = percent
     return env
+
+
+def percent(share: float) -> str:
+    """0.1234 -> '12.3%' (Python's format, which Jinja's printf-style `format` filter lacks)."""
+    return f"{share:.1%}"
 
 
 def render(template: str, **context: object) -> str:
@@ -61,7 +69,7 @@ def render(template: str, **context: object) -> str:
     return environment().get_template(template).render(**context)
 
 
-def render_fragment(template: str, **context: object) -> str:
-    """A template rendered as a piece of a page that is still built with f-strings (escaped already).
-    A plain str, not Markup: `str + Markup` would escape the str."""
-    return environment().get_template(template).render(**context)
+def render_fragment(template: str, **context: object) -> Markup:
+    """A template rendered as a piece of another page (the job page's curation panel): `Markup`, so
+    the page that prints it does not escape its HTML a second time (it was escaped when rendered)."""
+    return Markup(environment().get_template(template).render(**context))

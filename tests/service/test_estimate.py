@@ -117,6 +117,9 @@ def test_get_job_carries_the_estimate(server: Server, tmp_path: Path) -> None:
         assert job["estimated_seconds"] is None and job["estimate_note"] is None  # not timed before training
         wait_for(c, job["job_id"], ("succeeded",))
         done = c.get(f"/jobs/{job['job_id']}").json()
+        page = c.get(f"/ui/jobs/{job['job_id']}").text
     assert done["estimated_seconds"] > 0 and "timed epoch" in done["estimate_note"]
     line = estimate_line(JobOut.model_validate(done))
     assert line is not None and line.startswith("estimated training time: about ")
+    # the dashboard's job page says the same estimate (its note escaped like any text)
+    assert f'<p id="estimate">Estimated training time: about {round(done["estimated_seconds"])} s' in page

@@ -193,7 +193,7 @@ def test_bad_filters_give_the_error_page(done: Reviewed) -> None:
     assert "&lt;script&gt;" in _html(done.client, base, 422, given="<script>")
     assert "decision must be one of" in _html(done.client, base, 422, decision="maybe")
     assert "order must be one of" in _html(done.client, base, 422, order="random")
-    assert "gallery &#x27;bogus&#x27; not found" in _html(done.client, f"/ui/jobs/{done.job_id}/gallery/bogus", 404)
+    assert "gallery &#39;bogus&#39; not found" in _html(done.client, f"/ui/jobs/{done.job_id}/gallery/bogus", 404)
     assert "job nope not found" in _html(done.client, "/ui/jobs/nope/gallery/all", 404)
     assert "dataset nope not found" in _html(done.client, "/ui/datasets/nope", 404)
 

@@ -59,7 +59,8 @@ async def _followed_job(job_id: str, engine: EngineDep, owner: OwnerDep) -> str:
     return job_id
 
 
-PROGRESS_FIELDS = {"job_id", "status", "epochs_done", "epochs_total", "progress", "eta_seconds", "error"}
+PROGRESS_FIELDS = {"job_id", "status", "epochs_done", "epochs_total", "progress", "eta_seconds", "estimated_seconds",
+                   "estimate_note", "error"}
 
 
 # errors answer JSON: said explicitly, since FastAPI documents a route's responses in its response class's type
