@@ -6,6 +6,7 @@ scores are the ones the CLI, the API and the dashboard show for the same data di
 """
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from curate.result import LocalSource, Result
 from curate.session import SCRIPT_HINT, local_backend
 from models.spec import AdaBoostSpec, TrainSpec
 from service.cli.client import CurateError, _problems, progress_bar
+from service.ingest.options import IngestOptions
 
 
 @curate_errors
@@ -34,6 +36,12 @@ def score(
     seed: int = 0,
     adaboost: bool = True,
     resize: tuple[int, int] | None = None,
+    categorical: Sequence[str] = (),
+    ignore: Sequence[str] = (),
+    text_column: str | None = None,
+    embedder: str = "auto",
+    features: str | None = None,
+    weights: str | Path | None = None,
     name: str | None = None,
     data_dir: str | Path | None = None,
     progress: bool = True,
@@ -44,6 +52,8 @@ def score(
     data: arrays X (n, d) or images (n, H, W[, C]) with labels `y`; a pandas or polars DataFrame
     whose column `label` holds the labels (or with `y`); a path (.csv, .parquet, .npz, .zip or an
     image folder); or the id of a stored dataset (e.g. a version made by Result.apply()).
+    resize, categorical, ignore, text_column, embedder, features, weights: how the data is read, as
+    the options of `curate score` (README, Ingestion).
     members, epochs, model, dropout, folds, device, seed: as `curate score`; any other TrainSpec
     field as a keyword (e.g. hidden_units=64, batch_size=128). data_dir: where the DuckDB store
     and datasets live (default: a temporary directory removed when Python exits).
@@ -58,7 +68,10 @@ def score(
             ds = backend.dataset(source.dataset_id)
         else:
             assert source.path is not None
-            ds = backend.add_dataset(source.path, source.label_column, resize, name or source.path.name)
+            options = IngestOptions(label_column=source.label_column, resize=resize, categorical=tuple(categorical),
+                                    ignore=tuple(ignore), text_column=text_column, embedder=embedder,
+                                    features=features, weights=None if weights is None else str(weights))
+            ds = backend.add_dataset(source.path, options, name or source.path.name)
     job_id = backend.submit(ds.dataset_id, spec, AdaBoostSpec(enabled=adaboost))
     with progress_bar(progress, f"curate {ds.n_examples} examples") as report:
         job = backend.wait(job_id, report)

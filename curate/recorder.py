@@ -25,6 +25,7 @@ from curate.result import LocalSource, RemoteSource, Result
 from curate.session import local_backend
 from service.cli.client import Client, CurateError
 from service.engine import recorded
+from service.ingest.options import IngestOptions
 
 
 @with_curate_errors
@@ -48,8 +49,9 @@ class Recorder:
                 ds = self._api_dataset(source.dataset_id)
             else:
                 path, column = source.path, source.label_column
-                ds = (self.client.upload(path, label_column=column, name=name) if self.client else  # type: ignore[arg-type]
-                      self.backend.add_dataset(path, column, None, name))  # type: ignore[union-attr,arg-type]
+                options = IngestOptions(label_column=column)
+                ds = (self.client.upload(path, options, name=name) if self.client else  # type: ignore[arg-type]
+                      self.backend.add_dataset(path, options, name))  # type: ignore[union-attr,arg-type]
         if n_classes is not None and ds.n_classes != n_classes:
             raise CurateError(f"dataset {ds.dataset_id} has {ds.n_classes} classes ({', '.join(ds.class_names[:10])}), "
                               f"not n_classes={n_classes}", "invalid_spec")

@@ -13,6 +13,7 @@ from service.cli.client import Client, CurateError, ProgressFn, Reconnect
 from service.engine.engine import Engine
 from service.engine.explain import explain_example
 from service.errors import JobCancelled
+from service.ingest.options import IngestOptions
 from service.read import dataset_export, diff, queries
 from service.read.exports import write_table
 from service.schemas import (
@@ -68,9 +69,8 @@ class LocalBackend:
         """A job will run here soon: start the workers' fork server while the data is ingested."""
         self.engine.warm_up_workers()
 
-    def add_dataset(self, path: Path, label_column: str, resize: tuple[int, int] | None,
-                    name: str | None = None) -> DatasetOut:
-        m, reused = self.engine.ingest(path, label_column=label_column, resize=resize, name=name)
+    def add_dataset(self, path: Path, options: IngestOptions = IngestOptions(), name: str | None = None) -> DatasetOut:
+        m, reused = self.engine.ingest(path, options, name=name)
         return queries.get_dataset(self.engine.store, m.dataset_id).model_copy(update={"reused": reused})
 
     def dataset(self, dataset_id: str) -> DatasetOut:
@@ -156,9 +156,8 @@ class RemoteBackend:
     def warm_up(self) -> None:
         """Nothing to do: the server's scheduler keeps its workers ready."""
 
-    def add_dataset(self, path: Path, label_column: str, resize: tuple[int, int] | None,
-                    name: str | None = None) -> DatasetOut:
-        return self.api.upload(path, label_column=label_column, resize=resize, name=name)
+    def add_dataset(self, path: Path, options: IngestOptions = IngestOptions(), name: str | None = None) -> DatasetOut:
+        return self.api.upload(path, options, name=name)
 
     def dataset(self, dataset_id: str) -> DatasetOut:
         return self.api.dataset(dataset_id)

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from models.spec import AdaBoostSpec, TrainSpec
 from service.errors import CurationError
+from service.ingest.options import IngestOptions
 from service.schemas import (
     AcceptSuggested,
     AdaBoostOut,
@@ -166,18 +167,22 @@ class Client:
     def health(self) -> Health:
         return Health.model_validate(self._request("GET", "/health"))
 
-    def upload(self, path: str | Path, *, label_column: str = "label", resize: tuple[int, int] | None = None,
-               name: str | None = None) -> DatasetOut:
-        """Store a .csv, .parquet, .npz or .zip (image folder) on the server; the same file again
-        returns the stored dataset (`reused`)."""
+    def upload(self, path: str | Path, options: IngestOptions | None = None, *, name: str | None = None,
+               **option_values: Any) -> DatasetOut:
+        """Store a .csv, .parquet, .jsonl, .npz or .zip (image or text folder) on the server, read as
+        `options` say (or as IngestOptions(**option_values): label_column="cls", resize=(32, 32), ...);
+        the same file with the same options again returns the stored dataset (`reused`)."""
+        options = options or IngestOptions(**option_values)
+        if options.weights is not None:
+            raise CurateError("a weights file is read on the server, not uploaded: run `curate score --weights` "
+                              "there, or put the weights in the server's torchvision cache", "invalid_dataset")
         path = Path(path)
         if path.is_dir():
             raise CurateError(f"{path}: upload a .zip of the image folder to a server, not a directory", "invalid_dataset")
         if not path.is_file():
             raise CurateError(f"{path}: does not exist", "invalid_dataset")
-        params = {"filename": path.name, "label_column": label_column, "name": name or path.name}
-        if resize:
-            params["resize"] = f"{resize[0]}x{resize[1]}"
+        params = [("filename", path.name), ("name", name or path.name), ("label_column", options.label_column)]
+        params += [(k, v) for k, v in options.to_query() if k != "label_column"]
         with path.open("rb") as f:
             return DatasetOut.model_validate(self._request(
                 "POST", "/datasets", params=params, content=f, headers={"Content-Type": "application/octet-stream"}))

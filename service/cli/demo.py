@@ -34,7 +34,7 @@ def run_demo(backend: Backend, settings: Settings, *, noise: float, members: int
     path = settings.demo_dir / f"digits-noise{noise:g}-seed{seed}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, X=X.astype(np.float32), y=noisy, class_names=np.array([str(i) for i in range(10)]))
-    ds = backend.add_dataset(path, "label", None, name="digits (demo)")
+    ds = backend.add_dataset(path, name="digits (demo)")
     job_id = backend.submit(ds.dataset_id, TrainSpec(n_members=members, n_epochs=epochs, random_state=seed),
                             AdaBoostSpec())
     job = wait(backend, job_id)

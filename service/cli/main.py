@@ -24,6 +24,7 @@ from service.cli import progress
 from service.cli.backends import LocalBackend, RemoteBackend, open_backend
 from service.engine.engine import Engine
 from service.errors import CurationError, InvalidSpec
+from service.ingest.options import IngestOptions
 from service.read.exports import FORMATS
 from service.schemas import AttributionOut, DatasetOut, JobOut
 from service.settings import Settings
@@ -73,16 +74,6 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         raise typer.Exit(1)
 
     return wrapper
-
-
-def _parse_resize(resize: str | None) -> tuple[int, int] | None:
-    if resize is None:
-        return None
-    try:
-        h, w = (int(v) for v in resize.lower().split("x"))
-    except ValueError:
-        raise CurationError(f"--resize must look like 32x32 (height x width), got {resize!r}") from None
-    return h, w
 
 
 def wait_with_progress(backend: LocalBackend | RemoteBackend, job_id: str) -> JobOut:
@@ -141,8 +132,17 @@ def score(
     folds: Annotated[int, typer.Option(help="cross-fitting folds (0 = none)")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     seed: Annotated[int, typer.Option(help="random_state of the whole run")] = 0,
-    label_column: Annotated[str, typer.Option(help="label column of a CSV or Parquet file")] = "label",
+    label_column: Annotated[str, typer.Option(help="label column of a CSV, Parquet or JSON Lines file")] = "label",
     resize: Annotated[str | None, typer.Option(help="resize images to HxW, e.g. 32x32")] = None,
+    categorical: Annotated[list[str] | None, typer.Option(
+        help="a table column to read as categories even if it looks numeric, repeatable")] = None,
+    ignore: Annotated[list[str] | None, typer.Option(help="a table column to leave out, repeatable")] = None,
+    text_column: Annotated[str | None, typer.Option(help="the table column of texts (default: inferred)")] = None,
+    embedder: Annotated[str, typer.Option(help="texts to features: auto | tfidf | a sentence embedder "
+                                          "(README, Text)")] = "auto",
+    features: Annotated[str | None, typer.Option(help="images to features with a pretrained backbone, "
+                                                 "e.g. torchvision:resnet18")] = None,
+    weights: Annotated[Path | None, typer.Option(help="a local weights file for --features")] = None,
     adaboost: Annotated[bool, typer.Option(help="train the AdaBoost baseline too")] = True,
     top: Annotated[int, typer.Option(help="suspects to print")] = 10,
     settings: Annotated[list[str] | None, typer.Option(
@@ -155,9 +155,12 @@ def score(
         raise CurationError("give a PATH to ingest or --dataset DATASET_ID, not both and not neither")
     spec = TrainSpec(**{"n_members": members, "n_epochs": epochs, "model": model, "dropout": dropout,
                         "n_folds": folds, "device": device, "random_state": seed, **_parse_settings(settings)})
+    options = IngestOptions.parse(label_column=label_column, resize=resize, categorical=tuple(categorical or ()),
+                                  ignore=tuple(ignore or ()), text_column=text_column, embedder=embedder,
+                                  features=features, weights=None if weights is None else str(weights))
     with _backend(data_dir, url, api_key) as backend:
         backend.warm_up()
-        ds = backend.add_dataset(path, label_column, _parse_resize(resize)) if path else backend.dataset(dataset or "")
+        ds = backend.add_dataset(path, options) if path else backend.dataset(dataset or "")
         reused = " (reused: this file was uploaded before)" if ds.reused else ""
         err.print(f"dataset {ds.dataset_id}: {ds.n_examples} {ds.kind} examples, {ds.n_classes} classes{reused}",
                   highlight=False)

@@ -11,13 +11,13 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from models.spec import AdaBoostSpec, TrainSpec
 from scoring.scores import ScoringOptions
 from service.engine.executors.local import Executor, LocalExecutor
 from service.engine.runner import Progress, run_job
 from service.ingest.files import DatasetManifest
+from service.ingest.options import IngestOptions
 from service.limits import check_device
 from service.result_cache import ResultCache
 from service.schemas import AcceptSuggested, DecisionIn, ReviewResult
@@ -44,14 +44,15 @@ class Engine:
     def scoring_options(self) -> ScoringOptions:
         return ScoringOptions(easy_at_least=self.settings.easy_at_least, hard_below=self.settings.hard_below)
 
-    def add_dataset(self, path: Path, *, owner: str | None = None, **options: Any) -> DatasetManifest:
-        """Store PATH as a new dataset; `options` are catalog.ingest's (name, label_column, resize, ...)."""
-        return catalog.add_dataset(self.store, self.settings, path, owner=owner, **options)
+    def add_dataset(self, path: Path, options: IngestOptions = IngestOptions(), *, name: str | None = None,
+                    owner: str | None = None) -> DatasetManifest:
+        """Store PATH as a new dataset, read as `options` say (label column, resize, column roles, ...)."""
+        return catalog.add_dataset(self.store, self.settings, path, options, name=name, owner=owner)
 
-    def ingest(self, path: Path, *, owner: str | None = None, **options: Any) -> tuple[DatasetManifest, bool]:
-        """(manifest, reused): the same upload stored before is reused, not stored twice. `options`
-        are catalog.ingest's (name, label_column, resize, ...): one list of them, kept there."""
-        return catalog.ingest(self.store, self.settings, path, owner=owner, **options)
+    def ingest(self, path: Path, options: IngestOptions = IngestOptions(), *, name: str | None = None,
+               owner: str | None = None) -> tuple[DatasetManifest, bool]:
+        """(manifest, reused): the same upload with the same options stored before is reused, not stored twice."""
+        return catalog.ingest(self.store, self.settings, path, options, name=name, owner=owner)
 
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec, owner: str | None = None) -> str:
         if isinstance(self.executor, LocalExecutor):  # a Ray cluster's devices are its own to check

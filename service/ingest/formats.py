@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from service.errors import DatasetTooLarge, InvalidDataset, UnsupportedFormat
 from service.ingest.images import check_archive, images_from_array, load_image_folder, load_image_zip
+from service.ingest.options import IngestOptions
 from service.limits import IngestLimits  # noqa: F401  (part of this module's API)
 
 SourceFormat = Literal["image_folder", "zip", "csv", "parquet", "npz"]
@@ -57,16 +58,10 @@ def detect_format(path: Path) -> SourceFormat:
     )
 
 
-def load_dataset(
-    path: Path,
-    *,
-    label_column: str = "label",
-    resize: tuple[int, int] | None = None,  # (H, W) for images, bilinear
-    limits: IngestLimits = IngestLimits(),
-) -> LoadedDataset:
-    """Read and validate one dataset; at least 2 classes with at least 2 examples each."""
-    if resize is not None and (len(resize) != 2 or any(not isinstance(v, int) or v < 1 for v in resize)):
-        raise ValueError(f"resize must be (H, W) with two positive ints, got {resize!r}")
+def load_dataset(path: Path, options: IngestOptions = IngestOptions(),
+                 limits: IngestLimits = IngestLimits()) -> LoadedDataset:
+    """Read and validate one dataset as `options` say; at least 2 classes with at least 2 examples each."""
+    label_column, resize = options.label_column, options.resize  # resize: (H, W) for images, bilinear
     if not path.exists():
         raise InvalidDataset(f"{path}: does not exist")
     fmt = detect_format(path)

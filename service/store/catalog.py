@@ -14,6 +14,7 @@ import pyarrow as pa
 from service.errors import Conflict, HasVersions, NotFound
 from service.ingest.files import DatasetManifest, load_manifest, save_dataset, source_format_of
 from service.ingest.formats import IngestLimits, load_dataset
+from service.ingest.options import IngestOptions
 from service.schemas import DatasetOut
 from service.settings import Settings
 from service.store.db import JOB_TABLES, Store, insert_arrow, to_json
@@ -28,36 +29,35 @@ def ingest_limits(settings: Settings) -> IngestLimits:
 
 DATASET_COLUMNS = ("dataset_id, name, kind, source_format, n_examples, n_classes, class_names, feature_names, "
                    "x_shape, sha256, owner, created_at, parent_id, version, root_id, applied, upload_sha256, "
-                   "label_column, resize")
+                   "label_column, resize, ingest_options")
 
 
-def add_dataset(store: Store, settings: Settings, path: Path, *, name: str | None = None,
-                label_column: str = "label", resize: tuple[int, int] | None = None,
-                owner: str | None = None) -> DatasetManifest:
+def add_dataset(store: Store, settings: Settings, path: Path, options: IngestOptions = IngestOptions(), *,
+                name: str | None = None, owner: str | None = None) -> DatasetManifest:
     """Validate and store a dataset (or find the same upload stored already); on any error nothing is left behind."""
-    return ingest(store, settings, path, name=name, label_column=label_column, resize=resize, owner=owner)[0]
+    return ingest(store, settings, path, options, name=name, owner=owner)[0]
 
 
-def ingest(store: Store, settings: Settings, path: Path, *, name: str | None = None, label_column: str = "label",
-           resize: tuple[int, int] | None = None, owner: str | None = None) -> tuple[DatasetManifest, bool]:
-    """(manifest, reused): an upload whose bytes (sha256), label column and resize match a dataset this
+def ingest(store: Store, settings: Settings, path: Path, options: IngestOptions = IngestOptions(), *,
+           name: str | None = None, owner: str | None = None) -> tuple[DatasetManifest, bool]:
+    """(manifest, reused): an upload whose bytes (sha256) and ingest options match a dataset this
     owner uploaded before reuses that dataset instead of storing a duplicate."""
     upload_sha = upload_sha256(path) if path.exists() else None
-    options = (upload_sha, label_column, _resize_text(resize), owner)
+    key = (upload_sha, options.label_column, options.resize_text(), options.reuse_key(), owner)
     with store.reader() as cur:
-        found = _stored_upload(cur, *options)
+        found = _stored_upload(cur, *key)
     if found:
         return load_manifest(settings.datasets_dir, found), True
-    loaded = load_dataset(path, label_column=label_column, resize=resize, limits=ingest_limits(settings))
+    loaded = load_dataset(path, options, ingest_limits(settings))
     dataset_id = uuid.uuid4().hex[:12]
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     manifest = save_dataset(loaded, settings.datasets_dir, dataset_id, name or path.name, source_format_of(path))
     try:
         with store.transaction() as cur:
-            found = _stored_upload(cur, *options)  # the same file uploaded at the same time
+            found = _stored_upload(cur, *key)  # the same file uploaded at the same time
             if not found:
-                insert_dataset_row(cur, manifest, owner, upload_sha256=upload_sha, label_column=label_column,
-                                   resize=_resize_text(resize))
+                insert_dataset_row(cur, manifest, owner, upload_sha256=upload_sha, label_column=options.label_column,
+                                   resize=options.resize_text(), ingest_options=options.reuse_key())
                 rows = pa.table({"example_id": np.arange(manifest.n_examples, dtype=np.int32),
                                  "source": pa.array(loaded.sources, pa.string()),
                                  "given_label": loaded.y.astype(np.int32)})
@@ -115,15 +115,16 @@ def given_labels(store: Store, dataset_id: str) -> np.ndarray:
 def insert_dataset_row(cur: duckdb.DuckDBPyConnection, manifest: DatasetManifest, owner: str | None,
                        **lineage: object) -> None:
     """The `datasets` row of a manifest whose files are in place; `lineage` fills parent_id, version,
-    root_id, applied (JSON text), upload_sha256, label_column, resize."""
+    root_id, applied (JSON text), upload_sha256, label_column, resize, ingest_options (JSON text)."""
     extra = {"parent_id": None, "version": 0, "root_id": None, "applied": None, "upload_sha256": None,
-             "label_column": None, "resize": None, **lineage}
+             "label_column": None, "resize": None, "ingest_options": None, **lineage}
     cur.execute(f"INSERT INTO datasets ({DATASET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), "
-                "?, ?, ?, ?, ?, ?, ?)",
+                "?, ?, ?, ?, ?, ?, ?, ?)",
                 [manifest.dataset_id, manifest.name, manifest.kind, manifest.source_format, manifest.n_examples,
                  manifest.n_classes, to_json(manifest.class_names), to_json(manifest.feature_names),
                  to_json(manifest.x_shape), manifest.sha256, owner, extra["parent_id"], extra["version"],
-                 extra["root_id"], extra["applied"], extra["upload_sha256"], extra["label_column"], extra["resize"]])
+                 extra["root_id"], extra["applied"], extra["upload_sha256"], extra["label_column"], extra["resize"],
+                 extra["ingest_options"]])
 
 
 def upload_sha256(path: Path) -> str:
@@ -140,17 +141,14 @@ def upload_sha256(path: Path) -> str:
 
 
 def _stored_upload(cur: duckdb.DuckDBPyConnection, upload_sha: str | None, label_column: str, resize: str | None,
-                   owner: str | None) -> str | None:
+                   ingest_options: str | None, owner: str | None) -> str | None:
     if upload_sha is None:
         return None
     row = cur.execute("SELECT dataset_id FROM datasets WHERE upload_sha256 = ? AND label_column = ? AND "
-                      "resize IS NOT DISTINCT FROM ? AND owner IS NOT DISTINCT FROM ? AND parent_id IS NULL "
-                      "ORDER BY created_at LIMIT 1", [upload_sha, label_column, resize, owner]).fetchone()
+                      "resize IS NOT DISTINCT FROM ? AND ingest_options IS NOT DISTINCT FROM ? AND "
+                      "owner IS NOT DISTINCT FROM ? AND parent_id IS NULL ORDER BY created_at LIMIT 1",
+                      [upload_sha, label_column, resize, ingest_options, owner]).fetchone()
     return row[0] if row else None
-
-
-def _resize_text(resize: tuple[int, int] | None) -> str | None:
-    return f"{resize[0]}x{resize[1]}" if resize else None
 
 
 def delete_dataset(store: Store, settings: Settings, dataset_id: str, owner: str | None = None,

@@ -24,6 +24,7 @@ from service.ingest.files import (
     source_format_of,
 )
 from service.ingest.formats import IngestLimits, LoadedDataset, load_dataset
+from service.ingest.options import IngestOptions
 
 # --- helpers -------------------------------------------------------------------------------------
 
@@ -140,7 +141,7 @@ def test_mixed_sizes_are_resized_when_asked(tmp_path: Path) -> None:
         "a/1.png": png_bytes(10, size=(4, 3)), "a/2.png": png_bytes(20, size=(8, 8)),
         "b/1.png": png_bytes(30, size=(5, 2)), "b/2.png": png_bytes(40, size=(4, 3)),
     })  # fmt: skip
-    ds = load_dataset(root, resize=(6, 7))
+    ds = load_dataset(root, IngestOptions(resize=(6, 7)))
     assert ds.X.shape == (4, 1, 6, 7)
     assert ds.X[:, 0].reshape(4, -1).min(axis=1).tolist() == [10, 20, 30, 40]
     with pytest.raises(InvalidDataset, match=r"'a/1\.png' is 4x3 but 'a/2\.png' is 8x8"):
@@ -164,7 +165,7 @@ def test_csv_string_labels_sorted_and_row_sources(tmp_path: Path) -> None:
 
 def test_csv_int_labels_sort_numerically_with_custom_label_column(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "d.CSV", "cls,a\n10,1\n2,2\n1,3\n10,4\n2,5\n1,6\n")
-    ds = load_dataset(path, label_column="cls")
+    ds = load_dataset(path, IngestOptions(label_column="cls"))
     assert ds.class_names == ["1", "2", "10"]
     assert ds.y.tolist() == [2, 1, 0, 2, 1, 0]
     assert ds.feature_names == ["a"]
@@ -224,7 +225,7 @@ def test_npz_rgb_channels_last_with_class_names_and_resize(tmp_path: Path) -> No
     with pytest.raises(InvalidDataset, match="class 'cat' has 0 images"):
         load_dataset(tmp_path / "d.npz")
     np.savez(tmp_path / "d.npz", X=X, y=np.array([0, 1, 0, 1]), class_names=names[:2])
-    ds = load_dataset(tmp_path / "d.npz", resize=(3, 2))
+    ds = load_dataset(tmp_path / "d.npz", IngestOptions(resize=(3, 2)))
     assert ds.class_names == ["zebra", "ant"] and ds.y.tolist() == [0, 1, 0, 1]
     assert ds.X.shape == (4, 3, 3, 2)
     assert (ds.X[:, 0] == 255).all() and (ds.X[:, 1:] == 0).all()
@@ -233,9 +234,10 @@ def test_npz_rgb_channels_last_with_class_names_and_resize(tmp_path: Path) -> No
 # --- rejected input ------------------------------------------------------------------------------
 
 
-def reject(path: Path, match: str, error: type[InvalidDataset] = InvalidDataset, **kwargs: object) -> str:
+def reject(path: Path, match: str, error: type[InvalidDataset] = InvalidDataset,
+           limits: IngestLimits = IngestLimits(), **options: object) -> str:
     with pytest.raises(error, match=match) as info:
-        load_dataset(path, **kwargs)  # type: ignore[arg-type]
+        load_dataset(path, IngestOptions(**options), limits)  # type: ignore[arg-type]
     assert path.name in info.value.message or str(path) in info.value.message
     return info.value.message
 

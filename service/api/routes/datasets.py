@@ -6,7 +6,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.routes.deps import EngineDep, OwnerDep
-from service.errors import DatasetTooLarge, InvalidDataset
+from service.errors import DatasetTooLarge
+from service.ingest.options import IngestOptions
 from service.ingest.uploads import discard_upload, receive_multipart, receive_upload
 from service.read import queries
 from service.schemas import DatasetOut, ErrorResponse
@@ -26,11 +27,21 @@ async def upload_dataset(
     filename: Annotated[str | None, Query(description="file name with its suffix (raw uploads)")] = None,
     label_column: Annotated[str, Query(max_length=256)] = "label",
     resize: Annotated[str | None, Query(pattern=r"^\d{1,4}x\d{1,4}$", description="HxW for images")] = None,
+    categorical: Annotated[list[str], Query(max_length=256, description="table columns read as categories, "
+                                            "repeatable")] = [],  # noqa: B006  (FastAPI copies defaults)
+    ignore: Annotated[list[str], Query(max_length=256, description="table columns left out, repeatable")] = [],  # noqa: B006
+    text_column: Annotated[str | None, Query(max_length=256, description="the table column of texts")] = None,
+    embedder: Annotated[str, Query(max_length=64, description="texts to features: auto | tfidf | a sentence "
+                                   "embedder")] = "auto",
+    features: Annotated[str | None, Query(max_length=64, description="images to features with a pretrained "
+                                          "backbone, e.g. torchvision:resnet18")] = None,
     name: Annotated[str | None, Query(max_length=256)] = None,
 ) -> Response:
-    """Upload a .csv, .parquet, .npz or .zip (image folder) as a raw body (?filename=) or multipart.
-    The same file (sha256, label column, resize) uploaded again answers 200 with the stored dataset
-    and `reused: true` instead of storing a duplicate."""
+    """Upload a .csv, .parquet, .jsonl, .npz or .zip (image or text folder) as a raw body (?filename=)
+    or multipart. The same file with the same options (label column, resize, column roles, embedder,
+    features) uploaded again answers 200 with the stored dataset and `reused: true` instead of
+    storing a duplicate. A weights file for `features` is the server's (its torchvision cache), never
+    a path from the request."""
     settings = engine.settings
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
@@ -40,13 +51,11 @@ async def upload_dataset(
         path = await receive_multipart(request.stream(), content_type, settings, filename)
     else:
         path = await receive_upload(request.stream(), filename or "", settings)
-    size = tuple(int(v) for v in resize.split("x")) if resize else None
-    if size is not None and min(size) < 1:
-        discard_upload(path)
-        raise InvalidDataset(f"resize must be HxW with both sides at least 1, got {resize!r}")
     try:
-        manifest, reused = await run_in_threadpool(engine.ingest, path,
-                                                   name=name or path.name, label_column=label_column, resize=size,
+        options = IngestOptions.parse(label_column=label_column, resize=resize, categorical=tuple(categorical),
+                                      ignore=tuple(ignore), text_column=text_column, embedder=embedder,
+                                      features=features)
+        manifest, reused = await run_in_threadpool(engine.ingest, path, options, name=name or path.name,
                                                    owner=owner)
     finally:
         discard_upload(path)
