@@ -1,7 +1,7 @@
 """Pydantic shapes of the REST API (the OpenAPI contract)."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -32,6 +32,9 @@ class DatasetOut(BaseModel):
     root_id: str | None = None  # the original upload this dataset descends from (itself for an upload)
     applied: dict[str, int] | None = None  # a version's decision counts {"relabel", "keep", "exclude"}
     reused: bool = False  # an upload of a file already stored: the stored dataset, not a new one
+    # how the file was read (column roles, delimiter and encoding, text embedder, image size, backbone):
+    # one key per reader, written at ingest (service.ingest.formats.LoadedDataset.report)
+    ingest_report: dict[str, Any] = Field(default_factory=dict)
 
 
 class JobIn(BaseModel):

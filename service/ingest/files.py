@@ -45,6 +45,7 @@ class DatasetManifest:
     x_dtype: str  # "float32" | "uint8"
     sha256: str  # hex digest of the bytes of X.npy followed by the bytes of y.npy, as stored
     source_format: str  # "image_folder" | "zip" | "csv" | "parquet" | "npz"
+    ingest_report: dict[str, object] = dataclasses.field(default_factory=dict)  # LoadedDataset.report
 
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -67,6 +68,7 @@ class DatasetManifest:
             x_dtype=str(d["x_dtype"]),
             sha256=str(d["sha256"]),
             source_format=str(d["source_format"]),
+            ingest_report=dict(d.get("ingest_report") or {}),  # type: ignore[call-overload]  # older manifests lack it
         )
 
 
@@ -119,6 +121,7 @@ def save_dataset(
             x_dtype=str(loaded.X.dtype),
             sha256=_sha256_of(tmp / "X.npy", tmp / "y.npy"),
             source_format=source_format,
+            ingest_report=dict(loaded.report),
         )
         _write_json(tmp / "sources.json", list(loaded.sources))
         for file_name, value in (extra_json or {}).items():

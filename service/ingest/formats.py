@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +42,9 @@ class LoadedDataset:
     sources: list[str]  # (n,) "cat/001.png" relative to the dataset root, "row N" (tables), "index N" (NPZ)
     kind: Literal["tabular", "image"]
     feature_names: list[str] | None  # (d,) column names (NPZ: f0..f{d-1}); None for images
+    # how the file was read, for the user to check before training (stored with the dataset, shown by
+    # GET /datasets/{id}): one key per reader, e.g. "columns" (roles), "text" (embedder), "images"
+    report: dict[str, object] = field(default_factory=dict)
 
 
 def detect_format(path: Path) -> SourceFormat:

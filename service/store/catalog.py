@@ -29,7 +29,7 @@ def ingest_limits(settings: Settings) -> IngestLimits:
 
 DATASET_COLUMNS = ("dataset_id, name, kind, source_format, n_examples, n_classes, class_names, feature_names, "
                    "x_shape, sha256, owner, created_at, parent_id, version, root_id, applied, upload_sha256, "
-                   "label_column, resize, ingest_options")
+                   "label_column, resize, ingest_options, ingest_report")
 
 
 def add_dataset(store: Store, settings: Settings, path: Path, options: IngestOptions = IngestOptions(), *,
@@ -75,13 +75,14 @@ def get_dataset(store: Store, dataset_id: str, owner: str | None = None) -> Data
     """A dataset with its lineage (parent_id, version, root_id, applied decision counts)."""
     with store.reader() as cur:
         cur.execute("SELECT dataset_id, name, kind, source_format, n_examples, n_classes, class_names, x_shape, "
-                    "sha256, parent_id, version, coalesce(root_id, dataset_id) AS root_id, applied FROM datasets "
+                    "sha256, parent_id, version, coalesce(root_id, dataset_id) AS root_id, applied, ingest_report FROM datasets "
                     "WHERE dataset_id = ? AND owner IS NOT DISTINCT FROM ?", [dataset_id, owner])
         row = cur.fetchone()
         keys = [d[0] for d in cur.description]
     if row is None:
         raise NotFound(f"dataset {dataset_id} not found")
     values = dict(zip(keys, row))
+    values["ingest_report"] = json.loads(values["ingest_report"]) if values["ingest_report"] else {}
     for key in ("class_names", "x_shape", "applied"):
         values[key] = json.loads(values[key]) if values[key] is not None else None
     values["version"] = values["version"] or 0
@@ -119,12 +120,12 @@ def insert_dataset_row(cur: duckdb.DuckDBPyConnection, manifest: DatasetManifest
     extra = {"parent_id": None, "version": 0, "root_id": None, "applied": None, "upload_sha256": None,
              "label_column": None, "resize": None, "ingest_options": None, **lineage}
     cur.execute(f"INSERT INTO datasets ({DATASET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), "
-                "?, ?, ?, ?, ?, ?, ?, ?)",
+                "?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [manifest.dataset_id, manifest.name, manifest.kind, manifest.source_format, manifest.n_examples,
                  manifest.n_classes, to_json(manifest.class_names), to_json(manifest.feature_names),
                  to_json(manifest.x_shape), manifest.sha256, owner, extra["parent_id"], extra["version"],
                  extra["root_id"], extra["applied"], extra["upload_sha256"], extra["label_column"], extra["resize"],
-                 extra["ingest_options"]])
+                 extra["ingest_options"], to_json(manifest.ingest_report) if manifest.ingest_report else None])
 
 
 def upload_sha256(path: Path) -> str:

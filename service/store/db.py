@@ -22,6 +22,7 @@ SCHEMA_VERSION = 5  # 2: reviews, dataset lineage (parent_id, version, root_id, 
 # 3: jobs.run_by (who ran the job's last attempt: server | cli), api_keys.key_id (owners by stable id)
 # 4: jobs.estimate (the job's estimated training time and its note: service/engine/estimate.py)
 # 5: datasets.ingest_options (column roles, text embedder, image features: service/ingest/options.py)
+#    and datasets.ingest_report (how the file was read: LoadedDataset.report)
 
 # every table keyed by job_id besides `jobs` itself: what deleting a job removes
 JOB_TABLES = ("job_groups", "predictions", "group_probs", "epoch_metrics", "example_epoch_stats", "example_scores",
@@ -103,6 +104,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (4, "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS estimate JSON"),
     # the ingest options beyond label_column and resize (service.ingest.options.reuse_key), NULL: defaults
     (5, "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS ingest_options VARCHAR"),
+    (5, "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS ingest_report JSON"),  # how the file was read
 )
 
 

@@ -50,7 +50,7 @@ def create_version(store: Store, settings: Settings, dataset_id: str, from_job: 
     sources = load_sources(settings.datasets_dir, dataset_id)
     loaded = LoadedDataset(np.ascontiguousarray(X[kept]), new_y[kept], list(parent.class_names),
                            [sources[i] for i in kept.tolist()], kind=manifest.kind,  # type: ignore[arg-type]
-                           feature_names=manifest.feature_names)
+                           feature_names=manifest.feature_names, report=manifest.ingest_report)
     applied = {a: int((decided.action == a).sum()) for a in reviews.DECIDED}
     new_id = uuid.uuid4().hex[:12]
     root_id = parent.root_id or dataset_id
