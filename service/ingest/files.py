@@ -27,6 +27,7 @@ import numpy as np
 
 from service.errors import NotFound
 from service.ingest.formats import LoadedDataset, detect_format
+from service.ingest.text import save_texts
 
 SOURCE_FORMATS = ("image_folder", "zip", "csv", "parquet", "npz")
 _DATASET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -124,6 +125,8 @@ def save_dataset(
             ingest_report=dict(loaded.report),
         )
         _write_json(tmp / "sources.json", list(loaded.sources))
+        if loaded.texts is not None:  # a text dataset keeps its texts for the gallery and exports
+            save_texts(tmp, loaded.texts)
         for file_name, value in (extra_json or {}).items():
             _write_json(tmp / Path(file_name).name, value)
         _write_json(tmp / "manifest.json", manifest.to_json())

@@ -45,6 +45,7 @@ class LoadedDataset:
     # how the file was read, for the user to check before training (stored with the dataset, shown by
     # GET /datasets/{id}): one key per reader, e.g. "columns" (roles), "text" (embedder), "images"
     report: dict[str, object] = field(default_factory=dict)
+    texts: list[str] | None = None  # (n,) text datasets: each example's text, kept as texts.parquet (ingest/text.py)
 
 
 def detect_format(path: Path) -> SourceFormat:
@@ -68,7 +69,10 @@ def load_dataset(path: Path, options: IngestOptions = IngestOptions(),
     if not path.exists():
         raise InvalidDataset(f"{path}: does not exist")
     fmt = detect_format(path)
-    if fmt in ("image_folder", "zip"):
+    from service.ingest.text import is_text_folder, load_text_folder  # text.py reads LoadedDataset from here
+    if fmt in ("image_folder", "zip") and is_text_folder(path):  # .txt files in class folders
+        loaded = load_text_folder(path, options, limits)
+    elif fmt in ("image_folder", "zip"):
         read = load_image_folder if fmt == "image_folder" else load_image_zip
         ex = read(path, resize, limits)
         loaded = LoadedDataset(ex.X, ex.y, ex.class_names, ex.sources, kind="image", feature_names=None)
