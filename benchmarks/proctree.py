@@ -45,6 +45,19 @@ def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
     return left
 
 
+def describe(pids: list[int]) -> str:
+    """pid, state, parent and command line of each, for a failure message saying who outlived whom."""
+    lines = []
+    for pid in pids:
+        st = _stat(pid)
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+        except OSError:
+            cmd = "?"
+        lines.append(f"{pid} state={st[0] if st else 'gone'} ppid={st[1] if st else '-'} {cmd}")
+    return "; ".join(lines)
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of one process (0 once it is gone)."""
     try:

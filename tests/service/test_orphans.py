@@ -13,10 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.proctree import descendants, wait_gone
+from benchmarks.proctree import descendants, describe, wait_gone
 from tests.service.conftest import Server, digits_npz, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+# a worker's lifeline polls every 0.25 s; under a loaded parallel run on two cores a child once
+# outlived the kill by over 10 s (cause not established: a niced worker starved of CPU is the likely
+# one; the message now says who it was). A real orphan stays forever, so 30 s still tells them apart.
+ORPHAN_WAIT_S = 30.0
 LONG = {"n_members": 2, "n_epochs": 1000, "hidden_units": 32, "batch_size": 8}
 
 
@@ -44,7 +48,8 @@ def test_kill9_of_the_server_leaves_no_worker_behind(start_server, tmp_path: Pat
         children = _wait_workers(srv.proc.pid)
     os.kill(srv.proc.pid, signal.SIGKILL)  # the server only: its children must follow by themselves
     srv.proc.wait(10)
-    assert wait_gone(children, timeout=10) == [], f"orphans left: {children}"
+    left = wait_gone(children, timeout=ORPHAN_WAIT_S)
+    assert left == [], f"orphans left: {describe(left)} (of {children})"
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -77,7 +82,8 @@ def test_a_signal_cancels_an_in_process_job_and_retry_resumes_it(tmp_path: Path,
     assert time.monotonic() - asked < 10
     assert proc.returncode != 0
     assert "cancelled" in stderr and "curate retry" in stderr, stderr
-    assert wait_gone(children, timeout=10) == [], f"orphans left: {children}"
+    left = wait_gone(children, timeout=ORPHAN_WAIT_S)
+    assert left == [], f"orphans left: {describe(left)} (of {children})"
     listing = _jobs(tmp_path)
     assert "cancelled" in listing, listing
 
@@ -88,7 +94,8 @@ def test_kill9_of_an_in_process_score_leaves_no_worker_and_the_job_is_cancelled(
     children = _wait_workers(proc.pid)
     proc.kill()
     proc.wait(10)
-    assert wait_gone(children, timeout=10) == [], f"orphans left: {children}"
+    left = wait_gone(children, timeout=ORPHAN_WAIT_S)
+    assert left == [], f"orphans left: {describe(left)} (of {children})"
     # the job was the CLI's, not a server's: a server started on this data dir does not resume it
     srv = Server(tmp_path / "data").start()
     try:
@@ -113,7 +120,7 @@ def test_cancel_command_cancels_a_queued_job(tmp_path: Path) -> None:
 
     path, _ = digits_npz(tmp_path / "d.npz", n=60)
     backend = LocalBackend(Settings(data_dir=tmp_path / "data"))
-    ds = backend.add_dataset(path, "label", None)
+    ds = backend.add_dataset(path)
     job_id = backend.submit(ds.dataset_id, TrainSpec(n_members=2, n_epochs=3), AdaBoostSpec(enabled=False))
     backend.close()
     result = CliRunner().invoke(app, ["cancel", job_id, "--data-dir", str(tmp_path / "data")])
