@@ -74,8 +74,9 @@ def load_dataset(path: Path, options: IngestOptions = IngestOptions(),
         loaded = load_text_folder(path, options, limits)
     elif fmt in ("image_folder", "zip"):
         read = load_image_folder if fmt == "image_folder" else load_image_zip
-        ex = read(path, resize, limits)
-        loaded = LoadedDataset(ex.X, ex.y, ex.class_names, ex.sources, kind="image", feature_names=None)
+        ex = read(path, options, limits)
+        loaded = LoadedDataset(ex.X, ex.y, ex.class_names, ex.sources, kind="image", feature_names=None,
+                               report={"images": ex.report})
     elif fmt == "npz":
         loaded = _load_npz(path, resize, limits)
     else:

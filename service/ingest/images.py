@@ -3,31 +3,32 @@
 Zip members are read in memory, never extracted. Before any member is read the whole archive is
 checked: no entry may escape the root (zip-slip), the declared sizes must fit the limits, and no
 entry may expand more than `max_compression_ratio` times (zip bomb). Reads are then capped at each
-entry's declared size.
+entry's declared size. Decoding (formats, modes, sizes, EXIF orientation) is photos.py's.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from service.errors import DatasetTooLarge, InvalidDataset
+from service.ingest.options import IngestOptions
+from service.ingest.photos import FORMAT_NAMES, OpenFile, ReadFile, decode_images, plan_images, read_headers
 from service.limits import IngestLimits
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error)
 _ZIP_READ_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError, OSError)
+_TABLE_OPTIONS = (("label_column", "--label-column"), ("categorical", "--categorical"), ("ignore", "--ignore"),
+                  ("text_column", "--text-column"), ("embedder", "--embedder"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,31 +37,55 @@ class ImageExamples:
     y: np.ndarray  # (n,) int64, index into class_names
     class_names: list[str]  # sorted folder names
     sources: list[str]  # (n,) path relative to the dataset root, e.g. "cat/001.png"
+    report: dict[str, object] = field(default_factory=dict)  # photos.plan_images: sizes, resize and why, modes
 
 
-def load_image_folder(root: Path, resize: tuple[int, int] | None, limits: IngestLimits) -> ImageExamples:
-    """Read `root/<class>/**/*.png|jpg|jpeg`; classes sorted by name, files by relative path."""
+def load_image_folder(root: Path, options: IngestOptions, limits: IngestLimits) -> ImageExamples:
+    """Read `root/<class>/**/<image>`; classes sorted by name, files by relative path."""
+    _refuse_table_options(root.name, options)
     files, top_dirs = _walk_folder(root, limits)
-    return _load_examples(root.name, files, top_dirs, lambda rel: (root / rel).read_bytes(), resize, limits)
+
+    def open_file(rel: str) -> BinaryIO:
+        return open(root / rel, "rb")  # noqa: SIM115  (the caller closes it)
+
+    def read(rel: str) -> bytes:
+        return (root / rel).read_bytes()
+
+    return _load_examples(root.name, files, top_dirs, open_file, read, options.resize, limits)
 
 
-def load_image_zip(path: Path, resize: tuple[int, int] | None, limits: IngestLimits) -> ImageExamples:
+def load_image_zip(path: Path, options: IngestOptions, limits: IngestLimits) -> ImageExamples:
     """Like `load_image_folder` for a zip; a single top-level folder wrapping the class folders is unwrapped."""
     name = path.name
+    _refuse_table_options(name, options)
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             check_archive(name, infos, limits, check_ratio=True)
             members, top_dirs = _zip_layout(name, infos)
 
+            def open_file(rel: str) -> BinaryIO:  # the header pass reads a few KB of each entry
+                try:
+                    return zf.open(members[rel])  # type: ignore[return-value]
+                except _ZIP_READ_ERRORS as e:
+                    raise InvalidDataset(f"{name}: cannot read entry {members[rel].filename!r} ({e})") from e
+
             def read(rel: str) -> bytes:
                 return _read_member(name, zf, members[rel])
 
-            return _load_examples(name, list(members), top_dirs, read, resize, limits)
+            return _load_examples(name, list(members), top_dirs, open_file, read, options.resize, limits)
     except zipfile.BadZipFile as e:
         raise InvalidDataset(f"{name}: not a valid zip archive ({e})") from e
     except OSError as e:
         raise InvalidDataset(f"{name}: cannot open the archive ({e})") from e
+
+
+def _refuse_table_options(name: str, options: IngestOptions) -> None:
+    defaults = IngestOptions()
+    for option, flag in _TABLE_OPTIONS:
+        if getattr(options, option) != getattr(defaults, option):
+            raise InvalidDataset(f"{name}: {flag} does not apply to a folder or zip of images (an image dataset: "
+                                 "its class folders are the labels)")
 
 
 def check_archive(name: str, infos: list[zipfile.ZipInfo], limits: IngestLimits, *, check_ratio: bool) -> None:
@@ -209,7 +234,7 @@ def _plan(name: str, files: list[str], top_dirs: set[str]) -> tuple[list[str], l
             continue  # a README or similar next to the class folders
         if not is_image:
             raise InvalidDataset(
-                f"{name}: {rel!r} is not a PNG or JPEG image (supported: {' '.join(IMAGE_SUFFIXES)})"
+                f"{name}: {rel!r} is not a {FORMAT_NAMES} image (supported: {' '.join(IMAGE_SUFFIXES)})"
             )
         per_class[parts[0]].append(rel)
     examples = [(i, rel) for i, c in enumerate(class_names) for rel in sorted(per_class[c])]
@@ -225,96 +250,19 @@ def _load_examples(
     name: str,
     files: list[str],
     top_dirs: set[str],
-    read: Callable[[str], bytes],
+    open_file: OpenFile,
+    read: ReadFile,
     resize: tuple[int, int] | None,
     limits: IngestLimits,
 ) -> ImageExamples:
+    """Headers first (the final shape and the report), then every image decoded into its slot."""
     class_names, examples = _plan(name, files, top_dirs)
     sources = [rel for _, rel in examples]
-    X = _decode_images(name, sources, read, resize, limits)
+    headers = read_headers(name, sources, open_file, limits)
+    plan = plan_images(name, sources, headers, resize, limits)
+    X = decode_images(name, sources, headers, read, plan)
     y = np.array([c for c, _ in examples], dtype=np.int64)
-    return ImageExamples(X=X, y=y, class_names=class_names, sources=sources)
-
-
-@contextmanager
-def _reading(name: str, rel: str) -> Iterator[None]:
-    try:
-        yield
-    except UnidentifiedImageError as e:
-        raise InvalidDataset(f"{name}: cannot read image {rel!r} (not a PNG or JPEG file)") from e
-    except Image.DecompressionBombError as e:
-        raise DatasetTooLarge(f"{name}: image {rel!r} is too large ({e})") from e
-    except _DECODE_ERRORS as e:
-        raise InvalidDataset(f"{name}: cannot read image {rel!r} ({e})") from e
-
-
-def _decode_images(
-    name: str, rels: list[str], read: Callable[[str], bytes], resize: tuple[int, int] | None, limits: IngestLimits
-) -> np.ndarray:  # (n, C, H, W) uint8
-    arrays: list[np.ndarray] = []  # (H, W) grey or (H, W, 3) RGB
-    first: tuple[str, tuple[int, int]] | None = None
-    total = 0
-    for rel in rels:
-        with _reading(name, rel):
-            img = Image.open(io.BytesIO(read(rel)), formats=("PNG", "JPEG"))
-            w, h = img.size
-            if first is None:
-                first = (rel, img.size)
-            elif resize is None and img.size != first[1]:
-                (w0, h0) = first[1]
-                raise InvalidDataset(
-                    f"{name}: images differ in size: {first[0]!r} is {w0}x{h0} but {rel!r} is {w}x{h} "
-                    "(width x height); set resize to load them at one size"
-                )
-            if w * h > limits.max_image_pixels:
-                raise DatasetTooLarge(
-                    f"{name}: image {rel!r} is {w}x{h} = {w * h:,} pixels; the limit is "
-                    f"{limits.max_image_pixels:,} pixels per image (max_image_pixels)"
-                )
-            stored = 3 * (resize[0] * resize[1] if resize else w * h)
-            if 4 * w * h > limits.max_decoded_bytes or total + stored > limits.max_decoded_bytes:
-                raise DatasetTooLarge(
-                    f"{name}: decoding {rel!r} ({w}x{h}) would exceed the limit of "
-                    f"{limits.max_decoded_bytes:,} bytes of pixels (max_decoded_bytes); use smaller images or set resize"
-                )
-            total += stored
-            img.load()
-            img = _grey_or_rgb(img)
-            if resize is not None:
-                img = img.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
-        arrays.append(np.asarray(img, dtype=np.uint8))
-    return _stack(arrays)
-
-
-def _grey_or_rgb(img: Image.Image) -> Image.Image:
-    """Mode 'L' or 'RGB'. Transparent pixels are composited over black; 16-bit grey scaled to 8 bits."""
-    mode = img.mode
-    if mode in ("L", "RGB"):
-        return img
-    if mode == "1":
-        return img.convert("L")
-    if mode.startswith("I"):  # 16-bit grey PNG: 0..65535
-        scaled = np.rint(np.asarray(img, dtype=np.float64) / 257.0)
-        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
-    if mode in ("LA", "La"):
-        return _over_black(img.convert("RGBA")).convert("L")
-    if "A" in mode or "a" in mode or (mode == "P" and "transparency" in img.info):
-        return _over_black(img.convert("RGBA"))
-    return img.convert("RGB")  # P, CMYK, YCbCr, ...
-
-
-def _over_black(rgba: Image.Image) -> Image.Image:
-    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-    return Image.alpha_composite(black, rgba).convert("RGB")
-
-
-def _stack(arrays: list[np.ndarray]) -> np.ndarray:  # (n, C, H, W); grey repeated when any is RGB
-    n_channels = 3 if any(a.ndim == 3 for a in arrays) else 1
-    h, w = arrays[0].shape[:2]
-    X = np.empty((len(arrays), n_channels, h, w), dtype=np.uint8)
-    for i, a in enumerate(arrays):
-        X[i] = a.transpose(2, 0, 1) if a.ndim == 3 else a
-    return X
+    return ImageExamples(X=X, y=y, class_names=class_names, sources=sources, report=plan.report)
 
 
 # --- arrays --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from service.errors import DatasetTooLarge, InvalidDataset, NotFound, Unsupporte
 from service.ingest.files import (
     DatasetManifest,
     load_arrays,
+    load_columns,
     load_manifest,
     load_sources,
     save_dataset,
@@ -136,7 +137,7 @@ def test_jpeg_any_case_suffix_and_16_bit_png(tmp_path: Path) -> None:
     assert ds.X[3, 0, 0, 0] == 127  # 32767 / 257
 
 
-def test_mixed_sizes_are_resized_when_asked(tmp_path: Path) -> None:
+def test_mixed_sizes_are_resized_by_default_or_as_asked(tmp_path: Path) -> None:
     root = write_files(tmp_path / "ds", {
         "a/1.png": png_bytes(10, size=(4, 3)), "a/2.png": png_bytes(20, size=(8, 8)),
         "b/1.png": png_bytes(30, size=(5, 2)), "b/2.png": png_bytes(40, size=(4, 3)),
@@ -144,8 +145,9 @@ def test_mixed_sizes_are_resized_when_asked(tmp_path: Path) -> None:
     ds = load_dataset(root, IngestOptions(resize=(6, 7)))
     assert ds.X.shape == (4, 1, 6, 7)
     assert ds.X[:, 0].reshape(4, -1).min(axis=1).tolist() == [10, 20, 30, 40]
-    with pytest.raises(InvalidDataset, match=r"'a/1\.png' is 4x3 but 'a/2\.png' is 8x8"):
-        load_dataset(root)
+    by_default = load_dataset(root)  # once refused; now the median size (photos.plan_images)
+    assert by_default.X.shape == (4, 1, 3, 4)  # heights 3 8 2 3 -> 3; widths 4 8 5 4 -> 4.5 -> 4 (to even)
+    assert by_default.report["images"]["resized_to"] == [3, 4]
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -280,30 +282,40 @@ def test_missing_label_value_names_the_row(tmp_path: Path) -> None:
     reject(write_csv(tmp_path / "f.csv", "a,label\n1,0\n2,1.5\n"), "row 1 has label 1.5")
 
 
-def test_nan_and_inf_name_row_and_column(tmp_path: Path) -> None:
-    nan = write_csv(tmp_path / "n.csv", "a,b,label\n1,2,x\n3,nan,y\n4,5,x\n6,7,y\n")
-    reject(nan, "row 1, column 'b' is missing or NaN")
-    reject(write_csv(tmp_path / "m.csv", "a,b,label\n1,2,x\n3,4,y\n,5,x\n6,,y\n"), "row 2, column 'a' is missing")
+def test_table_gaps_are_imputed_but_inf_names_row_and_column(tmp_path: Path) -> None:
+    """Once refused, a gap (empty cell or NaN) in a table is now the column's median plus a missing
+    indicator; infinities and values beyond float32 are still refused by row and column."""
+    ds = load_dataset(write_csv(tmp_path / "m.csv", "a,b,label\n1,2,x\n3,nan,y\n,5,x\n6,7,y\n"))
+    assert ds.feature_names == ["a", "a(missing)", "b", "b(missing)"]
+    np.testing.assert_array_equal(ds.X[:, 0], [1, 3, np.median([1, 3, 6]), 6])
+    np.testing.assert_array_equal(ds.X[:, 1], [0, 0, 1, 0])
+    np.testing.assert_array_equal(ds.X[:, 2], [2, np.median([2, 5, 7]), 5, 7])
     inf = write_csv(tmp_path / "i.csv", "a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,-inf,y\n")
     reject(inf, "row 3, column 'b' is infinite")
     reject(write_csv(tmp_path / "o.csv", "a,label\n1,x\n1e300,y\n"), "row 1, column 'a' is 1e\\+300, beyond float32")
     X = np.ones((4, 3))
     X[2, 1] = np.nan
     np.savez(tmp_path / "d.npz", X=X, y=np.array([0, 1, 0, 1]))
-    reject(tmp_path / "d.npz", "index 2, column 'f1' is missing or NaN")
+    reject(tmp_path / "d.npz", "index 2, column 'f1' is missing or NaN")  # NPZ features are given as they are
 
 
-def test_non_numeric_feature_names_column_and_value(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "d.csv", "a,b,label\n1,2,x\n3,4.5,y\n5,abc,x\n")
-    reject(path, "column 'b' is not numeric \\(string\\): row 2 has 'abc'")
-    pq.write_table(pa.table({"when": pa.array([1, 2], pa.timestamp("s")), "label": [0, 1]}), tmp_path / "t.pq")
-    reject(tmp_path / "t.pq", "column 'when' is not numeric .*row 0 has")
+def test_string_and_timestamp_features_are_encoded_not_refused(tmp_path: Path) -> None:
+    """Once refused as non-numeric: a string column is now a category, a timestamp its date parts."""
+    ds = load_dataset(write_csv(tmp_path / "d.csv", "a,b,label\n1,2,x\n3,4.5,y\n5,abc,x\n6,abc,y\n"))
+    roles = {r["column"]: r["role"] for r in ds.report["columns"]}
+    assert roles == {"a": "numeric", "b": "categorical", "label": "label"}
+    assert ds.feature_names[0] == "a" and all(f.startswith("b=") for f in ds.feature_names[1:])
+    when = pa.array([0, 86400 * 40, 86400 * 400, 86400 * 800], pa.timestamp("s"))
+    pq.write_table(pa.table({"when": when, "label": [0, 1, 0, 1]}), tmp_path / "t.pq")
+    ds = load_dataset(tmp_path / "t.pq")
+    assert ds.feature_names == ["when.year", "when.month", "when.dayofweek"]
+    assert ds.X[:, 0].tolist() == [1970, 1970, 1971, 1972]
 
 
 def test_corrupt_images_name_the_file(tmp_path: Path) -> None:
     good = {"cat/1.png": png_bytes(), "cat/2.png": png_bytes(), "dog/1.png": png_bytes()}
     root = write_files(tmp_path / "a", {**good, "dog/2.png": b"not an image at all"})
-    reject(root, "cannot read image 'dog/2.png' \\(not a PNG or JPEG file\\)")
+    reject(root, "cannot read image 'dog/2.png' \\(not a PNG, JPEG, WebP, BMP or TIFF file\\)")
     noise = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (3, 4), dtype=np.uint8)).save(noise, format="PNG")
     root = write_files(tmp_path / "b", {**good, "dog/2.png": noise.getvalue()[:-30]})  # header intact, data cut
@@ -313,7 +325,7 @@ def test_corrupt_images_name_the_file(tmp_path: Path) -> None:
 
 def test_non_image_inside_class_folder(tmp_path: Path) -> None:
     root = write_files(tmp_path / "ds", {"cat/1.png": png_bytes(), "cat/notes.txt": b"x", "dog/1.png": png_bytes()})
-    reject(root, "'cat/notes.txt' is not a PNG or JPEG image \\(supported: .png .jpg .jpeg\\)")
+    reject(root, "'cat/notes.txt' is not a PNG, JPEG, WebP, BMP or TIFF image \\(supported: .png .jpg .jpeg .webp")
 
 
 def test_unsupported_file_type_lists_supported(tmp_path: Path) -> None:
@@ -372,9 +384,11 @@ def test_too_many_files(tmp_path: Path) -> None:
 
 
 def test_decoded_pixels_limit(tmp_path: Path) -> None:
-    root = write_files(tmp_path / "ds", {f"{c}/{i}.png": png_bytes(size=(100, 100)) for c in "ab" for i in (1, 2)})
-    limits = IngestLimits(max_decoded_bytes=50_000)  # 30,000 bytes per 100x100 image (counted as RGB)
-    reject(root, "'a/2.png' \\(100x100\\) would exceed", DatasetTooLarge, limits=limits)
+    rgb = png_bytes((1, 2, 3), size=(100, 100), mode="RGB")
+    root = write_files(tmp_path / "ds", {f"{c}/{i}.png": rgb for c in "ab" for i in (1, 2)})
+    limits = IngestLimits(max_decoded_bytes=50_000)  # 30,000 bytes per 100x100 RGB image: the second passes it
+    reject(root, "'a/2.png' \\(100x100\\) would exceed .* 4 images at 3x100x100 take 120,000 bytes",
+           DatasetTooLarge, limits=limits)
     np.savez(tmp_path / "d.npz", X=np.zeros((4, 2, 2), dtype=np.uint8), y=np.array([0, 1, 0, 1]))
     reject(tmp_path / "d.npz", "resizing to 200x200 would exceed", DatasetTooLarge, limits=limits, resize=(200, 200))
 
@@ -423,7 +437,9 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     store = tmp_path / "datasets"
     manifest = save_dataset(loaded, store, "ds_1", "my data", source_format_of(src))
     assert sorted(p.name for p in store.iterdir()) == ["ds_1"]
-    assert sorted(p.name for p in (store / "ds_1").iterdir()) == ["X.npy", "manifest.json", "sources.json", "y.npy"]
+    files = ["X.npy", "columns.json", "manifest.json", "sources.json", "y.npy"]
+    assert sorted(p.name for p in (store / "ds_1").iterdir()) == files
+    assert load_columns(store, "ds_1") == loaded.columns and loaded.columns["feature_column"] == ["a", "b"]
     X, y = load_arrays(store, "ds_1")
     assert isinstance(X, np.memmap) and not X.flags.writeable
     np.testing.assert_array_equal(X, loaded.X)
@@ -467,7 +483,8 @@ def test_failed_save_leaves_nothing_behind(tmp_path: Path) -> None:
 
 def test_source_format_of(tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
-    got = [source_format_of(tmp_path / n) for n in ("folder", "a.zip", "a.csv", "a.parquet", "a.PQ", "a.npz")]
-    assert got == ["image_folder", "zip", "csv", "parquet", "parquet", "npz"]
+    names = ("folder", "a.zip", "a.csv", "a.parquet", "a.PQ", "a.npz", "a.jsonl", "a.NDJSON")
+    got = [source_format_of(tmp_path / n) for n in names]
+    assert got == ["image_folder", "zip", "csv", "parquet", "parquet", "npz", "jsonl", "jsonl"]
     with pytest.raises(UnsupportedFormat, match="'.json'"):
         source_format_of(tmp_path / "a.json")
