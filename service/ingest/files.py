@@ -4,6 +4,7 @@
     y.npy          (n,) int64, index into manifest.class_names
     sources.json   per example: "cat/001.png", "row N" or "index N"
     manifest.json  DatasetManifest.to_json()
+    columns.json   a table only: column roles, fitted encoding, feature -> column (ingest/columns.py)
     lineage.json   a version only: parent_id, version, root_id, from_job, applied, parent_example_id
 
 A dataset is written into `<dataset_id>.tmp-XXXX`, fsynced, then renamed into place, so a
@@ -29,7 +30,8 @@ from service.errors import NotFound
 from service.ingest.formats import LoadedDataset, detect_format
 from service.ingest.text import save_texts
 
-SOURCE_FORMATS = ("image_folder", "zip", "csv", "parquet", "npz")
+SOURCE_FORMATS = ("image_folder", "zip", "csv", "parquet", "npz", "jsonl")
+COLUMNS_FILE = "columns.json"  # a table's column roles, fitted encoding and feature -> column map
 _DATASET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -45,7 +47,7 @@ class DatasetManifest:
     x_shape: list[int]  # X.shape
     x_dtype: str  # "float32" | "uint8"
     sha256: str  # hex digest of the bytes of X.npy followed by the bytes of y.npy, as stored
-    source_format: str  # "image_folder" | "zip" | "csv" | "parquet" | "npz"
+    source_format: str  # "image_folder" | "zip" | "csv" | "parquet" | "npz" | "jsonl"
     ingest_report: dict[str, object] = dataclasses.field(default_factory=dict)  # LoadedDataset.report
 
     def to_json(self) -> dict[str, object]:
@@ -127,6 +129,8 @@ def save_dataset(
         _write_json(tmp / "sources.json", list(loaded.sources))
         if loaded.texts is not None:  # a text dataset keeps its texts for the gallery and exports
             save_texts(tmp, loaded.texts)
+        if loaded.columns is not None:  # a table keeps how its columns became features
+            _write_json(tmp / COLUMNS_FILE, loaded.columns)
         for file_name, value in (extra_json or {}).items():
             _write_json(tmp / Path(file_name).name, value)
         _write_json(tmp / "manifest.json", manifest.to_json())
@@ -165,6 +169,13 @@ def load_sources(datasets_dir: Path, dataset_id: str) -> list[str]:  # (n,)
 def load_lineage(datasets_dir: Path, dataset_id: str) -> dict | None:
     """A version's lineage.json (parent_id, version, root_id, from_job, applied, ...); None for an upload."""
     path = _dataset_dir(datasets_dir, dataset_id) / "lineage.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def load_columns(datasets_dir: Path, dataset_id: str) -> dict | None:
+    """A table's columns.json (columns: roles with their fitted encoding, feature_names, feature_column:
+    the column of each feature); None for datasets without one (images, NPZ, tables stored before)."""
+    path = _dataset_dir(datasets_dir, dataset_id) / COLUMNS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 

@@ -1,4 +1,4 @@
-"""Read an uploaded dataset into arrays: an image folder or zip, CSV, Parquet or NPZ.
+"""Read an uploaded dataset into arrays: an image folder or zip, CSV, JSON Lines, Parquet or NPZ.
 
 Every problem a user can cause raises `InvalidDataset` (or its subclasses `UnsupportedFormat`,
 `DatasetTooLarge`) with one message of the form "<file name>: <what is wrong>[; <how to fix>]",
@@ -16,21 +16,23 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from service.errors import DatasetTooLarge, InvalidDataset, UnsupportedFormat
+from service.errors import InvalidDataset, UnsupportedFormat
+from service.ingest.columns import encode_table
 from service.ingest.images import check_archive, images_from_array, load_image_folder, load_image_zip
 from service.ingest.options import IngestOptions
+from service.ingest.tables import read_csv, read_jsonl, read_parquet
 from service.limits import IngestLimits  # noqa: F401  (part of this module's API)
 
-SourceFormat = Literal["image_folder", "zip", "csv", "parquet", "npz"]
+SourceFormat = Literal["image_folder", "zip", "csv", "parquet", "npz", "jsonl"]
 _SUFFIX_FORMATS: dict[str, SourceFormat] = {
     ".zip": "zip",
     ".csv": "csv",
     ".parquet": "parquet",
     ".pq": "parquet",
     ".npz": "npz",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
 }
 
 
@@ -46,6 +48,8 @@ class LoadedDataset:
     # GET /datasets/{id}): one key per reader, e.g. "columns" (roles), "text" (embedder), "images"
     report: dict[str, object] = field(default_factory=dict)
     texts: list[str] | None = None  # (n,) text datasets: each example's text, kept as texts.parquet (ingest/text.py)
+    # tables: columns.json, the roles with their fitted encoding and the feature -> column map (ingest/columns.py)
+    columns: dict[str, object] | None = None
 
 
 def detect_format(path: Path) -> SourceFormat:
@@ -65,7 +69,7 @@ def detect_format(path: Path) -> SourceFormat:
 def load_dataset(path: Path, options: IngestOptions = IngestOptions(),
                  limits: IngestLimits = IngestLimits()) -> LoadedDataset:
     """Read and validate one dataset as `options` say; at least 2 classes with at least 2 examples each."""
-    label_column, resize = options.label_column, options.resize  # resize: (H, W) for images, bilinear
+    resize = options.resize  # resize: (H, W) for images, bilinear
     if not path.exists():
         raise InvalidDataset(f"{path}: does not exist")
     fmt = detect_format(path)
@@ -78,12 +82,18 @@ def load_dataset(path: Path, options: IngestOptions = IngestOptions(),
         loaded = LoadedDataset(ex.X, ex.y, ex.class_names, ex.sources, kind="image", feature_names=None,
                                report={"images": ex.report})
     elif fmt == "npz":
+        _refuse_table_options(path.name, options, "an NPZ of arrays")
         loaded = _load_npz(path, resize, limits)
     else:
         if resize is not None:
             raise InvalidDataset(f"{path.name}: resize applies to images only; this dataset is tabular")
-        table = _read_csv(path, limits) if fmt == "csv" else _read_parquet(path, limits)
-        loaded = _from_table(path.name, table, label_column)
+        _refuse_image_options(path.name, options, "a table")
+        report: dict[str, object] = {}
+        if fmt == "csv":
+            table, report["file"] = read_csv(path, limits)
+        else:
+            table = read_jsonl(path, limits) if fmt == "jsonl" else read_parquet(path, limits)
+        loaded = _from_table(path.name, table, options, report)
     _check_classes(path.name, loaded.y, loaded.class_names, "image" if loaded.kind == "image" else "example")
     return loaded
 
@@ -111,35 +121,10 @@ def _listing(items: list[str], limit: int = 20) -> str:
 # --- tables --------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, limits: IngestLimits) -> pa.Table:
-    size = path.stat().st_size
-    if size == 0:
-        raise InvalidDataset(f"{path.name}: the file is empty; no data rows")
-    if size > limits.max_archive_bytes:
-        raise DatasetTooLarge(f"{path.name}: {size:,} bytes; the limit is {limits.max_archive_bytes:,} bytes")
-    try:
-        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-    except (pa.ArrowException, OSError) as e:
-        raise InvalidDataset(f"{path.name}: cannot parse the CSV ({e})") from e
-
-
-def _read_parquet(path: Path, limits: IngestLimits) -> pa.Table:
-    try:
-        with pq.ParquetFile(path) as pf:
-            meta = pf.metadata
-            size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-            if size > limits.max_archive_bytes:
-                raise DatasetTooLarge(
-                    f"{path.name}: {size:,} bytes of uncompressed data; "
-                    f"the limit is {limits.max_archive_bytes:,} bytes"
-                )
-            return pf.read()
-    except (pa.ArrowException, OSError) as e:
-        raise InvalidDataset(f"{path.name}: cannot read the Parquet file ({e})") from e
-
-
-def _from_table(name: str, table: pa.Table, label_column: str) -> LoadedDataset:
-    names = table.column_names
+def _from_table(name: str, table: pa.Table, options: IngestOptions, report: dict[str, object]) -> LoadedDataset:
+    """Each feature column's role (service/ingest/columns.py) decides its encoding; the roles go
+    into the ingest report, the fitted encoding into columns.json."""
+    names, label_column = table.column_names, options.label_column
     duplicates = sorted({c for c in names if names.count(c) > 1})
     if duplicates:
         raise InvalidDataset(f"{name}: column {duplicates[0]!r} appears more than once")
@@ -147,56 +132,37 @@ def _from_table(name: str, table: pa.Table, label_column: str) -> LoadedDataset:
         raise InvalidDataset(f"{name}: no label column {label_column!r}; the columns are {_listing(names)}")
     if table.num_rows == 0:
         raise InvalidDataset(f"{name}: no data rows")
-    feature_names = [c for c in names if c != label_column]
-    if not feature_names:
-        raise InvalidDataset(f"{name}: no feature columns besides the label column {label_column!r}")
-    columns = {c: _decoded(table.column(c)) for c in feature_names}
-    for c, col in columns.items():
-        if not _is_numeric(col.type):
-            raise _non_numeric(name, c, col)
+    if len(names) == 1:
+        raise InvalidDataset(f"{name}: no feature columns besides the label column {label_column!r}"
+                             f"{_one_column_hint(names[0])}")
     y, class_names = _encode_labels(name, table.column(label_column), "row", f" in column {label_column!r}")
-    as_float = (col.cast(pa.float64()).to_numpy() for col in columns.values())  # nulls -> NaN
-    X = _float32_features(name, as_float, feature_names, table.num_rows, "row")
+    encoded = encode_table(name, table, options)
     sources = [f"row {i}" for i in range(table.num_rows)]
-    return LoadedDataset(X, y, class_names, sources, kind="tabular", feature_names=feature_names)
+    return LoadedDataset(encoded.X, y, class_names, sources, kind="tabular", feature_names=encoded.feature_names,
+                         report={**report, "columns": encoded.report()}, texts=encoded.texts,
+                         columns=encoded.columns_json())
+
+
+def _one_column_hint(header: str) -> str:
+    seen = [d for d in ";\t|," if d in header]
+    return f" (the header {header[:60]!r} holds {seen[0]!r}: is that the delimiter?)" if seen else ""
+
+
+def _refuse_image_options(name: str, options: IngestOptions, kind: str) -> None:
+    for option, flag in (("features", "--features"), ("weights", "--weights")):
+        if getattr(options, option) is not None:
+            raise InvalidDataset(f"{name}: {flag} applies to images only; this dataset is {kind}")
+
+
+def _refuse_table_options(name: str, options: IngestOptions, kind: str) -> None:
+    for option, flag in (("categorical", "--categorical"), ("ignore", "--ignore"), ("text_column", "--text-column")):
+        if getattr(options, option) not in ((), None):
+            raise InvalidDataset(f"{name}: {flag} applies to table columns (CSV, JSON Lines, Parquet); "
+                                 f"this dataset is {kind}")
 
 
 def _decoded(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
-
-
-def _is_numeric(t: pa.DataType) -> bool:
-    return any(f(t) for f in (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean,
-                              pa.types.is_decimal, pa.types.is_null))  # fmt: skip
-
-
-def _non_numeric(name: str, column: str, col: pa.ChunkedArray) -> InvalidDataset:
-    """The error for a non-numeric column, naming its first value that is not a number."""
-    first: tuple[int, object] | None = None  # first non-null value, if every value reads as a number
-    for i, value in enumerate(v.as_py() for chunk in col.chunks for v in chunk):
-        if value is None:
-            continue
-        if not _is_number_text(value):
-            first = (i, value)
-            break
-        first = first or (i, value)
-    problem = f"row {first[0]} has {_short(first[1])}" if first else "it has no values"
-    return InvalidDataset(f"{name}: column {column!r} is not numeric ({col.type}): {problem}")
-
-
-def _is_number_text(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _short(value: object) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 50 else text[:47] + "..."
 
 
 def _float32_features(

@@ -24,7 +24,8 @@ from service.store.db import Store
 EXPORT_FORMATS = ("csv", "parquet", "npz", "zip")
 MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "npz": "application/octet-stream",
          "zip": "application/zip"}
-_UPLOADED_AS = {"csv": "csv", "parquet": "parquet", "npz": "npz", "zip": "zip", "image_folder": "zip"}
+_UPLOADED_AS = {"csv": "csv", "parquet": "parquet", "npz": "npz", "zip": "zip", "image_folder": "zip",
+                "jsonl": "csv"}
 _BATCH = 65_536  # rows per written batch: an export holds one batch of a table in memory, not the table
 
 

@@ -137,8 +137,8 @@ def good_dataset(shared_server: Server, tmp_path_factory: pytest.TempPathFactory
 @pytest.mark.parametrize("filename,body,status,fragment", [
     ("x.csv", b"a,b\n1,2\n3,4\n", 422, "no label column 'label'"),
     ("x.csv", b"a,label\n1,x\n2,x\n3,x\n", 422, "class"),
-    ("x.csv", b"a,label\n1,x\nnan,y\n2,x\n4,y\n", 422, "row 1"),
-    ("x.csv", b"a,label\n1,x\nhello,y\n2,x\n4,y\n", 422, "'a'"),
+    ("x.csv", b"a,label\n1,x\ninf,y\n2,x\n4,y\n", 422, "row 1, column 'a' is infinite"),  # a gap is imputed
+    ("x.csv", b"a,label\n1,x\n1,y\n1,x\n1,y\n", 422, "no usable feature column: 'a' is constant"),
     ("x.txt", b"hello", 415, "unsupported"),
     ("x.npz", b"not a zip", 422, "x.npz"),
     ("evil.zip", _zip_slip(), 422, "unsafe entry"),

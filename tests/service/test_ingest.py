@@ -18,6 +18,7 @@ from service.errors import DatasetTooLarge, InvalidDataset, NotFound, Unsupporte
 from service.ingest.files import (
     DatasetManifest,
     load_arrays,
+    load_columns,
     load_manifest,
     load_sources,
     save_dataset,
@@ -281,24 +282,34 @@ def test_missing_label_value_names_the_row(tmp_path: Path) -> None:
     reject(write_csv(tmp_path / "f.csv", "a,label\n1,0\n2,1.5\n"), "row 1 has label 1.5")
 
 
-def test_nan_and_inf_name_row_and_column(tmp_path: Path) -> None:
-    nan = write_csv(tmp_path / "n.csv", "a,b,label\n1,2,x\n3,nan,y\n4,5,x\n6,7,y\n")
-    reject(nan, "row 1, column 'b' is missing or NaN")
-    reject(write_csv(tmp_path / "m.csv", "a,b,label\n1,2,x\n3,4,y\n,5,x\n6,,y\n"), "row 2, column 'a' is missing")
+def test_table_gaps_are_imputed_but_inf_names_row_and_column(tmp_path: Path) -> None:
+    """Once refused, a gap (empty cell or NaN) in a table is now the column's median plus a missing
+    indicator; infinities and values beyond float32 are still refused by row and column."""
+    ds = load_dataset(write_csv(tmp_path / "m.csv", "a,b,label\n1,2,x\n3,nan,y\n,5,x\n6,7,y\n"))
+    assert ds.feature_names == ["a", "a(missing)", "b", "b(missing)"]
+    np.testing.assert_array_equal(ds.X[:, 0], [1, 3, np.median([1, 3, 6]), 6])
+    np.testing.assert_array_equal(ds.X[:, 1], [0, 0, 1, 0])
+    np.testing.assert_array_equal(ds.X[:, 2], [2, np.median([2, 5, 7]), 5, 7])
     inf = write_csv(tmp_path / "i.csv", "a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,-inf,y\n")
     reject(inf, "row 3, column 'b' is infinite")
     reject(write_csv(tmp_path / "o.csv", "a,label\n1,x\n1e300,y\n"), "row 1, column 'a' is 1e\\+300, beyond float32")
     X = np.ones((4, 3))
     X[2, 1] = np.nan
     np.savez(tmp_path / "d.npz", X=X, y=np.array([0, 1, 0, 1]))
-    reject(tmp_path / "d.npz", "index 2, column 'f1' is missing or NaN")
+    reject(tmp_path / "d.npz", "index 2, column 'f1' is missing or NaN")  # NPZ features are given as they are
 
 
-def test_non_numeric_feature_names_column_and_value(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "d.csv", "a,b,label\n1,2,x\n3,4.5,y\n5,abc,x\n")
-    reject(path, "column 'b' is not numeric \\(string\\): row 2 has 'abc'")
-    pq.write_table(pa.table({"when": pa.array([1, 2], pa.timestamp("s")), "label": [0, 1]}), tmp_path / "t.pq")
-    reject(tmp_path / "t.pq", "column 'when' is not numeric .*row 0 has")
+def test_string_and_timestamp_features_are_encoded_not_refused(tmp_path: Path) -> None:
+    """Once refused as non-numeric: a string column is now a category, a timestamp its date parts."""
+    ds = load_dataset(write_csv(tmp_path / "d.csv", "a,b,label\n1,2,x\n3,4.5,y\n5,abc,x\n6,abc,y\n"))
+    roles = {r["column"]: r["role"] for r in ds.report["columns"]}
+    assert roles == {"a": "numeric", "b": "categorical", "label": "label"}
+    assert ds.feature_names[0] == "a" and all(f.startswith("b=") for f in ds.feature_names[1:])
+    when = pa.array([0, 86400 * 40, 86400 * 400, 86400 * 800], pa.timestamp("s"))
+    pq.write_table(pa.table({"when": when, "label": [0, 1, 0, 1]}), tmp_path / "t.pq")
+    ds = load_dataset(tmp_path / "t.pq")
+    assert ds.feature_names == ["when.year", "when.month", "when.dayofweek"]
+    assert ds.X[:, 0].tolist() == [1970, 1970, 1971, 1972]
 
 
 def test_corrupt_images_name_the_file(tmp_path: Path) -> None:
@@ -426,7 +437,9 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     store = tmp_path / "datasets"
     manifest = save_dataset(loaded, store, "ds_1", "my data", source_format_of(src))
     assert sorted(p.name for p in store.iterdir()) == ["ds_1"]
-    assert sorted(p.name for p in (store / "ds_1").iterdir()) == ["X.npy", "manifest.json", "sources.json", "y.npy"]
+    files = ["X.npy", "columns.json", "manifest.json", "sources.json", "y.npy"]
+    assert sorted(p.name for p in (store / "ds_1").iterdir()) == files
+    assert load_columns(store, "ds_1") == loaded.columns and loaded.columns["feature_column"] == ["a", "b"]
     X, y = load_arrays(store, "ds_1")
     assert isinstance(X, np.memmap) and not X.flags.writeable
     np.testing.assert_array_equal(X, loaded.X)
@@ -470,7 +483,8 @@ def test_failed_save_leaves_nothing_behind(tmp_path: Path) -> None:
 
 def test_source_format_of(tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
-    got = [source_format_of(tmp_path / n) for n in ("folder", "a.zip", "a.csv", "a.parquet", "a.PQ", "a.npz")]
-    assert got == ["image_folder", "zip", "csv", "parquet", "parquet", "npz"]
+    names = ("folder", "a.zip", "a.csv", "a.parquet", "a.PQ", "a.npz", "a.jsonl", "a.NDJSON")
+    got = [source_format_of(tmp_path / n) for n in names]
+    assert got == ["image_folder", "zip", "csv", "parquet", "parquet", "npz", "jsonl", "jsonl"]
     with pytest.raises(UnsupportedFormat, match="'.json'"):
         source_format_of(tmp_path / "a.json")

@@ -145,7 +145,7 @@ def test_bad_dataset_stores_nothing_and_keeps_existing(engine: Engine, tmp_path:
     path, _ = _digits_npz(tmp_path)
     good = engine.add_dataset(path)
     bad = tmp_path / "bad.csv"
-    bad.write_text("a,b,label\n1,2,x\n3,oops,y\n5,6,x\n7,8,y\n")
+    bad.write_text("a,b,label\n1,2,x\n3,inf,y\n5,6,x\n7,8,y\n")  # infinite: refused (a word is a category now)
     with pytest.raises(Exception, match="bad.csv.*'b'"):
         engine.add_dataset(bad)
     assert [d.dataset_id for d in queries.list_datasets(engine.store)] == [good.dataset_id]

@@ -1,0 +1,116 @@
+"""Read a table file (CSV, JSON Lines, Parquet) into a pyarrow Table, within the ingest limits, and
+say how it was read.
+
+A CSV's delimiter (`,` `;` tab `|`) is sniffed from its first 64 KiB and its encoding detected:
+UTF-8 (with or without a byte-order mark), else Windows-1252, else Latin-1 (every byte is a
+Latin-1 character, so that last one always reads). What was detected is returned for the ingest
+report, so a user whose `;` file was read as one column can see why.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from service.errors import DatasetTooLarge, InvalidDataset
+from service.limits import IngestLimits
+
+DELIMITERS = ",;\t|"
+SNIFF_BYTES = 64 * 1024
+_DELIMITER_NAMES = {"\t": "tab"}
+
+
+def read_csv(path: Path, limits: IngestLimits) -> tuple[pa.Table, dict[str, str]]:
+    """The table and {"delimiter": ..., "encoding": ...} as detected."""
+    _check_size(path, limits)
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    bom = head.startswith(codecs.BOM_UTF8)
+    delimiter = sniff_delimiter(head.decode("utf-8", errors="replace").lstrip("\ufeff"))
+    table = _parse_csv(path, delimiter, "utf8")
+    encoding = "utf-8-sig" if bom else "utf-8"
+    if table is None or any(pa.types.is_binary(f.type) for f in table.schema):  # bytes that are not UTF-8
+        for encoding in ("cp1252", "latin-1"):
+            table = _parse_csv(path, delimiter, encoding)
+            if table is not None:
+                break
+    assert table is not None  # Latin-1 decodes any bytes
+    return table, {"delimiter": _DELIMITER_NAMES.get(delimiter, delimiter), "encoding": encoding}
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The delimiter of the CSV whose start is `sample`: csv.Sniffer restricted to DELIMITERS, else
+    the one that splits the first lines into the same number (> 1) of fields, else ','."""
+    lines = sample.splitlines()
+    if len(lines) > 1 and not sample.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the sample may end inside a line
+    text = "\n".join(lines[:200])
+    try:
+        found = csv.Sniffer().sniff(text, delimiters=DELIMITERS).delimiter
+        if found in DELIMITERS and _fields(lines[0], found) > 1:
+            return found
+    except csv.Error:
+        pass
+    best, best_fields = ",", 1
+    for d in DELIMITERS:
+        counts = {_fields(line, d) for line in lines[:50] if line.strip()}
+        if len(counts) == 1 and (n := counts.pop()) > best_fields:
+            best, best_fields = d, n
+    return best
+
+
+def _fields(line: str, delimiter: str) -> int:
+    return len(next(csv.reader([line], delimiter=delimiter), []))
+
+
+def _parse_csv(path: Path, delimiter: str, encoding: str) -> pa.Table | None:
+    """None when the bytes do not decode as `encoding`."""
+    try:
+        return pacsv.read_csv(path, read_options=pacsv.ReadOptions(encoding=encoding),
+                              parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                              convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    except UnicodeDecodeError:
+        return None
+    except (pa.ArrowException, OSError) as e:
+        if "UTF8" in str(e) or "utf-8" in str(e).lower():
+            return None
+        raise InvalidDataset(f"{path.name}: cannot parse the CSV ({e})") from e
+
+
+def read_jsonl(path: Path, limits: IngestLimits) -> pa.Table:
+    """JSON Lines: one object per line, the keys are the columns."""
+    _check_size(path, limits)
+    try:
+        return pajson.read_json(path)
+    except (pa.ArrowException, OSError) as e:
+        raise InvalidDataset(f"{path.name}: cannot parse the JSON Lines ({e}); expected one JSON object "
+                             "per line") from e
+
+
+def read_parquet(path: Path, limits: IngestLimits) -> pa.Table:
+    try:
+        with pq.ParquetFile(path) as pf:
+            meta = pf.metadata
+            size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            if size > limits.max_archive_bytes:
+                raise DatasetTooLarge(
+                    f"{path.name}: {size:,} bytes of uncompressed data; "
+                    f"the limit is {limits.max_archive_bytes:,} bytes"
+                )
+            return pf.read()
+    except (pa.ArrowException, OSError) as e:
+        raise InvalidDataset(f"{path.name}: cannot read the Parquet file ({e})") from e
+
+
+def _check_size(path: Path, limits: IngestLimits) -> None:
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidDataset(f"{path.name}: the file is empty; no data rows")
+    if size > limits.max_archive_bytes:
+        raise DatasetTooLarge(f"{path.name}: {size:,} bytes; the limit is {limits.max_archive_bytes:,} bytes")
