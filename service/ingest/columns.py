@@ -40,6 +40,9 @@ NUMBER_SHARE = 0.9  # a string column with this share of numbers is numeric; the
 MISSING, OTHER = "(missing)", "(other)"
 _BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"})
 _TRUE = {"true", "yes", "y", "t"}
+_ISO = "iso"  # ISO 8601 dates and times, as pyarrow casts them
+_DAYS = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y")  # day/month first: most of the world
+_FORMATS = tuple(f"{d}{t}" for d in _DAYS for t in ("", " %H:%M", " %H:%M:%S"))
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index|idx)$|^unnamed: ?0$|^(row|record)_?(id|no|num)$", re.I)
 
@@ -174,8 +177,12 @@ def _infer_string(column: str, col: pa.ChunkedArray, n_valid: int, k: int) -> tu
         shown = ", ".join(_short(v) for v in rest[:3]) + (", ..." if len(rest) > 3 else "")
         return "numeric", (f"numbers written as text; {n_valid - numbers} other value(s) ({shown}) read as gaps: "
                            "median-imputed, plus a missing indicator")
-    if _parses_as_datetime(col):
-        return "datetime", f"dates written as text{_gaps(col, imputed=True)}"
+    found = datetime_format(col)
+    if found is not None:
+        shown = "ISO 8601" if found == _ISO else found
+        both = found.startswith("%d/%m") and datetime_format(col, (found.replace("%d/%m", "%m/%d"),)) is not None
+        note = "; day and month are ambiguous: read as day/month" if both else ""
+        return "datetime", f"dates written as text ({shown}){note}{_gaps(col, imputed=True)}"
     words = pc.add(pc.count_substring_regex(pc.utf8_trim_whitespace(col.drop_null()), r"\s+"), 1)
     median_words = float(np.median(words.to_numpy())) if len(words) else 0.0
     if median_words >= TEXT_MIN_WORDS and k >= TEXT_MIN_UNIQUE * n_valid:
@@ -200,12 +207,27 @@ def _looks_like_id(column: str, col: pa.ChunkedArray, n_valid: int) -> bool:
     return bool(np.all(np.diff(values) == 1))  # a row counter
 
 
-def _parses_as_datetime(col: pa.ChunkedArray) -> bool:
-    try:
-        pc.cast(col.drop_null(), pa.timestamp("s"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return True
+def datetime_format(col: pa.ChunkedArray, formats: tuple[str, ...] | None = None) -> str | None:
+    """The first of `formats` (default: ISO 8601, then _FORMATS) every value of the string column
+    `col` parses in; None if none does."""
+    valid = col.drop_null()
+    for fmt in formats if formats is not None else (_ISO, *_FORMATS):
+        if fmt == _ISO:
+            try:
+                pc.cast(valid, pa.timestamp("s"))
+                return fmt
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        if not pc.any(pc.is_null(pc.strptime(valid, format=fmt, unit="s", error_is_null=True))).as_py():
+            return fmt
+    return None
+
+
+def _to_timestamp(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    fmt = datetime_format(col)
+    if fmt == _ISO:
+        return pc.cast(col, pa.timestamp("s"))
+    return pc.strptime(col, format=fmt, unit="s", error_is_null=True)
 
 
 # --- encoders: (name, column, col, options) -> ((n, k) float32, k feature names, fitted encoding) ---
@@ -233,7 +255,7 @@ def _encode_boolean(name: str, column: str, col: pa.ChunkedArray, options: Inges
 def _encode_datetime(name: str, column: str, col: pa.ChunkedArray, options: IngestOptions
                      ) -> tuple[np.ndarray, list[str], dict[str, object]]:
     if _is_string(col.type):
-        col = pc.cast(col, pa.timestamp("s"))
+        col = _to_timestamp(col)
     parts = {"year": pc.year(col), "month": pc.month(col), "dayofweek": pc.day_of_week(col)}
     if pa.types.is_timestamp(col.type):
         hours = pc.hour(col)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,6 +26,9 @@ from service.limits import IngestLimits
 DELIMITERS = ",;\t|"
 SNIFF_BYTES = 64 * 1024
 _DELIMITER_NAMES = {"\t": "tab"}
+JSON_BLOCK_BYTES = 16 * 1024 * 1024  # pyarrow reads JSON Lines in blocks; one line must fit in one
+MAX_MIXED_JSON_BYTES = 256 * 1024 * 1024  # a JSON Lines file with mixed-type keys is read line by line up to this
+_MIXED_JSON = re.compile(r"changed from \w+ to \w+")
 
 
 def read_csv(path: Path, limits: IngestLimits) -> tuple[pa.Table, dict[str, str]]:
@@ -84,13 +89,53 @@ def _parse_csv(path: Path, delimiter: str, encoding: str) -> pa.Table | None:
 
 
 def read_jsonl(path: Path, limits: IngestLimits) -> pa.Table:
-    """JSON Lines: one object per line, the keys are the columns."""
+    """JSON Lines: one object per line, the keys are the columns. pyarrow reads it in blocks; a key
+    whose values mix numbers and strings (which pyarrow refuses) is read line by line, as text."""
     _check_size(path, limits)
     try:
-        return pajson.read_json(path)
+        return pajson.read_json(path, read_options=pajson.ReadOptions(block_size=JSON_BLOCK_BYTES))
     except (pa.ArrowException, OSError) as e:
+        if _MIXED_JSON.search(str(e)) and path.stat().st_size <= MAX_MIXED_JSON_BYTES:
+            return _read_jsonl_as_text(path)
         raise InvalidDataset(f"{path.name}: cannot parse the JSON Lines ({e}); expected one JSON object "
                              "per line") from e
+
+
+def _read_jsonl_as_text(path: Path) -> pa.Table:
+    """Every line through json.loads; keys whose values have more than one JSON type become strings
+    (columns.py then reads mostly-number strings as numbers, with the rest as gaps)."""
+    rows: list[dict[str, object]] = []
+    kinds: dict[str, set[str]] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InvalidDataset(f"{path.name}: row {len(rows)} (line {i + 1}) is not JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise InvalidDataset(f"{path.name}: row {len(rows)} (line {i + 1}) is a JSON "
+                                     f"{type(row).__name__}, not an object")
+            for key, value in row.items():
+                if value is not None:
+                    kinds.setdefault(key, set()).add(_json_kind(value))
+            rows.append(row)
+    mixed = {key for key, seen in kinds.items() if len(seen) > 1}
+    for row in rows:
+        for key in mixed & row.keys():
+            value = row[key]
+            row[key] = None if value is None else value if isinstance(value, str) else json.dumps(value)
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowException, TypeError) as e:
+        raise InvalidDataset(f"{path.name}: cannot read the JSON Lines as a table ({e})") from e
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    return "number" if isinstance(value, int | float) else type(value).__name__
 
 
 def read_parquet(path: Path, limits: IngestLimits) -> pa.Table:

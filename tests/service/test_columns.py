@@ -149,6 +149,22 @@ def test_native_types_of_parquet_and_numbers_written_as_text(tmp_path: Path) -> 
     assert "file" not in ds.report  # the file report is the CSV's
 
 
+def test_dates_in_other_formats_and_their_ambiguity(tmp_path: Path) -> None:
+    days = [(1 + i % 28, 1 + i % 12) for i in range(30)]
+    rows = "\n".join(f"{d:02d}/{m:02d}/2021,{d}.{m}.2022 10:{i:02d},{'xy'[i % 2]}" for i, (d, m) in enumerate(days))
+    ds = load_dataset(_csv(tmp_path / "d.csv", f"slash,dot,label\n{rows}\n"))
+    report = {r["column"]: r for r in ds.report["columns"]}
+    assert report["slash"]["role"] == report["dot"]["role"] == "datetime"
+    assert "(%d/%m/%Y)" in report["slash"]["reason"] and "(%d.%m.%Y %H:%M)" in report["dot"]["reason"]
+    assert "ambiguous" not in report["slash"]["reason"]  # days over 12: only day/month reads them all
+    month = ds.X[:, ds.feature_names.index("slash.month")]
+    np.testing.assert_array_equal(month, [m for _, m in days])
+    assert "dot.hour" in ds.feature_names and "slash.hour" not in ds.feature_names
+    rows = "\n".join(f"0{1 + i % 9}/0{1 + i % 7}/2021,{'xy'[i % 2]}" for i in range(30))
+    ds = load_dataset(_csv(tmp_path / "a.csv", f"when,label\n{rows}\n"))
+    assert "ambiguous: read as day/month" in ds.report["columns"][0]["reason"]
+
+
 def test_small_unique_columns_stay_features(tmp_path: Path) -> None:
     """Unique values make an id only from ID_MIN_ROWS rows on (or with an id-like name): a tiny
     table of distinct numbers is data."""
@@ -265,6 +281,19 @@ def test_json_lines_is_a_table_format(tmp_path: Path, suffix: str) -> None:
     bad = tmp_path / f"bad{suffix}"
     bad.write_text('{"a": 1, "label": "x"}\n{"a": 2, "label": \n')
     reject(bad, "cannot parse the JSON Lines")
+
+
+def test_a_json_key_of_numbers_and_strings_is_read_not_refused(tmp_path: Path) -> None:
+    """pyarrow refuses a key whose JSON type changes; such a key is read as text, and mostly numbers
+    stay numbers (the strings become gaps)."""
+    rows = [{"size": i * 0.5 if i % 10 else "unknown", "label": "xy"[i % 2]} for i in range(40)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    ds = load_dataset(path)
+    assert ds.report["columns"][0]["role"] == "numeric" and "'unknown'" in ds.report["columns"][0]["reason"]
+    assert ds.feature_names == ["size", "size(missing)"] and ds.X[1, 0] == 0.5 and ds.X[10, 1] == 1
+    path.write_text('{"size": 1, "label": "x"}\n{"size": "a", "label": "y"}\n[1, 2]\n')
+    reject(path, "row 2 \\(line 3\\) is a JSON list, not an object")
 
 
 def test_columns_json_is_saved_with_the_dataset(tmp_path: Path) -> None:
