@@ -125,6 +125,8 @@ def read_headers(name: str, rels: list[str], open_file: OpenFile, limits: Ingest
 
 
 def _orientation(img: Image.Image) -> int:
+    if img.format == "TIFF":
+        return 1  # Pillow's TIFF reader turns the image itself while loading, and its size is upright already
     if img.format == "PNG" and "exif" not in img.info:
         return 1  # PNG's getexif() would decode the whole image to look past the pixels
     value = img.getexif().get(_ORIENTATION_TAG, 1)
@@ -189,21 +191,24 @@ def _check_total(name: str, rels: list[str], headers: list[Header], size: tuple[
 def decode_images(
     name: str, rels: list[str], headers: list[Header], read: ReadFile, plan: Plan, threads: int | None = None
 ) -> np.ndarray:  # (n, C, H, W) uint8
-    """Decode every image into one preallocated array. On a failure the first failing image in
-    example order is named, whatever order the threads ran in."""
+    """Decode every image into one preallocated array, in chunks on `threads` threads. On a failure
+    the first failing image in example order is named, whatever order the threads ran in: chunks
+    before it run to their end, those past it stop."""
     threads = default_threads() if threads is None else threads
     X = np.empty((len(rels), plan.n_channels, *plan.size), dtype=np.uint8)
-    failed = threading.Event()
+    first_failure = [len(rels)]  # the lowest index that failed so far: images past it are skipped
+    lock = threading.Lock()
 
     def decode_chunk(start: int, stop: int) -> None:
         for i in range(start, stop):
-            if failed.is_set():
+            if i > first_failure[0]:
                 return
             try:
                 with reading(name, rels[i]):
                     _decode_into(X, i, read(rels[i]), headers[i], plan)
             except BaseException:
-                failed.set()
+                with lock:
+                    first_failure[0] = min(first_failure[0], i)
                 raise
 
     if threads <= 1 or len(rels) <= _CHUNK:
