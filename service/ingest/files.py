@@ -5,6 +5,7 @@
     sources.json   per example: "cat/001.png", "row N" or "index N"
     manifest.json  DatasetManifest.to_json()
     columns.json   a table only: column roles, fitted encoding, feature -> column (ingest/columns.py)
+    table.parquet  a table only: its columns as read, before encoding (exports in the uploaded form)
     lineage.json   a version only: parent_id, version, root_id, from_job, applied, parent_example_id
 
 A dataset is written into `<dataset_id>.tmp-XXXX`, fsynced, then renamed into place, so a
@@ -20,11 +21,13 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from service.errors import NotFound
 from service.ingest.formats import LoadedDataset, detect_format
@@ -32,6 +35,7 @@ from service.ingest.text import save_texts
 
 SOURCE_FORMATS = ("image_folder", "zip", "csv", "parquet", "npz", "jsonl")
 COLUMNS_FILE = "columns.json"  # a table's column roles, fitted encoding and feature -> column map
+TABLE_FILE = "table.parquet"  # a table's columns as read from the upload, before encoding
 _DATASET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -131,6 +135,8 @@ def save_dataset(
             save_texts(tmp, loaded.texts)
         if loaded.columns is not None:  # a table keeps how its columns became features
             _write_json(tmp / COLUMNS_FILE, loaded.columns)
+        if loaded.table is not None:  # ... and its columns as read, for exports in the uploaded form
+            pq.write_table(loaded.table, tmp / TABLE_FILE)
         for file_name, value in (extra_json or {}).items():
             _write_json(tmp / Path(file_name).name, value)
         _write_json(tmp / "manifest.json", manifest.to_json())
@@ -177,6 +183,16 @@ def load_columns(datasets_dir: Path, dataset_id: str) -> dict | None:
     the column of each feature); None for datasets without one (images, NPZ, tables stored before)."""
     path = _dataset_dir(datasets_dir, dataset_id) / COLUMNS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def load_table(datasets_dir: Path, dataset_id: str, ids: Sequence[int] | None = None) -> pa.Table | None:
+    """A table's columns as read from the upload (its rows `ids`, or all); None without table.parquet
+    (images, NPZ, text folders, tables stored before it existed)."""
+    path = _dataset_dir(datasets_dir, dataset_id) / TABLE_FILE
+    if not path.is_file():
+        return None
+    table = pq.read_table(path)
+    return table if ids is None else table.take(pa.array(ids, pa.int64()))
 
 
 def _check_id(dataset_id: str) -> None:

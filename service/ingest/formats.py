@@ -50,6 +50,7 @@ class LoadedDataset:
     texts: list[str] | None = None  # (n,) text datasets: each example's text, kept as texts.parquet (ingest/text.py)
     # tables: columns.json, the roles with their fitted encoding and the feature -> column map (ingest/columns.py)
     columns: dict[str, object] | None = None
+    table: pa.Table | None = None  # tables: the columns as read (label included), kept as table.parquet
 
 
 def detect_format(path: Path) -> SourceFormat:
@@ -140,7 +141,7 @@ def _from_table(name: str, table: pa.Table, options: IngestOptions, report: dict
     sources = [f"row {i}" for i in range(table.num_rows)]
     return LoadedDataset(encoded.X, y, class_names, sources, kind="tabular", feature_names=encoded.feature_names,
                          report={**report, "columns": encoded.report()}, texts=encoded.texts,
-                         columns=encoded.columns_json())
+                         columns=encoded.columns_json(), table=table)
 
 
 def _one_column_hint(header: str) -> str:

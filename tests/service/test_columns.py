@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from service.cli.main import app
 from service.errors import InvalidDataset
 from service.ingest.columns import ONEHOT_MAX, encode_table
-from service.ingest.files import load_columns, save_dataset
+from service.ingest.files import load_columns, load_table, save_dataset
 from service.ingest.formats import load_dataset
 from service.ingest.options import IngestOptions
 from service.ingest.tables import sniff_delimiter
@@ -306,6 +306,9 @@ def test_columns_json_is_saved_with_the_dataset(tmp_path: Path) -> None:
     region = next(c for c in saved["columns"] if c["column"] == "region")
     assert region["encoding"]["method"] == "one-hot" and region["features"][-1] == "region=(other)"
     assert saved["feature_column"][loaded.feature_names.index("region=(other)")] == "region"
+    table = load_table(tmp_path / "datasets", "mixed", ids=[3, 0])  # the columns as read, for exports
+    assert table is not None and table.column_names == mixed_table(40)[0].column_names
+    assert table.column("region").to_pylist() == [mixed_table(40)[0].column("region")[i].as_py() for i in (3, 0)]
 
 
 # --- through the service -------------------------------------------------------------------------

@@ -437,7 +437,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     store = tmp_path / "datasets"
     manifest = save_dataset(loaded, store, "ds_1", "my data", source_format_of(src))
     assert sorted(p.name for p in store.iterdir()) == ["ds_1"]
-    files = ["X.npy", "columns.json", "manifest.json", "sources.json", "y.npy"]
+    files = ["X.npy", "columns.json", "manifest.json", "sources.json", "table.parquet", "y.npy"]
     assert sorted(p.name for p in (store / "ds_1").iterdir()) == files
     assert load_columns(store, "ds_1") == loaded.columns and loaded.columns["feature_column"] == ["a", "b"]
     X, y = load_arrays(store, "ds_1")
