@@ -211,16 +211,21 @@ def datetime_format(col: pa.ChunkedArray, formats: tuple[str, ...] | None = None
     """The first of `formats` (default: ISO 8601, then _FORMATS) every value of the string column
     `col` parses in; None if none does."""
     valid = col.drop_null()
+    head = valid.slice(0, 1000)  # a format that fails on the first values is not tried on all
     for fmt in formats if formats is not None else (_ISO, *_FORMATS):
-        if fmt == _ISO:
-            try:
-                pc.cast(valid, pa.timestamp("s"))
-                return fmt
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue
-        if not pc.any(pc.is_null(pc.strptime(valid, format=fmt, unit="s", error_is_null=True))).as_py():
+        if all(_parses(part, fmt) for part in (head, valid)):
             return fmt
     return None
+
+
+def _parses(values: pa.ChunkedArray, fmt: str) -> bool:
+    if fmt == _ISO:
+        try:
+            pc.cast(values, pa.timestamp("s"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return False
+        return True
+    return not pc.any(pc.is_null(pc.strptime(values, format=fmt, unit="s", error_is_null=True))).as_py()
 
 
 def _to_timestamp(col: pa.ChunkedArray) -> pa.ChunkedArray:
