@@ -38,12 +38,14 @@ TEXT_MIN_WORDS = 4  # median words of an inferred text column
 TEXT_MIN_UNIQUE = 0.5  # share of distinct values of an inferred text column
 NUMBER_SHARE = 0.9  # a string column with this share of numbers is numeric; the rest are gaps
 MISSING, OTHER = "(missing)", "(other)"
+MAX_SAID = 20  # columns a refusal describes one by one
 _BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"})
 _TRUE = {"true", "yes", "y", "t"}
 _ISO = "iso"  # ISO 8601 dates and times, as pyarrow casts them
 _DAYS = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y")  # day/month first: most of the world
 _FORMATS = tuple(f"{d}{t}" for d in _DAYS for t in ("", " %H:%M", " %H:%M:%S"))
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_COMMA_NUMBER = r"^\s*[-+]?\d+(,\d+)?\s*$"  # 1,5 for 1.5
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index|idx)$|^unnamed: ?0$|^(row|record)_?(id|no|num)$", re.I)
 
 
@@ -109,7 +111,8 @@ def encode_table(name: str, table: pa.Table, options: IngestOptions) -> EncodedT
         if role == "text":
             texts.append(_strings(col, ""))
     if not blocks:
-        found = "; ".join(f"{r.column!r} is {r.role} ({r.reason})" for r in roles if r.role != "label")
+        said = [f"{r.column!r} is {r.role} ({r.reason})" for r in roles if r.role != "label"]
+        found = "; ".join(said[:MAX_SAID]) + (f"; ... ({len(said) - MAX_SAID} more)" if len(said) > MAX_SAID else "")
         raise InvalidDataset(f"{name}: no usable feature column: {found or 'there is only the label column'}; "
                              "name a column with --categorical or --text-column to use it")
     X = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
@@ -171,11 +174,15 @@ def _infer_string(column: str, col: pa.ChunkedArray, n_valid: int, k: int) -> tu
     lowered = set(pc.unique(pc.utf8_lower(pc.utf8_trim_whitespace(col.drop_null()))).to_pylist())
     if len(lowered) == 2 and any(lowered == pair for pair in _BOOLEAN_PAIRS):
         return "boolean", f"{'/'.join(sorted(lowered, key=lambda v: v not in _TRUE))} values{_gaps(col, imputed=True)}"
-    numbers = int(pc.sum(pc.match_substring_regex(col, _NUMBER)).as_py() or 0)
+    pattern = _number_pattern(col)
+    numbers = int(pc.sum(pc.match_substring_regex(col, pattern)).as_py() or 0)
     if numbers >= NUMBER_SHARE * n_valid:
-        rest = pc.unique(pc.filter(col, pc.invert(pc.match_substring_regex(col, _NUMBER)))).drop_null().to_pylist()
+        written = "numbers with a decimal comma" if pattern == _COMMA_NUMBER else "numbers written as text"
+        if numbers == n_valid:
+            return "numeric", f"{written}{_gaps(col, imputed=True)}"
+        rest = pc.unique(pc.filter(col, pc.invert(pc.match_substring_regex(col, pattern)))).drop_null().to_pylist()
         shown = ", ".join(_short(v) for v in rest[:3]) + (", ..." if len(rest) > 3 else "")
-        return "numeric", (f"numbers written as text; {n_valid - numbers} other value(s) ({shown}) read as gaps: "
+        return "numeric", (f"{written}; {n_valid - numbers} other value(s) ({shown}) read as gaps: "
                            "median-imputed, plus a missing indicator")
     found = datetime_format(col)
     if found is not None:
@@ -190,6 +197,14 @@ def _infer_string(column: str, col: pa.ChunkedArray, n_valid: int, k: int) -> tu
     if k == n_valid and (n_valid >= ID_MIN_ROWS or _ID_NAME.search(column)):
         return "id", f"{k} unique strings, one per row: an identifier"
     return "categorical", _categorical_reason(k)
+
+
+def _number_pattern(col: pa.ChunkedArray) -> str:
+    """_COMMA_NUMBER where more values read as numbers with a decimal comma (1,5) than with a point,
+    as a `;`-separated file from a European spreadsheet has them; else _NUMBER."""
+    point = int(pc.sum(pc.match_substring_regex(col, _NUMBER)).as_py() or 0)
+    comma = int(pc.sum(pc.match_substring_regex(col, _COMMA_NUMBER)).as_py() or 0)
+    return _COMMA_NUMBER if comma > point else _NUMBER
 
 
 def _categorical_reason(k: int) -> str:
@@ -241,8 +256,9 @@ def _to_timestamp(col: pa.ChunkedArray) -> pa.ChunkedArray:
 def _encode_numeric(name: str, column: str, col: pa.ChunkedArray, options: IngestOptions
                     ) -> tuple[np.ndarray, list[str], dict[str, object]]:
     if _is_string(col.type):  # numbers written as text: anything else is a gap
-        col = pc.cast(pc.utf8_trim_whitespace(pc.if_else(pc.match_substring_regex(col, _NUMBER), col, None)),
-                      pa.float64())
+        pattern = _number_pattern(col)
+        col = pc.utf8_trim_whitespace(pc.if_else(pc.match_substring_regex(col, pattern), col, None))
+        col = pc.cast(pc.replace_substring(col, ",", ".") if pattern == _COMMA_NUMBER else col, pa.float64())
     values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)  # gaps -> NaN
     _check_finite(name, column, values)
     return _imputed(column, [column], values[:, None], {"method": "value"})

@@ -219,6 +219,10 @@ def test_no_usable_feature_column_says_what_each_was(tmp_path: Path) -> None:
     msg = reject(_csv(tmp_path / "d.csv", f"customer_id,country,label\n{rows}\n"), "no usable feature column")
     assert "'customer_id' is id (30 unique strings" in msg and "'country' is constant (one value, 'fr'" in msg
     reject(_csv(tmp_path / "i.csv", "a,label\n1,x\n2,y\n"), "no usable feature column: 'a' is ignored", ignore=("a",))
+    wide = ",".join(f"c{j}" for j in range(25))
+    msg = reject(_csv(tmp_path / "w.csv", f"{wide},label\n{','.join(['1'] * 25)},x\n{','.join(['1'] * 25)},y\n"),
+                 "'c19' is constant")
+    assert "'c20'" not in msg and msg.count("is constant") == 20 and "(5 more)" in msg
 
 
 def test_options_that_do_not_apply_are_refused_naming_the_input_kind(tmp_path: Path) -> None:
@@ -246,6 +250,14 @@ def test_the_delimiter_is_sniffed_and_reported(tmp_path: Path, delimiter: str, n
     assert ds.report["file"]["delimiter"] == named
     assert ds.feature_names == ["price", "region=north", "region=south"]
     np.testing.assert_array_equal(ds.X[:, 0], [1.5, 2.5, 3, 4])
+
+
+def test_decimal_commas_of_a_european_spreadsheet_are_numbers(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path / "d.csv", "price;qty;label\n1,5;2;x\n-2,25;3;y\n3;n/a;x\n4,0;5;y\n"))
+    report = {r["column"]: r for r in ds.report["columns"]}
+    assert report["price"]["role"] == "numeric" and report["price"]["reason"] == "numbers with a decimal comma"
+    np.testing.assert_array_equal(ds.X[:, 0], [1.5, -2.25, 3, 4])
+    assert report["qty"]["role"] == "numeric"  # "n/a" is one of pyarrow's gap spellings
 
 
 def test_sniffing_a_single_column_and_a_sample_cut_mid_line() -> None:
