@@ -2,8 +2,8 @@
 say how it was read.
 
 A CSV's delimiter (`,` `;` tab `|`) is sniffed from its first 64 KiB and its encoding detected:
-UTF-8 (with or without a byte-order mark), else Windows-1252, else Latin-1 (every byte is a
-Latin-1 character, so that last one always reads). What was detected is returned for the ingest
+UTF-16 with its byte-order mark; else UTF-8 (with or without one), else Windows-1252, else Latin-1
+(every byte is a Latin-1 character, so that last one always reads). What was detected is returned for the ingest
 report, so a user whose `;` file was read as one column can see why.
 """
 
@@ -36,17 +36,29 @@ def read_csv(path: Path, limits: IngestLimits) -> tuple[pa.Table, dict[str, str]
     _check_size(path, limits)
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
-    bom = head.startswith(codecs.BOM_UTF8)
-    delimiter = sniff_delimiter(head.decode("utf-8", errors="replace").lstrip("\ufeff"))
-    table = _parse_csv(path, delimiter, "utf8")
-    encoding = "utf-8-sig" if bom else "utf-8"
-    if table is None or any(pa.types.is_binary(f.type) for f in table.schema):  # bytes that are not UTF-8
-        for encoding in ("cp1252", "latin-1"):
-            table = _parse_csv(path, delimiter, encoding)
-            if table is not None:
-                break
-    assert table is not None  # Latin-1 decodes any bytes
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # "Unicode text" from Excel
+        candidates = ["utf-16"]
+    else:
+        candidates = ["utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8", "cp1252", "latin-1"]
+    sample = head.decode(candidates[0].replace("-sig", ""), errors="replace").lstrip("\ufeff")
+    delimiter = sniff_delimiter(sample)
+    for encoding in candidates:
+        table = _parse_csv(path, delimiter, "utf8" if encoding.startswith("utf-8") else encoding)
+        if table is not None and _is_text(table):
+            break
+    else:  # Latin-1 decodes any bytes: only UTF-16 gets here
+        raise InvalidDataset(f"{path.name}: the file starts with a UTF-16 byte-order mark but is not UTF-16 text")
     return table, {"delimiter": _DELIMITER_NAMES.get(delimiter, delimiter), "encoding": encoding}
+
+
+def _is_text(table: pa.Table) -> bool:
+    """False when the bytes were not in the encoding read: pyarrow keeps such columns as binary, and
+    a header that does not decode fails as its name is read."""
+    try:
+        table.column_names  # noqa: B018  (reading the names decodes them)
+    except UnicodeDecodeError:
+        return False
+    return not any(pa.types.is_binary(f.type) for f in table.schema)
 
 
 def sniff_delimiter(sample: str) -> str:

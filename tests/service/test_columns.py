@@ -281,6 +281,18 @@ def test_the_encoding_is_detected_and_accents_survive(tmp_path: Path, encoding: 
     assert roles_of(ds.report["columns"]) == {"city": "categorical", "n": "numeric", "label": "label"}
 
 
+def test_a_header_in_cp1252_and_a_utf16_file_from_excel(tmp_path: Path) -> None:
+    (tmp_path / "h.csv").write_bytes("Größe;label\n1;x\n2;y\n1;x\n2;y\n".encode("cp1252"))
+    ds = load_dataset(tmp_path / "h.csv")
+    assert ds.feature_names == ["Größe"] and ds.report["file"] == {"delimiter": ";", "encoding": "cp1252"}
+    (tmp_path / "u.csv").write_text("città\tlabel\nmilano\tx\nroma\ty\nmilano\tx\nroma\ty\n", encoding="utf-16")
+    ds = load_dataset(tmp_path / "u.csv")
+    assert ds.feature_names == ["città=milano", "città=roma"]
+    assert ds.report["file"] == {"delimiter": "tab", "encoding": "utf-16"}
+    ds = load_dataset(_csv(tmp_path / "e.csv", "a,,label\n1,2,x\n2,3,y\n1,2,x\n2,4,y\n"))  # a nameless column
+    assert ds.report["file"]["encoding"] == "utf-8" and len(ds.feature_names) == 2
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".ndjson"])
 def test_json_lines_is_a_table_format(tmp_path: Path, suffix: str) -> None:
     table, _ = mixed_table(40)
