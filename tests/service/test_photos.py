@@ -4,6 +4,7 @@ its folder, the report on a real server, one CLI job, and ingest memory measured
 
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -19,7 +20,15 @@ from service.cli.main import app
 from service.errors import DatasetTooLarge, InvalidDataset
 from service.ingest.formats import IngestLimits, load_dataset
 from service.ingest.options import IngestOptions
-from service.ingest.photos import MAX_DEFAULT_SIDE, decode_images, plan_images, read_headers
+from service.ingest.photos import (
+    DECODE_THREADS,
+    MAX_DEFAULT_SIDE,
+    THREADS_FROM_PIXELS,
+    decode_images,
+    default_threads,
+    plan_images,
+    read_headers,
+)
 from tests.service.conftest import Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -256,6 +265,8 @@ def test_threads_give_the_same_array_and_name_the_first_bad_file(tmp_path: Path)
         plan = plan_images("ds", rels, headers, None, IngestLimits())
         return decode_images("ds", rels, headers, lambda rel: (root / rel).read_bytes(), plan, threads=threads)
 
+    headers = read_headers("ds", rels, lambda rel: open(root / rel, "rb"), IngestLimits())
+    assert max(h.width * h.height for h in headers) < THREADS_FROM_PIXELS and default_threads(headers) == 1  # tiny
     one, three = decode(1), decode(3)
     assert one.shape == (300, 3, 8, 6)
     np.testing.assert_array_equal(one, three)
@@ -316,6 +327,20 @@ def test_a_zip_of_photos_reads_like_the_folder(tmp_path: Path) -> None:
     assert zipped.sources == folder.sources and zipped.report == folder.report
     np.testing.assert_array_equal(zipped.X, folder.X)
     assert folder.report["images"]["oriented_by_exif"] == 1 and folder.X.shape[1] == 3
+
+
+def test_a_large_zip_decodes_on_threads_like_its_folder(tmp_path: Path) -> None:
+    """Past one chunk of images the pool's threads read zip entries concurrently; the result is the folder's."""
+    rng = np.random.default_rng(5)
+    files = {f"c{i % 2}/{i:03d}.{'png' if i % 3 else 'jpg'}": encode(
+        Image.fromarray(rng.integers(0, 255, (int(rng.integers(30, 60)), 40, 3), dtype=np.uint8)),
+        "PNG" if i % 3 else "JPEG") for i in range(400)}
+    headers = read_headers("photos", sorted(files), lambda rel: io.BytesIO(files[rel]), IngestLimits())
+    assert default_threads(headers) == min(DECODE_THREADS, os.cpu_count() or 1)  # large enough for the pool
+    folder = load_dataset(write_files(tmp_path / "photos", files))
+    zipped = load_dataset(write_zip(tmp_path / "photos.zip", files))
+    assert zipped.sources == folder.sources and zipped.report == folder.report and len(zipped.X) == 400
+    np.testing.assert_array_equal(zipped.X, folder.X)
 
 
 def test_report_in_get_dataset_on_a_real_server(shared_server: Server, tmp_path: Path) -> None:
