@@ -130,7 +130,8 @@ def _from_table(name: str, table: pa.Table, options: IngestOptions, report: dict
     if duplicates:
         raise InvalidDataset(f"{name}: column {duplicates[0]!r} appears more than once")
     if label_column not in names:
-        raise InvalidDataset(f"{name}: no label column {label_column!r}; the columns are {_listing(names)}")
+        hint = _one_column_hint(names[0]) if len(names) == 1 else ""
+        raise InvalidDataset(f"{name}: no label column {label_column!r}; the columns are {_listing(names)}{hint}")
     if table.num_rows == 0:
         raise InvalidDataset(f"{name}: no data rows")
     if len(names) == 1:
@@ -145,7 +146,8 @@ def _from_table(name: str, table: pa.Table, options: IngestOptions, report: dict
 
 
 def _one_column_hint(header: str) -> str:
-    seen = [d for d in ";\t|," if d in header]
+    """For a table read as one column: a likely delimiter in its header (sniffing found none)."""
+    seen = [d for d in ";\t|,:" if d in header]
     return f" (the header {header[:60]!r} holds {seen[0]!r}: is that the delimiter?)" if seen else ""
 
 

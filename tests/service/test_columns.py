@@ -260,6 +260,11 @@ def test_decimal_commas_of_a_european_spreadsheet_are_numbers(tmp_path: Path) ->
     assert report["qty"]["role"] == "numeric"  # "n/a" is one of pyarrow's gap spellings
 
 
+def test_a_table_read_as_one_column_hints_at_its_delimiter(tmp_path: Path) -> None:
+    reject(_csv(tmp_path / "d.csv", "a:b:label\n1:2:x\n3:4:y\n"), "no label column 'label'; the columns are "
+           "'a:b:label' \\(the header 'a:b:label' holds ':': is that the delimiter\\?\\)")
+
+
 def test_sniffing_a_single_column_and_a_sample_cut_mid_line() -> None:
     assert sniff_delimiter("label\nx\ny\n") == ","
     assert sniff_delimiter("a;b;label\n1;2;x\n3;4;y\n5;6") == ";"
