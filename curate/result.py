@@ -49,7 +49,8 @@ class LocalSource:
         return self.backend.job(job_id)
 
     def rows(self, job_id: str, what: str) -> pd.DataFrame:
-        return queries.export_rows(self.backend.engine.store, job_id, what).to_pandas()
+        return queries.export_rows(self.backend.engine.store, job_id, what,
+                                   datasets_dir=self.backend.engine.settings.datasets_dir).to_pandas()
 
     def histograms(self, job_id: str, n_bins: int) -> list[dict]:
         return queries.dynamics_histograms(self.backend.engine.store, job_id, n_bins)

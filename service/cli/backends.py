@@ -137,7 +137,7 @@ class LocalBackend:
         return explain_example(self.engine.store, self.engine.settings, job_id, example_id, method, target)
 
     def export(self, job_id: str, what: str, fmt: str, output: Path) -> int:
-        rows = queries.export_rows(self.engine.store, job_id, what)
+        rows = queries.export_rows(self.engine.store, job_id, what, datasets_dir=self.engine.settings.datasets_dir)
         write_table(rows, fmt, output)
         return rows.num_rows
 

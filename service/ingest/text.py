@@ -34,7 +34,6 @@ TFIDF_DIMS = 256  # SVD components of the TF-IDF fallback (fewer when the vocabu
 EMBEDDERS = ("auto", "tfidf", "minilm")
 TEXT_SUFFIXES = (".txt",)
 TEXTS_FILE = "texts.parquet"  # in the dataset folder: one row per example, column "text"
-MAX_STORED_CHARS = 10_000  # of each text kept for the gallery and exports (the embedder saw it whole)
 _IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 _CONTROL = set(range(32)) - {9, 10, 12, 13}  # bytes that plain text does not hold (tab, LF, FF, CR do)
 
@@ -255,12 +254,17 @@ def decode_text(name: str, rel: str, data: bytes) -> tuple[str, str]:
 
 
 def save_texts(folder: Path, texts: Sequence[str]) -> None:
-    """`folder/texts.parquet`: each text cut to MAX_STORED_CHARS (the gallery shows ~300, exports all kept)."""
+    """`folder/texts.parquet`, the texts whole: the gallery shows the first ~300 characters, exports
+    and corrected versions carry all of them (an upload's size limits already bound them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    kept = [t if len(t) <= MAX_STORED_CHARS else t[:MAX_STORED_CHARS] + "…" for t in texts]
-    pq.write_table(pa.table({"text": pa.array(kept, pa.large_string())}), folder / TEXTS_FILE)
+    pq.write_table(pa.table({"text": pa.array(list(texts), pa.large_string())}), folder / TEXTS_FILE)
+
+
+def has_texts(datasets_dir: Path, dataset_id: str) -> bool:
+    """True for a dataset read from .txt files (it keeps texts.parquet)."""
+    return (datasets_dir / dataset_id / TEXTS_FILE).is_file()
 
 
 def load_texts(datasets_dir: Path, dataset_id: str, ids: Sequence[int] | None = None) -> list[str] | None:

@@ -1,6 +1,7 @@
 """Any dataset (an upload or a corrected version) written back out in the form it was uploaded in:
-CSV/Parquet (features, the label column by class name, `curate_action`), NPZ, or for images a zip
-with each image in its class folder under its original name."""
+CSV/Parquet (features, the label column by class name, `curate_action`), NPZ, for images a zip with
+each image in its class folder under its original name, and for text datasets (.txt files per class)
+a zip of .txt files the same way, or CSV/Parquet of the texts themselves (`text`, label, action)."""
 
 import io
 import re
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 from service.errors import InvalidVersion
 from service.fsutil import atomic_path
 from service.ingest.files import load_arrays, load_manifest
+from service.ingest.text import has_texts, load_texts
 from service.read.exports import neutralise_formulas
 from service.schemas import DatasetOut
 from service.settings import Settings
@@ -38,9 +40,10 @@ def export_dataset(store: Store, settings: Settings, dataset_id: str, fmt: str |
     fmt = fmt or _UPLOADED_AS[ds.source_format]
     if fmt not in EXPORT_FORMATS:
         raise InvalidVersion(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
-    if (fmt == "zip") != (ds.kind == "image") and fmt != "npz":
-        raise InvalidVersion(f"dataset {dataset_id} holds {ds.kind} examples: export it as "
-                             f"{'zip or npz' if ds.kind == 'image' else 'csv, parquet or npz'}, not {fmt}")
+    allowed = formats_for(ds, settings.datasets_dir)
+    if fmt not in allowed:
+        raise InvalidVersion(f"dataset {dataset_id} holds {_noun(ds, settings.datasets_dir)}: export it as "
+                             f"{', '.join(allowed[:-1])} or {allowed[-1]}, not {fmt}")
     X, y = load_arrays(settings.datasets_dir, dataset_id)
     with store.reader() as cur:
         cols = cur.sql("SELECT source, action FROM examples WHERE dataset_id = ? ORDER BY example_id",
@@ -53,12 +56,31 @@ def export_dataset(store: Store, settings: Settings, dataset_id: str, fmt: str |
         if fmt == "npz":
             with tmp.open("wb") as f:
                 np.savez(f, X=X, y=np.asarray(y, np.int64), class_names=np.array(ds.class_names))
-        elif fmt == "zip":
+        elif fmt == "zip" and ds.kind == "image":
             _write_image_zip(tmp, X, y, ds.class_names, cols.column("source").to_pylist())
+        elif has_texts(settings.datasets_dir, dataset_id):
+            texts = load_texts(settings.datasets_dir, dataset_id) or []
+            if fmt == "zip":
+                _write_text_zip(tmp, texts, y, ds.class_names, cols.column("source").to_pylist())
+            else:
+                _write_text_rows(tmp, fmt, texts, y, ds.class_names, label_column, cols.column("action"))
         else:
             names = load_manifest(settings.datasets_dir, dataset_id).feature_names or []
             _write_rows(tmp, fmt, X, y, ds.class_names, names, label_column, cols.column("action"))
     return path
+
+
+def formats_for(ds: DatasetOut, datasets_dir: Path) -> tuple[str, ...]:
+    """The export formats a dataset can take, the one it was uploaded in first."""
+    if ds.kind == "image":
+        return ("zip", "npz")
+    if has_texts(datasets_dir, ds.dataset_id):
+        return ("zip", "csv", "parquet", "npz")  # npz: the embeddings the ensemble trained on
+    return ("csv", "parquet", "npz")
+
+
+def _noun(ds: DatasetOut, datasets_dir: Path) -> str:
+    return "texts" if ds.kind != "image" and has_texts(datasets_dir, ds.dataset_id) else f"{ds.kind} examples"
 
 
 def _write_rows(tmp: Path, fmt: str, X: np.ndarray, y: np.ndarray, class_names: list[str], feature_names: list[str],
@@ -80,6 +102,26 @@ def _write_rows(tmp: Path, fmt: str, X: np.ndarray, y: np.ndarray, class_names: 
         writer.close()
 
 
+def _write_text_rows(tmp: Path, fmt: str, texts: list[str], y: np.ndarray, class_names: list[str],
+                     label_column: str, actions: pa.ChunkedArray) -> None:
+    """CSV or Parquet of the texts: `text`, the label column by class name, `curate_action`."""
+    table = pa.table({"text": pa.array(texts, pa.large_string()),
+                      label_column: pa.array(class_names, pa.string()).take(pa.array(np.asarray(y, np.int64))),
+                      "curate_action": actions.combine_chunks().cast(pa.string())})
+    if fmt == "csv":
+        pacsv.write_csv(neutralise_formulas(table), tmp)
+    else:
+        pq.write_table(table, tmp)
+
+
+def _write_text_zip(tmp: Path, texts: list[str], y: np.ndarray, class_names: list[str], sources: list[str]) -> None:
+    """Each text as UTF-8 at <class>/<its path below its old class folder> (the upload's layout)."""
+    folders = [_safe_part(c) for c in class_names]
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for i, (text, source) in enumerate(zip(texts, sources, strict=True)):
+            zf.writestr(f"{folders[int(y[i])]}/{_below_class(source, i, '.txt')}", text.encode("utf-8"))
+
+
 def _write_image_zip(tmp: Path, X: np.ndarray, y: np.ndarray, class_names: list[str], sources: list[str]) -> None:
     """Each image (C, H, W) uint8 as PNG at <class>/<its path below its old class folder>."""
     from PIL import Image
@@ -91,16 +133,16 @@ def _write_image_zip(tmp: Path, X: np.ndarray, y: np.ndarray, class_names: list[
             pil = Image.fromarray(img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1))
             buf = io.BytesIO()
             pil.save(buf, format="PNG")
-            zf.writestr(f"{folders[int(y[i])]}/{_below_class(source, i)}", buf.getvalue())
+            zf.writestr(f"{folders[int(y[i])]}/{_below_class(source, i, '.png')}", buf.getvalue())
 
 
-def _below_class(source: str, i: int) -> str:
-    """'cat/sub/001.jpg' -> 'sub/001.png' (the bytes written are PNG); 'index 7' -> 'index_7.png'."""
+def _below_class(source: str, i: int, suffix: str) -> str:
+    """'cat/sub/001.jpg' -> 'sub/001.png' (suffix '.png': the bytes written are PNG); 'index 7' -> 'index_7.png'."""
     parts = PurePosixPath(source).parts
     if source.startswith("index ") or len(parts) < 2:
-        return f"{_safe_part(source.replace(' ', '_')) or f'example_{i}'}.png"
+        return f"{_safe_part(source.replace(' ', '_')) or f'example_{i}'}{suffix}"
     rel = PurePosixPath(*(_safe_part(p) for p in parts[1:]))
-    return str(rel if rel.suffix.lower() == ".png" else rel.with_suffix(".png"))
+    return str(rel if rel.suffix.lower() == suffix else rel.with_suffix(suffix))
 
 
 def _safe_part(name: str) -> str:

@@ -27,7 +27,8 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
             risky = pc.fill_null(pc.starts_with(col, FORMULA_STARTS[0]), False)
             for start in FORMULA_STARTS[1:]:
                 risky = pc.or_(risky, pc.fill_null(pc.starts_with(col, start), False))
-            col = pc.if_else(risky, pc.binary_join_element_wise("'", col, ""), col)
+            quote, empty = pa.scalar("'", col.type), pa.scalar("", col.type)  # large_string: texts
+            col = pc.if_else(risky, pc.binary_join_element_wise(quote, col, empty), col)
         columns.append(col)
     return pa.table(columns, names=table.column_names)
 

@@ -3,11 +3,13 @@
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from service.errors import InvalidQuery, NotFound
+from service.ingest.text import load_texts
 from service.read.cache import CachedJob, ScoreIndex, build_score_index
 from service.result_cache import ResultCache
 from service.schemas import AdaBoostOut, DynamicsOut, ExampleOut, ExamplePage
@@ -134,15 +136,24 @@ def score_rows(store: Store, job_id: str, *, owner: str | None = None, split: st
                       limit=limit, offset=offset)[0]
 
 
-def export_rows(store: Store, job_id: str, what: str, owner: str | None = None) -> pa.Table:
-    """scores: every example; easy/intermediate/hard: that split; mislabeled: flagged, worst first."""
+def export_rows(store: Store, job_id: str, what: str, owner: str | None = None,
+                datasets_dir: Path | None = None) -> pa.Table:
+    """scores: every example; easy/intermediate/hard: that split; mislabeled: flagged, worst first.
+    With `datasets_dir`, a text dataset's rows end with a `text` column (the stored texts)."""
     if what not in EXPORT_KINDS:
         raise InvalidQuery(f"what must be one of {', '.join(EXPORT_KINDS)}, got {what!r}")
     if what == "scores":
-        return score_rows(store, job_id, owner=owner)
-    if what == "mislabeled":
-        return score_rows(store, job_id, owner=owner, suspected_only=True, order="mislabel_score")
-    return score_rows(store, job_id, owner=owner, split=what, order="accessibility")
+        rows = score_rows(store, job_id, owner=owner)
+    elif what == "mislabeled":
+        rows = score_rows(store, job_id, owner=owner, suspected_only=True, order="mislabel_score")
+    else:
+        rows = score_rows(store, job_id, owner=owner, split=what, order="accessibility")
+    return rows if datasets_dir is None else _with_texts(store, rows, job_id, owner, datasets_dir)
+
+
+def _with_texts(store: Store, rows: pa.Table, job_id: str, owner: str | None, datasets_dir: Path) -> pa.Table:
+    texts = load_texts(datasets_dir, finished_job(store, job_id, owner).dataset_id, rows.column("example_id").to_pylist())
+    return rows if texts is None else rows.append_column("text", pa.array(texts, pa.large_string()))
 
 
 def adaboost_curves(store: Store, job_id: str, owner: str | None = None) -> dict[str, list[float | None]]:

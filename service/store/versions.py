@@ -19,6 +19,7 @@ from service.errors import InvalidDataset, InvalidVersion
 from service.ingest.files import load_arrays, load_manifest, load_sources, save_dataset
 from service.ingest.formats import LoadedDataset
 from service.ingest.formats import _check_classes as check_classes
+from service.ingest.text import load_texts
 from service.schemas import DatasetOut
 from service.settings import Settings
 from service.store import catalog, jobs, reviews
@@ -50,7 +51,8 @@ def create_version(store: Store, settings: Settings, dataset_id: str, from_job: 
     sources = load_sources(settings.datasets_dir, dataset_id)
     loaded = LoadedDataset(np.ascontiguousarray(X[kept]), new_y[kept], list(parent.class_names),
                            [sources[i] for i in kept.tolist()], kind=manifest.kind,  # type: ignore[arg-type]
-                           feature_names=manifest.feature_names, report=manifest.ingest_report)
+                           feature_names=manifest.feature_names, report=manifest.ingest_report,
+                           texts=_kept_texts(settings, dataset_id, kept))
     applied = {a: int((decided.action == a).sum()) for a in reviews.DECIDED}
     new_id = uuid.uuid4().hex[:12]
     root_id = parent.root_id or dataset_id
@@ -74,6 +76,11 @@ def create_version(store: Store, settings: Settings, dataset_id: str, from_job: 
         shutil.rmtree(settings.datasets_dir / new_id, ignore_errors=True)
         raise
     return catalog.get_dataset(store, new_id, owner)
+
+
+def _kept_texts(settings: Settings, dataset_id: str, kept: np.ndarray) -> list[str] | None:
+    """A text dataset's version keeps the texts of the examples it keeps (the gallery and exports show them)."""
+    return load_texts(settings.datasets_dir, dataset_id, kept.tolist())
 
 
 def _root_examples(cur: duckdb.DuckDBPyConnection, dataset_id: str) -> np.ndarray:  # (n_examples,) int64

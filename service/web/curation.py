@@ -15,7 +15,8 @@ import numpy as np
 from models.spec import TrainSpec
 from service.errors import NotFound
 from service.ingest.files import load_arrays, load_lineage
-from service.read import diff, queries
+from service.ingest.text import load_texts
+from service.read import dataset_export, diff, queries
 from service.schemas import DatasetOut
 from service.store import jobs
 from service.store.db import Store
@@ -28,9 +29,9 @@ VIEW_TITLES = {"mislabeled": "suspected mislabels", "easy": "easy examples", "in
 ORDERS = {"mislabel_score": "mislabel score, worst first", "consistency": "consistency, lowest first",
           "accessibility": "accessibility, hardest first", "example_id": "example id"}
 DECISIONS = {"none": "undecided", "relabel": "relabel", "keep": "keep", "exclude": "exclude"}
-EXPORT_FORMATS = {"tabular": ("csv", "parquet", "npz"), "image": ("zip", "npz")}
 PAGE_SIZE = 60
 N_FEATURES_SHOWN = 6
+TEXT_SHOWN = 300  # characters of a text on its card before "more"
 N_PAIRS_SHOWN = 12
 MAX_CLASS_ROWS = 30  # a diff lists every class up to this many, else only those with suspects
 MAX_DIGIT_CLASSES = 10  # digit keys pick a class when the dataset has at most this many
@@ -78,6 +79,7 @@ def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, own
     ids = [r["example_id"] for r in items]
     heatmaps = queries.attribution_heatmaps(store, job_id, ids, owner)
     features = _feature_rows(store, data_dir, ds, ids, owner)
+    texts = _text_rows(data_dir, ds, ids)  # text datasets: the card shows the text instead of features
     counts = queries.decision_counts(store, job_id)
     n_pages = max(1, -(-total // PAGE_SIZE))
     digit_keys = ds.n_classes <= MAX_DIGIT_CLASSES
@@ -94,7 +96,8 @@ def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, own
         pages=page_numbers(q.page, n_pages), first=(q.page - 1) * PAGE_SIZE + 1, shown=len(items),
         pairs=queries.label_pairs(store, job_id, owner=owner, split=split, suspected_only=suspected,
                                   limit=N_PAIRS_SHOWN),
-        cards=[_card(job_id, ds, r, features.get(r["example_id"]), heatmaps) for r in items],
+        cards=[{**_card(job_id, ds, r, features.get(r["example_id"]), heatmaps), "text": texts.get(r["example_id"])}
+               for r in items],
         digit_keys=digit_keys, script={"job_id": job_id, "dataset_id": ds.dataset_id, "classes": ds.class_names,
                                        "digit_keys": digit_keys})
 
@@ -132,6 +135,16 @@ def _feature_rows(store: Store, data_dir: Path, ds: DatasetOut, ids: list[int],
             for example_id, row in zip(ids, values)}
 
 
+def _text_rows(data_dir: Path, ds: DatasetOut, ids: list[int]) -> dict[int, dict]:
+    """For text datasets: each example's text, its first TEXT_SHOWN characters and whether it was cut
+    (the template escapes both; the rest opens in a <details>)."""
+    texts = load_texts(data_dir / "datasets", ds.dataset_id, ids) if ids else None
+    if texts is None:
+        return {}
+    return {example_id: {"short": text[:TEXT_SHOWN].rstrip(), "full": text, "cut": len(text) > TEXT_SHOWN}
+            for example_id, text in zip(ids, texts)}
+
+
 # --- versions, re-score, diff ------------------------------------------------------------------------
 
 
@@ -148,7 +161,8 @@ def render_dataset(store: Store, data_dir: Path, dataset_id: str, owner: str | N
     return render(
         "dataset.html", title=f"Dataset {ds.name}", json_links=(f"/datasets/{dataset_id}",), user=user, ds=ds,
         parent=next((d for d in all_datasets if d.dataset_id == ds.parent_id), None), from_job=from_job,
-        exports=[(f, f"/datasets/{dataset_id}/export?format={f}") for f in EXPORT_FORMATS[ds.kind]],
+        exports=[(f, f"/datasets/{dataset_id}/export?format={f}")
+                 for f in dataset_export.formats_for(ds, data_dir / "datasets")],
         jobs=[j for j in jobs.list_jobs(store, owner) if j.dataset_id == dataset_id],
         versions=[d for d in all_datasets if d.parent_id == dataset_id], spec=spec, script=script)
 

@@ -101,7 +101,7 @@ def get_attribution(job_id: str, example_id: Annotated[int, PathParam(ge=0, le=2
 def export(job_id: str, engine: EngineDep, owner: OwnerDep,
            what: ExportKind = "scores", format: ExportFormat = "csv") -> FileResponse:
     """The rows of `curate export`, as a file download."""
-    rows = queries.export_rows(engine.store, job_id, what, owner)
+    rows = queries.export_rows(engine.store, job_id, what, owner, engine.settings.datasets_dir)
     exports = engine.settings.exports_dir
     exports.mkdir(exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=exports))
