@@ -86,6 +86,18 @@ class EncodedTable:
                 "feature_column": self.feature_column}
 
 
+def sum_by_column(values: np.ndarray, feature_column: list[str]) -> dict[str, float]:
+    """Per original column, the sum of `values` (d,) over its features (one-hot parts, date parts,
+    embedding dims, a missing indicator), in the order the columns come: how an attribution per
+    feature is said per column of the user's file."""
+    if len(values) != len(feature_column):
+        raise ValueError(f"{len(values)} values for {len(feature_column)} features")
+    sums: dict[str, float] = {}
+    for column, value in zip(feature_column, np.asarray(values, dtype=np.float64).tolist()):
+        sums[column] = sums.get(column, 0.0) + value
+    return sums
+
+
 def encode_table(name: str, table: pa.Table, options: IngestOptions) -> EncodedTable:
     """Infer each feature column's role and encode the features; InvalidDataset (naming the file and
     column) for an option naming no column, or when no column is usable."""
@@ -151,6 +163,8 @@ def infer_role(name: str, column: str, col: pa.ChunkedArray, options: IngestOpti
             raise InvalidDataset(f"{name}: --text-column {column!r} holds {t} values, not text")
         return "text", "--text-column"
     if column in options.categorical:
+        if not (_is_string(t) or _is_scalar(t)):
+            raise InvalidDataset(f"{name}: --categorical {column!r} holds {t} values, which cannot be categories")
         return "categorical", f"--categorical; {_categorical_reason(_distinct(col))}"
     n_valid, k = n - col.null_count, _distinct(col)
     if pa.types.is_null(t) or n_valid == 0:
@@ -363,6 +377,11 @@ def _role(column: str, role: str, reason: str, col: pa.ChunkedArray, features: l
 
 def _decoded(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def _is_scalar(t: pa.DataType) -> bool:
+    return any(f(t) for f in (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal, pa.types.is_boolean,
+                              pa.types.is_timestamp, pa.types.is_date))  # fmt: skip
 
 
 def _is_string(t: pa.DataType) -> bool:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from service.cli.main import app
 from service.errors import InvalidDataset
-from service.ingest.columns import ONEHOT_MAX, encode_table
+from service.ingest.columns import ONEHOT_MAX, encode_table, sum_by_column
 from service.ingest.files import load_columns, load_table, save_dataset
 from service.ingest.formats import load_dataset
 from service.ingest.options import IngestOptions
@@ -125,6 +125,19 @@ def test_each_encoding_keeps_the_values(tmp_path: Path) -> None:
     assert encoding["region"]["other"] == ["west"] and encoding["review"]["embedder"] == "tfidf"
 
 
+def test_per_feature_values_sum_back_to_their_columns() -> None:
+    table, _ = mixed_table()
+    enc = encode_table("t.csv", table, TFIDF)
+    values = np.arange(len(enc.feature_names), dtype=np.float64)
+    sums = sum_by_column(values, enc.feature_column)
+    assert list(sums) == ["age", "region", "city", "member", "joined", "review"]  # the file's order
+    region = [j for j, f in enumerate(enc.feature_names) if f.startswith("region=")]
+    assert sums["region"] == values[region].sum() and len(region) == 4
+    assert sum(sums.values()) == values.sum()
+    with pytest.raises(ValueError, match="3 values for"):
+        sum_by_column(values[:3], enc.feature_column)
+
+
 def test_native_types_of_parquet_and_numbers_written_as_text(tmp_path: Path) -> None:
     n = 60
     table = pa.table({
@@ -212,6 +225,12 @@ def test_label_and_conflicting_roles_are_refused(tmp_path: Path) -> None:
     reject(path, "--text-column names 'label', the label column", text_column="label")
     reject(path, "column 'a' is named by both --text-column and --categorical", text_column="a", categorical=("a",))
     reject(path, "--text-column 'a' holds int64 values, not text", text_column="a")
+
+
+def test_categorical_on_a_list_column_is_refused(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"tags": [[1], [2], [1], [2]], "a": [1, 2, 3, 4], "label": [0, 1, 0, 1]}), tmp_path / "t.pq")
+    reject(tmp_path / "t.pq", "--categorical 'tags' holds list<element: int64> values, which cannot be categories",
+           categorical=("tags",))
 
 
 def test_no_usable_feature_column_says_what_each_was(tmp_path: Path) -> None:
