@@ -145,15 +145,15 @@ def test_a_decompression_bomb_png_is_413_naming_the_image(shared_server: Server,
 
 
 def test_the_decoded_bytes_budget_names_the_image(start_server, tmp_path: Path) -> None:
-    srv = start_server(CURATE_MAX_DECODED_BYTES="100000")
+    srv = start_server(CURATE_MAX_DECODED_BYTES="45000")
     path = tmp_path / "imgs.zip"
     with zipfile.ZipFile(path, "w") as zf:
         for cls in ("a", "b"):
             for i in range(3):
-                zf.writestr(f"{cls}/{i}.png", _png(100, 100))  # 30 KB decoded each (3 bytes a pixel)
+                zf.writestr(f"{cls}/{i}.png", _png(100, 100))  # 10 KB decoded each (grey: 1 byte a pixel)
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         message = _error(c.post("/datasets", params={"filename": "imgs.zip"}, content=path.read_bytes()), 413)
-        assert "'b/0.png'" in message and "max_decoded_bytes" in message
+        assert "'b/1.png'" in message and "max_decoded_bytes" in message  # the fifth: 50 KB in all
 
 
 def test_a_job_too_big_for_max_job_memory_is_refused_naming_estimate_and_limit(start_server, tmp_path: Path) -> None:
