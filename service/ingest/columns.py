@@ -107,6 +107,7 @@ def encode_table(name: str, table: pa.Table, options: IngestOptions) -> EncodedT
     blocks: list[np.ndarray] = []
     feature_column: list[str] = []
     texts: list[list[str]] = []
+    columns, emitted = set(table.column_names), set[str]()
     for column in table.column_names:
         col = _decoded(table.column(column))
         if column == options.label_column:
@@ -117,6 +118,7 @@ def encode_table(name: str, table: pa.Table, options: IngestOptions) -> EncodedT
             roles.append(_role(column, role, reason, col))
             continue
         block, names, encoding = _ENCODERS[role](name, column, col, options)
+        names = _unique(names, column, columns, emitted)
         blocks.append(block)
         feature_column += [column] * len(names)
         roles.append(_role(column, role, reason, col, names, encoding))
@@ -131,6 +133,20 @@ def encode_table(name: str, table: pa.Table, options: IngestOptions) -> EncodedT
     feature_names = [f for r in roles for f in r.features]
     return EncodedTable(np.ascontiguousarray(X, dtype=np.float32), feature_names, feature_column, roles,
                         texts[0] if len(texts) == 1 else None)
+
+
+def _unique(names: list[str], column: str, columns: set[str], emitted: set[str]) -> list[str]:
+    """`names` of `column`'s features, with "#2", "#3", ... where one is another column's name or an
+    earlier feature's (a column named "a(missing)" beside column a's missing indicator)."""
+    out = []
+    for feature in names:
+        unique, k = feature, 1
+        while unique in emitted or (unique != column and unique in columns):
+            k += 1
+            unique = f"{feature}#{k}"
+        emitted.add(unique)
+        out.append(unique)
+    return out
 
 
 def _check_options(name: str, columns: list[str], options: IngestOptions) -> None:

@@ -227,6 +227,13 @@ def test_label_and_conflicting_roles_are_refused(tmp_path: Path) -> None:
     reject(path, "--text-column 'a' holds int64 values, not text", text_column="a")
 
 
+def test_feature_names_stay_unique_when_a_column_is_named_like_a_feature(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path / "d.csv", "a,a(missing),label\n1,5,x\n,6,y\n3,7,x\n4,8,y\n"))
+    assert ds.feature_names == ["a", "a(missing)#2", "a(missing)"]
+    np.testing.assert_array_equal(ds.X[:, 1], [0, 1, 0, 0])
+    assert ds.columns is not None and ds.columns["feature_column"] == ["a", "a", "a(missing)"]
+
+
 def test_categorical_on_a_list_column_is_refused(tmp_path: Path) -> None:
     pq.write_table(pa.table({"tags": [[1], [2], [1], [2]], "a": [1, 2, 3, 4], "label": [0, 1, 0, 1]}), tmp_path / "t.pq")
     reject(tmp_path / "t.pq", "--categorical 'tags' holds list<element: int64> values, which cannot be categories",
