@@ -74,7 +74,9 @@ class EncodedTable:
     feature_names: list[str]  # (d,)
     feature_column: list[str]  # (d,) the column each feature came from
     roles: list[ColumnRole]  # every column of the table, label included, in table order
-    texts: list[str] | None = None  # (n,) the text column's values when there is exactly one
+    # (n,) a text table's texts: when the one feature column is text (a text classification set, which
+    # the gallery and exports then show as texts); None when other columns are features too
+    texts: list[str] | None = None
 
     def report(self) -> list[dict[str, object]]:
         return [r.report() for r in self.roles]
@@ -132,7 +134,7 @@ def encode_table(name: str, table: pa.Table, options: IngestOptions) -> EncodedT
     X = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
     feature_names = [f for r in roles for f in r.features]
     return EncodedTable(np.ascontiguousarray(X, dtype=np.float32), feature_names, feature_column, roles,
-                        texts[0] if len(texts) == 1 else None)
+                        texts[0] if len(texts) == len(blocks) == 1 else None)
 
 
 def _unique(names: list[str], column: str, columns: set[str], emitted: set[str]) -> list[str]:

@@ -94,7 +94,9 @@ def test_each_role_is_inferred_with_its_reason(tmp_path: Path) -> None:
     used = ["age", "region", "city", "member", "joined", "review"]
     assert sorted({f.split("=")[0].split("(")[0].split(".")[0].split("[")[0] for f in ds.feature_names}) == sorted(used)
     assert ds.X.dtype == np.float32 and np.isfinite(ds.X).all() and ds.X.shape == (80, len(ds.feature_names))
-    assert ds.texts is not None and ds.texts[5].endswith("visit 5")  # the gallery shows the text column
+    assert ds.texts is None  # other columns are features too: the table is not a text dataset
+    text_only = load_dataset(path, IngestOptions(embedder="tfidf", ignore=tuple(c for c in used if c != "review")))
+    assert text_only.texts is not None and text_only.texts[5].endswith("visit 5")  # shown and exported as texts
 
 
 def test_each_encoding_keeps_the_values(tmp_path: Path) -> None:
