@@ -4,9 +4,13 @@ document.getElementById('upload').addEventListener('submit', async (ev) => {
   const form = ev.target, status = document.getElementById('upload-status');
   const data = new FormData(), query = new URLSearchParams();
   data.append('file', form.elements.file.files[0]);
-  for (const key of ['name', 'label_column', 'resize']) {
+  for (const key of ['name', 'label_column', 'resize', 'text_column', 'features']) {
     const value = form.elements[key].value.trim();
     if (value) query.set(key, value);
+  }
+  if (form.elements.embedder.value !== 'auto') query.set('embedder', form.elements.embedder.value);
+  for (const key of ['categorical', 'ignore']) {  // "a, b" -> ?key=a&key=b
+    for (const col of form.elements[key].value.split(',').map((c) => c.trim()).filter(Boolean)) query.append(key, col);
   }
   status.textContent = 'uploading…';
   const r = await fetch('/datasets' + (query.toString() ? '?' + query : ''), {method: 'POST', body: data});

@@ -1,0 +1,62 @@
+"""The upload form's options in a real browser (Playwright + Debian's /usr/bin/chromium): a mixed-type
+CSV uploaded with `ignore` and `categorical` typed into the form (comma lists become repeated query
+parameters) and the tfidf embedder picked; the dataset's page then says how each column was read,
+before anyone trains on it. A bad column name in the form comes back as the API's message."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.service.conftest import Server
+from tests.service.test_browser import ARGS, CHROMIUM
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists() and not shutil.which("chromium"),
+                                 reason="no /usr/bin/chromium (apt-get install -y chromium)")]
+
+
+def _mixed_csv(path: Path) -> Path:
+    rows = ["id,age,city,zone,member,note,label"]
+    for i in range(40):
+        rows.append(f"{i + 1},{20 + i % 30},{['north', 'south', 'east'][i % 3]},{i % 4},{['yes', 'no'][i % 2]},"
+                    f"customer {i} wrote about {['the blue one', 'a refund', 'the long wait'][i % 3]} today,"
+                    f"{'ab'[i % 2]}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_upload_options_reach_the_api_and_the_dataset_page_shows_each_role(tmp_path: Path) -> None:
+    path = _mixed_csv(tmp_path / "customers.csv")
+    server = Server(tmp_path / "data").start()
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
+                                        args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(30_000)
+            page.goto(server.url + "/")
+            page.set_input_files("#upload input[type=file]", str(path))
+            page.click("#upload-options summary")  # the options are folded until asked for
+            page.fill("#upload input[name=ignore]", "nope")
+            page.click("#upload button[type=submit]")
+            status = page.locator("#upload-status")
+            status.filter(has_text="error").wait_for()
+            assert "nope" in status.inner_text() and "age" in status.inner_text(), status.inner_text()
+
+            page.fill("#upload input[name=ignore]", "city, member")
+            page.fill("#upload input[name=categorical]", "zone")
+            page.select_option("#upload select[name=embedder]", "tfidf")
+            with page.expect_navigation():
+                page.click("#upload button[type=submit]")
+            page.click("text=customers.csv")
+            page.wait_for_selector("#ingest-columns")
+            roles = dict(page.eval_on_selector_all(
+                "#ingest-columns tr[class^=role-]", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])"))
+            assert roles == {"id": "id", "age": "numeric", "city": "ignored", "zone": "categorical",
+                             "member": "ignored", "note": "text", "label": "label"}, roles
+            assert "delimiter" in page.locator("#ingest-file").inner_text()
+            browser.close()
+    finally:
+        server.stop()
