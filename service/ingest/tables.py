@@ -104,6 +104,11 @@ def read_jsonl(path: Path, limits: IngestLimits) -> pa.Table:
     """JSON Lines: one object per line, the keys are the columns. pyarrow reads it in blocks; a key
     whose values mix numbers and strings (which pyarrow refuses) is read line by line, as text."""
     _check_size(path, limits)
+    with open(path, "rb") as f:
+        start = f.read(4096).lstrip(codecs.BOM_UTF8).lstrip()
+    if start.startswith(b"["):
+        raise InvalidDataset(f"{path.name}: a JSON array, not JSON Lines; write one JSON object per line "
+                             "(e.g. pandas' to_json(orient='records', lines=True))")
     try:
         return pajson.read_json(path, read_options=pajson.ReadOptions(block_size=JSON_BLOCK_BYTES))
     except (pa.ArrowException, OSError) as e:

@@ -338,6 +338,11 @@ def test_json_lines_is_a_table_format(tmp_path: Path, suffix: str) -> None:
     bad = tmp_path / f"bad{suffix}"
     bad.write_text('{"a": 1, "label": "x"}\n{"a": 2, "label": \n')
     reject(bad, "cannot parse the JSON Lines")
+    bad.write_text('[{"a": 1, "label": "x"},\n {"a": 2, "label": "y"}]\n')
+    reject(bad, "a JSON array, not JSON Lines; write one JSON object per line")
+    bom = tmp_path / f"bom{suffix}"
+    bom.write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps({"a": i % 3, "label": "xy"[i % 2]}) for i in range(6)).encode())
+    assert load_dataset(bom).feature_names == ["a"]
 
 
 def test_a_json_key_of_numbers_and_strings_is_read_not_refused(tmp_path: Path) -> None:
