@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
@@ -176,6 +177,15 @@ def test_exif_orientation_in_webp_tiff_and_png(tmp_path: Path, fmt: str, save: d
     upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
     assert upright.shape[:2] == ((16, 24) if orientation == 3 else (24, 16))
     np.testing.assert_array_equal(ds.X[0].transpose(1, 2, 0), upright)
+
+
+@pytest.mark.parametrize("exif", [b"Exif\x00\x00garbage", b"Exif\x00\x00II*\x00\xff\xff\xff\x7f",
+                                  b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03"])
+def test_a_corrupt_exif_block_leaves_the_photo_as_stored(tmp_path: Path, exif: bytes) -> None:
+    data = encode(arrow(), "JPEG", quality=95, exif=exif)
+    with pytest.warns(UserWarning) if b"II*" in exif or b"MM" in exif else nullcontext():  # Pillow's own warning
+        ds = load_dataset(write_files(tmp_path / "ds", {f"{c}/{i}.jpg": data for c in "ab" for i in (1, 2)}))
+    assert ds.X.shape == (4, 3, 16, 24) and ds.report["images"]["oriented_by_exif"] == 0
 
 
 def test_exif_orientation_in_a_mixed_size_folder(tmp_path: Path) -> None:
@@ -349,9 +359,14 @@ def test_report_in_get_dataset_on_a_real_server(shared_server: Server, tmp_path:
         r = c.post("/datasets", params={"filename": path.name}, content=path.read_bytes())
         assert r.status_code in (200, 201), r.text
         got = c.get(f"/datasets/{r.json()['dataset_id']}").json()
+        resized = c.post("/datasets", params={"filename": path.name, "resize": "8x9"}, content=path.read_bytes())
+        assert resized.status_code in (200, 201), resized.text
+        asked = c.get(f"/datasets/{resized.json()['dataset_id']}").json()["ingest_report"]["images"]
     expected = load_dataset(path).report["images"]
     assert got["ingest_report"]["images"] == expected
     assert expected["resized_to"] is not None and got["ingest_report"]["images"]["why"].startswith("images come in")
+    assert resized.json()["dataset_id"] != r.json()["dataset_id"]  # other options: another dataset
+    assert asked["resized_to"] == [8, 9] and asked == load_dataset(path, IngestOptions(resize=(8, 9))).report["images"]
 
 
 @pytest.mark.slow
