@@ -34,6 +34,7 @@ FEATURE_ROLES = ("numeric", "categorical", "boolean", "datetime", "text")  # rol
 ONEHOT_MAX = 30  # categories one-hot encoded; more distinct values are frequency-encoded
 OTHER_SHARE = 0.005  # a category in fewer rows than this share (and at least 2 rows) goes to "(other)"
 ID_MIN_ROWS = 20  # unique values make an id only from this many rows on (or with an id-like name)
+ID_UNIQUE = 0.95  # ... and from this share of distinct strings on (emails with a few repeats)
 TEXT_MIN_WORDS = 4  # median words of an inferred text column
 TEXT_MIN_UNIQUE = 0.5  # share of distinct values of an inferred text column
 NUMBER_SHARE = 0.9  # a string column with this share of numbers is numeric; the rest are gaps
@@ -228,6 +229,8 @@ def _infer_string(column: str, col: pa.ChunkedArray, n_valid: int, k: int) -> tu
         return "text", f"free text (median {median_words:g} words, {k} distinct of {n_valid}): embedded"
     if k == n_valid and (n_valid >= ID_MIN_ROWS or _ID_NAME.search(column)):
         return "id", f"{k} unique strings, one per row: an identifier"
+    if n_valid >= ID_MIN_ROWS and k >= ID_UNIQUE * n_valid:  # a frequency of ~1/n for almost every row says nothing
+        return "id", f"{k} distinct strings in {n_valid} rows: an identifier (--categorical to use it)"
     return "categorical", _categorical_reason(k)
 
 

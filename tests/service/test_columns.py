@@ -180,6 +180,15 @@ def test_dates_in_other_formats_and_their_ambiguity(tmp_path: Path) -> None:
     assert "ambiguous: read as day/month" in ds.report["columns"][0]["reason"]
 
 
+def test_almost_unique_strings_are_an_identifier(tmp_path: Path) -> None:
+    emails = [f"user{i % 39}@example.org" for i in range(40)]  # one repeat in 40 rows
+    rows = "\n".join(f"{e},{i % 5},{'xy'[i % 2]}" for i, e in enumerate(emails))
+    ds = load_dataset(_csv(tmp_path / "d.csv", f"email,a,label\n{rows}\n"))
+    assert ds.report["columns"][0]["role"] == "id" and "39 distinct strings in 40 rows" in ds.report["columns"][0]["reason"]
+    forced = load_dataset(tmp_path / "d.csv", IngestOptions(categorical=("email",)))
+    assert forced.feature_names == ["email(frequency)", "a"]
+
+
 def test_small_unique_columns_stay_features(tmp_path: Path) -> None:
     """Unique values make an id only from ID_MIN_ROWS rows on (or with an id-like name): a tiny
     table of distinct numbers is data."""
