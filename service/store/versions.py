@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from service.errors import InvalidDataset, InvalidVersion
-from service.ingest.files import load_arrays, load_manifest, load_sources, save_dataset
+from service.ingest.files import load_arrays, load_columns, load_manifest, load_sources, load_table, save_dataset
 from service.ingest.formats import LoadedDataset
 from service.ingest.formats import _check_classes as check_classes
 from service.ingest.text import load_texts
@@ -52,7 +52,9 @@ def create_version(store: Store, settings: Settings, dataset_id: str, from_job: 
     loaded = LoadedDataset(np.ascontiguousarray(X[kept]), new_y[kept], list(parent.class_names),
                            [sources[i] for i in kept.tolist()], kind=manifest.kind,  # type: ignore[arg-type]
                            feature_names=manifest.feature_names, report=manifest.ingest_report,
-                           texts=_kept_texts(settings, dataset_id, kept))
+                           texts=_kept_texts(settings, dataset_id, kept),
+                           columns=load_columns(settings.datasets_dir, dataset_id),
+                           table=_kept_table(settings, dataset_id, kept))
     applied = {a: int((decided.action == a).sum()) for a in reviews.DECIDED}
     new_id = uuid.uuid4().hex[:12]
     root_id = parent.root_id or dataset_id
@@ -81,6 +83,12 @@ def create_version(store: Store, settings: Settings, dataset_id: str, from_job: 
 def _kept_texts(settings: Settings, dataset_id: str, kept: np.ndarray) -> list[str] | None:
     """A text dataset's version keeps the texts of the examples it keeps (the gallery and exports show them)."""
     return load_texts(settings.datasets_dir, dataset_id, kept.tolist())
+
+
+def _kept_table(settings: Settings, dataset_id: str, kept: np.ndarray) -> pa.Table | None:
+    """A table's version keeps its kept rows as read (table.parquet), so it too exports in the uploaded
+    columns. The label column stays as uploaded: y holds the corrected labels, and exports write those."""
+    return load_table(settings.datasets_dir, dataset_id, kept.tolist())
 
 
 def _root_examples(cur: duckdb.DuckDBPyConnection, dataset_id: str) -> np.ndarray:  # (n_examples,) int64
