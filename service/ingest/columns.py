@@ -40,6 +40,7 @@ TEXT_MIN_UNIQUE = 0.5  # share of distinct values of an inferred text column
 NUMBER_SHARE = 0.9  # a string column with this share of numbers is numeric; the rest are gaps
 MISSING, OTHER = "(missing)", "(other)"
 MAX_SAID = 20  # columns a refusal describes one by one
+ACTION_COLUMN = "curate_action"  # the decision column of Curate's exports: read back, it is no feature
 _BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"})
 _TRUE = {"true", "yes", "y", "t"}
 _ISO = "iso"  # ISO 8601 dates and times, as pyarrow casts them
@@ -177,6 +178,8 @@ def infer_role(name: str, column: str, col: pa.ChunkedArray, options: IngestOpti
     t = col.type
     if column in options.ignore:
         return "ignored", "--ignore"
+    if column == ACTION_COLUMN and column not in options.categorical:
+        return "ignored", "the decision column of a Curate export (keep, relabel, exclude), not a feature"
     if column == options.text_column:
         if not _is_string(t):
             raise InvalidDataset(f"{name}: --text-column {column!r} holds {t} values, not text")

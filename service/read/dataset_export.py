@@ -1,21 +1,25 @@
 """Any dataset (an upload or a corrected version) written back out in the form it was uploaded in:
-CSV/Parquet (features, the label column by class name, `curate_action`), NPZ, for images a zip with
+CSV/Parquet (a table's columns as uploaded, or the features of an NPZ; the label column by class name,
+`curate_action`), NPZ (the encoded features), for images a zip with
 each image in its class folder under its original name, and for text datasets (.txt files per class)
 a zip of .txt files the same way, or CSV/Parquet of the texts themselves (`text`, label, action)."""
 
 import io
+import json
 import re
 import zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from service.errors import InvalidVersion
 from service.fsutil import atomic_path
-from service.ingest.files import load_arrays, load_manifest
+from service.ingest.columns import ACTION_COLUMN
+from service.ingest.files import load_arrays, load_manifest, table_path
 from service.ingest.text import has_texts, load_texts
 from service.read.exports import neutralise_formulas
 from service.schemas import DatasetOut
@@ -64,6 +68,8 @@ def export_dataset(store: Store, settings: Settings, dataset_id: str, fmt: str |
                 _write_text_zip(tmp, texts, y, ds.class_names, cols.column("source").to_pylist())
             else:
                 _write_text_rows(tmp, fmt, texts, y, ds.class_names, label_column, cols.column("action"))
+        elif (uploaded := table_path(settings.datasets_dir, dataset_id)) is not None:
+            _write_table_rows(tmp, fmt, uploaded, y, ds.class_names, label_column, cols.column("action"))
         else:
             names = load_manifest(settings.datasets_dir, dataset_id).feature_names or []
             _write_rows(tmp, fmt, X, y, ds.class_names, names, label_column, cols.column("action"))
@@ -88,7 +94,7 @@ def _write_rows(tmp: Path, fmt: str, X: np.ndarray, y: np.ndarray, class_names: 
     """CSV or Parquet, one batch of rows at a time."""
     classes = pa.array(class_names, pa.string())
     schema = pa.schema([*(pa.field(n, pa.float32()) for n in feature_names), pa.field(label_column, pa.string()),
-                        pa.field("curate_action", pa.string())])
+                        pa.field(ACTION_COLUMN, pa.string())])
     writer = pacsv.CSVWriter(tmp, schema) if fmt == "csv" else pq.ParquetWriter(tmp, schema)
     try:
         for start in range(0, len(y), _BATCH):
@@ -100,6 +106,57 @@ def _write_rows(tmp: Path, fmt: str, X: np.ndarray, y: np.ndarray, class_names: 
             writer.write_table(neutralise_formulas(table) if fmt == "csv" else table)
     finally:
         writer.close()
+
+
+def _write_table_rows(tmp: Path, fmt: str, uploaded: Path, y: np.ndarray, class_names: list[str],
+                      label_column: str, actions: pa.ChunkedArray) -> None:
+    """A table's columns as read at upload (table.parquet: category text, dates, gaps as empty cells),
+    the label column replaced by the corrected class names and `curate_action` last, one batch at a
+    time: the file uploads again to the same roles. Nested values (JSON Lines lists and objects) are
+    written to a CSV as JSON text."""
+    source = pq.ParquetFile(uploaded)
+    fields = [f for f in source.schema_arrow if f.name not in (label_column, ACTION_COLUMN)]
+    label_type = source.schema_arrow.field(label_column).type if label_column in source.schema_arrow.names \
+        else pa.string()
+    classes = _class_names_as(class_names, label_type)
+    if fmt == "csv":
+        fields = [pa.field(f.name, pa.string()) if _is_nested(f.type) else f for f in fields]
+    schema = pa.schema([*fields, pa.field(label_column, classes.type), pa.field(ACTION_COLUMN, pa.string())])
+    writer = pacsv.CSVWriter(tmp, schema) if fmt == "csv" else pq.ParquetWriter(tmp, schema)
+    start = 0
+    try:
+        for batch in source.iter_batches(batch_size=_BATCH):
+            rows = len(batch)
+            columns = [_as_json(batch.column(f.name)) if _is_nested(batch.schema.field(f.name).type)
+                       and fmt == "csv" else batch.column(f.name) for f in fields]
+            columns += [classes.take(pa.array(np.asarray(y[start:start + rows], np.int64))),
+                        actions.slice(start, rows).combine_chunks().cast(pa.string())]
+            table = pa.Table.from_arrays(columns, schema=schema)
+            writer.write_table(neutralise_formulas(table) if fmt == "csv" else table)
+            start += rows
+    finally:
+        writer.close()
+        source.close()
+
+
+def _class_names_as(class_names: list[str], label_type: pa.DataType) -> pa.Array:
+    """The class names in the label column's uploaded type (integer labels stay integers), else as text."""
+    names = pa.array(class_names, pa.string())
+    if pa.types.is_string(label_type) or pa.types.is_large_string(label_type):
+        return names
+    try:
+        return pc.cast(names, label_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return names
+
+
+def _is_nested(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or \
+        pa.types.is_struct(t) or pa.types.is_map(t)
+
+
+def _as_json(col: pa.Array) -> pa.Array:
+    return pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()], pa.string())
 
 
 def _write_text_rows(tmp: Path, fmt: str, texts: list[str], y: np.ndarray, class_names: list[str],
