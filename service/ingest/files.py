@@ -6,6 +6,7 @@
     manifest.json  DatasetManifest.to_json()
     columns.json   a table only: column roles, fitted encoding, feature -> column (ingest/columns.py)
     table.parquet  a table only: its columns as read, before encoding (exports in the uploaded form)
+    pixels.npy     pretrained features only: (n, C, H, W) uint8, the images X was embedded from (thumbnails)
     lineage.json   a version only: parent_id, version, root_id, from_job, applied, parent_example_id
 
 A dataset is written into `<dataset_id>.tmp-XXXX`, fsynced, then renamed into place, so a
@@ -36,6 +37,7 @@ from service.ingest.text import save_texts
 SOURCE_FORMATS = ("image_folder", "zip", "csv", "parquet", "npz", "jsonl")
 COLUMNS_FILE = "columns.json"  # a table's column roles, fitted encoding and feature -> column map
 TABLE_FILE = "table.parquet"  # a table's columns as read from the upload, before encoding
+PIXELS_FILE = "pixels.npy"  # a pretrained-features dataset's decoded images (X holds their embeddings)
 _DATASET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -137,6 +139,8 @@ def save_dataset(
             _write_json(tmp / COLUMNS_FILE, loaded.columns)
         if loaded.table is not None:  # ... and its columns as read, for exports in the uploaded form
             pq.write_table(loaded.table, tmp / TABLE_FILE)
+        if loaded.pixels is not None:  # pretrained features: the images behind X, for the gallery
+            _write_npy(tmp / PIXELS_FILE, loaded.pixels)
         for file_name, value in (extra_json or {}).items():
             _write_json(tmp / Path(file_name).name, value)
         _write_json(tmp / "manifest.json", manifest.to_json())
@@ -189,6 +193,18 @@ def table_path(datasets_dir: Path, dataset_id: str) -> Path | None:
     """table.parquet of a table dataset, for readers that go through it in batches; None without one."""
     path = _dataset_dir(datasets_dir, dataset_id) / TABLE_FILE
     return path if path.is_file() else None
+
+
+def load_pixels(datasets_dir: Path, dataset_id: str) -> np.ndarray | None:  # (n, C, H, W) uint8, memory-mapped
+    """The images of a dataset: X itself for images, pixels.npy for one of pretrained features (X
+    holds their embeddings); None for tables and for datasets stored without pixels."""
+    directory = _dataset_dir(datasets_dir, dataset_id)
+    for path in (directory / PIXELS_FILE, directory / "X.npy"):
+        if path.is_file():
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            if array.ndim == 4:
+                return array
+    return None
 
 
 def load_table(datasets_dir: Path, dataset_id: str, ids: Sequence[int] | None = None) -> pa.Table | None:

@@ -19,6 +19,9 @@ import pyarrow.compute as pc
 
 from service.errors import InvalidDataset, UnsupportedFormat
 from service.ingest.columns import encode_table
+from service.ingest.embeddings import NPZ_KEY as EMBEDDINGS
+from service.ingest.embeddings import check_vectors
+from service.ingest.features import FeaturePlan, embed_images, plan_features
 from service.ingest.images import check_archive, images_from_array, load_image_folder, load_image_zip
 from service.ingest.options import IngestOptions
 from service.ingest.tables import read_csv, read_jsonl, read_parquet
@@ -51,6 +54,7 @@ class LoadedDataset:
     # tables: columns.json, the roles with their fitted encoding and the feature -> column map (ingest/columns.py)
     columns: dict[str, object] | None = None
     table: pa.Table | None = None  # tables: the columns as read (label included), kept as table.parquet
+    pixels: np.ndarray | None = None  # pretrained features: (n, C, H, W) uint8 images, kept as pixels.npy
 
 
 def detect_format(path: Path) -> SourceFormat:
@@ -75,7 +79,11 @@ def load_dataset(path: Path, options: IngestOptions = IngestOptions(),
         raise InvalidDataset(f"{path}: does not exist")
     fmt = detect_format(path)
     from service.ingest.text import is_text_folder, load_text_folder  # text.py reads LoadedDataset from here
-    if fmt in ("image_folder", "zip") and is_text_folder(path):  # .txt files in class folders
+    text_folder = fmt in ("image_folder", "zip") and is_text_folder(path)
+    plan = None  # pretrained features: backbone and weights checked before any image is decoded
+    if options.features is not None and not text_folder and fmt in ("image_folder", "zip", "npz"):
+        plan = plan_features(path.name, options.features, options.weights)
+    if text_folder:  # .txt files in class folders
         loaded = load_text_folder(path, options, limits)
     elif fmt in ("image_folder", "zip"):
         read = load_image_folder if fmt == "image_folder" else load_image_zip
@@ -96,7 +104,18 @@ def load_dataset(path: Path, options: IngestOptions = IngestOptions(),
             table = read_jsonl(path, limits) if fmt == "jsonl" else read_parquet(path, limits)
         loaded = _from_table(path.name, table, options, report)
     _check_classes(path.name, loaded.y, loaded.class_names, "image" if loaded.kind == "image" else "example")
-    return loaded
+    return loaded if plan is None else _with_features(path.name, loaded, plan)
+
+
+def _with_features(name: str, loaded: LoadedDataset, plan: FeaturePlan) -> LoadedDataset:
+    """Images -> a table of their pretrained embeddings (ingest/features.py); the pixels stay for thumbnails."""
+    if loaded.kind != "image":
+        raise InvalidDataset(f"{name}: --features applies to images only; this NPZ holds a table "
+                             f"(X of shape {tuple(loaded.X.shape)})")
+    X, feature_names, report = embed_images(name, loaded.X, plan)
+    return LoadedDataset(X, loaded.y, loaded.class_names, loaded.sources, kind="tabular",
+                         feature_names=feature_names, report={**loaded.report, "features": report},
+                         pixels=loaded.X)
 
 
 def _check_classes(name: str, y: np.ndarray, class_names: list[str], noun: str) -> None:
@@ -229,9 +248,12 @@ def _encode_labels(
 
 
 def _load_npz(path: Path, resize: tuple[int, int] | None, limits: IngestLimits) -> LoadedDataset:
-    """Arrays X, y and optional class_names (strings; then y must be ints indexing it)."""
+    """Arrays X, y and optional class_names (strings; then y must be ints indexing it); `embeddings`
+    (n, d) in place of X: vectors of the user's own."""
     name = path.name
     arrays = _read_npz(path, limits)
+    if EMBEDDINGS in arrays:
+        return _load_npz_embeddings(name, arrays, resize)
     X, y = arrays["X"], arrays["y"]
     if X.dtype.kind not in "biuf":
         raise InvalidDataset(f"{name}: X has dtype {X.dtype}; expected numbers")
@@ -264,6 +286,32 @@ def _load_npz(path: Path, resize: tuple[int, int] | None, limits: IngestLimits) 
     return LoadedDataset(X32, y_idx, class_names, sources, kind="tabular", feature_names=feature_names)
 
 
+def _load_npz_embeddings(name: str, arrays: dict[str, np.ndarray], resize: tuple[int, int] | None) -> LoadedDataset:
+    """An `embeddings` array (n, d) of the user's own vectors, taken as features as they are (ingest/embeddings.py)."""
+    E, y = arrays[EMBEDDINGS], arrays["y"]
+    if resize is not None:
+        raise InvalidDataset(f"{name}: resize applies to images only; {EMBEDDINGS!r} holds vectors")
+    if E.dtype.kind not in "biuf":
+        raise InvalidDataset(f"{name}: {EMBEDDINGS!r} has dtype {E.dtype}; expected numbers")
+    if E.ndim != 2 or E.shape[1] == 0:
+        raise InvalidDataset(f"{name}: {EMBEDDINGS!r} has shape {E.shape}; expected (n, d), one vector of d > 0 "
+                             "numbers per example")
+    if y.ndim != 1 or len(y) != len(E):
+        raise InvalidDataset(f"{name}: {EMBEDDINGS!r} has {len(E)} vectors but y has shape {y.shape}; "
+                             "expected one label per vector")
+    if len(y) == 0:
+        raise InvalidDataset(f"{name}: no examples ({EMBEDDINGS!r} and y are empty)")
+    if "class_names" in arrays:
+        y_idx, class_names = _indexed_labels(name, y, arrays["class_names"])
+    else:
+        y_idx, class_names = _encode_labels(name, _labels_array(name, y), "index", "")
+    X = check_vectors(name, E, f"array {EMBEDDINGS!r}", "index")
+    report = {"embeddings": {"array": EMBEDDINGS, "n_vectors": int(len(E)), "dims": int(E.shape[1]),
+                             "reason": "vectors of your own, taken as features as they are"}}
+    return LoadedDataset(X, y_idx, class_names, [f"index {i}" for i in range(len(y))], kind="tabular",
+                         feature_names=[f"{EMBEDDINGS}[{j}]" for j in range(E.shape[1])], report=report)
+
+
 def _read_npz(path: Path, limits: IngestLimits) -> dict[str, np.ndarray]:
     name = path.name
     try:
@@ -277,12 +325,16 @@ def _read_npz(path: Path, limits: IngestLimits) -> dict[str, np.ndarray]:
     except errors as e:
         raise InvalidDataset(f"{name}: cannot read the arrays ({e})") from e
     with npz:
-        for key in ("X", "y"):
+        found = ", ".join(repr(f) for f in npz.files) or "none"
+        if "X" in npz.files and EMBEDDINGS in npz.files:
+            raise InvalidDataset(f"{name}: holds both 'X' and {EMBEDDINGS!r}; keep one array of features")
+        features = EMBEDDINGS if EMBEDDINGS in npz.files else "X"
+        for key in (features, "y"):
             if key not in npz.files:
-                found = ", ".join(repr(f) for f in npz.files) or "none"
-                raise InvalidDataset(f"{name}: missing array {key!r}; found {found}")
+                also = f" (or {EMBEDDINGS!r}, vectors of your own)" if key == "X" else ""
+                raise InvalidDataset(f"{name}: missing array {key!r}{also}; found {found}")
         arrays: dict[str, np.ndarray] = {}
-        for key in ("X", "y", "class_names"):
+        for key in (features, "y", "class_names"):
             try:
                 if key in npz.files:
                     _check_npy_header(name, path, key)

@@ -14,7 +14,7 @@ import numpy as np
 
 from models.spec import TrainSpec
 from service.errors import NotFound
-from service.ingest.files import load_arrays, load_lineage
+from service.ingest.files import load_arrays, load_lineage, load_pixels
 from service.ingest.text import load_texts
 from service.read import dataset_export, diff, queries
 from service.schemas import DatasetOut
@@ -78,7 +78,10 @@ def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, own
     items = rows.to_pylist()
     ids = [r["example_id"] for r in items]
     heatmaps = queries.attribution_heatmaps(store, job_id, ids, owner)
-    features = _feature_rows(store, data_dir, ds, ids, owner)
+    # images: X itself, or the pixels kept beside pretrained features (their cards show the image, not
+    # the first numbers of an embedding)
+    with_images = load_pixels(data_dir / "datasets", ds.dataset_id) is not None
+    features = {} if with_images else _feature_rows(store, data_dir, ds, ids, owner)
     texts = _text_rows(data_dir, ds, ids)  # text datasets: the card shows the text instead of features
     counts = queries.decision_counts(store, job_id)
     n_pages = max(1, -(-total // PAGE_SIZE))
@@ -96,7 +99,7 @@ def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, own
         pages=page_numbers(q.page, n_pages), first=(q.page - 1) * PAGE_SIZE + 1, shown=len(items),
         pairs=queries.label_pairs(store, job_id, owner=owner, split=split, suspected_only=suspected,
                                   limit=N_PAIRS_SHOWN),
-        cards=[{**_card(job_id, ds, r, features.get(r["example_id"]), heatmaps), "text": texts.get(r["example_id"])}
+        cards=[{**_card(job_id, ds, r, features.get(r["example_id"]), heatmaps, with_images), "text": texts.get(r["example_id"])}
                for r in items],
         digit_keys=digit_keys, script={"job_id": job_id, "dataset_id": ds.dataset_id, "classes": ds.class_names,
                                        "digit_keys": digit_keys})
@@ -114,10 +117,10 @@ def page_numbers(page: int, n_pages: int, around: int = 2) -> list[int | None]:
 
 
 def _card(job_id: str, ds: DatasetOut, r: dict, features: list[tuple[str, str]] | None,
-          heatmaps: dict[int, str | None]) -> dict:
+          heatmaps: dict[int, str | None], with_images: bool) -> dict:
     example_id = r["example_id"]
-    return {**r, "image": None if ds.kind != "image" else f"/ui/datasets/{ds.dataset_id}/examples/{example_id}.png",
-            "features": features or [], "more_features": ds.kind != "image" and len(ds.x_shape) > 1
+    return {**r, "image": f"/ui/datasets/{ds.dataset_id}/examples/{example_id}.png" if with_images else None,
+            "features": features or [], "more_features": not with_images and len(ds.x_shape) > 1
             and ds.x_shape[-1] > N_FEATURES_SHOWN,
             "attribution": f"/jobs/{job_id}/examples/{example_id}/attribution" if example_id in heatmaps else None,
             "heatmap": f"/ui/jobs/{job_id}/examples/{example_id}/heatmap.png" if heatmaps.get(example_id) else None}

@@ -22,7 +22,7 @@ from PIL import Image
 from models.spec import TrainSpec
 from service.api.auth import SESSION_TTL_S
 from service.errors import NotFound
-from service.ingest.files import load_arrays
+from service.ingest.files import load_pixels
 from service.read import queries
 from service.store import jobs
 from service.store.db import Store
@@ -96,12 +96,12 @@ def render_thumbnail(store: Store, data_dir: Path, dataset_id: str, example_id: 
     """One image example as a PNG: a tiny one nearest-neighbour upscaled to about THUMB_PX pixels, a
     large one downscaled to THUMB_MAX_PX on its longer side (a thumbnail, never the stored image)."""
     ds = queries.get_dataset(store, dataset_id, owner)
-    if ds.kind != "image":
+    images = load_pixels(data_dir / "datasets", dataset_id)  # X, or pixels.npy of pretrained features
+    if images is None:
         raise NotFound(f"dataset {dataset_id} holds a table, not images")
     if not 0 <= example_id < ds.n_examples:
         raise NotFound(f"example {example_id} not found in dataset {dataset_id}")
-    X, _ = load_arrays(data_dir / "datasets", dataset_id)
-    pixels = np.asarray(X[example_id])  # (C, H, W) uint8
+    pixels = np.asarray(images[example_id])  # (C, H, W) uint8
     if pixels.dtype != np.uint8:
         lo, hi = float(pixels.min()), float(pixels.max())
         pixels = ((pixels - lo) / ((hi - lo) or 1.0) * 255).astype(np.uint8)

@@ -1,0 +1,206 @@
+"""Pretrained image features (issue 16, item 4): images embedded once by a frozen torchvision
+backbone in a worker process, the dataset a float32 table of embeddings that keeps its pixels for
+the gallery; weights from --weights or torchvision's cache, never downloaded; every refusal names
+the backbone, the file or the paths looked at. Weights files are made here with random init."""
+
+import hashlib
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from typer.testing import CliRunner
+
+from service.cli.main import app
+from service.errors import InvalidDataset
+from service.ingest.features import BACKBONES, torch_hub_dir
+from service.ingest.formats import load_dataset
+from service.ingest.options import IngestOptions
+from service.web.curation import VIEWS
+from tests.service.conftest import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = "torchvision:mobilenet_v3_small"  # the smallest backbone: the tests' worker passes stay short
+N_PER_CLASS = 8
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "mobilenet.pt"
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two classes of noisy red and green photos of mixed sizes (the default resize applies)."""
+    root = tmp_path_factory.mktemp("photos") / "photos"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("green", "red")):
+        (root / name).mkdir(parents=True)
+        for i in range(N_PER_CLASS):
+            h, w = int(rng.integers(16, 40)), int(rng.integers(16, 40))
+            pixels = rng.integers(0, 60, (h, w, 3)).astype(np.uint8)
+            pixels[..., 1 - c] += 150
+            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
+    return root
+
+
+def test_backbone_table_matches_torchvision() -> None:
+    """The service cannot import torchvision, so it names the cached files and dims itself: keep them true."""
+    enums = {"resnet18": torchvision.models.ResNet18_Weights, "resnet50": torchvision.models.ResNet50_Weights,
+             "mobilenet_v3_small": torchvision.models.MobileNet_V3_Small_Weights,
+             "efficientnet_b0": torchvision.models.EfficientNet_B0_Weights}
+    assert set(enums) == set(BACKBONES)
+    for name, enum in enums.items():
+        assert BACKBONES[name].weights_file == enum.DEFAULT.url.rsplit("/", 1)[1], name
+        model = getattr(torchvision.models, name)()
+        head = model.fc if hasattr(model, "fc") else next(m for m in model.classifier if hasattr(m, "in_features"))
+        assert BACKBONES[name].dims == head.in_features, name
+
+
+def test_hub_dir_is_torchs_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    assert torch_hub_dir() == Path(torch.hub.get_dir())
+    monkeypatch.delenv("TORCH_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert torch_hub_dir() == Path(torch.hub.get_dir())
+
+
+@pytest.mark.slow
+def test_images_become_a_table_of_embeddings_with_their_pixels(photos: Path, weights: Path) -> None:
+    plain = load_dataset(photos)
+    ds = load_dataset(photos, IngestOptions(features=SMALL, weights=str(weights)))
+    dims = BACKBONES["mobilenet_v3_small"].dims
+    assert ds.kind == "tabular" and ds.X.dtype == np.float32 and ds.X.shape == (2 * N_PER_CLASS, dims)
+    assert ds.feature_names == [f"mobilenet_v3_small[{j}]" for j in range(dims)]
+    assert np.isfinite(ds.X).all() and np.ptp(ds.X, axis=0).max() > 0  # not all images alike
+    np.testing.assert_array_equal(ds.pixels, plain.X)  # thumbnails from the same decoded images
+    assert ds.sources == plain.sources and ds.class_names == plain.class_names
+    np.testing.assert_array_equal(ds.y, plain.y)
+    report = ds.report["features"]
+    assert report["backbone"] == SMALL and report["dims"] == dims and report["device"] in ("cpu", "cuda:0", "cuda")
+    assert report["weights_file"] == str(weights.resolve())
+    assert report["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert report["input_size"] == [224, 224] and report["seconds"] > 0
+    assert ds.report["images"] == plain.report["images"]
+
+
+def test_no_weights_given_or_cached_names_the_backbone_and_the_path(photos: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    expected = tmp_path / "empty" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    with pytest.raises(InvalidDataset, match=r"no weights for torchvision:resnet18.*--weights") as e:
+        load_dataset(photos, IngestOptions(features="torchvision:resnet18"))
+    assert str(expected) in str(e.value) and "never downloads" in str(e.value)
+    assert not expected.exists()  # nothing fetched
+
+
+def test_a_missing_weights_file_is_named(photos: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidDataset, match=r"--weights .*nope\.pt: no such file \(weights for torchvision:resnet18\)"):
+        load_dataset(photos, IngestOptions(features="torchvision:resnet18", weights=str(tmp_path / "nope.pt")))
+
+
+@pytest.mark.parametrize("features", ["torchvision:vgg16", "timm:resnet18", ""])
+def test_unknown_backbone_lists_the_supported_ones(photos: Path, features: str) -> None:
+    with pytest.raises(InvalidDataset, match="is not a supported backbone; supported: torchvision:resnet18, "
+                                             "torchvision:resnet50, torchvision:mobilenet_v3_small, "
+                                             "torchvision:efficientnet_b0"):
+        load_dataset(photos, IngestOptions(features=features))
+
+
+@pytest.mark.slow
+def test_cached_weights_are_used(photos: Path, weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cached = tmp_path / "th" / "hub" / "checkpoints" / BACKBONES["mobilenet_v3_small"].weights_file
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights.read_bytes())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    ds = load_dataset(photos, IngestOptions(features=SMALL))
+    assert ds.report["features"]["weights_file"] == str(cached.resolve())
+    assert ds.X.shape == (2 * N_PER_CLASS, BACKBONES["mobilenet_v3_small"].dims)
+
+
+@pytest.mark.slow
+def test_weights_of_another_architecture_are_refused(photos: Path, tmp_path: Path) -> None:
+    other = tmp_path / "resnet18.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), other)
+    with pytest.raises(InvalidDataset, match=rf"weights file {re.escape(str(other))} is not a mobilenet_v3_small "
+                                             r"state_dict: 244 of its 244 tensors missing"):
+        load_dataset(photos, IngestOptions(features=SMALL, weights=str(other)))
+
+
+@pytest.mark.slow
+def test_a_file_that_is_not_a_state_dict_is_refused(photos: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a torch file at all")
+    with pytest.raises(InvalidDataset, match=rf"cannot read weights file {re.escape(str(junk))} for mobilenet_v3_small"):
+        load_dataset(photos, IngestOptions(features=SMALL, weights=str(junk)))
+
+
+def test_features_on_a_table_or_an_npz_table_are_refused(tmp_path: Path, weights: Path) -> None:
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,label\n1,x\n2,x\n3,y\n4,y\n")
+    with pytest.raises(InvalidDataset, match=r"t\.csv: --features applies to images only; this dataset is a table"):
+        load_dataset(csv, IngestOptions(features=SMALL, weights=str(weights)))
+    npz = tmp_path / "t.npz"
+    np.savez(npz, X=np.zeros((4, 3), np.float32), y=np.array([0, 0, 1, 1]))
+    with pytest.raises(InvalidDataset, match=r"t\.npz: --features applies to images only; this NPZ holds a table "
+                                             r"\(X of shape \(4, 3\)\)"):
+        load_dataset(npz, IngestOptions(features=SMALL, weights=str(weights)))
+
+
+_INGEST_IN_SERVICE = """
+import json, sys
+from pathlib import Path
+from service.ingest.formats import load_dataset
+from service.ingest.options import IngestOptions
+from service.ingest.files import save_dataset, load_pixels
+ds = load_dataset(Path(sys.argv[1]), IngestOptions(features=sys.argv[2], weights=sys.argv[3]))
+save_dataset(ds, Path(sys.argv[4]), "d1", "photos", "image_folder")
+print(json.dumps({"torch": "torch" in sys.modules, "torchvision": "torchvision" in sys.modules,
+                  "shape": list(ds.X.shape), "pixels": list(load_pixels(Path(sys.argv[4]), "d1").shape)}))
+"""
+
+
+@pytest.mark.slow
+def test_the_service_process_never_imports_torch(photos: Path, weights: Path, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", _INGEST_IN_SERVICE, str(photos), SMALL, str(weights),
+                          str(tmp_path / "datasets")], cwd=ROOT, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["torch"] is False and got["torchvision"] is False
+    assert got["shape"] == [2 * N_PER_CLASS, BACKBONES["mobilenet_v3_small"].dims]
+    assert got["pixels"][0] == 2 * N_PER_CLASS and got["pixels"][1] == 3
+    assert (tmp_path / "datasets" / "d1" / "pixels.npy").is_file()
+
+
+@pytest.mark.slow
+def test_cli_scores_features_and_the_gallery_shows_the_photos(photos: Path, weights: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = CliRunner().invoke(app, ["score", str(photos), "--features", SMALL, "--weights", str(weights),
+                                      "--members", "2", "--epochs", "2", "--no-adaboost", "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    job_id = result.output.split("job ")[1].split()[0]
+    srv = Server(data).start()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            job = c.get(f"/jobs/{job_id}").json()
+            ds = c.get(f"/datasets/{job['dataset_id']}").json()
+            pages = [c.get(f"/ui/jobs/{job_id}/gallery/{view}") for view in VIEWS]
+            images = sorted({src for p in pages for src in re.findall(r'src="(/ui/datasets/[^"]+\.png)"', p.text)})
+            thumbs = [c.get(src) for src in images[:3]]
+    finally:
+        srv.stop()
+    assert job["status"] == "succeeded"
+    assert ds["kind"] == "tabular" and ds["x_shape"] == [2 * N_PER_CLASS, BACKBONES["mobilenet_v3_small"].dims]
+    assert ds["ingest_report"]["features"]["backbone"] == SMALL
+    assert all(p.status_code == 200 for p in pages) and images
+    assert all(t.status_code == 200 and t.headers["content-type"] == "image/png" for t in thumbs)
+    assert Image.open(io.BytesIO(thumbs[0].content)).mode == "RGB"
