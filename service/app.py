@@ -102,6 +102,11 @@ def add_docs(app: FastAPI) -> None:
     from service.api.routes.deps import get_owner
 
     assets = "/docs-assets"
+    # nothing on these pages may reach past this server: ReDoc's bundle links its logo from a CDN
+    # (cdn.redoc.ly), which the browser now does not fetch; scripts and styles are the package's own
+    offline = {"Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+               "'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+               "connect-src 'self'"}
     app.mount(assets, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="docs-assets")
     auth = [Depends(get_owner)]
 
@@ -111,11 +116,15 @@ def add_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False, dependencies=auth)
     async def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Curate API",
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="Curate API",
                                    swagger_js_url=f"{assets}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{assets}/swagger-ui.css", swagger_favicon_url=f"{assets}/favicon.png")
+        page.headers.update(offline)
+        return page
 
     @app.get("/redoc", include_in_schema=False, dependencies=auth)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url="/openapi.json", title="Curate API", redoc_js_url=f"{assets}/redoc.standalone.js",
+        page = get_redoc_html(openapi_url="/openapi.json", title="Curate API", redoc_js_url=f"{assets}/redoc.standalone.js",
                               redoc_favicon_url=f"{assets}/favicon.png", with_google_fonts=False)
+        page.headers.update(offline)
+        return page
