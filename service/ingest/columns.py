@@ -1,7 +1,7 @@
 """Mixed-type tables: each feature column's role, inferred (or named by the user) and explained, then
 encoded to one float32 matrix the ensemble trains on.
 
-Roles: `numeric`, `categorical`, `boolean`, `datetime` and `text` become features; `id` (unique
+Roles: `numeric`, `categorical`, `boolean`, `datetime`, `text` and `embedding` become features; `id` (unique
 identifiers), `constant` (one value) and `ignored` (--ignore, or a type no encoding applies to) do
 not. Each role comes with a one-line reason, so the user can check the reading before training and
 override it (--categorical, --ignore, --text-column). Encodings:
@@ -12,6 +12,7 @@ override it (--categorical, --ignore, --text-column). Encodings:
                  categories, else the value's share of rows (`<col>(frequency)`); a gap is a category
     datetime     `<col>.year`, `.month`, `.dayofweek` (Monday 0), `.hour` when times are present
     text         the embedding of service.ingest.text.embed_texts: `<col>[0]` .. `<col>[d-1]`
+    embedding    a column of fixed-length number lists, as given: `<col>[0]` .. `<col>[d-1]` (embeddings.py)
 
 `feature_column` maps each feature back to its column, so attributions can be summed per column.
 Pure: pyarrow, numpy, scikit-learn; nothing is written here (files.py saves columns.json).
@@ -28,9 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from service.errors import InvalidDataset
+from service.ingest.embeddings import encode_vectors, is_vector_column, vector_reason
 from service.ingest.options import IngestOptions
 
-FEATURE_ROLES = ("numeric", "categorical", "boolean", "datetime", "text")  # roles that become features
+FEATURE_ROLES = ("numeric", "categorical", "boolean", "datetime", "text", "embedding")  # roles that become features
 ONEHOT_MAX = 30  # categories one-hot encoded; more distinct values are frequency-encoded
 OTHER_SHARE = 0.005  # a category in fewer rows than this share (and at least 2 rows) goes to "(other)"
 ID_MIN_ROWS = 20  # unique values make an id only from this many rows on (or with an id-like name)
@@ -188,6 +190,8 @@ def infer_role(name: str, column: str, col: pa.ChunkedArray, options: IngestOpti
         if not (_is_string(t) or _is_scalar(t)):
             raise InvalidDataset(f"{name}: --categorical {column!r} holds {t} values, which cannot be categories")
         return "categorical", f"--categorical; {_categorical_reason(_distinct(col))}"
+    if is_vector_column(t) and col.null_count < n:
+        return "embedding", vector_reason(col)
     n_valid, k = n - col.null_count, _distinct(col)
     if pa.types.is_null(t) or n_valid == 0:
         return "constant", "every value is missing"
@@ -363,8 +367,13 @@ def _encode_text(name: str, column: str, col: pa.ChunkedArray, options: IngestOp
                                                                                              **report}
 
 
+def _encode_embedding(name: str, column: str, col: pa.ChunkedArray, options: IngestOptions
+                      ) -> tuple[np.ndarray, list[str], dict[str, object]]:
+    return encode_vectors(name, column, col)
+
+
 _ENCODERS = {"numeric": _encode_numeric, "boolean": _encode_boolean, "datetime": _encode_datetime,
-             "categorical": _encode_categorical, "text": _encode_text}
+             "categorical": _encode_categorical, "text": _encode_text, "embedding": _encode_embedding}
 
 
 def _imputed(column: str, names: list[str], values: np.ndarray, encoding: dict[str, object]

@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 
 from service.errors import InvalidDataset, UnsupportedFormat
 from service.ingest.columns import encode_table
+from service.ingest.embeddings import NPZ_KEY as EMBEDDINGS
+from service.ingest.embeddings import check_vectors
 from service.ingest.features import FeaturePlan, embed_images, plan_features
 from service.ingest.images import check_archive, images_from_array, load_image_folder, load_image_zip
 from service.ingest.options import IngestOptions
@@ -246,9 +248,12 @@ def _encode_labels(
 
 
 def _load_npz(path: Path, resize: tuple[int, int] | None, limits: IngestLimits) -> LoadedDataset:
-    """Arrays X, y and optional class_names (strings; then y must be ints indexing it)."""
+    """Arrays X, y and optional class_names (strings; then y must be ints indexing it); `embeddings`
+    (n, d) in place of X: vectors of the user's own."""
     name = path.name
     arrays = _read_npz(path, limits)
+    if EMBEDDINGS in arrays:
+        return _load_npz_embeddings(name, arrays, resize)
     X, y = arrays["X"], arrays["y"]
     if X.dtype.kind not in "biuf":
         raise InvalidDataset(f"{name}: X has dtype {X.dtype}; expected numbers")
@@ -281,6 +286,32 @@ def _load_npz(path: Path, resize: tuple[int, int] | None, limits: IngestLimits) 
     return LoadedDataset(X32, y_idx, class_names, sources, kind="tabular", feature_names=feature_names)
 
 
+def _load_npz_embeddings(name: str, arrays: dict[str, np.ndarray], resize: tuple[int, int] | None) -> LoadedDataset:
+    """An `embeddings` array (n, d) of the user's own vectors, taken as features as they are (ingest/embeddings.py)."""
+    E, y = arrays[EMBEDDINGS], arrays["y"]
+    if resize is not None:
+        raise InvalidDataset(f"{name}: resize applies to images only; {EMBEDDINGS!r} holds vectors")
+    if E.dtype.kind not in "biuf":
+        raise InvalidDataset(f"{name}: {EMBEDDINGS!r} has dtype {E.dtype}; expected numbers")
+    if E.ndim != 2 or E.shape[1] == 0:
+        raise InvalidDataset(f"{name}: {EMBEDDINGS!r} has shape {E.shape}; expected (n, d), one vector of d > 0 "
+                             "numbers per example")
+    if y.ndim != 1 or len(y) != len(E):
+        raise InvalidDataset(f"{name}: {EMBEDDINGS!r} has {len(E)} vectors but y has shape {y.shape}; "
+                             "expected one label per vector")
+    if len(y) == 0:
+        raise InvalidDataset(f"{name}: no examples ({EMBEDDINGS!r} and y are empty)")
+    if "class_names" in arrays:
+        y_idx, class_names = _indexed_labels(name, y, arrays["class_names"])
+    else:
+        y_idx, class_names = _encode_labels(name, _labels_array(name, y), "index", "")
+    X = check_vectors(name, E, f"array {EMBEDDINGS!r}", "index")
+    report = {"embeddings": {"array": EMBEDDINGS, "n_vectors": int(len(E)), "dims": int(E.shape[1]),
+                             "reason": "vectors of your own, taken as features as they are"}}
+    return LoadedDataset(X, y_idx, class_names, [f"index {i}" for i in range(len(y))], kind="tabular",
+                         feature_names=[f"{EMBEDDINGS}[{j}]" for j in range(E.shape[1])], report=report)
+
+
 def _read_npz(path: Path, limits: IngestLimits) -> dict[str, np.ndarray]:
     name = path.name
     try:
@@ -294,12 +325,16 @@ def _read_npz(path: Path, limits: IngestLimits) -> dict[str, np.ndarray]:
     except errors as e:
         raise InvalidDataset(f"{name}: cannot read the arrays ({e})") from e
     with npz:
-        for key in ("X", "y"):
+        found = ", ".join(repr(f) for f in npz.files) or "none"
+        if "X" in npz.files and EMBEDDINGS in npz.files:
+            raise InvalidDataset(f"{name}: holds both 'X' and {EMBEDDINGS!r}; keep one array of features")
+        features = EMBEDDINGS if EMBEDDINGS in npz.files else "X"
+        for key in (features, "y"):
             if key not in npz.files:
-                found = ", ".join(repr(f) for f in npz.files) or "none"
-                raise InvalidDataset(f"{name}: missing array {key!r}; found {found}")
+                also = f" (or {EMBEDDINGS!r}, vectors of your own)" if key == "X" else ""
+                raise InvalidDataset(f"{name}: missing array {key!r}{also}; found {found}")
         arrays: dict[str, np.ndarray] = {}
-        for key in ("X", "y", "class_names"):
+        for key in (features, "y", "class_names"):
             try:
                 if key in npz.files:
                     _check_npy_header(name, path, key)

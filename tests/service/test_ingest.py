@@ -402,7 +402,7 @@ def test_npz_problems(tmp_path: Path) -> None:
     np.savez(tmp_path / "len.npz", X=np.zeros((4, 2)), y=np.zeros(3, dtype=int))
     reject(tmp_path / "len.npz", "X has 4 examples but y has 3 labels")
     np.savez(tmp_path / "nox.npz", features=np.zeros((4, 2)), y=np.zeros(4, dtype=int))
-    reject(tmp_path / "nox.npz", "missing array 'X'; found 'features', 'y'")
+    reject(tmp_path / "nox.npz", "missing array 'X' \\(or 'embeddings', vectors of your own\\); found 'features', 'y'")
     np.savez(tmp_path / "noy.npz", X=np.zeros((4, 2)))
     reject(tmp_path / "noy.npz", "missing array 'y'; found 'X'")
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True)

@@ -1,0 +1,71 @@
+"""Bring-your-own embeddings (issue 16, item 5): vectors a user computed elsewhere (a CLIP or a
+sentence model of their own) are taken as features as they are, so Curate's ensemble scores them
+like any table. Two inputs: a Parquet or JSON Lines column whose every value is a list of the same
+number of floats (role `embedding`, features `<col>[0]` .. `<col>[d-1]`), and an NPZ whose
+`embeddings` array (n, d) stands where X would (formats.py).
+
+A vector column is refused, naming the column and the row, when one row's length differs from the
+first row's (ragged vectors are no embedding), when a row has no vector, and when a number inside
+is NaN, infinite or beyond float32: an embedding has no gaps to impute.
+Pure: pyarrow and numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from service.errors import InvalidDataset
+
+NPZ_KEY = "embeddings"  # the NPZ array of vectors, in place of X
+
+
+def is_vector_column(t: pa.DataType) -> bool:
+    """A list type of floats: a column that can hold embedding vectors. Lists of integers are more
+    often tags or ids than vectors, and stay ignored."""
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+        return False
+    return pa.types.is_floating(t.value_type)
+
+
+def vector_reason(col: pa.ChunkedArray) -> str:
+    """The role's one-line reason, with the length of the first vector."""
+    first = col.drop_null()
+    d = len(first[0].as_py()) if len(first) else 0
+    return f"lists of {d} numbers (an embedding): each number is a feature"
+
+
+def encode_vectors(name: str, column: str, col: pa.ChunkedArray) -> tuple[np.ndarray, list[str], dict[str, object]]:
+    """(n, d) float32 of the vectors in `col`, the feature names `<column>[j]`, and the fitted encoding."""
+    array = col.combine_chunks()
+    if array.null_count:
+        i = pc.index(pc.is_null(array), True).as_py()
+        raise InvalidDataset(f"{name}: row {i}, column {column!r} has no vector; every row of an embedding "
+                             "column needs one")
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    d = int(lengths[0])
+    if d == 0:
+        raise InvalidDataset(f"{name}: row 0, column {column!r} holds an empty list; embedding vectors need "
+                             "at least one number")
+    ragged = lengths != d
+    if ragged.any():
+        i = int(np.argmax(ragged))
+        raise InvalidDataset(f"{name}: column {column!r} holds vectors of different lengths: row 0 has {d} "
+                             f"numbers, row {i} has {int(lengths[i])}; an embedding column needs one length")
+    flat = pc.list_flatten(array).cast(pa.float64()).to_numpy(zero_copy_only=False)  # a null number -> NaN
+    X = check_vectors(name, flat.reshape(len(array), d), f"column {column!r}", "row")
+    return X, [f"{column}[{j}]" for j in range(d)], {"method": "vectors as given", "dims": d}
+
+
+def check_vectors(name: str, values: np.ndarray, where: str, unit: str) -> np.ndarray:  # (n, d) -> float32
+    """`values` as float32, refused at the first row holding a number that is NaN, infinite or beyond float32."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = np.asarray(values).astype(np.float32)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        v = float(np.asarray(values)[i, j])
+        problem = "NaN (or missing)" if np.isnan(v) else "infinite" if np.isinf(v) else f"{v:g}, beyond float32"
+        raise InvalidDataset(f"{name}: {unit} {i}, {where}: number {j} of the vector is {problem}")
+    return X
