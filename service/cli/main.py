@@ -26,6 +26,7 @@ from service.engine.engine import Engine
 from service.errors import CurationError, InvalidSpec
 from service.ingest.options import IngestOptions
 from service.read.exports import FORMATS
+from service.read.ingest_report import describe_ingest
 from service.schemas import AttributionOut, DatasetOut, JobOut
 from service.settings import Settings
 
@@ -164,6 +165,8 @@ def score(
         reused = " (reused: this file was uploaded before)" if ds.reused else ""
         err.print(f"dataset {ds.dataset_id}: {ds.n_examples} {ds.kind} examples, {ds.n_classes} classes{reused}",
                   highlight=False)
+        for line in describe_ingest(ds.ingest_report or {}):  # how the file was read, before training on it
+            err.print(f"  {line}", highlight=False, markup=False)
         job_id = submit_or_discard(backend, ds, path is not None, spec, AdaBoostSpec(enabled=adaboost))
         print_summary(backend, wait_with_progress(backend, job_id), top)
 

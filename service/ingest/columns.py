@@ -12,7 +12,7 @@ override it (--categorical, --ignore, --text-column). Encodings:
                  categories, else the value's share of rows (`<col>(frequency)`); a gap is a category
     datetime     `<col>.year`, `.month`, `.dayofweek` (Monday 0), `.hour` when times are present
     text         the embedding of service.ingest.text.embed_texts: `<col>[0]` .. `<col>[d-1]`
-    embedding    a column of fixed-length number lists, as given: `<col>[0]` .. `<col>[d-1]` (embeddings.py)
+    embedding    a column of fixed-length float lists, as given: `<col>[0]` .. `<col>[d-1]` (embeddings.py)
 
 `feature_column` maps each feature back to its column, so attributions can be summed per column.
 Pure: pyarrow, numpy, scikit-learn; nothing is written here (files.py saves columns.json).
@@ -67,8 +67,10 @@ class ColumnRole:
     def report(self) -> dict[str, object]:
         """For the ingest report (GET /datasets/{id}): the role without the fitted details."""
         out = asdict(self)
-        out.pop("encoding")
+        encoding = out.pop("encoding")
         out["n_features"] = len(out.pop("features"))
+        if self.role == "text":  # which embedder made its features: said before training
+            out["embedder"] = encoding.get("embedder")
         return out
 
 

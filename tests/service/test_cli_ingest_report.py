@@ -1,0 +1,83 @@
+"""`curate score` says how the file was read before it trains (issue 16): the CSV's delimiter and
+encoding, the columns as role counts with each column left out and why, the images' resize, the
+text embedder, embeddings of one's own. Real engine, real DuckDB, real files."""
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from service.cli.main import app
+from service.ingest.formats import load_dataset
+from service.read.ingest_report import MAX_LEFT_OUT, describe_columns, describe_ingest
+from tests.service.test_columns import TFIDF, write_mixed_csv
+from tests.service.test_embeddings import vectors
+
+runner = CliRunner()
+FAST = ["--members", "1", "--epochs", "1", "--no-adaboost"]
+
+
+def score(tmp_path: Path, path: Path, *extra: str) -> str:
+    result = runner.invoke(app, ["score", str(path), *FAST, *extra, "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def before_training(output: str, line: str) -> None:
+    """`line` is printed, and before the summary of the trained job."""
+    assert f"  {line}\n" in output, output
+    assert output.index(line) < output.index("estimated label errors")
+
+
+@pytest.mark.slow
+def test_a_mixed_csv_is_described_before_training(tmp_path: Path) -> None:
+    path, _ = write_mixed_csv(tmp_path / "customers.csv", n=60)
+    path.write_text(path.read_text().replace(",", ";"))
+    output = score(tmp_path, path, "--embedder", "tfidf")
+    report = load_dataset(path, TFIDF).report
+    file_line, columns_line = describe_ingest(report)
+    assert file_line == "file: delimiter ';', encoding utf-8"
+    before_training(output, file_line)
+    before_training(output, columns_line)
+    n_features = sum(c["n_features"] for c in report["columns"])  # type: ignore[union-attr]
+    assert f"1 text (embedder tfidf) -> {n_features} features; label 'label'" in columns_line
+    assert "'customer_id' (id: " in columns_line and "'country' (constant: one value, 'fr', in every row)" in columns_line
+
+
+@pytest.mark.slow
+def test_images_say_their_size_and_channels(tmp_path: Path) -> None:
+    path = tmp_path / "shapes.zip"
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(12):
+            png = tmp_path / f"{i}.png"
+            Image.fromarray(rng.integers(0, 255, (6, 6), dtype=np.uint8), mode="L").save(png)
+            zf.write(png, f"{'ab'[i % 2]}/{i}.png")
+    before_training(score(tmp_path, path), "images: 12 images, all images are 6x6; kept as they are; "
+                                           "all images are grey")
+
+
+@pytest.mark.slow
+def test_embeddings_of_ones_own_are_said(tmp_path: Path) -> None:
+    E, labels = vectors(n=40, d=5)
+    path = tmp_path / "clip.npz"
+    np.savez(path, embeddings=E, y=labels)
+    before_training(score(tmp_path, path), "embeddings: array 'embeddings', 40 vectors of 5 numbers, "
+                                           "taken as features")
+
+
+def test_many_left_out_columns_are_counted_not_listed() -> None:
+    columns = [{"column": f"c{i}", "role": "constant", "reason": "one value, 0, in every row", "n_features": 0}
+               for i in range(MAX_LEFT_OUT + 3)]
+    columns += [{"column": "x", "role": "numeric", "reason": "numbers", "n_features": 1},
+                {"column": "y", "role": "label", "reason": "the label column", "n_features": 0}]
+    line = describe_columns(columns)
+    assert line.startswith("columns: 1 numeric -> 1 features; label 'y'; left out: 'c0' (constant: ")
+    assert line.endswith(", ... (3 more)") and f"'c{MAX_LEFT_OUT - 1}'" in line and f"'c{MAX_LEFT_OUT}'" not in line
+
+
+def test_an_unknown_reader_is_said_as_its_fields() -> None:
+    assert describe_ingest({"audio": {"n_clips": 3, "rate": 16000}}) == ["audio: n_clips 3, rate 16000"]
