@@ -131,6 +131,19 @@ def test_a_number_that_is_not_finite_is_refused_naming_row_and_column(tmp_path: 
     reject(path, f"row 9, column 'clip': number 1 of the vector is {said}")
 
 
+def test_a_gap_inside_a_vector_is_refused_also_past_the_first_block(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.ingest import embeddings
+
+    monkeypatch.setattr(embeddings, "_CHECK_BLOCK", 7)  # the numbers are checked 7 at a time: row 30 is far past
+    E, labels = vectors()
+    rows: list = E.tolist()
+    rows[30][3] = None
+    path = tmp_path / "items.parquet"
+    pq.write_table(pa.table({"clip": rows, "label": labels.tolist()}), path)
+    reject(path, "row 30, column 'clip': number 3 of the vector is missing")
+
+
 def test_a_row_without_a_vector_and_empty_vectors_are_refused(tmp_path: Path) -> None:
     E, labels = vectors()
     rows: list = E.tolist()
