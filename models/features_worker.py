@@ -75,7 +75,8 @@ def build_backbone(backbone: str, weights_path: str):  # -> (nn.Module in eval m
 
 
 def embed_pixels(pixels: np.ndarray, backbone: str, weights_path: str) -> tuple[np.ndarray, dict[str, object]]:
-    """(n, C, H, W) uint8 -> (n, d) float32 embeddings and {"dims", "device", "input_size", "batch_size"}."""
+    """(n, C, H, W) uint8 -> (n, d) float32 embeddings and {"dims", "device", "input_size", "batch_size",
+    "embed_seconds" (the batches only, without loading torch and the backbone)}."""
     import torch
     import torch.nn.functional as F
 
@@ -90,6 +91,7 @@ def embed_pixels(pixels: np.ndarray, backbone: str, weights_path: str) -> tuple[
     std = torch.tensor(transforms.std, device=device).view(1, 3, 1, 1)
     batch = BATCH_CUDA if device.type == "cuda" else BATCH_CPU
     parts: list[np.ndarray] = []
+    started = time.perf_counter()
     with torch.inference_mode():
         for start in range(0, len(pixels), batch):
             x = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch])).to(device).float() / 255.0
@@ -101,7 +103,8 @@ def embed_pixels(pixels: np.ndarray, backbone: str, weights_path: str) -> tuple[
             parts.append(model((x - mean) / std).float().cpu().numpy())
     X = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
     return X.astype(np.float32, copy=False), {"dims": int(X.shape[1]), "device": str(device),
-                                             "input_size": [size, size], "batch_size": batch}
+                                             "input_size": [size, size], "batch_size": batch,
+                                             "embed_seconds": round(time.perf_counter() - started, 3)}
 
 
 def main(request_path: str) -> int:

@@ -119,7 +119,7 @@ def embed_images(name: str, pixels: np.ndarray,
         raise RuntimeError(f"the features worker for {backbone.name} returned {X.shape} embeddings "
                            f"(expected {(len(pixels), backbone.dims)}, all finite)")
     report = {"backbone": PREFIX + backbone.name, "weights_file": str(path.resolve()), "weights_sha256": sha256,
-              **{k: result[k] for k in ("dims", "device", "input_size", "batch_size", "seconds")}}
+              **{k: result[k] for k in ("dims", "device", "input_size", "batch_size", "seconds", "embed_seconds")}}
     return X, [f"{backbone.name}[{j}]" for j in range(backbone.dims)], report
 
 

@@ -90,7 +90,7 @@ def test_images_become_a_table_of_embeddings_with_their_pixels(photos: Path, wei
     assert report["backbone"] == SMALL and report["dims"] == dims and report["device"] in ("cpu", "cuda:0", "cuda")
     assert report["weights_file"] == str(weights.resolve())
     assert report["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
-    assert report["input_size"] == [224, 224] and report["seconds"] > 0
+    assert report["input_size"] == [224, 224] and report["seconds"] >= report["embed_seconds"] > 0
     assert ds.report["images"] == plain.report["images"]
 
 
@@ -204,3 +204,37 @@ def test_cli_scores_features_and_the_gallery_shows_the_photos(photos: Path, weig
     assert all(p.status_code == 200 for p in pages) and images
     assert all(t.status_code == 200 and t.headers["content-type"] == "image/png" for t in thumbs)
     assert Image.open(io.BytesIO(thumbs[0].content)).mode == "RGB"
+
+
+def _zip_of(folder: Path, path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for file in sorted(folder.rglob("*.png")):
+            zf.write(file, file.relative_to(folder).as_posix())
+    return path
+
+
+@pytest.mark.slow
+def test_post_datasets_takes_features_from_the_servers_cache(photos: Path, weights: Path, tmp_path: Path,
+                                                              start_server) -> None:  # type: ignore[no-untyped-def]
+    cached = tmp_path / "th" / "hub" / "checkpoints" / BACKBONES["mobilenet_v3_small"].weights_file
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights.read_bytes())
+    srv = start_server(TORCH_HOME=str(tmp_path / "th"))
+    body = _zip_of(photos, tmp_path / "photos.zip").read_bytes()
+    with httpx.Client(base_url=srv.url, timeout=120) as c:
+        made = c.post("/datasets", params={"filename": "photos.zip", "features": SMALL}, content=body)
+        missing = c.post("/datasets", params={"filename": "photos.zip", "features": "torchvision:resnet18"},
+                         content=body)
+        unknown = c.post("/datasets", params={"filename": "photos.zip", "features": "torchvision:vgg16"}, content=body)
+        assert made.status_code == 201, made.text
+        ds = c.get(f"/datasets/{made.json()['dataset_id']}").json()
+        listed = c.get("/datasets").json()
+    assert ds["kind"] == "tabular" and ds["x_shape"] == [2 * N_PER_CLASS, BACKBONES["mobilenet_v3_small"].dims]
+    assert ds["ingest_report"]["features"]["weights_file"] == str(cached.resolve())
+    assert missing.status_code == 422 and missing.json()["error"]["code"] == "invalid_dataset"
+    assert "no weights for torchvision:resnet18" in missing.json()["error"]["message"]
+    assert str(tmp_path / "th" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in missing.json()["error"]["message"]
+    assert unknown.status_code == 422 and "supported: torchvision:resnet18" in unknown.json()["error"]["message"]
+    assert len(listed if isinstance(listed, list) else listed["datasets"]) == 1  # the refusals stored nothing
