@@ -12,7 +12,7 @@ override it (--categorical, --ignore, --text-column). Encodings:
                  categories, else the value's share of rows (`<col>(frequency)`); a gap is a category
     datetime     `<col>.year`, `.month`, `.dayofweek` (Monday 0), `.hour` when times are present
     text         the embedding of service.ingest.text.embed_texts: `<col>[0]` .. `<col>[d-1]`
-    embedding    a column of fixed-length float lists, as given: `<col>[0]` .. `<col>[d-1]` (embeddings.py)
+    embedding    fixed-length float lists (or such lists written as text), as given: `<col>[0]` .. (embeddings.py)
 
 `feature_column` maps each feature back to its column, so attributions can be summed per column.
 Pure: pyarrow, numpy, scikit-learn; nothing is written here (files.py saves columns.json).
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from service.errors import InvalidDataset
-from service.ingest.embeddings import encode_vectors, is_vector_column, vector_reason
+from service.ingest.embeddings import encode_vectors, is_vector_column, is_vector_text, vector_reason, vectors_from_text
 from service.ingest.options import IngestOptions
 
 FEATURE_ROLES = ("numeric", "categorical", "boolean", "datetime", "text", "embedding")  # roles that become features
@@ -192,7 +192,7 @@ def infer_role(name: str, column: str, col: pa.ChunkedArray, options: IngestOpti
         if not (_is_string(t) or _is_scalar(t)):
             raise InvalidDataset(f"{name}: --categorical {column!r} holds {t} values, which cannot be categories")
         return "categorical", f"--categorical; {_categorical_reason(_distinct(col))}"
-    if is_vector_column(t) and col.null_count < n:
+    if (is_vector_column(t) or (_is_string(t) and is_vector_text(col))) and col.null_count < n:
         return "embedding", vector_reason(col)
     n_valid, k = n - col.null_count, _distinct(col)
     if pa.types.is_null(t) or n_valid == 0:
@@ -371,7 +371,7 @@ def _encode_text(name: str, column: str, col: pa.ChunkedArray, options: IngestOp
 
 def _encode_embedding(name: str, column: str, col: pa.ChunkedArray, options: IngestOptions
                       ) -> tuple[np.ndarray, list[str], dict[str, object]]:
-    return encode_vectors(name, column, col)
+    return encode_vectors(name, column, vectors_from_text(name, column, col) if _is_string(col.type) else col)
 
 
 _ENCODERS = {"numeric": _encode_numeric, "boolean": _encode_boolean, "datetime": _encode_datetime,

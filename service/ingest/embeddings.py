@@ -1,8 +1,10 @@
 """Bring-your-own embeddings (issue 16, item 5): vectors a user computed elsewhere (a CLIP or a
 sentence model of their own) are taken as features as they are, so Curate's ensemble scores them
-like any table. Two inputs: a Parquet or JSON Lines column whose every value is a list of the same
-number of floats (role `embedding`, features `<col>[0]` .. `<col>[d-1]`), and an NPZ whose
-`embeddings` array (n, d) stands where X would (formats.py).
+like any table. Three inputs: a Parquet or JSON Lines column whose every value is a list of the same
+number of floats (role `embedding`, features `<col>[0]` .. `<col>[d-1]`); a CSV column whose every
+value is such a list written as text, `[0.1, -2.5, ...]` (Curate's CSV exports of such a column,
+pandas' to_csv of lists; numpy's `[0.1 -2.5 ...]` too); and an NPZ whose `embeddings` array (n, d)
+stands where X would (formats.py).
 
 A vector column is refused, naming the column and the row, when one row's length differs from the
 first row's (ragged vectors are no embedding), when a row has no vector, and when a number inside
@@ -22,6 +24,7 @@ from service.errors import InvalidDataset
 
 NPZ_KEY = "embeddings"  # the NPZ array of vectors, in place of X
 _CHECK_BLOCK = 1 << 22  # numbers checked at a time (32 MiB as float64)
+_VECTOR_TEXT = r"^\s*\[[-+0-9.eE,\sinfatyINFATY]*[0-9][-+0-9.eE,\sinfatyINFATY]*\]\s*$"  # [0.1, -2e-3, nan]
 
 
 def is_vector_column(t: pa.DataType) -> bool:
@@ -32,11 +35,39 @@ def is_vector_column(t: pa.DataType) -> bool:
     return pa.types.is_floating(t.value_type)
 
 
+def is_vector_text(col: pa.ChunkedArray) -> bool:
+    """A text column whose every value (and at least one) is a bracketed list of numbers."""
+    valid = col.drop_null()
+    return len(valid) > 0 and bool(pc.all(pc.match_substring_regex(valid, _VECTOR_TEXT)).as_py())
+
+
+def vectors_from_text(name: str, column: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """'[0.1, -2.5]' (or numpy's '[0.1 -2.5]') -> [0.1, -2.5] as list<double>; a number that does not
+    read is refused naming its row."""
+    parts = pc.split_pattern_regex(pc.utf8_trim(col, "[] \t\r\n"), r"[,\s]+")
+    try:
+        return parts.cast(pa.list_(pa.float64()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        for i, row in enumerate(parts.to_pylist()):
+            for j, text in enumerate(row or []):
+                try:
+                    float(text)
+                except ValueError:
+                    raise InvalidDataset(f"{name}: row {i}, column {column!r}: number {j} of the vector, {text!r}, "
+                                         "is not a number") from None
+        raise
+
+
 def vector_reason(col: pa.ChunkedArray) -> str:
     """The role's one-line reason, with the length of the first vector."""
     first = col.drop_null()
-    d = len(first[0].as_py()) if len(first) else 0
-    return f"lists of {d} numbers (an embedding): each number is a feature"
+    if not len(first):
+        return "lists of numbers (an embedding): each number is a feature"
+    value = first[0].as_py()
+    if isinstance(value, str):
+        d = len([p for p in value.strip("[] \t\r\n").replace(",", " ").split() if p])
+        return f"lists of {d} numbers written as text (an embedding): each number is a feature"
+    return f"lists of {len(value)} numbers (an embedding): each number is a feature"
 
 
 def encode_vectors(name: str, column: str, col: pa.ChunkedArray) -> tuple[np.ndarray, list[str], dict[str, object]]:

@@ -195,3 +195,38 @@ def _npz_bytes(E: np.ndarray, labels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, embeddings=E, y=labels)
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("sep", [", ", " "])  # pandas' to_csv of lists; numpy's repr of arrays
+def test_a_csv_column_of_vectors_written_as_text_is_an_embedding(tmp_path: Path, sep: str) -> None:
+    E, labels = vectors(d=3)
+    path = tmp_path / "items.csv"
+    path.write_text("vec,label\n" + "".join(f'"[{sep.join(repr(float(v)) for v in e)}]",{s}\n'
+                                             for e, s in zip(E, labels)))
+    ds = load_dataset(path)
+    role = next(r for r in ds.report["columns"] if r["column"] == "vec")
+    assert role["role"] == "embedding" and "lists of 3 numbers written as text" in role["reason"]
+    np.testing.assert_array_equal(ds.X, E)
+    rows = path.read_text().splitlines()
+    rows[5] = rows[5].replace("[", "[1.2.3" + sep, 1)  # rows[0] is the header: data row 4
+    path.write_text("\n".join(rows) + "\n")
+    reject(path, "row 4, column 'vec': number 0 of the vector, '1.2.3', is not a number")
+
+
+def test_json_lines_vectors_export_to_csv_and_read_back_the_same(shared_server: Server, tmp_path: Path) -> None:
+    E, labels = vectors(seed=5)
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps({"vec": [float(v) for v in e], "size": i % 5, "label": str(s)}) + "\n"
+                            for i, (e, s) in enumerate(zip(E, labels))))
+    with httpx.Client(base_url=shared_server.url, timeout=60) as c:
+        r = c.post("/datasets", params={"filename": path.name}, content=path.read_bytes())
+        assert r.status_code == 201, r.text
+        exported = c.get(f"/datasets/{r.json()['dataset_id']}/export")  # a JSON Lines upload exports as CSV
+        assert exported.status_code == 200, exported.text
+    again = tmp_path / "items.csv"
+    again.write_bytes(exported.content)
+    first, second = load_dataset(path), load_dataset(again)
+    roles = roles_of(second.report["columns"])
+    assert roles.pop("curate_action") == "ignored" and roles == roles_of(first.report["columns"])
+    assert second.feature_names == first.feature_names
+    np.testing.assert_array_equal(second.X, first.X)
