@@ -38,7 +38,9 @@ def is_vector_column(t: pa.DataType) -> bool:
 def is_vector_text(col: pa.ChunkedArray) -> bool:
     """A text column whose every value (and at least one) is a bracketed list of numbers."""
     valid = col.drop_null()
-    return len(valid) > 0 and bool(pc.all(pc.match_substring_regex(valid, _VECTOR_TEXT)).as_py())
+    if not len(valid) or not str(valid[0].as_py()).lstrip().startswith("["):  # most text columns stop here
+        return False
+    return bool(pc.all(pc.match_substring_regex(valid, _VECTOR_TEXT)).as_py())
 
 
 def vectors_from_text(name: str, column: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
