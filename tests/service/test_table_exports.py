@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -23,6 +24,7 @@ from service.ingest.files import load_arrays, load_columns, load_table
 from service.ingest.formats import load_dataset
 from service.schemas import DatasetOut
 from service.settings import Settings
+from tests.service.conftest import Server
 from tests.service.test_columns import TFIDF, mixed_table, roles_of, write_mixed_csv
 
 N = 60
@@ -152,3 +154,24 @@ def test_the_upload_exported_reads_back_as_it_was_read(scored: Scored, tmp_path:
     X, y = load_arrays(scored.settings.datasets_dir, scored.dataset_id)
     np.testing.assert_allclose(again.X, X, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(again.y, y)
+
+
+def test_integer_labels_stay_integers_in_the_export(shared_server: Server, tmp_path: Path) -> None:
+    n = 30
+    path = tmp_path / "sizes.parquet"
+    pq.write_table(pa.table({"shape": [["round", "square", "long"][i % 3] for i in range(n)],
+                             "when": pa.array([f"2024-03-{1 + i % 28:02d}" for i in range(n)]),
+                             "label": [[2, 10][i % 2] for i in range(n)]}), path)
+    with httpx.Client(base_url=shared_server.url, timeout=60) as c:
+        r = c.post("/datasets", params={"filename": path.name}, content=path.read_bytes())
+        assert r.status_code == 201, r.text
+        exported = c.get(f"/datasets/{r.json()['dataset_id']}/export")  # default: Parquet, as uploaded
+        assert exported.status_code == 200, exported.text
+    again = tmp_path / "again.parquet"
+    again.write_bytes(exported.content)
+    table = pq.read_table(again)
+    assert table.schema.field("label").type == pa.int64() and table.schema.field("when").type == pa.string()
+    assert table.column("label").to_pylist() == pq.read_table(path).column("label").to_pylist()
+    first, second = load_dataset(path), load_dataset(again)
+    assert second.class_names == first.class_names == ["2", "10"]  # numeric order, not "10" < "2"
+    np.testing.assert_array_equal(second.X, first.X)
