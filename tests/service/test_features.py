@@ -196,6 +196,7 @@ def test_cli_scores_features_and_the_gallery_shows_the_photos(photos: Path, weig
             pages = [c.get(f"/ui/jobs/{job_id}/gallery/{view}") for view in VIEWS]
             images = sorted({src for p in pages for src in re.findall(r'src="(/ui/datasets/[^"]+\.png)"', p.text)})
             thumbs = [c.get(src) for src in images[:3]]
+            page = c.get(f"/ui/datasets/{job['dataset_id']}").text
     finally:
         srv.stop()
     assert job["status"] == "succeeded"
@@ -204,6 +205,19 @@ def test_cli_scores_features_and_the_gallery_shows_the_photos(photos: Path, weig
     assert all(p.status_code == 200 for p in pages) and images
     assert all(t.status_code == 200 and t.headers["content-type"] == "image/png" for t in thumbs)
     assert Image.open(io.BytesIO(thumbs[0].content)).mode == "RGB"
+    assert 'id="ingest-features"' in page and SMALL in page  # the dataset page says how it was read
+
+
+@pytest.mark.slow
+def test_grey_images_in_an_npz_are_embedded_too(weights: Path, tmp_path: Path) -> None:
+    """An NPZ of images (n, H, W) is images like a folder: grey planes go in as R = G = B."""
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, (6, 12, 10)).astype(np.uint8)
+    np.savez(tmp_path / "grey.npz", X=X, y=np.array([0, 0, 0, 1, 1, 1]))
+    ds = load_dataset(tmp_path / "grey.npz", IngestOptions(features=SMALL, weights=str(weights)))
+    assert ds.kind == "tabular" and ds.X.shape == (6, BACKBONES["mobilenet_v3_small"].dims)
+    np.testing.assert_array_equal(ds.pixels, X[:, None])
+    assert np.abs(ds.X[0] - ds.X[1]).max() > 1e-3 * np.abs(ds.X).max()  # other images, other embeddings (random init: tiny values)
 
 
 def _zip_of(folder: Path, path: Path) -> Path:
