@@ -106,6 +106,23 @@ def sum_by_column(values: np.ndarray, feature_column: list[str]) -> dict[str, fl
     return sums
 
 
+def labels_as(class_names: list[str], y: np.ndarray, label_type: pa.DataType) -> pa.Array:
+    """The labels `y` (n,) as class names in the label column's uploaded type (integer labels stay
+    integers), else as text: how a corrected label is written back into a table's own columns."""
+    names = pa.array(class_names, pa.string())
+    if not (pa.types.is_string(label_type) or pa.types.is_large_string(label_type)):
+        try:
+            names = pc.cast(names, label_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return names.take(pa.array(np.asarray(y, np.int64)))
+
+
+def label_column_of(columns: dict) -> str | None:
+    """The label column named in a table's columns.json."""
+    return next((str(c["column"]) for c in columns.get("columns", []) if c.get("role") == "label"), None)
+
+
 def encode_table(name: str, table: pa.Table, options: IngestOptions) -> EncodedTable:
     """Infer each feature column's role and encode the features; InvalidDataset (naming the file and
     column) for an option naming no column, or when no column is usable."""

@@ -12,13 +12,12 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from service.errors import InvalidVersion
 from service.fsutil import atomic_path
-from service.ingest.columns import ACTION_COLUMN
+from service.ingest.columns import ACTION_COLUMN, labels_as
 from service.ingest.files import load_arrays, load_manifest, table_path
 from service.ingest.text import has_texts, load_texts
 from service.read.exports import neutralise_formulas
@@ -118,10 +117,10 @@ def _write_table_rows(tmp: Path, fmt: str, uploaded: Path, y: np.ndarray, class_
     fields = [f for f in source.schema_arrow if f.name not in (label_column, ACTION_COLUMN)]
     label_type = source.schema_arrow.field(label_column).type if label_column in source.schema_arrow.names \
         else pa.string()
-    classes = _class_names_as(class_names, label_type)
     if fmt == "csv":
         fields = [pa.field(f.name, pa.string()) if _is_nested(f.type) else f for f in fields]
-    schema = pa.schema([*fields, pa.field(label_column, classes.type), pa.field(ACTION_COLUMN, pa.string())])
+    label_type = labels_as(class_names, y[:0], label_type).type  # integer labels stay integers, else text
+    schema = pa.schema([*fields, pa.field(label_column, label_type), pa.field(ACTION_COLUMN, pa.string())])
     writer = pacsv.CSVWriter(tmp, schema) if fmt == "csv" else pq.ParquetWriter(tmp, schema)
     start = 0
     try:
@@ -129,7 +128,7 @@ def _write_table_rows(tmp: Path, fmt: str, uploaded: Path, y: np.ndarray, class_
             rows = len(batch)
             columns = [_as_json(batch.column(f.name)) if _is_nested(batch.schema.field(f.name).type)
                        and fmt == "csv" else batch.column(f.name) for f in fields]
-            columns += [classes.take(pa.array(np.asarray(y[start:start + rows], np.int64))),
+            columns += [labels_as(class_names, y[start:start + rows], label_type),
                         actions.slice(start, rows).combine_chunks().cast(pa.string())]
             table = pa.Table.from_arrays(columns, schema=schema)
             writer.write_table(neutralise_formulas(table) if fmt == "csv" else table)
@@ -137,17 +136,6 @@ def _write_table_rows(tmp: Path, fmt: str, uploaded: Path, y: np.ndarray, class_
     finally:
         writer.close()
         source.close()
-
-
-def _class_names_as(class_names: list[str], label_type: pa.DataType) -> pa.Array:
-    """The class names in the label column's uploaded type (integer labels stay integers), else as text."""
-    names = pa.array(class_names, pa.string())
-    if pa.types.is_string(label_type) or pa.types.is_large_string(label_type):
-        return names
-    try:
-        return pc.cast(names, label_type)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return names
 
 
 def _is_nested(t: pa.DataType) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from service.errors import InvalidDataset, InvalidVersion
+from service.ingest.columns import label_column_of, labels_as
 from service.ingest.files import load_arrays, load_columns, load_manifest, load_sources, load_table, save_dataset
 from service.ingest.formats import LoadedDataset
 from service.ingest.formats import _check_classes as check_classes
@@ -54,7 +55,7 @@ def create_version(store: Store, settings: Settings, dataset_id: str, from_job: 
                            feature_names=manifest.feature_names, report=manifest.ingest_report,
                            texts=_kept_texts(settings, dataset_id, kept),
                            columns=load_columns(settings.datasets_dir, dataset_id),
-                           table=_kept_table(settings, dataset_id, kept))
+                           table=_kept_table(settings, dataset_id, kept, new_y[kept], list(parent.class_names)))
     applied = {a: int((decided.action == a).sum()) for a in reviews.DECIDED}
     new_id = uuid.uuid4().hex[:12]
     root_id = parent.root_id or dataset_id
@@ -85,10 +86,17 @@ def _kept_texts(settings: Settings, dataset_id: str, kept: np.ndarray) -> list[s
     return load_texts(settings.datasets_dir, dataset_id, kept.tolist())
 
 
-def _kept_table(settings: Settings, dataset_id: str, kept: np.ndarray) -> pa.Table | None:
-    """A table's version keeps its kept rows as read (table.parquet), so it too exports in the uploaded
-    columns. The label column stays as uploaded: y holds the corrected labels, and exports write those."""
-    return load_table(settings.datasets_dir, dataset_id, kept.tolist())
+def _kept_table(settings: Settings, dataset_id: str, kept: np.ndarray, y: np.ndarray,
+                class_names: list[str]) -> pa.Table | None:
+    """A table's version keeps its kept rows as read (table.parquet), with the label column holding
+    the corrected labels `y` (n_kept,), so it too exports in the uploaded columns and its rows say
+    what its y says."""
+    table = load_table(settings.datasets_dir, dataset_id, kept.tolist())
+    label = label_column_of(load_columns(settings.datasets_dir, dataset_id) or {})
+    if table is None or label not in table.column_names:
+        return table
+    i = table.column_names.index(label)
+    return table.set_column(i, label, labels_as(class_names, y, table.schema.field(label).type))
 
 
 def _root_examples(cur: duckdb.DuckDBPyConnection, dataset_id: str) -> np.ndarray:  # (n_examples,) int64

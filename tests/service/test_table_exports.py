@@ -72,7 +72,7 @@ def version(scored: Scored) -> tuple[DatasetOut, int, int]:
 
 @pytest.mark.slow
 def test_a_version_keeps_the_columns_and_the_kept_rows_as_read(scored: Scored, version: tuple) -> None:
-    v, _, exclude = version
+    v, relabel, exclude = version
     datasets = scored.settings.datasets_dir
     kept = [i for i in range(N) if i != exclude]
     assert load_columns(datasets, v.dataset_id) == load_columns(datasets, scored.dataset_id)
@@ -82,6 +82,9 @@ def test_a_version_keeps_the_columns_and_the_kept_rows_as_read(scored: Scored, v
     parent = load_table(datasets, scored.dataset_id)
     assert table.column("customer_id").to_pylist() == parent.column("customer_id").take(kept).to_pylist()
     assert table.column("age").to_pylist() == parent.column("age").take(kept).to_pylist()  # gaps stay gaps
+    labels = parent.column("label").take(kept).to_pylist()  # the label column says what y says: corrected
+    labels[kept.index(relabel)] = "stay" if labels[kept.index(relabel)] == "churn" else "churn"
+    assert table.column("label").to_pylist() == labels
     X_parent, _ = load_arrays(datasets, scored.dataset_id)
     X_version, _ = load_arrays(datasets, v.dataset_id)
     np.testing.assert_array_equal(X_version, X_parent[kept])
