@@ -51,7 +51,7 @@ def load_image_folder(root: Path, options: IngestOptions, limits: IngestLimits) 
     def read(rel: str) -> bytes:
         return (root / rel).read_bytes()
 
-    return _load_examples(root.name, files, top_dirs, open_file, read, options.resize, limits)
+    return _load_examples(root.name, files, top_dirs, open_file, read, options, limits)
 
 
 def load_image_zip(path: Path, options: IngestOptions, limits: IngestLimits) -> ImageExamples:
@@ -73,7 +73,7 @@ def load_image_zip(path: Path, options: IngestOptions, limits: IngestLimits) -> 
             def read(rel: str) -> bytes:
                 return _read_member(name, zf, members[rel])
 
-            return _load_examples(name, list(members), top_dirs, open_file, read, options.resize, limits)
+            return _load_examples(name, list(members), top_dirs, open_file, read, options, limits)
     except zipfile.BadZipFile as e:
         raise InvalidDataset(f"{name}: not a valid zip archive ({e})") from e
     except OSError as e:
@@ -252,14 +252,15 @@ def _load_examples(
     top_dirs: set[str],
     open_file: OpenFile,
     read: ReadFile,
-    resize: tuple[int, int] | None,
+    options: IngestOptions,
     limits: IngestLimits,
 ) -> ImageExamples:
-    """Headers first (the final shape and the report), then every image decoded into its slot."""
+    """Headers first (the final shape and the report), then every image decoded into its slot; for
+    pretrained features (options.features) at the backbone's size rather than the small CNN's."""
     class_names, examples = _plan(name, files, top_dirs)
     sources = [rel for _, rel in examples]
     headers = read_headers(name, sources, open_file, limits)
-    plan = plan_images(name, sources, headers, resize, limits)
+    plan = plan_images(name, sources, headers, options.resize, limits, for_features=options.features is not None)
     X = decode_images(name, sources, headers, read, plan)
     y = np.array([c for c, _ in examples], dtype=np.int64)
     return ImageExamples(X=X, y=y, class_names=class_names, sources=sources, report=plan.report)

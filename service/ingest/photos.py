@@ -38,6 +38,9 @@ FORMAT_NAMES = "PNG, JPEG, WebP, BMP or TIFF"
 # 64 px leaves a 4x4 map before its global pooling; more pixels cost time (quadratically) and memory
 # on every epoch of every member without giving three 3x3 stages more to see.
 MAX_DEFAULT_SIDE = 64
+# With pretrained features (--features) the images go to a backbone that reads 224x224: decoded up to
+# that (never enlarged), fewer pixels only where max_decoded_bytes would be passed (ingest/features.py)
+FEATURES_MAX_SIDE = 224
 # Threads pay where Pillow's C code dominates (decoding, resizing), not on tiny images, where its
 # Python code per image holds the GIL. Measured on a 2-core box (README "Photos"): 2 threads gave
 # 1.5-1.8x on 150-400 px PNGs and 1.2x on 40-160 px JPEGs, but 0.84x on 100,000 PNGs of 8-32 px.
@@ -138,17 +141,24 @@ def _orientation(img: Image.Image) -> int:
 
 
 def plan_images(
-    name: str, rels: list[str], headers: list[Header], resize: tuple[int, int] | None, limits: IngestLimits
+    name: str, rels: list[str], headers: list[Header], resize: tuple[int, int] | None, limits: IngestLimits,
+    for_features: bool = False,
 ) -> Plan:
     """The final (H, W) and channels: `resize` if given, else the common size, else the median size
     capped at MAX_DEFAULT_SIDE; 3 channels when any image is in colour. Refuses a total over
-    max_decoded_bytes, naming the first image that would pass it."""
+    max_decoded_bytes, naming the first image that would pass it. `for_features` (a pretrained
+    backbone reads them): the median capped at FEATURES_MAX_SIDE instead, also for one common size,
+    and lower where the whole set would pass max_decoded_bytes."""
     sizes = np.array([h.upright for h in headers], dtype=np.int64)  # (n, 2) height, width
     median = np.rint(np.median(sizes, axis=0)).astype(np.int64)
     lo, hi = sizes.min(axis=0), sizes.max(axis=0)
     n_sizes = len({tuple(s) for s in sizes.tolist()})
+    n_colour = sum(h.is_colour for h in headers)
     if resize is not None:
         size, resized_to, why = resize, list(resize), f"resize {resize[0]}x{resize[1]} was asked for"
+    elif for_features:
+        size, why = _features_size(median, n_sizes, len(headers) * (3 if n_colour else 1), limits)
+        resized_to = None if n_sizes == 1 and size == (int(lo[0]), int(lo[1])) else list(size)
     elif n_sizes == 1:
         size, resized_to, why = (int(lo[0]), int(lo[1])), None, f"all images are {lo[0]}x{lo[1]}; kept as they are"
     else:
@@ -158,7 +168,6 @@ def plan_images(
         capped = f", scaled to {size[0]}x{size[1]} to keep each side within {MAX_DEFAULT_SIDE} px" if scale < 1 else ""
         why = (f"images come in {n_sizes} sizes (height x width from {lo[0]}x{lo[1]} to {hi[0]}x{hi[1]}): "
                f"all resized to the median {median[0]}x{median[1]}{capped}; --resize HxW sets another size")
-    n_colour = sum(h.is_colour for h in headers)
     n_channels = 3 if n_colour else 1
     _check_total(name, rels, headers, size, n_channels, limits)
     channels_why = ("all images are grey" if not n_colour else "all images are in colour" if n_colour == len(headers)
@@ -175,6 +184,27 @@ def plan_images(
         "oriented_by_exif": sum(h.transpose is not None for h in headers),
     }
     return Plan(size=(int(size[0]), int(size[1])), n_channels=n_channels, report=report)
+
+
+def _features_size(median: np.ndarray, n_sizes: int, n_planes: int,
+                   limits: IngestLimits) -> tuple[tuple[int, int], str]:
+    """The (H, W) for a pretrained backbone: the median, scaled down (aspect kept, never up) until no
+    side passes FEATURES_MAX_SIDE and all n_planes (images x channels) fit in max_decoded_bytes."""
+    h, w = int(median[0]), int(median[1])
+    scale = min(1.0, FEATURES_MAX_SIDE / max(h, w))
+    budget = (limits.max_decoded_bytes / (n_planes * h * w)) ** 0.5  # the scale that fills the budget
+    fitted = budget < scale
+    scale = min(scale, budget)
+    size = (max(1, int(h * scale)), max(1, int(w * scale)))
+    found = f"images come in {n_sizes} sizes, median {h}x{w}" if n_sizes > 1 else f"all images are {h}x{w}"
+    if size == (h, w):
+        done = "kept as they are" if n_sizes == 1 else f"all resized to the median {h}x{w}"
+        return size, f"{found}: {done} for the pretrained backbone (it resizes to its input itself)"
+    why = (f"{found}: all resized to {size[0]}x{size[1]} for the pretrained backbone (each side within "
+           f"{FEATURES_MAX_SIDE} px, its input)")
+    if fitted:
+        why += f", smaller to fit max_decoded_bytes ({limits.max_decoded_bytes:,} bytes for all images)"
+    return size, why + "; --resize HxW sets another size"
 
 
 def _check_total(name: str, rels: list[str], headers: list[Header], size: tuple[int, int], n_channels: int,

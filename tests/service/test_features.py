@@ -24,6 +24,8 @@ from service.errors import InvalidDataset
 from service.ingest.features import BACKBONES, torch_hub_dir
 from service.ingest.formats import load_dataset
 from service.ingest.options import IngestOptions
+from service.ingest.photos import FEATURES_MAX_SIDE, MAX_DEFAULT_SIDE, Header, plan_images
+from service.limits import IngestLimits
 from service.web.curation import VIEWS
 from tests.service.conftest import Server
 
@@ -91,7 +93,10 @@ def test_images_become_a_table_of_embeddings_with_their_pixels(photos: Path, wei
     assert report["weights_file"] == str(weights.resolve())
     assert report["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert report["input_size"] == [224, 224] and report["seconds"] >= report["embed_seconds"] > 0
-    assert ds.report["images"] == plain.report["images"]
+    assert {**ds.report["images"], "why": ""} == {**plain.report["images"], "why": ""}  # small: same size
+    h, w = plain.report["images"]["sizes"]["median"]
+    assert ds.report["images"]["why"].endswith(f"all resized to the median {h}x{w} for the pretrained backbone "
+                                               "(it resizes to its input itself)")
 
 
 def test_no_weights_given_or_cached_names_the_backbone_and_the_path(photos: Path, tmp_path: Path,
@@ -162,6 +167,8 @@ import json, sys
 from pathlib import Path
 from service.ingest.formats import load_dataset
 from service.ingest.options import IngestOptions
+from service.ingest.photos import FEATURES_MAX_SIDE, MAX_DEFAULT_SIDE, Header, plan_images
+from service.limits import IngestLimits
 from service.ingest.files import save_dataset, load_pixels
 ds = load_dataset(Path(sys.argv[1]), IngestOptions(features=sys.argv[2], weights=sys.argv[3]))
 save_dataset(ds, Path(sys.argv[4]), "d1", "photos", "image_folder")
@@ -252,3 +259,24 @@ def test_post_datasets_takes_features_from_the_servers_cache(photos: Path, weigh
     assert str(tmp_path / "th" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in missing.json()["error"]["message"]
     assert unknown.status_code == 422 and "supported: torchvision:resnet18" in unknown.json()["error"]["message"]
     assert len(listed if isinstance(listed, list) else listed["datasets"]) == 1  # the refusals stored nothing
+
+
+def _plan(sizes: list[tuple[int, int]], **limits: int):  # type: ignore[no-untyped-def]
+    headers = [Header(w, h, "RGB", "PNG", None) for h, w in sizes]
+    return plan_images("photos", [f"{i}.png" for i in range(len(sizes))], headers, None, IngestLimits(**limits),
+                       for_features=True)
+
+
+def test_photos_for_a_backbone_are_decoded_up_to_its_input_size() -> None:
+    """The small CNN's 64 px cap would throw away what a 224 px backbone sees; the budget still holds."""
+    mixed = _plan([(480, 640)] * 3 + [(600, 800)])
+    assert mixed.size == (168, FEATURES_MAX_SIDE) and "for the pretrained backbone" in mixed.report["why"]
+    headers = [Header(640, 480, "RGB", "PNG", None), Header(800, 600, "RGB", "PNG", None)]
+    assert max(plan_images("photos", ["a", "b"], headers, None, IngestLimits()).size) == MAX_DEFAULT_SIDE  # as before
+    one_size = _plan([(1000, 1000)] * 2)
+    assert one_size.size == (224, 224) and one_size.report["resized_to"] == [224, 224]
+    small = _plan([(20, 20), (30, 30)])
+    assert small.size == (25, 25)  # never enlarged: the backbone resizes to its input itself
+    budget = 3 * 100 * 100 * 10  # 10 images at 100x100
+    fitted = _plan([(300, 300)] * 40, max_decoded_bytes=budget)
+    assert fitted.size == (50, 50) and 40 * 3 * 50 * 50 <= budget and "max_decoded_bytes" in fitted.report["why"]
