@@ -230,3 +230,28 @@ def test_json_lines_vectors_export_to_csv_and_read_back_the_same(shared_server: 
     assert roles.pop("curate_action") == "ignored" and roles == roles_of(first.report["columns"])
     assert second.feature_names == first.feature_names
     np.testing.assert_array_equal(second.X, first.X)
+
+
+@pytest.mark.slow
+def test_planted_flips_in_embeddings_of_ones_own_score_as_suspects_from_the_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli.main import app
+
+    E, labels = vectors(n=200, d=8, seed=7)
+    rng = np.random.default_rng(7)
+    flipped = rng.choice(len(labels), size=20, replace=False)
+    labels[flipped] = np.where(labels[flipped] == "a", "b", "a")
+    path = tmp_path / "clip.npz"
+    np.savez(path, embeddings=E, y=labels)
+    data = ["--data-dir", str(tmp_path / "data")]
+    runner = CliRunner()
+    result = runner.invoke(app, ["score", str(path), "--members", "3", "--epochs", "6", "--no-adaboost", *data])
+    assert result.exit_code == 0, result.output
+    assert "embeddings: array 'embeddings', 200 vectors of 8 numbers" in result.output
+    job_id = result.output.split("job ")[1].split()[0]
+    out = tmp_path / "scores.jsonl"
+    assert runner.invoke(app, ["export", job_id, "--format", "jsonl", "-o", str(out), *data]).exit_code == 0
+    scores = np.array([json.loads(line)["mislabel_score"] for line in out.read_text().splitlines()])
+    planted = np.isin(np.arange(len(labels)), flipped)
+    assert scores[planted].mean() > scores[~planted].mean() + 0.2  # the flips stand out
