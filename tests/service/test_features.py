@@ -280,3 +280,20 @@ def test_photos_for_a_backbone_are_decoded_up_to_its_input_size() -> None:
     budget = 3 * 100 * 100 * 10  # 10 images at 100x100
     fitted = _plan([(300, 300)] * 40, max_decoded_bytes=budget)
     assert fitted.size == (50, 50) and 40 * 3 * 50 * 50 <= budget and "max_decoded_bytes" in fitted.report["why"]
+
+
+@pytest.mark.slow
+def test_curate_score_takes_features_for_an_array_of_images(weights: Path, tmp_path: Path) -> None:
+    import curate
+    from service.ingest.files import load_manifest, load_pixels
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (12, 10, 10, 3)).astype(np.uint8)  # (n, H, W, C) as a user holds them
+    y = np.repeat([0, 1], 6)
+    result = curate.score(images, y, features=SMALL, weights=weights, members=2, epochs=2, adaboost=False,
+                          data_dir=tmp_path / "data", progress=False)
+    manifest = load_manifest(tmp_path / "data" / "datasets", result.dataset_id)
+    assert len(result.scores) == 12
+    assert manifest.kind == "tabular" and manifest.x_shape == [12, BACKBONES["mobilenet_v3_small"].dims]
+    np.testing.assert_array_equal(load_pixels(tmp_path / "data" / "datasets", result.dataset_id),
+                                  images.transpose(0, 3, 1, 2))
