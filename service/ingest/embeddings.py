@@ -73,31 +73,35 @@ def vector_reason(col: pa.ChunkedArray) -> str:
 
 
 def encode_vectors(name: str, column: str, col: pa.ChunkedArray) -> tuple[np.ndarray, list[str], dict[str, object]]:
-    """(n, d) float32 of the vectors in `col`, the feature names `<column>[j]`, and the fitted encoding."""
-    array = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # combining copies even one chunk
-    if array.null_count:
-        i = pc.index(pc.is_null(array), True).as_py()
+    """(n, d) float32 of the vectors in `col`, the feature names `<column>[j]`, and the fitted encoding.
+    Chunk by chunk into one float32 array: the column is never combined (a copy) nor held as float64."""
+    if col.null_count:
+        i = pc.index(pc.is_null(col), True).as_py()
         raise InvalidDataset(f"{name}: row {i}, column {column!r} has no vector; every row of an embedding "
                              "column needs one")
-    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
-    d = int(lengths[0])
+    lengths = pc.list_value_length(col)
+    d = int(lengths[0].as_py())
     if d == 0:
         raise InvalidDataset(f"{name}: row 0, column {column!r} holds an empty list; embedding vectors need "
                              "at least one number")
-    ragged = lengths != d
-    if ragged.any():
-        i = int(np.argmax(ragged))
+    ragged = pc.not_equal(lengths, d)
+    if pc.any(ragged).as_py():
+        i = pc.index(ragged, True).as_py()
         raise InvalidDataset(f"{name}: column {column!r} holds vectors of different lengths: row 0 has {d} "
-                             f"numbers, row {i} has {int(lengths[i])}; an embedding column needs one length")
-    flat = pc.list_flatten(array)  # the n * d numbers, row after row
-    _check_numbers(name, column, flat, d)
-    X = flat.cast(pa.float32()).to_numpy(zero_copy_only=False).reshape(len(array), d)  # one float32 copy
+                             f"numbers, row {i} has {lengths[i].as_py()}; an embedding column needs one length")
+    X = np.empty((len(col), d), dtype=np.float32)
+    row = 0
+    for chunk in col.chunks:
+        flat = pc.list_flatten(chunk)  # the chunk's numbers, row after row
+        _check_numbers(name, column, flat, d, row)
+        X[row:row + len(chunk)] = flat.cast(pa.float32()).to_numpy(zero_copy_only=False).reshape(len(chunk), d)
+        row += len(chunk)
     return X, [f"{column}[{j}]" for j in range(d)], {"method": "vectors as given", "dims": d}
 
 
-def _check_numbers(name: str, column: str, flat: pa.Array, d: int) -> None:
+def _check_numbers(name: str, column: str, flat: pa.Array, d: int, first_row: int) -> None:
     """Refuse at the first number that is missing, NaN, infinite or beyond float32, a block at a time
-    (a 1,000,000 x 512 column never has a float64 copy of itself in memory)."""
+    (a 1,000,000 x 512 column never has a float64 copy of itself in memory); rows count from `first_row`."""
     limit = float(np.finfo(np.float32).max)
     for start in range(0, len(flat), _CHECK_BLOCK):
         part = flat.slice(start, _CHECK_BLOCK).cast(pa.float64())
@@ -107,7 +111,8 @@ def _check_numbers(name: str, column: str, flat: pa.Array, d: int) -> None:
             value = flat[k].as_py()
             problem = ("missing" if value is None else "NaN" if math.isnan(value) else
                        "infinite" if math.isinf(value) else f"{value:g}, beyond float32")
-            raise InvalidDataset(f"{name}: row {k // d}, column {column!r}: number {k % d} of the vector is {problem}")
+            raise InvalidDataset(f"{name}: row {first_row + k // d}, column {column!r}: number {k % d} of the "
+                                 f"vector is {problem}")
 
 
 def check_vectors(name: str, values: np.ndarray, where: str, unit: str) -> np.ndarray:  # (n, d) -> float32

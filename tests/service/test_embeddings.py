@@ -255,3 +255,21 @@ def test_planted_flips_in_embeddings_of_ones_own_score_as_suspects_from_the_cli(
     scores = np.array([json.loads(line)["mislabel_score"] for line in out.read_text().splitlines()])
     planted = np.isin(np.arange(len(labels)), flipped)
     assert scores[planted].mean() > scores[~planted].mean() + 0.2  # the flips stand out
+
+
+def test_vectors_in_several_chunks_fill_one_array_and_name_rows_across_chunks() -> None:
+    from service.ingest.embeddings import encode_vectors
+
+    E, _ = vectors(n=30, d=4)
+    chunks = [pa.array(E[a:b].tolist(), pa.list_(pa.float32())) for a, b in ((0, 10), (10, 11), (11, 30))]
+    X, names, encoding = encode_vectors("items.jsonl", "vec", pa.chunked_array(chunks))
+    np.testing.assert_array_equal(X, E)
+    assert names[-1] == "vec[3]" and encoding["dims"] == 4
+    rows = E.astype(np.float64).tolist()
+    rows[17][2] = float("inf")
+    bad = pa.chunked_array([pa.array(rows[:10]), pa.array(rows[10:])])
+    with pytest.raises(InvalidDataset, match="row 17, column 'vec': number 2 of the vector is infinite"):
+        encode_vectors("items.jsonl", "vec", bad)
+    rows[17][2], rows[25] = 0.0, rows[25][:2]
+    with pytest.raises(InvalidDataset, match="row 0 has 4 numbers, row 25 has 2"):
+        encode_vectors("items.jsonl", "vec", pa.chunked_array([pa.array(rows[:10]), pa.array(rows[10:])]))
