@@ -106,7 +106,7 @@ def embed_images(name: str, pixels: np.ndarray,
         np.save(folder / "pixels.npy", np.ascontiguousarray(pixels), allow_pickle=False)
         (folder / "request.json").write_text(json.dumps(request), encoding="utf-8")
         done = subprocess.run([sys.executable, "-m", "models.features_worker", str(folder / "request.json")],
-                              capture_output=True, text=True, check=False)
+                              capture_output=True, text=True, check=False, env=_worker_env())
         result_file = folder / "result.json"
         result = json.loads(result_file.read_text(encoding="utf-8")) if result_file.is_file() else {}
         if "error" in result:
@@ -121,6 +121,16 @@ def embed_images(name: str, pixels: np.ndarray,
     report = {"backbone": PREFIX + backbone.name, "weights_file": str(path.resolve()), "weights_sha256": sha256,
               **{k: result[k] for k in ("dims", "device", "input_size", "batch_size", "seconds", "embed_seconds")}}
     return X, [f"{backbone.name}[{j}]" for j in range(backbone.dims)], report
+
+
+def _worker_env() -> dict[str, str]:
+    """This environment with the folder holding `models/` first on PYTHONPATH, so the worker finds
+    the same code from any working directory (a server started elsewhere, an uninstalled checkout)."""
+    import models.lifeline  # torch-free: only its location is wanted
+
+    root = str(Path(models.lifeline.__file__).resolve().parents[1])
+    paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _sha256(path: Path) -> str:
