@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from service.errors import InvalidVersion
 from service.fsutil import atomic_path
 from service.ingest.columns import ACTION_COLUMN, labels_as
-from service.ingest.files import load_arrays, load_manifest, table_path
+from service.ingest.files import load_arrays, load_manifest, load_pixels, table_path
 from service.ingest.text import has_texts, load_texts
 from service.read.exports import neutralise_formulas
 from service.schemas import DatasetOut
@@ -61,6 +61,8 @@ def export_dataset(store: Store, settings: Settings, dataset_id: str, fmt: str |
                 np.savez(f, X=X, y=np.asarray(y, np.int64), class_names=np.array(ds.class_names))
         elif fmt == "zip" and ds.kind == "image":
             _write_image_zip(tmp, X, y, ds.class_names, cols.column("source").to_pylist())
+        elif fmt == "zip" and (pixels := load_pixels(settings.datasets_dir, dataset_id)) is not None:
+            _write_image_zip(tmp, pixels, y, ds.class_names, cols.column("source").to_pylist())  # features
         elif has_texts(settings.datasets_dir, dataset_id):
             texts = load_texts(settings.datasets_dir, dataset_id) or []
             if fmt == "zip":
@@ -79,13 +81,19 @@ def formats_for(ds: DatasetOut, datasets_dir: Path) -> tuple[str, ...]:
     """The export formats a dataset can take, the one it was uploaded in first."""
     if ds.kind == "image":
         return ("zip", "npz")
+    if load_pixels(datasets_dir, ds.dataset_id) is not None:  # pretrained features: the photos, or the embeddings
+        return ("zip", "csv", "parquet", "npz")
     if has_texts(datasets_dir, ds.dataset_id):
         return ("zip", "csv", "parquet", "npz")  # npz: the embeddings the ensemble trained on
     return ("csv", "parquet", "npz")
 
 
 def _noun(ds: DatasetOut, datasets_dir: Path) -> str:
-    return "texts" if ds.kind != "image" and has_texts(datasets_dir, ds.dataset_id) else f"{ds.kind} examples"
+    if ds.kind == "image":
+        return "image examples"
+    if load_pixels(datasets_dir, ds.dataset_id) is not None:
+        return "photos embedded by a pretrained model"
+    return "texts" if has_texts(datasets_dir, ds.dataset_id) else f"{ds.kind} examples"
 
 
 def _write_rows(tmp: Path, fmt: str, X: np.ndarray, y: np.ndarray, class_names: list[str], feature_names: list[str],

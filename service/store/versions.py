@@ -17,7 +17,15 @@ import pyarrow as pa
 
 from service.errors import InvalidDataset, InvalidVersion
 from service.ingest.columns import label_column_of, labels_as
-from service.ingest.files import load_arrays, load_columns, load_manifest, load_sources, load_table, save_dataset
+from service.ingest.files import (
+    load_arrays,
+    load_columns,
+    load_manifest,
+    load_pixels,
+    load_sources,
+    load_table,
+    save_dataset,
+)
 from service.ingest.formats import LoadedDataset
 from service.ingest.formats import _check_classes as check_classes
 from service.ingest.text import load_texts
@@ -55,7 +63,8 @@ def create_version(store: Store, settings: Settings, dataset_id: str, from_job: 
                            feature_names=manifest.feature_names, report=manifest.ingest_report,
                            texts=_kept_texts(settings, dataset_id, kept),
                            columns=load_columns(settings.datasets_dir, dataset_id),
-                           table=_kept_table(settings, dataset_id, kept, new_y[kept], list(parent.class_names)))
+                           table=_kept_table(settings, dataset_id, kept, new_y[kept], list(parent.class_names)),
+                           pixels=_kept_pixels(settings, dataset_id, kept, manifest.kind))
     applied = {a: int((decided.action == a).sum()) for a in reviews.DECIDED}
     new_id = uuid.uuid4().hex[:12]
     root_id = parent.root_id or dataset_id
@@ -79,6 +88,13 @@ def create_version(store: Store, settings: Settings, dataset_id: str, from_job: 
         shutil.rmtree(settings.datasets_dir / new_id, ignore_errors=True)
         raise
     return catalog.get_dataset(store, new_id, owner)
+
+
+def _kept_pixels(settings: Settings, dataset_id: str, kept: np.ndarray, kind: str) -> np.ndarray | None:
+    """A pretrained-features dataset's version keeps the images of the examples it keeps (thumbnails,
+    the zip export); an image dataset's pixels are its X already."""
+    pixels = load_pixels(settings.datasets_dir, dataset_id) if kind == "tabular" else None
+    return None if pixels is None else np.ascontiguousarray(pixels[kept])
 
 
 def _kept_texts(settings: Settings, dataset_id: str, kept: np.ndarray) -> list[str] | None:

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -204,8 +205,22 @@ def test_cli_scores_features_and_the_gallery_shows_the_photos(photos: Path, weig
             images = sorted({src for p in pages for src in re.findall(r'src="(/ui/datasets/[^"]+\.png)"', p.text)})
             thumbs = [c.get(src) for src in images[:3]]
             page = c.get(f"/ui/datasets/{job['dataset_id']}").text
+            # a corrected version keeps its photos: its default export is the images in class folders
+            r = c.post(f"/jobs/{job_id}/reviews", json={"decisions": [{"example_id": 0, "action": "exclude"}]})
+            assert r.status_code == 200, r.text
+            version = c.post(f"/datasets/{job['dataset_id']}/versions", json={"from_job": job_id})
+            assert version.status_code == 201, version.text
+            exported = c.get(f"/datasets/{version.json()['dataset_id']}/export")
+            embeddings = c.get(f"/datasets/{version.json()['dataset_id']}/export", params={"format": "npz"})
     finally:
         srv.stop()
+    assert exported.status_code == 200 and exported.headers["content-disposition"].endswith('.zip"'), exported.text
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as zf:
+        names = zf.namelist()
+        assert len(names) == 2 * N_PER_CLASS - 1 and all(n.endswith(".png") for n in names)
+        assert Image.open(io.BytesIO(zf.read(names[0]))).mode == "RGB"
+    with np.load(io.BytesIO(embeddings.content)) as f:
+        assert f["X"].shape == (2 * N_PER_CLASS - 1, BACKBONES["mobilenet_v3_small"].dims)
     assert job["status"] == "succeeded"
     assert ds["kind"] == "tabular" and ds["x_shape"] == [2 * N_PER_CLASS, BACKBONES["mobilenet_v3_small"].dims]
     assert ds["ingest_report"]["features"]["backbone"] == SMALL
@@ -228,8 +243,6 @@ def test_grey_images_in_an_npz_are_embedded_too(weights: Path, tmp_path: Path) -
 
 
 def _zip_of(folder: Path, path: Path) -> Path:
-    import zipfile
-
     with zipfile.ZipFile(path, "w") as zf:
         for file in sorted(folder.rglob("*.png")):
             zf.write(file, file.relative_to(folder).as_posix())
