@@ -124,6 +124,11 @@ class TopFeature(BaseModel):
     value: float  # attribution (relevance w.r.t. the normalised input)
 
 
+class ColumnAttribution(BaseModel):
+    column: str  # a column of the uploaded table
+    value: float  # the attribution summed over the column's features (one-hot parts, date parts, ...)
+
+
 class AttributionOut(BaseModel):
     """Why the ensemble's logit for `target_label` is what it is, averaged over all members."""
 
@@ -142,6 +147,8 @@ class AttributionOut(BaseModel):
     heatmap_path: str | None  # PNG (image and map side by side) for images
     map_shape: list[int]
     map: list[float]  # the full map, flattened in C order
+    # tables with columns.json: the map summed per original column, largest |value| first; None otherwise
+    by_column: list[ColumnAttribution] | None = None
 
 
 # --- the curation loop: reviews, versions, diffs (/tmp/curation_contract.md) ------------------------

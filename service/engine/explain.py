@@ -24,6 +24,8 @@ import pyarrow as pa
 from service.engine.executors.local import worker_context
 from service.errors import InvalidQuery, ModelNotKept
 from service.fsutil import atomic_path
+from service.ingest.columns import sum_by_column
+from service.ingest.files import load_columns
 from service.limits import WorkQueue
 from service.schemas import AttributionOut
 from service.settings import Settings
@@ -111,7 +113,21 @@ def explain_example(store: Store, settings: Settings, job_id: str, example_id: i
             compute_attributions(store, settings, jobs.get_job(store, job_id, owner), [example_id], [method])
         row = attributions.attribution_row(store, job_id, example_id, target, method, owner)
     values = np.load(settings.data_dir / row["map_path"])  # type: ignore[index]
-    return AttributionOut(**row, map_shape=list(values.shape), map=values.ravel().tolist())  # type: ignore[arg-type]
+    by_column = column_attribution(settings, jobs.get_job(store, job_id, owner).dataset_id, values)
+    return AttributionOut(**row, map_shape=list(values.shape), map=values.ravel().tolist(),  # type: ignore[arg-type]
+                          by_column=by_column)
+
+
+def column_attribution(settings: Settings, dataset_id: str, values: np.ndarray) -> list[dict] | None:
+    """A table's map said in the user's columns: per original column (columns.json), the attribution
+    summed over its features, largest |value| first. None without columns.json (images, NPZ, tables
+    stored before it) or for a map that is not one value per feature."""
+    columns = load_columns(settings.datasets_dir, dataset_id)
+    feature_column = (columns or {}).get("feature_column")
+    if not feature_column or values.size != len(feature_column):
+        return None
+    sums = sum_by_column(values.ravel(), feature_column)
+    return [{"column": c, "value": v} for c, v in sorted(sums.items(), key=lambda item: -abs(item[1]))]
 
 
 def compute_attributions(store: Store, settings: Settings, job: jobs.Job, example_ids: Sequence[int],

@@ -232,6 +232,19 @@ def attribution_heatmaps(store: Store, job_id: str, example_ids: list[int],
     return {int(example_id): path for example_id, path in rows}  # the bias row, sorted last, wins
 
 
+def attribution_maps(store: Store, job_id: str, example_ids: list[int],
+                     owner: str | None = None) -> dict[int, tuple[str, str]]:
+    """For the examples among `example_ids` with a stored attribution: (target, map path relative to
+    the data directory) of the suggested label if there is one, else of the given label; bias method
+    first. What a review card ranks a table's columns by."""
+    finished_job(store, job_id, owner)
+    with store.reader() as cur:
+        rows = cur.execute("SELECT example_id, target, map_path FROM attributions WHERE job_id = ? "
+                           "AND list_contains(?, example_id) ORDER BY target = 'suggested', method = 'bias'",
+                           [job_id, [int(i) for i in example_ids]]).fetchall()
+    return {int(example_id): (target, path) for example_id, target, path in rows}  # sorted last wins
+
+
 def epoch_consistency(store: Store, job_id: str, owner: str | None = None) -> np.ndarray:  # (n_epochs + 1, n_examples)
     """Consistency per epoch and example, (n_epochs + 1, n_examples) float32, epoch 0 first."""
     finished_job(store, job_id, owner)

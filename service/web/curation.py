@@ -21,6 +21,7 @@ from service.schemas import DatasetOut
 from service.store import jobs
 from service.store.db import Store
 from service.vocab import SPLITS
+from service.web.column_cards import ColumnCard, column_cards
 from service.web.pages import render, render_fragment
 
 VIEWS = ("mislabeled", *SPLITS, "all")  # what a review page lists: flagged examples, a split, or everything
@@ -81,7 +82,7 @@ def render_review(store: Store, data_dir: Path, job_id: str, q: ReviewQuery, own
     # images: X itself, or the pixels kept beside pretrained features (their cards show the image, not
     # the first numbers of an embedding)
     with_images = load_pixels(data_dir / "datasets", ds.dataset_id) is not None
-    features = {} if with_images else _feature_rows(store, data_dir, ds, ids, owner)
+    features = {} if with_images else _feature_rows(store, data_dir, ds, job_id, ids, owner)
     texts = _text_rows(data_dir, ds, ids)  # text datasets: the card shows the text instead of features
     counts = queries.decision_counts(store, job_id)
     n_pages = max(1, -(-total // PAGE_SIZE))
@@ -116,25 +117,33 @@ def page_numbers(page: int, n_pages: int, around: int = 2) -> list[int | None]:
     return out
 
 
-def _card(job_id: str, ds: DatasetOut, r: dict, features: list[tuple[str, str]] | None,
+def _card(job_id: str, ds: DatasetOut, r: dict, features: ColumnCard | None,
           heatmaps: dict[int, str | None], with_images: bool) -> dict:
     example_id = r["example_id"]
     return {**r, "image": f"/ui/datasets/{ds.dataset_id}/examples/{example_id}.png" if with_images else None,
-            "features": features or [], "more_features": not with_images and len(ds.x_shape) > 1
-            and ds.x_shape[-1] > N_FEATURES_SHOWN,
+            "features": features.rows if features else [], "more_features": bool(features and features.more),
+            "feature_ranking": features.ranking if features else "",
             "attribution": f"/jobs/{job_id}/examples/{example_id}/attribution" if example_id in heatmaps else None,
             "heatmap": f"/ui/jobs/{job_id}/examples/{example_id}/heatmap.png" if heatmaps.get(example_id) else None}
 
 
-def _feature_rows(store: Store, data_dir: Path, ds: DatasetOut, ids: list[int],
-                  owner: str | None) -> dict[int, list[tuple[str, str]]]:
-    """For tables: the first features of each example as (name, value) pairs."""
+def _feature_rows(store: Store, data_dir: Path, ds: DatasetOut, job_id: str, ids: list[int],
+                  owner: str | None) -> dict[int, ColumnCard]:
+    """For tables: each example's most influential original columns with their values as read
+    (column_cards); for tables without table.parquet and columns.json (NPZ, stored before), the
+    first encoded features as (name, value) pairs, as before."""
     if ds.kind == "image" or not ids:
         return {}
+    cards = column_cards(data_dir, ds.dataset_id, ids, queries.attribution_maps(store, job_id, ids, owner),
+                         N_FEATURES_SHOWN)
+    if cards is not None:
+        return cards
     names = queries.dataset_feature_names(store, ds.dataset_id, owner) or []
     X, _ = load_arrays(data_dir / "datasets", ds.dataset_id)
     values = np.asarray(X[np.asarray(ids)])[:, :N_FEATURES_SHOWN]  # reads only these rows of the memory map
-    return {example_id: [(names[i] if i < len(names) else f"x{i}", f"{float(v):.3g}") for i, v in enumerate(row)]
+    more = len(ds.x_shape) > 1 and ds.x_shape[-1] > N_FEATURES_SHOWN
+    return {example_id: ColumnCard([(names[i] if i < len(names) else f"x{i}", f"{float(v):.3g}")
+                                    for i, v in enumerate(row)], "", more)
             for example_id, row in zip(ids, values)}
 
 
