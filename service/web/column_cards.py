@@ -22,6 +22,7 @@ VALUE_SHOWN = 60  # characters of a cell on a card (long text is cut, with "…"
 MISSING = "(missing)"
 MAX_MEAN_ROWS = 50_000  # class means come from at most this many rows of X (a fixed-seed sample)
 MEAN_SEED = 0
+BATCH_ROWS = 8192  # rows of table.parquet decoded at once while looking for a page's rows
 CHUNK_VALUES = 4_000_000  # values of X read at once for the class means (32 MB as float64)
 BY_DISTANCE = "columns ranked by distance from the given class's mean (|z| summed over each column's features)"
 
@@ -75,16 +76,27 @@ def column_cards(data_dir: Path, dataset_id: str, ids: list[int], maps: dict[int
 
 
 def read_rows(parquet: pq.ParquetFile, ids: list[int], columns: list[str]) -> pa.Table:
-    """Rows `ids` (in that order) of these columns, reading only the row groups that hold them."""
+    """Rows `ids` (in that order) of these columns. Only the row groups that hold them are read, a
+    batch of BATCH_ROWS rows at a time, keeping just the wanted rows: memory stays at one batch
+    however large the table (time still grows with the row groups read)."""
     sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
-    starts = np.concatenate([[0], np.cumsum(sizes)])
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     wanted = np.asarray(ids, dtype=np.int64)
-    groups = sorted({int(g) for g in np.searchsorted(starts, wanted, side="right") - 1})
-    table = parquet.read_row_groups(groups, columns=columns)
-    offsets = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])])
-    positions = [int(offsets[groups.index(g)] + r - starts[g])
-                 for r, g in zip(wanted, np.searchsorted(starts, wanted, side="right") - 1)]
-    return table.take(pa.array(positions, pa.int64()))
+    unique = np.unique(wanted)
+    groups = sorted({int(g) for g in np.searchsorted(starts, unique, side="right") - 1})
+    pieces, found = [], []
+    for g in groups:
+        offset = int(starts[g])
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[g], columns=columns):
+            inside = unique[(unique >= offset) & (unique < offset + batch.num_rows)]
+            if inside.size:
+                pieces.append(batch.take(pa.array(inside - offset, pa.int64())))
+                found.append(inside)
+            offset += batch.num_rows
+            if offset > unique[-1]:
+                break
+    table = pa.Table.from_batches(pieces, schema=pieces[0].schema)
+    return table.take(pa.array(np.searchsorted(np.concatenate(found), wanted), pa.int64()))
 
 
 def class_stats(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +116,9 @@ def class_stats(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         chunk = rows[start:start + step]
         Xs, ys = np.asarray(X[chunk], dtype=np.float64), np.asarray(y[chunk], dtype=np.int64)
         counts += np.bincount(ys, minlength=k)
-        np.add.at(sums, ys, Xs)
+        order = np.argsort(ys, kind="stable")  # rows of a class together: one reduceat per chunk
+        present, starts = np.unique(ys[order], return_index=True)
+        sums[present] += np.add.reduceat(Xs[order], starts, axis=0)
         squares += (Xs * Xs).sum(axis=0)
     m = max(rows.size, 1)
     overall = sums.sum(axis=0) / m

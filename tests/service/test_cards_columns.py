@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,11 +23,10 @@ from service.app import create_app
 from service.engine.engine import Engine
 from service.ingest.options import IngestOptions
 from service.settings import Settings
-from service.web.column_cards import BY_DISTANCE, by_attribution, format_value
+from service.web.column_cards import BY_DISTANCE, by_attribution, format_value, read_rows
 from service.web.curation import N_FEATURES_SHOWN
 from tests.service.conftest import digits_npz
 
-pytestmark = pytest.mark.slow
 TINY = {"n_members": 2, "n_epochs": 3, "hidden_units": 16, "batch_size": 32}
 N = 120
 N_EXPLAINED = 4
@@ -117,6 +117,7 @@ def _expected_order(scores: dict[str, float], feature_columns: list[str]) -> lis
     return sorted(feature_columns, key=lambda c: -abs(scores.get(c, 0.0)))[:N_FEATURES_SHOWN]
 
 
+@pytest.mark.slow
 def test_cards_show_original_columns_ranked_by_distance_or_attribution(served: Served) -> None:
     cards = _cards(served.client, served.job_id)
     X, y, columns = _dataset_files(served)
@@ -153,6 +154,7 @@ def _explained(served: Served) -> set[int]:
     return {int(i) for i in re.findall(rf'href="/jobs/{served.job_id}/examples/(\d+)/attribution"', page)}
 
 
+@pytest.mark.slow
 def test_attribution_json_sums_the_map_per_original_column(served: Served) -> None:
     _, _, columns = _dataset_files(served)
     example_id = min(_explained(served))
@@ -167,6 +169,7 @@ def test_attribution_json_sums_the_map_per_original_column(served: Served) -> No
     assert len(body["top_features"]) > 0 and body["map_shape"] == [len(columns["feature_column"])]
 
 
+@pytest.mark.slow
 def test_npz_cards_keep_the_encoded_features(served: Served) -> None:
     cards = _cards(served.client, served.npz_job_id)
     X = np.load(served.data_dir / "datasets" / _npz_dataset(served) / "X.npy")
@@ -180,3 +183,13 @@ def test_npz_cards_keep_the_encoded_features(served: Served) -> None:
 
 def _npz_dataset(served: Served) -> str:
     return served.client.get(f"/jobs/{served.npz_job_id}").json()["dataset_id"]
+
+
+def test_read_rows_takes_the_rows_of_several_row_groups_in_the_asked_order(tmp_path: Path) -> None:
+    n = 50_000
+    table = pa.table({"a": np.arange(n), "b": [f"v{i}" for i in range(n)], "c": np.arange(n) * 0.5})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=7_000)
+    ids = [int(i) for i in np.random.default_rng(1).choice(n, 40, replace=False)] + [49_999, 0, 7_000, 6_999, 0]
+    got = read_rows(pq.ParquetFile(tmp_path / "t.parquet"), ids, ["b", "a"])
+    assert got.column_names == ["b", "a"]
+    assert got.to_pylist() == table.select(["b", "a"]).take(pa.array(ids)).to_pylist()
