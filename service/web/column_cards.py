@@ -116,9 +116,7 @@ def class_stats(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         chunk = rows[start:start + step]
         Xs, ys = np.asarray(X[chunk], dtype=np.float64), np.asarray(y[chunk], dtype=np.int64)
         counts += np.bincount(ys, minlength=k)
-        order = np.argsort(ys, kind="stable")  # rows of a class together: one reduceat per chunk
-        present, starts = np.unique(ys[order], return_index=True)
-        sums[present] += np.add.reduceat(Xs[order], starts, axis=0)
+        np.add.at(sums, ys, Xs)  # measured faster than sorting the rows for np.add.reduceat (numpy 2)
         squares += (Xs * Xs).sum(axis=0)
     m = max(rows.size, 1)
     overall = sums.sum(axis=0) / m
