@@ -23,7 +23,7 @@ from service.app import create_app
 from service.engine.engine import Engine
 from service.ingest.options import IngestOptions
 from service.settings import Settings
-from service.web.column_cards import BY_DISTANCE, by_attribution, format_value, read_rows
+from service.web.column_cards import BY_DISTANCE, ONEHOT_CLASSES, by_attribution, class_stats, format_value, read_rows
 from service.web.curation import N_FEATURES_SHOWN
 from tests.service.conftest import digits_npz
 
@@ -193,3 +193,19 @@ def test_read_rows_takes_the_rows_of_several_row_groups_in_the_asked_order(tmp_p
     got = read_rows(pq.ParquetFile(tmp_path / "t.parquet"), ids, ["b", "a"])
     assert got.column_names == ["b", "a"]
     assert got.to_pylist() == table.select(["b", "a"]).take(pa.array(ids)).to_pylist()
+
+
+@pytest.mark.parametrize("k", [3, ONEHOT_CLASSES + 44])  # a one-hot product, then sorted sums
+def test_class_stats_are_the_means_of_each_class_and_the_std_of_each_feature(tmp_path: Path, k: int) -> None:
+    rng = np.random.default_rng(k)
+    X = rng.normal(size=(3_000, 5)).astype(np.float32)
+    X[:, 4] = 2.0  # a constant feature: std 1, so its |z| is its raw distance
+    y = rng.integers(0, k, 3_000)
+    y[y == 1] = 0  # class 1 absent: the overall mean
+    np.save(tmp_path / "X.npy", X)
+    means, std = class_stats(np.load(tmp_path / "X.npy", mmap_mode="r"), y)
+    X64 = X.astype(np.float64)
+    for c in range(k):
+        expected = X64[y == c].mean(axis=0) if (y == c).any() else X64.mean(axis=0)
+        assert np.allclose(means[c], expected), c
+    assert np.allclose(std[:4], X64[:, :4].std(axis=0)) and std[4] == 1.0
