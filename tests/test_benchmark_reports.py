@@ -25,3 +25,19 @@ def test_the_committed_gpu_run_renders_with_a_verdict_per_target() -> None:
     titles = [title for title, _, _ in throughput.tables(report)]
     assert any(t.startswith("CNN variants") for t in titles)
     assert sum(t.startswith("Where the GPU time goes") for t in titles) == 2
+
+
+def test_the_committed_real_data_runs_render_and_compare_curate_with_the_best_baseline(tmp_path: Path) -> None:
+    from benchmarks import real_data
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    for part in ("tables_text", "photos"):
+        report = json.loads((results / f"real_data-{part}.json").read_text())
+        _, _, best = next(t for t in real_data.tables(report) if t[0].startswith("Curate against"))
+        for case, noise, curate_ap, best_cell, delta in best:
+            group = [s for s in report["summary"] if s["case"] == case and s["noise"] == noise]
+            top = max((s for s in group if s["method"] != "curate"), key=lambda s: s["ap_mean"])
+            assert best_cell == f"{top['method']} {top['ap_mean']:.3f}"
+            assert float(delta) == pytest.approx(float(curate_ap) - top["ap_mean"], abs=1.5e-3)
+        real_data.save(tmp_path, report, part)
+        assert "## Ingestion" in (tmp_path / f"{part}.md").read_text()
