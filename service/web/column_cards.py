@@ -8,6 +8,7 @@ the example's encoded values sit from its given class's mean, in each feature's 
 of table.parquet that hold the shown rows, and the class means once per page from a sample of X.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,9 @@ MEAN_SEED = 0
 ONEHOT_CLASSES = 256  # up to this many classes the class sums are one matrix product
 BATCH_ROWS = 8192  # rows of table.parquet decoded at once while looking for a page's rows
 CHUNK_VALUES = 4_000_000  # values of X read at once for the class means (32 MB as float64)
-BY_DISTANCE = "columns ranked by distance from the given class's mean (|z| summed over each column's features)"
+# root mean square, not the sum, over a column's features: a text column's 256 embedding dims (or a
+# many-valued one-hot) would otherwise outrank every single-feature column by their count alone
+BY_DISTANCE = "columns ranked by distance from the given class's mean (root mean square z over each column's features)"
 
 
 def by_attribution(target: str) -> str:
@@ -60,6 +63,7 @@ def column_cards(data_dir: Path, dataset_id: str, ids: list[int], maps: dict[int
     table = read_rows(parquet, ids, shown_columns)
     X_rows = np.asarray(X[np.asarray(ids)], dtype=np.float64)  # reads only these rows of the memory map
     stats = None
+    n_features = Counter(feature_column)
     out: dict[int, ColumnCard] = {}
     for i, example_id in enumerate(ids):
         scores, ranking = _attribution_scores(data_dir, maps.get(example_id), feature_column)
@@ -67,8 +71,9 @@ def column_cards(data_dir: Path, dataset_id: str, ids: list[int], maps: dict[int
             if stats is None:
                 stats = class_stats(X, y)
             means, std = stats
-            z = np.abs(X_rows[i] - means[int(y[example_id])]) / std
-            scores, ranking = {c: abs(v) for c, v in sum_by_column(z, feature_column).items()}, BY_DISTANCE
+            z2 = ((X_rows[i] - means[int(y[example_id])]) / std) ** 2
+            scores = {c: float(np.sqrt(v / n_features[c])) for c, v in sum_by_column(z2, feature_column).items()}
+            ranking = BY_DISTANCE
         order = sorted(shown_columns, key=lambda c: -scores.get(c, 0.0))  # stable: ties keep table order
         row = {c: table.column(c)[i].as_py() for c in order[:n_shown]}
         out[example_id] = ColumnCard([(c, format_value(row[c])) for c in order[:n_shown]], ranking,

@@ -137,7 +137,8 @@ def test_cards_show_original_columns_ranked_by_distance_or_attribution(served: S
             scores = _per_column(np.asarray(body["map"]), feature_column)
             assert title == by_attribution("suggested")
         else:
-            scores = _per_column(np.abs(X[example_id] - means[y[example_id]]) / std, feature_column)
+            squares = _per_column(((X[example_id] - means[y[example_id]]) / std) ** 2, feature_column)
+            scores = {c: np.sqrt(v / feature_column.count(c)) for c, v in squares.items()}
             assert title == BY_DISTANCE
         assert [name for name, _ in pairs] == _expected_order(scores, feature_columns), example_id
     shown = [pair for _, pairs in cards.values() for pair in pairs]
