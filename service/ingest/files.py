@@ -37,6 +37,7 @@ from service.ingest.text import save_texts
 SOURCE_FORMATS = ("image_folder", "zip", "csv", "parquet", "npz", "jsonl")
 COLUMNS_FILE = "columns.json"  # a table's column roles, fitted encoding and feature -> column map
 TABLE_FILE = "table.parquet"  # a table's columns as read from the upload, before encoding
+TABLE_ROW_GROUP = 16_384  # rows per row group: a review page's cards decode only the groups of its rows
 PIXELS_FILE = "pixels.npy"  # a pretrained-features dataset's decoded images (X holds their embeddings)
 _DATASET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -138,7 +139,7 @@ def save_dataset(
         if loaded.columns is not None:  # a table keeps how its columns became features
             _write_json(tmp / COLUMNS_FILE, loaded.columns)
         if loaded.table is not None:  # ... and its columns as read, for exports in the uploaded form
-            pq.write_table(loaded.table, tmp / TABLE_FILE)
+            pq.write_table(loaded.table, tmp / TABLE_FILE, row_group_size=TABLE_ROW_GROUP)
         if loaded.pixels is not None:  # pretrained features: the images behind X, for the gallery
             _write_npy(tmp / PIXELS_FILE, loaded.pixels)
         for file_name, value in (extra_json or {}).items():

@@ -210,3 +210,19 @@ def test_class_stats_are_the_means_of_each_class_and_the_std_of_each_feature(tmp
         expected = X64[y == c].mean(axis=0) if (y == c).any() else X64.mean(axis=0)
         assert np.allclose(means[c], expected), c
     assert np.allclose(std[:4], X64[:, :4].std(axis=0)) and std[4] == 1.0
+
+
+def test_table_parquet_is_written_in_small_row_groups(tmp_path: Path) -> None:
+    """A page of cards decodes only the row groups holding its rows: a table is stored in groups of
+    TABLE_ROW_GROUP rows, not pyarrow's default of about a million."""
+    from service.ingest.files import TABLE_ROW_GROUP, save_dataset, table_path
+    from service.ingest.formats import load_dataset
+
+    n = 2 * TABLE_ROW_GROUP + 5
+    rng = np.random.default_rng(0)
+    lines = ["x,city,label"] + [f"{v:.3f},{c},{lab}" for v, c, lab in
+                                zip(rng.normal(size=n), rng.choice(["n", "s"], n), rng.choice(["a", "b"], n))]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    save_dataset(load_dataset(tmp_path / "t.csv"), tmp_path / "datasets", "t1", "t.csv", "csv")
+    parquet = pq.ParquetFile(table_path(tmp_path / "datasets", "t1"))
+    assert parquet.metadata.num_rows == n and parquet.num_row_groups == 3
