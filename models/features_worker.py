@@ -22,10 +22,14 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.lifeline import die_with
+
+if TYPE_CHECKING:  # torch is imported inside the functions: this module starts fast
+    from torch import nn
 
 # backbone -> (torchvision builder, weights enum, the head replaced by identity)
 _BACKBONES = {
@@ -42,9 +46,10 @@ class WeightsMismatch(ValueError):
     """The weights file is not a state_dict of this backbone: a message for the user."""
 
 
-def build_backbone(backbone: str, weights_path: str):  # -> (nn.Module in eval mode, transforms)
-    """The torchvision model built with weights=None, the file's state_dict loaded strictly (a file
-    of another architecture is refused by name), the head replaced by identity."""
+def build_backbone(backbone: str, weights_path: str) -> tuple["nn.Module", Any]:  # Any: ImageClassification
+    """(the model in eval mode, the weights' transforms): the torchvision model built with
+    weights=None, the file's state_dict loaded strictly (a file of another architecture is refused
+    by name), the head replaced by identity."""
     import torch
     import torchvision.models as tvm
     from torch import nn
