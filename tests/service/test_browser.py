@@ -21,16 +21,22 @@ pytestmark = [pytest.mark.slow,
                                  reason="no /usr/bin/chromium (apt-get install -y chromium)")]
 
 
+def open_page(p: "sync_api.Playwright", **options: object) -> tuple["sync_api.Browser", "sync_api.Page"]:
+    """Debian's Chromium, headless, with one 1280x900 page that waits up to 30 s for each step."""
+    browser = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
+                                args=ARGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, **options)  # type: ignore[arg-type]
+    page.set_default_timeout(30_000)
+    return browser, page
+
+
 def test_upload_train_and_browse_in_chromium(tmp_path: Path) -> None:
     path, flipped = digits_npz(tmp_path / "digits-noisy.npz", noise=0.1)
     SHOTS.mkdir(exist_ok=True)
     server = Server(tmp_path / "data").start()
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-                                        args=ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(30_000)
+            browser, page = open_page(p)
             page.goto(server.url + "/")
             page.screenshot(path=str(SHOTS / "01-home-empty.png"), full_page=True)
 

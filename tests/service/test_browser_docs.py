@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.service.conftest import Server
-from tests.service.test_browser import ARGS, CHROMIUM
+from tests.service.test_browser import CHROMIUM, open_page
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 pytestmark = [pytest.mark.slow,
@@ -21,10 +21,7 @@ def test_swagger_ui_and_redoc_render_every_operation_offline(tmp_path: Path) -> 
     blocked: list[str] = []
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-                                        args=ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(30_000)
+            browser, page = open_page(p)
 
             def only_local(route: "sync_api.Route") -> None:
                 if route.request.url.startswith(server.url):

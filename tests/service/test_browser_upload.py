@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.service.conftest import Server
-from tests.service.test_browser import ARGS, CHROMIUM
+from tests.service.test_browser import CHROMIUM, open_page
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 pytestmark = [pytest.mark.slow,
@@ -32,10 +32,7 @@ def test_upload_options_reach_the_api_and_the_dataset_page_shows_each_role(tmp_p
     server = Server(tmp_path / "data").start()
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-                                        args=ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(30_000)
+            browser, page = open_page(p)
             page.goto(server.url + "/")
             page.set_input_files("#upload input[type=file]", str(path))
             page.click("#upload-options summary")  # the options are folded until asked for
