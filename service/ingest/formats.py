@@ -268,10 +268,7 @@ def _load_npz(path: Path, resize: tuple[int, int] | None, limits: IngestLimits) 
         raise InvalidDataset(f"{name}: X has {len(X)} examples but y has {len(y)} labels")
     if len(y) == 0:
         raise InvalidDataset(f"{name}: no examples (X and y are empty)")
-    if "class_names" in arrays:
-        y_idx, class_names = _indexed_labels(name, y, arrays["class_names"])
-    else:
-        y_idx, class_names = _encode_labels(name, _labels_array(name, y), "index", "")
+    y_idx, class_names = _npz_labels(name, y, arrays)
     sources = [f"index {i}" for i in range(len(y))]
     if X.ndim > 2:
         X_img = images_from_array(name, X, resize, limits)
@@ -284,6 +281,14 @@ def _load_npz(path: Path, resize: tuple[int, int] | None, limits: IngestLimits) 
     as_float = (X[:, j].astype(np.float64) for j in range(X.shape[1]))
     X32 = _float32_features(name, as_float, feature_names, len(X), "index")
     return LoadedDataset(X32, y_idx, class_names, sources, kind="tabular", feature_names=feature_names)
+
+
+def _npz_labels(name: str, y: np.ndarray, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
+    """An NPZ's labels as class indexes and names: y indexes `class_names` when it is there, else y's
+    own values are the classes."""
+    if "class_names" in arrays:
+        return _indexed_labels(name, y, arrays["class_names"])
+    return _encode_labels(name, _labels_array(name, y), "index", "")
 
 
 def _load_npz_embeddings(name: str, arrays: dict[str, np.ndarray], resize: tuple[int, int] | None) -> LoadedDataset:
@@ -301,10 +306,7 @@ def _load_npz_embeddings(name: str, arrays: dict[str, np.ndarray], resize: tuple
                              "expected one label per vector")
     if len(y) == 0:
         raise InvalidDataset(f"{name}: no examples ({EMBEDDINGS!r} and y are empty)")
-    if "class_names" in arrays:
-        y_idx, class_names = _indexed_labels(name, y, arrays["class_names"])
-    else:
-        y_idx, class_names = _encode_labels(name, _labels_array(name, y), "index", "")
+    y_idx, class_names = _npz_labels(name, y, arrays)
     X = check_vectors(name, E, f"array {EMBEDDINGS!r}", "index")
     report = {"embeddings": {"array": EMBEDDINGS, "n_vectors": int(len(E)), "dims": int(E.shape[1]),
                              "reason": "vectors of your own, taken as features as they are"}}
