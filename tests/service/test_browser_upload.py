@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.service.conftest import Server
-from tests.service.test_browser import CHROMIUM, open_page
+from tests.service.test_browser import CHROMIUM, SHOTS, open_page
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 pytestmark = [pytest.mark.slow,
@@ -36,6 +36,7 @@ def test_upload_options_reach_the_api_and_the_dataset_page_shows_each_role(tmp_p
             page.goto(server.url + "/")
             page.set_input_files("#upload input[type=file]", str(path))
             page.click("#upload-options summary")  # the options are folded until asked for
+            SHOTS.mkdir(exist_ok=True)
             page.fill("#upload input[name=ignore]", "nope")
             page.click("#upload button[type=submit]")
             status = page.locator("#upload-status")
@@ -45,6 +46,7 @@ def test_upload_options_reach_the_api_and_the_dataset_page_shows_each_role(tmp_p
             page.fill("#upload input[name=ignore]", "city, member")
             page.fill("#upload input[name=categorical]", "zone")
             page.select_option("#upload select[name=embedder]", "tfidf")
+            page.screenshot(path=str(SHOTS / "20-upload-options.png"), full_page=True)
             with page.expect_navigation():
                 page.click("#upload button[type=submit]")
             page.click("text=customers.csv")
@@ -54,6 +56,7 @@ def test_upload_options_reach_the_api_and_the_dataset_page_shows_each_role(tmp_p
             assert roles == {"id": "id", "age": "numeric", "city": "ignored", "zone": "categorical",
                              "member": "ignored", "note": "text", "label": "label"}, roles
             assert "delimiter" in page.locator("#ingest-file").inner_text()
+            page.screenshot(path=str(SHOTS / "21-dataset-how-it-was-read.png"), full_page=True)
             browser.close()
     finally:
         server.stop()
