@@ -179,7 +179,7 @@ class DynamicsAccumulator:
             is_suspected_mislabel=flags,
             suggested_label=compute_suggested_label(np.nan_to_num(in_probs), y),
             estimated_n_errors=n_errors,
-            estimated_precision=estimate_flag_precision(mean_label_prob, flags),
+            estimated_precision=estimate_flag_precision(accessibility, flags),
             options=options,
         )
 

@@ -84,12 +84,15 @@ def test_margin_count_is_the_examples_the_ensemble_on_average_prefers_another_cl
     assert estimate_n_errors_by_margin(margin, first_epoch=0) == 0
 
 
-def test_estimated_precision_is_the_mean_wrongness_the_ensemble_expects_of_the_flagged():
-    p = np.array([0.1, 0.3, 0.9, np.nan])
-    assert estimate_flag_precision(p, np.array([True, True, False, False])) == pytest.approx(0.8)
-    assert estimate_flag_precision(p, np.zeros(4, dtype=bool)) is None
-    # the more the ensemble believes the given labels of the flagged, the lower the estimate
-    assert estimate_flag_precision(p, np.array([True, True, True, False])) < 0.8
+def test_estimated_precision_is_the_share_of_votes_against_the_flagged_labels():
+    accessibility = np.array([0.1, 0.3, 0.9, np.nan])  # share of member-epochs that voted the given label
+    assert estimate_flag_precision(accessibility, np.array([True, True, False, False])) == pytest.approx(0.8)
+    assert estimate_flag_precision(accessibility, np.zeros(4, dtype=bool)) is None
+    assert estimate_flag_precision(accessibility, np.array([False, False, False, True])) is None  # NaN only
+    # the more the ensemble voted for the given labels of the flagged, the lower the estimate
+    assert estimate_flag_precision(accessibility, np.array([True, True, True, False])) < 0.8
+    assert estimate_flag_precision(accessibility, np.array([True, True, True, True])) == pytest.approx(
+        estimate_flag_precision(accessibility, np.array([True, True, True, False])))
 
 
 def test_mislabel_score_properties_on_random_curves():

@@ -59,11 +59,11 @@ def test_job_records_every_member_epoch_and_example(engine: Engine, tmp_path: Pa
     assert job.summary["adaboost"]["n_examples"] == len(y)
     # the stored spec is resolved: Jumpout's by-data defaults filled in for 64 features
     assert job.spec.jumpout_sigma is not None and job.spec.jumpout_p_min is not None
-    # the flags' estimated precision: the mean over the flagged of 1 - the mean given-label probability
+    # the flags' estimated precision: the mean over the flagged of 1 - accessibility (votes against)
     flagged = rows.column("is_suspected_mislabel").to_numpy(zero_copy_only=False)
-    prob = rows.column("mean_label_prob").to_numpy()
+    accessibility = rows.column("accessibility").to_numpy()
     if flagged.any():
-        assert job.summary["estimated_precision"] == pytest.approx(float((1 - prob[flagged]).mean()), abs=1e-6)
+        assert job.summary["estimated_precision"] == pytest.approx(float((1 - accessibility[flagged]).mean()), abs=1e-6)
     assert job.summary["mislabel_method"] == "consistency_margin" and job.summary["count_method"] == "margin"
     # phases and agreement index per epoch, stored once from the stored per-epoch consistency
     consistency = queries.epoch_consistency(engine.store, job_id)  # (epochs + 1, examples)
