@@ -1,7 +1,10 @@
 """The README's HTTP walk-through, run as written: its bash block against a real `curate serve`.
 
 Only what must differ on a test machine is rewritten: the data dir (a temp folder), the port (a
-free one), the curate executable (this interpreter) and the fixed `sleep 5` (wait for /health).
+free one), the curate executable (this interpreter), the fixed `sleep 5` (wait for /health) and the
+size of its three trainings (the demo's default 8 x 20 becomes 2 x 4; the two jobs' 8 x 20 and
+100 AdaBoost rounds become 2 x 4 and 10 rounds): the walk-through's commands and their outputs are
+under test, not the ensemble's size; at the full size this test alone took 32-55 s of the suite.
 """
 
 import csv
@@ -17,6 +20,8 @@ import pytest
 from benchmarks.live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+FULL_SPEC = r'\"spec\": {\"n_members\": 8, \"n_epochs\": 20}'  # as the README's JSON bodies spell it inside "..."
+SMALL_SPEC = r'\"spec\": {\"n_members\": 2, \"n_epochs\": 4}, \"adaboost\": {\"n_rounds\": 10}'
 
 
 def walkthrough() -> str:
@@ -45,11 +50,15 @@ def test_the_readme_http_walkthrough_works_as_written(tmp_path: Path) -> None:
     port = free_port()
     script = walkthrough()
     assert "curate serve --data-dir data &" in script and "sleep 5" in script  # what gets rewritten below
+    assert "curate demo --data-dir data " in script and script.count(FULL_SPEC) == 2
     script = (script.replace(".venv/bin/curate", f"{sys.executable} -m service")
               .replace("curate serve --data-dir data &", f"curate serve --data-dir data --port {port} &")
               .replace("service serve --data-dir data &", f"service serve --data-dir data --port {port} &")
               .replace("sleep 5", f"until curl -sf localhost:{port}/health >/dev/null; do sleep 0.2; done")
-              .replace("localhost:8000", f"localhost:{port}"))
+              .replace("localhost:8000", f"localhost:{port}")
+              .replace("curate demo --data-dir data ", "curate demo --data-dir data --members 2 --epochs 4 ")
+              .replace("service demo --data-dir data ", "service demo --data-dir data --members 2 --epochs 4 ")
+              .replace(FULL_SPEC, SMALL_SPEC))
     done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
