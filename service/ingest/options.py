@@ -57,10 +57,15 @@ class IngestOptions:
     def with_(self, **changes: object) -> "IngestOptions":
         return replace(self, **changes)  # type: ignore[arg-type]
 
-    def reuse_key(self) -> str | None:
+    def reuse_key(self, weights_sha256: str | None = None) -> str | None:
         """The options beyond label column and resize (which have their own columns), as canonical
-        JSON; None when they are all defaults, so a dataset stored before they existed still matches."""
+        JSON; None when they are all defaults, so a dataset stored before they existed still matches.
+        With weights_sha256 (the digest of the weights file the features use) the file stands in the
+        key by its bytes, not its path: other weights at the same path are another dataset, the same
+        weights at another path (or in torchvision's cache) the same one."""
         values = {k: v for k, v in asdict(self).items() if k not in ("label_column", "resize")}
+        if weights_sha256 is not None:
+            values["weights"] = f"sha256:{weights_sha256}"
         defaults = {k: v for k, v in asdict(IngestOptions()).items() if k in values}
         if values == defaults:
             return None

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from service.errors import Conflict, HasVersions, NotFound
+from service.ingest.features import plan_features
 from service.ingest.files import DatasetManifest, load_manifest, save_dataset, source_format_of
 from service.ingest.formats import IngestLimits, load_dataset
 from service.ingest.options import IngestOptions
@@ -43,7 +44,7 @@ def ingest(store: Store, settings: Settings, path: Path, options: IngestOptions 
     """(manifest, reused): an upload whose bytes (sha256) and ingest options match a dataset this
     owner uploaded before reuses that dataset instead of storing a duplicate."""
     upload_sha = upload_sha256(path) if path.exists() else None
-    key = (upload_sha, options.label_column, options.resize_text(), options.reuse_key(), owner)
+    key = (upload_sha, options.label_column, options.resize_text(), options_key(path, options), owner)
     with store.reader() as cur:
         found = _stored_upload(cur, *key)
     if found:
@@ -57,7 +58,7 @@ def ingest(store: Store, settings: Settings, path: Path, options: IngestOptions 
             found = _stored_upload(cur, *key)  # the same file uploaded at the same time
             if not found:
                 insert_dataset_row(cur, manifest, owner, upload_sha256=upload_sha, label_column=options.label_column,
-                                   resize=options.resize_text(), ingest_options=options.reuse_key())
+                                   resize=options.resize_text(), ingest_options=key[3])
                 rows = pa.table({"example_id": np.arange(manifest.n_examples, dtype=np.int32),
                                  "source": pa.array(loaded.sources, pa.string()),
                                  "given_label": loaded.y.astype(np.int32)})
@@ -139,6 +140,15 @@ def upload_sha256(path: Path) -> str:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def options_key(path: Path, options: IngestOptions) -> str | None:
+    """The upload-reuse key of the ingest options; pretrained features name their weights file by
+    its sha256 (the plan also refuses a missing file before anything is hashed or decoded)."""
+    if options.features is None:
+        return options.reuse_key()
+    plan = plan_features(path.name, options.features, options.weights)
+    return options.reuse_key(weights_sha256=upload_sha256(plan.weights_path))
 
 
 def _stored_upload(cur: duckdb.DuckDBPyConnection, upload_sha: str | None, label_column: str, resize: str | None,

@@ -1,6 +1,7 @@
 """The one list of ingest options: bad values are refused with what is wrong, defaults key like the
 datasets stored before the options existed, and the query string round-trips them."""
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
 import pytest
@@ -56,3 +57,22 @@ def test_the_query_string_round_trips_the_options() -> None:
                                 features=query["features"][0])
     assert again == options
     assert IngestOptions().to_query() == []
+
+
+def test_the_reuse_key_names_a_weights_file_by_its_bytes_not_its_path(tmp_path: Path) -> None:
+    """Other weights written over the same path make another dataset; the same weights under
+    another path are the same one (features from stale weights must never be reused)."""
+    from service.store.catalog import options_key
+
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    a.write_bytes(b"weights one")
+    b.write_bytes(b"weights one")
+    upload = tmp_path / "photos"
+    first = options_key(upload, IngestOptions(features="torchvision:resnet18", weights=str(a)))
+    assert first == options_key(upload, IngestOptions(features="torchvision:resnet18", weights=str(b)))
+    assert str(a) not in (first or "") and "sha256:" in (first or "")
+    a.write_bytes(b"weights two")
+    assert options_key(upload, IngestOptions(features="torchvision:resnet18", weights=str(a))) != first
+    assert options_key(upload, IngestOptions(embedder="tfidf")) == IngestOptions(embedder="tfidf").reuse_key()
+    with pytest.raises(InvalidDataset, match=r"--weights .*nope\.pth: no such file"):
+        options_key(upload, IngestOptions(features="torchvision:resnet18", weights=str(tmp_path / "nope.pth")))
