@@ -291,6 +291,9 @@ def explain(
     print_attribution(a, root)
 
 
+TOP_COLUMNS = 10  # uploaded columns `curate explain` prints
+
+
 def print_attribution(a: AttributionOut, data_dir: Path | None) -> None:
     out.print(f"job {a.job_id}  example {a.example_id}  {a.target} label {a.target_label!r}  method {a.method}  "
               "(mean over members; inputs as the network sees them, normalised)", markup=False, highlight=False)
@@ -304,6 +307,14 @@ def print_attribution(a: AttributionOut, data_dir: Path | None) -> None:
     for f in a.top_features:
         table.add_row(escape(f.feature), f"{f.value:.4f}")
     out.print(table)
+    if a.by_column:  # a table with columns.json: the map summed per uploaded column
+        columns = Table(title=f"uploaded columns by |attribution| (top {min(len(a.by_column), TOP_COLUMNS)} "
+                              f"of {len(a.by_column)})")
+        columns.add_column("column")
+        columns.add_column("attribution", justify="right")
+        for c in a.by_column[:TOP_COLUMNS]:
+            columns.add_row(escape(c.column), f"{c.value:.4f}")
+        out.print(columns)
     for name, rel in (("map", a.map_path), ("heatmap", a.heatmap_path)):
         if rel:
             where = data_dir / rel if data_dir else f"{rel} (in the server's data directory)"

@@ -226,3 +226,22 @@ def test_table_parquet_is_written_in_small_row_groups(tmp_path: Path) -> None:
     save_dataset(load_dataset(tmp_path / "t.csv"), tmp_path / "datasets", "t1", "t.csv", "csv")
     parquet = pq.ParquetFile(table_path(tmp_path / "datasets", "t1"))
     assert parquet.metadata.num_rows == n and parquet.num_row_groups == 3
+
+
+@pytest.mark.slow
+def test_curate_explain_prints_the_uploaded_columns_largest_first(served: Served,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from service.cli.main import TOP_COLUMNS, print_attribution
+    from service.schemas import AttributionOut
+
+    example_id = min(_explained(served))
+    body = served.client.get(f"/jobs/{served.job_id}/examples/{example_id}/attribution").json()
+    print_attribution(AttributionOut.model_validate(body), served.data_dir)
+    shown = capsys.readouterr().out
+    assert f"uploaded columns by |attribution| (top {min(len(body['by_column']), TOP_COLUMNS)}" in shown
+    rows = re.findall(r"^\W*(\w+)\s*\W\s*(-?\d+\.\d{4})\s*\W*$", shown.split("uploaded columns", 1)[1], re.M)
+    expected = [(c["column"], f"{c['value']:.4f}") for c in body["by_column"][:TOP_COLUMNS]]
+    assert rows == expected
+    # without uploaded columns (an NPZ's attribution has by_column None) there is no such table
+    print_attribution(AttributionOut.model_validate({**body, "by_column": None}), served.data_dir)
+    assert "uploaded columns" not in capsys.readouterr().out
