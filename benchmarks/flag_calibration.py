@@ -2,7 +2,7 @@
 
     python benchmarks/flag_calibration.py [--datasets wine,iris,breast_cancer,digits,segment,phishing]
         [--noise sym10,...,ambiguous30] [--selection-seeds 0,1,2] [--test-seeds 100,101,102]
-        [--cache DIR] [--out benchmarks/results]
+        [--budgets 8x20,16x20,8x40] [--cache DIR] [--out benchmarks/results]
 
 For each (dataset, noise, seed) this trains the default ensemble directly (no store: the Jumpout
 row the default picks, 8 members x 20 epochs, as `benchmarks/detection_variants.py` does), scores
@@ -14,8 +14,9 @@ the record with `scoring.scores.compute_example_scores` (the pipeline's own scor
   the trained epochs < 0), the same over the first half of training only (before memorisation),
   and confident learning on the in-sample probabilities.
 The estimators were chosen on the selection seeds; the test seeds are reported apart and chose
-nothing. `--cache DIR` keeps each record as an .npz so a rerun only re-grades.
-Writes `<out>/flag_calibration.{json,md}`.
+nothing. `--budgets MxE,...` also trains M members x E epochs beside the default 8 x 20 and
+reports what a larger budget buys (AP, flagged-set F1, rate gap) on the same cases. `--cache DIR` keeps each record as an .npz so a rerun only re-grades.
+Writes `<out>/<name>.{json,md}` (name: flag_calibration).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rich.console import Console
 
 from benchmarks.detection import DATASETS, TABLE_NOISE, describe_machine, fmt, parse_noise, plant
 from benchmarks.detection_variants import VARIANTS, default_variant
+from benchmarks.noise import compute_detection_metrics
 from benchmarks.report import markdown_table, print_tables
 from scoring.mislabel import estimate_n_errors_by_margin, estimate_n_label_errors
 from scoring.scores import compute_example_scores
@@ -45,12 +47,26 @@ COUNTS = ("margin", "margin_first_half", "confident_learning")  # the default fi
 RECORD_FIELDS = ("predicted_label", "label_prob", "margin", "held_out", "prob_sum")
 
 
-def train_record(dataset: str, noise: str, seed: int, cache: Path | None) -> dict[str, np.ndarray]:
-    """The noisy labels, the planted flips and the default ensemble's record of one case."""
-    path = None if cache is None else cache / f"{dataset}_{noise}_{seed}.npz"
+DEFAULT_BUDGET = "8x20"  # TrainSpec's n_members x n_epochs
+
+
+def parse_budget(text: str) -> tuple[int, int]:
+    members, _, epochs = text.partition("x")
+    if not (members.isdigit() and epochs.isdigit()):
+        raise SystemExit(f"--budgets: {text!r} is not MEMBERSxEPOCHS, e.g. 16x20")
+    return int(members), int(epochs)
+
+
+def train_record(dataset: str, noise: str, seed: int, cache: Path | None,
+                 budget: str = DEFAULT_BUDGET) -> dict[str, np.ndarray]:
+    """The noisy labels, the planted flips and the ensemble's record of one case at one budget."""
+    suffix = "" if budget == DEFAULT_BUDGET else f"_{budget}"
+    path = None if cache is None else cache / f"{dataset}_{noise}_{seed}{suffix}.npz"
     if path is not None and path.exists():
         with np.load(path) as stored:
-            return {k: stored[k] for k in ("y_noisy", "flipped", *RECORD_FIELDS)}
+            out = {k: stored[k] for k in ("y_noisy", "flipped", *RECORD_FIELDS)}
+            out["train_seconds"] = stored["train_seconds"] if "train_seconds" in stored else np.array(np.nan)
+            return out
     from models.ensemble import Ensemble  # torch only when something is trained
     from models.spec import TrainSpec
 
@@ -58,9 +74,13 @@ def train_record(dataset: str, noise: str, seed: int, cache: Path | None) -> dic
     X, n_classes = X.astype(np.float64), int(y.max()) + 1
     kind, rate = parse_noise(noise)
     y_noisy, flipped = plant(kind, rate, X, y, n_classes, seed)
-    spec = TrainSpec(random_state=seed, **VARIANTS[default_variant(dataset)])  # type: ignore[arg-type]
+    n_members, n_epochs = parse_budget(budget)
+    spec = TrainSpec(random_state=seed, n_members=n_members, n_epochs=n_epochs,  # type: ignore[arg-type]
+                     **VARIANTS[default_variant(dataset)])
+    started = time.perf_counter()
     record = Ensemble(spec).fit(X, y_noisy, n_classes).record_
-    out = {"y_noisy": y_noisy, "flipped": flipped, **{k: getattr(record, k) for k in RECORD_FIELDS}}
+    out = {"y_noisy": y_noisy, "flipped": flipped, **{k: getattr(record, k) for k in RECORD_FIELDS},
+           "train_seconds": np.array(time.perf_counter() - started)}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **out)
@@ -74,8 +94,12 @@ def grade_case(r: dict[str, np.ndarray]) -> dict[str, float | int | None]:
     scores = compute_example_scores(r["predicted_label"], r["label_prob"], r["margin"], r["held_out"],
                                     prob_sum, np.zeros_like(prob_sum), y)
     flagged = scores.is_suspected_mislabel
+    seconds = float(r["train_seconds"])
     row: dict[str, float | int | None] = {"n_examples": len(y), "n_flipped": int(flipped.sum()),
-                                          "n_flagged": int(flagged.sum())}
+                                          "n_flagged": int(flagged.sum()),
+                                          "train_seconds": None if np.isnan(seconds) else seconds}
+    metrics = compute_detection_metrics(flipped, scores.mislabel_score, flagged)
+    row["ap"], row["f1"] = metrics["ap"], metrics["f1"]
     row["precision"] = float(flipped[flagged].mean()) if flagged.any() else None
     row["votes_against"] = scores.estimated_precision
     row["one_minus_prob"] = float((1.0 - scores.mean_label_prob[flagged]).mean()) if flagged.any() else None
@@ -93,13 +117,15 @@ def grade_case(r: dict[str, np.ndarray]) -> dict[str, float | int | None]:
 def run(args: argparse.Namespace, console: Console) -> list[dict]:
     rows = []
     seeds = [("selection", s) for s in args.selection_seeds] + [("test", s) for s in args.test_seeds]
-    for dataset, noise, (role, seed) in itertools.product(args.datasets, args.noise, seeds):
+    for budget, dataset, noise, (role, seed) in itertools.product(args.budgets, args.datasets, args.noise, seeds):
+        if budget != DEFAULT_BUDGET and role == "selection":
+            continue  # a budget is graded, not chosen: the test seeds only
         started = time.perf_counter()
         row = {"dataset": dataset, "noise": noise, "kind": parse_noise(noise)[0], "seed": seed, "role": role,
-               **grade_case(train_record(dataset, noise, seed, args.cache))}
+               "budget": budget, **grade_case(train_record(dataset, noise, seed, args.cache, budget))}
         row["seconds"] = time.perf_counter() - started
         rows.append(row)
-        console.log(f"{dataset} {noise} {role} {seed}: precision {fmt(row['precision'])}, votes against "
+        console.log(f"{budget} {dataset} {noise} {role} {seed}: AP {row['ap']:.3f}, precision {fmt(row['precision'])}, votes against "
                     f"{fmt(row['votes_against'])}, 1 - prob {fmt(row['one_minus_prob'])}; "
                     f"count {row['count_margin']} / planted {row['n_flipped']} ({row['seconds']:.1f}s)")
     return rows
@@ -138,10 +164,39 @@ def count_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return ["count", *KINDS, "mean |gap|", "cases within 3 points"], body
 
 
+def _mean_seconds(rows: list[dict]) -> str:
+    seconds = [r["train_seconds"] for r in rows if r["train_seconds"] is not None]
+    return f"{np.mean(seconds):.1f}" if len(seconds) == len(rows) else "n/a (cached records)"
+
+
+def budget_table(rows: list[dict], budgets: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Per budget, on the cases every budget ran: mean AP per kind, F1 and rate gap, seconds."""
+    ran = {b: {(r["dataset"], r["noise"], r["seed"]) for r in rows if r["budget"] == b} for b in budgets}
+    common = set.intersection(*ran.values())
+    body = []
+    for b in budgets:
+        some = [r for r in rows if r["budget"] == b and (r["dataset"], r["noise"], r["seed"]) in common]
+        cells = [b, str(len(some))]
+        for kind in KINDS:
+            aps = [r["ap"] for r in some if r["kind"] == kind]
+            cells.append(fmt(float(np.mean(aps))) if aps else "n/a")
+        cells += [fmt(float(np.mean([r["ap"] for r in some]))), fmt(float(np.mean([r["f1"] for r in some]))),
+                  fmt(float(np.mean([abs(r["count_margin"] - r["n_flipped"]) / r["n_examples"] for r in some]))),
+                  _mean_seconds(some)]
+        body.append(cells)
+    return ["budget (members x epochs)", "runs", *[f"AP {k}" for k in KINDS], "AP all", "F1", "mean |rate gap|",
+            "training seconds a run"], body
+
+
 def tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
     out = []
+    budgets = list(dict.fromkeys(r["budget"] for r in rows))
+    if len(budgets) > 1:
+        test = [r for r in rows if r["role"] == "test"]
+        out.append(("What a larger budget buys (test seeds, the cases every budget ran)",
+                    *budget_table(test, budgets)))
     for role in ("selection", "test"):
-        some = [r for r in rows if r["role"] == role]
+        some = [r for r in rows if r["role"] == role and r["budget"] == DEFAULT_BUDGET]
         if some:
             seeds = sorted({r["seed"] for r in some})
             out.append((f"Estimated precision at the cut against the measured precision ({role} seeds {seeds})",
@@ -156,22 +211,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noise", default=TABLE_NOISE)
     parser.add_argument("--selection-seeds", default="0,1,2")
     parser.add_argument("--test-seeds", default="100,101,102")
+    parser.add_argument("--budgets", default=DEFAULT_BUDGET, help="MEMBERSxEPOCHS,...; the default first")
     parser.add_argument("--cache", type=Path, default=None, help="keep and reuse each case's record here")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default="flag_calibration", help="the report's file stem")
     args = parser.parse_args(argv)
-    args.datasets, args.noise = args.datasets.split(","), args.noise.split(",")
+    args.datasets, args.noise, args.budgets = args.datasets.split(","), args.noise.split(","), args.budgets.split(",")
+    for budget in args.budgets:
+        parse_budget(budget)
+    if args.budgets[0] != DEFAULT_BUDGET:
+        args.budgets.insert(0, DEFAULT_BUDGET)
     args.selection_seeds = [int(s) for s in args.selection_seeds.split(",") if s]
     args.test_seeds = [int(s) for s in args.test_seeds.split(",") if s]
     console = Console(width=160)
     started = time.perf_counter()
     rows = run(args, console)
-    report = {"machine": describe_machine(), "total_seconds": time.perf_counter() - started,
-              "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"},
+    machine = describe_machine()
+    report = {"machine": machine, "total_seconds": time.perf_counter() - started,
+              "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "name")},
               "rows": rows}
     print_tables(console, tables(rows))
     lines = ["# Flag calibration: the estimated error count and precision against the truth", "",
-             f"Command: `{report['machine']['command']}`", "",
-             "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items() if k != "command"), "",
+             f"Command: `{machine['command']}`", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items() if k != "command"), "",
              "The default ensemble (8 members x 20 epochs, the Jumpout row the default picks) trained "
              "directly, scored by the pipeline's scoring; flagged = the top-scored up to the default count. "
              "Precision errors are estimate - measured share of planted flips among the flagged.", ""]
@@ -179,8 +241,8 @@ def main(argv: list[str] | None = None) -> None:
         lines += [f"## {title}", "", markdown_table(header, body), ""]
     lines.append(f"Total wall time: {report['total_seconds']:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "flag_calibration.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "flag_calibration.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
