@@ -178,6 +178,7 @@ def test_upload_size_limit_gives_413(start_server, tmp_path: Path) -> None:
         assert c.get("/datasets").json() == []
 
 
+@pytest.mark.slow  # ~6 s: a server, whose teardown stops alice's running job
 def test_api_keys_isolate_owners(start_server, tmp_path: Path) -> None:
     alice, bob = "alice-key-0123456789abcdef", "bob-key-0123456789abcdefgh"
     srv: Server = start_server(CURATE_API_KEYS=f"alice={alice},bob={bob}")

@@ -4,6 +4,7 @@ odd bodies and names, and the bounds on uploads, images, attributions and job si
 import io
 import json
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -80,16 +81,27 @@ def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
-def test_a_chunked_multipart_upload_over_the_limit_is_413_and_spools_nothing_outside(start_server,
-                                                                                     tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tight_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with every tight limit the refusal tests below need (a 1 MB upload, 45 KB of
+    decoded pixels, a body that stalls 1 s, its own TMPDIR), instead of a server start per test:
+    each limit is far from what the other tests send, and none of them stores anything, so each
+    also checks that the refusals before it left no upload, temp file or dataset behind."""
+    root = tmp_path_factory.mktemp("tight")
+    (root / "tmp").mkdir()
+    srv = Server(root / "data", env={"CURATE_MAX_UPLOAD_BYTES": "1000000", "CURATE_MAX_DECODED_BYTES": "45000",
+                                     "CURATE_BODY_READ_TIMEOUT_S": "1", "TMPDIR": str(root / "tmp")}).start()
+    yield srv
+    srv.stop()
+
+
+def test_a_chunked_multipart_upload_over_the_limit_is_413_and_spools_nothing_outside(tight_server: Server) -> None:
     """Starlette's form parser spooled the whole file (to TMPDIR) before the limit applied: the 413
     came only after the last byte. Now it comes once the limit is passed, and nothing is kept."""
     import select
     import socket
 
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    srv = start_server(CURATE_MAX_UPLOAD_BYTES="1000000", TMPDIR=str(tmp))
+    srv, tmp = tight_server, tight_server.env["TMPDIR"]
     head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
             b"Content-Type: text/csv\r\n\r\n")
     piece = b"1," * 32768
@@ -109,7 +121,7 @@ def test_a_chunked_multipart_upload_over_the_limit_is_413_and_spools_nothing_out
         reply = reply or s.recv(65536)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:300]
     assert sent < 20_000_000, f"the server read {sent:,} bytes before refusing a 1 MB limit"
-    assert _files(tmp) == []
+    assert _files(Path(tmp)) == []
     assert _files(srv.data_dir / "uploads") == []
     with httpx.Client(base_url=srv.url, timeout=30) as c:
         assert c.get("/datasets").json() == []
@@ -144,8 +156,8 @@ def test_a_decompression_bomb_png_is_413_naming_the_image(shared_server: Server,
         assert c.get("/datasets").json() == before
 
 
-def test_the_decoded_bytes_budget_names_the_image(start_server, tmp_path: Path) -> None:
-    srv = start_server(CURATE_MAX_DECODED_BYTES="45000")
+def test_the_decoded_bytes_budget_names_the_image(tight_server: Server, tmp_path: Path) -> None:
+    srv = tight_server  # max_decoded_bytes 45000
     path = tmp_path / "imgs.zip"
     with zipfile.ZipFile(path, "w") as zf:
         for cls in ("a", "b"):
@@ -154,8 +166,10 @@ def test_the_decoded_bytes_budget_names_the_image(start_server, tmp_path: Path) 
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         message = _error(c.post("/datasets", params={"filename": "imgs.zip"}, content=path.read_bytes()), 413)
         assert "'b/1.png'" in message and "max_decoded_bytes" in message  # the fifth: 50 KB in all
+        assert c.get("/datasets").json() == []
 
 
+@pytest.mark.slow  # ~6 s: a server, whose teardown stops the small job it accepted
 def test_a_job_too_big_for_max_job_memory_is_refused_naming_estimate_and_limit(start_server, tmp_path: Path) -> None:
     srv = start_server(CURATE_MAX_JOB_MEMORY=str(8 * 1024**3))
     path, _ = digits_npz(tmp_path / "d.npz", n=100)
@@ -188,11 +202,11 @@ def test_a_cuda_device_the_host_lacks_is_refused_at_submission(shared_server: Se
     b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nContent-Type: application/json\r\n\r\n"
     b'{"dataset_id": ',
 ], ids=["upload", "json"])
-def test_a_request_body_that_stalls_gets_408(start_server, head: bytes) -> None:
+def test_a_request_body_that_stalls_gets_408(tight_server: Server, head: bytes) -> None:
     import socket
     import time
 
-    srv = start_server(CURATE_BODY_READ_TIMEOUT_S="1")
+    srv = tight_server  # body_read_timeout_s 1
     with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as s:
         s.sendall(head)
         started = time.monotonic()

@@ -81,6 +81,7 @@ def _serve(data: Path, **env: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow  # ~7 s: three `curate serve` processes (two refused, one running)
 def test_start_up_failures_print_one_error_line_and_exit_non_zero(start_server, tmp_path: Path) -> None:
     bad = _serve(tmp_path / "a", CURATE_API_KEYS="alice=short")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
