@@ -2,8 +2,9 @@
 specs the service tests share.
 
 Servers cost ~2-4 s each to start on a loaded 2-core box (imports, DuckDB, the fork server's
-torch import), so tests that only read or are refused share one per module (`shared_server`);
-a test that needs its own settings, a kill or a clean data dir starts its own (`start_server`).
+torch import), so tests that only read or are refused share one per test process (`shared_server`:
+one per pytest-xdist worker); a test that needs its own settings, a kill or a clean data dir
+starts its own (`start_server`).
 """
 
 import time
@@ -28,10 +29,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One default server for a module's tests that leave nothing behind (refusals, reads): each
-    such test compares what is stored before and after instead of expecting an empty server."""
+    """One default server for the tests of every module that leave nothing running (refusals,
+    reads, uploads of their own data): each such test compares what is stored before and after
+    instead of expecting an empty server, and none starts a job on it (a running job would change
+    the job list another module's test compares). Session-wide: it was one per module, six starts."""
     srv = Server(tmp_path_factory.mktemp("shared") / "data").start()
     yield srv
     srv.stop()

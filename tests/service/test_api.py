@@ -84,13 +84,15 @@ def test_kill9_mid_training_resumes_to_identical_results(start_server, tmp_path:
     path, _ = digits_npz(tmp_path / "d.npz")
     # batch 8: ~40 steps an epoch, so the kill lands mid-training even with workers that start at once
     spec = {**SMALL_SPEC, "n_epochs": 24, "batch_size": 8, "random_state": 5}
-    clean: Server = start_server(tmp_path / "clean")  # the uninterrupted reference trains beside it
+    # no explanations after the jobs: the scores and predictions are compared, not attributions (~1-2 s a job)
+    quiet = {"CURATE_EXPLAIN_MAX_EXAMPLES": "0"}
+    clean: Server = start_server(tmp_path / "clean", **quiet)  # the uninterrupted reference trains beside it
     with httpx.Client(base_url=clean.url, timeout=30) as c:
         ds = _upload(c, path)
         other = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec,
                                       "adaboost": {"n_rounds": 5}}).json()["job_id"]
     data = tmp_path / "crashy"
-    srv: Server = start_server(data)
+    srv: Server = start_server(data, **quiet)
     with httpx.Client(base_url=srv.url, timeout=30) as c:
         ds = _upload(c, path)
         job_id = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": spec,
@@ -98,7 +100,7 @@ def test_kill9_mid_training_resumes_to_identical_results(start_server, tmp_path:
         wait_until(lambda: c.get(f"/jobs/{job_id}").json()["epochs_done"] >= 3, timeout=180, interval=0.1,
                    what="three epochs done")
     srv.kill9()
-    restarted: Server = start_server(data)
+    restarted: Server = start_server(data, **quiet)
     with httpx.Client(base_url=restarted.url, timeout=30) as c:
         job = wait_for(c, job_id, ("succeeded", "failed"))
         assert job["status"] == "succeeded" and job["attempt"] >= 2, job["error"]
