@@ -57,7 +57,8 @@ def iter_task_records(task: GroupTask, X: np.ndarray | None = None,
     ckpt = Path(task.checkpoint_dir) if task.checkpoint_dir else None
     yield from train_group(np.asarray(X), y, task.n_classes, task.spec, list(task.members), group=task.group,
                            checkpoint_dir=ckpt, resume_after=task.resume_after,
-                           keep_checkpoints=task.keep_checkpoints)
+                           keep_checkpoints=task.keep_checkpoints,
+                           exclude=np.asarray(task.exclude, dtype=np.int64) if task.exclude else None)
 
 
 def run_task(task: GroupTask, out: _Queue, cancel: _Flag, parent_pid: int | None = None) -> None:

@@ -4,7 +4,7 @@ Input: the stacked prediction record (see models/predictions.py for the arrays).
 per-epoch curves and the per-example fields that the store, API, CLI and exports show.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -182,6 +182,20 @@ class DynamicsAccumulator:
             estimated_precision=estimate_flag_precision(accessibility, flags),
             options=options,
         )
+
+
+def take_mislabels_from(first: ExampleScores, second: ExampleScores) -> ExampleScores:
+    """A rounds=2 job's scores: the curves, splits and accessibility of the first round (every
+    example trained on) with the suspects, count, estimated precision and suggested labels of the
+    second, which held the first round's suspects out of training. A wrong label the second round
+    never trained on is not memorised, so its held-out margin stays negative; a right one it held
+    out is predicted right again and drops; the labels it did train on meet fewer wrong neighbours
+    (benchmarks/flag_calibration.py measures the gain)."""
+    if first.mislabel_score.shape != second.mislabel_score.shape:
+        raise ValueError(f"rounds of {first.mislabel_score.shape} and {second.mislabel_score.shape} examples")
+    return replace(first, mislabel_score=second.mislabel_score, is_suspected_mislabel=second.is_suspected_mislabel,
+                   suggested_label=second.suggested_label, estimated_n_errors=second.estimated_n_errors,
+                   estimated_precision=second.estimated_precision)
 
 
 def compute_example_scores(

@@ -131,6 +131,8 @@ def score(
     model: Annotated[str, typer.Option(help="auto | mlp | cnn")] = "auto",
     dropout: Annotated[str, typer.Option(help="jumpout | dropout | none")] = "jumpout",
     folds: Annotated[int, typer.Option(help="cross-fitting folds (0 = none)")] = 0,
+    rounds: Annotated[int, typer.Option(help="2: train again with the suspects held out and flag from that "
+                                        "round (twice the time; README, Detection)")] = 1,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     seed: Annotated[int, typer.Option(help="random_state of the whole run")] = 0,
     label_column: Annotated[str, typer.Option(help="label column of a CSV, Parquet or JSON Lines file")] = "label",
@@ -155,7 +157,8 @@ def score(
     if (path is None) == (dataset is None):
         raise CurationError("give a PATH to ingest or --dataset DATASET_ID, not both and not neither")
     spec = TrainSpec(**{"n_members": members, "n_epochs": epochs, "model": model, "dropout": dropout,
-                        "n_folds": folds, "device": device, "random_state": seed, **_parse_settings(settings)})
+                        "n_folds": folds, "rounds": rounds, "device": device, "random_state": seed,
+                        **_parse_settings(settings)})
     options = IngestOptions.parse(label_column=label_column, resize=resize, categorical=tuple(categorical or ()),
                                   ignore=tuple(ignore or ()), text_column=text_column, embedder=embedder,
                                   features=features, weights=None if weights is None else str(weights))

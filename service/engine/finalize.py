@@ -14,7 +14,7 @@ from scoring.agreement import (
     compute_stage_accuracy_by_group,
 )
 from scoring.phases import compute_agreement_index, detect_phases
-from scoring.scores import DynamicsAccumulator, ExampleScores, ScoringOptions
+from scoring.scores import DynamicsAccumulator, ExampleScores, ScoringOptions, take_mislabels_from
 from service.settings import Settings
 from service.store import catalog, jobs
 from service.store.db import Store
@@ -23,16 +23,32 @@ from service.vocab import SPLITS
 
 
 def compute_job_scores(store: Store, job_id: str, n_members: int, n_epochs: int, n_examples: int,
-                       n_classes: int, given: np.ndarray, options: ScoringOptions) -> ExampleScores:
-    """Stream the ensemble's predictions epoch by epoch into the scorer (memory ~ epochs x examples)."""
+                       n_classes: int, given: np.ndarray, options: ScoringOptions,
+                       model: str = "ensemble") -> ExampleScores:
+    """Stream the ensemble's predictions epoch by epoch into the scorer (memory ~ epochs x examples).
+
+    model "round2" (a rounds=2 job's second round) is scored over all its members: in-sample for
+    the examples it trained on, held out (by every member) for the first round's suspects."""
+    pooled = model == "round2"
     with store.reader() as cur:
-        first = epoch_predictions(cur, job_id, "ensemble", 0, n_members, n_examples)
-        acc = DynamicsAccumulator(given, n_classes, n_epochs + 1, first["held_out"])
+        first = epoch_predictions(cur, job_id, model, 0, n_members, n_examples)
+        held_out = np.zeros_like(first["held_out"]) if pooled else first["held_out"]
+        acc = DynamicsAccumulator(given, n_classes, n_epochs + 1, held_out)
         for epoch in range(n_epochs + 1):
-            pred = first if epoch == 0 else epoch_predictions(cur, job_id, "ensemble", epoch, n_members, n_examples)
-            prob_sum, heldout_sum = epoch_probs(cur, job_id, "ensemble", epoch, n_examples, n_classes)
+            pred = first if epoch == 0 else epoch_predictions(cur, job_id, model, epoch, n_members, n_examples)
+            prob_sum, heldout_sum = epoch_probs(cur, job_id, model, epoch, n_examples, n_classes)
+            if pooled:
+                prob_sum, heldout_sum = prob_sum + heldout_sum, np.zeros_like(heldout_sum)
             acc.add_epoch(epoch, pred["predicted_label"], pred["label_prob"], pred["margin"], prob_sum, heldout_sum)
     return acc.scores(options)
+
+
+def first_round_scores(store: Store, job: jobs.Job) -> ExampleScores:
+    """Every score of the job's first (or only) round."""
+    n_examples, n_classes = catalog.dataset_size(store, job.dataset_id)
+    given = catalog.given_labels(store, job.dataset_id)
+    return compute_job_scores(store, job.job_id, job.spec.n_members, job.spec.n_epochs, n_examples, n_classes,
+                              given, job.scoring)
 
 
 def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScores:
@@ -40,7 +56,14 @@ def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScor
     given = catalog.given_labels(store, job.dataset_id)
     scores = compute_job_scores(store, job.job_id, job.spec.n_members, job.spec.n_epochs, n_examples, n_classes,
                                 given, job.scoring)
-    summary: dict[str, object] = {"n_examples": n_examples,
+    rounds: dict[str, object] = {}
+    if job.spec.rounds == 2:
+        second = compute_job_scores(store, job.job_id, job.spec.n_members, job.spec.n_epochs, n_examples, n_classes,
+                                    given, job.scoring, model="round2")
+        rounds = {"first_round_flagged": int(scores.is_suspected_mislabel.sum()),
+                  "first_round_estimated_n_errors": scores.estimated_n_errors}
+        scores = take_mislabels_from(scores, second)
+    summary: dict[str, object] = {**rounds,"n_examples": n_examples,
                                   "split_counts": {s: int((scores.split == s).sum()) for s in SPLITS},
                                   "estimated_precision": scores.estimated_precision,
                                   "mislabel_method": scores.options.mislabel_method,

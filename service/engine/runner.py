@@ -8,12 +8,15 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from models.predictions import EpochRecord
-from models.spec import GroupTask
+from models.spec import GroupTask, TrainSpec
+from scoring.scores import ExampleScores
 from service.engine.estimate import EpochTimer, job_shape
 from service.engine.executors.local import Executor, WorkerFailed
 from service.engine.explain import explain_job, keep_model
-from service.engine.finalize import finalize_job
+from service.engine.finalize import finalize_job, first_round_scores
 from service.limits import cuda_device_count
 from service.settings import Settings
 from service.store import catalog, jobs
@@ -25,12 +28,39 @@ Progress = Callable[[str, int, int], None]  # (job_id, epochs_done, epochs_total
 
 def build_tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int) -> list[GroupTask]:
     """Tasks still to run: groups with epochs left, each resuming after its last committed epoch."""
-    done = done_epochs(store, job.job_id)
-    n_classes = catalog.dataset_size(store, job.dataset_id)[1]
-    ds = settings.datasets_dir / job.dataset_id
     units = [("ensemble", g, tuple(m), job.spec.n_epochs) for g, m in enumerate(job.spec.member_groups())]
     if job.adaboost.enabled:
         units.append(("adaboost", 0, (0,), job.adaboost.n_rounds))
+    return _tasks(store, settings, job, attempt, units, job.spec, ())
+
+
+def build_round2_tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int) -> list[GroupTask]:
+    """A rounds=2 job's second round, once the first is committed: every member group again, from
+    other seeds, with the first round's suspected mislabels held out by every member
+    (second_round_exclusion). They are recomputed from the committed first round (deterministic),
+    so a resumed job holds out the same examples."""
+    units = [("round2", g, tuple(m), job.spec.n_epochs) for g, m in enumerate(job.spec.member_groups())]
+    done = done_epochs(store, job.job_id)
+    if all(done.get((model, group), -1) >= last for model, group, _, last in units):
+        return []
+    exclude = tuple(int(i) for i in second_round_exclusion(first_round_scores(store, job)))
+    spec = job.spec.model_copy(update={"random_state": job.spec.round2_seed()})
+    return _tasks(store, settings, job, attempt, units, spec, exclude)
+
+
+def second_round_exclusion(first: ExampleScores) -> np.ndarray:
+    """The examples the second round holds out: the first round's suspects, at most half of all
+    examples (the most suspect first), so that the second round always learns from a majority."""
+    order = np.argsort(-np.nan_to_num(first.mislabel_score, nan=-np.inf), kind="stable")
+    n = min(int(first.is_suspected_mislabel.sum()), len(order) // 2)
+    return np.sort(order[:n])
+
+
+def _tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int, units: list[tuple[str, int, tuple, int]],
+           spec: TrainSpec, exclude: tuple[int, ...]) -> list[GroupTask]:
+    done = done_epochs(store, job.job_id)
+    n_classes = catalog.dataset_size(store, job.dataset_id)[1]
+    ds = settings.datasets_dir / job.dataset_id
     tasks = []
     for model, group, members, last in units:
         resume = done.get((model, group))
@@ -38,9 +68,10 @@ def build_tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int) -
             continue
         ckpt = settings.checkpoint_dir(job.job_id, model, group)
         tasks.append(GroupTask(job_id=job.job_id, attempt=attempt, model=model, group=group, members=members,
-                               spec=job.spec, adaboost=job.adaboost, x_path=str(ds / "X.npy"),
-                               y_path=str(ds / "y.npy"), n_classes=n_classes, checkpoint_dir=str(ckpt),
-                               resume_after=resume, n_threads=settings.threads_per_worker()))
+                               spec=spec if model != "adaboost" else job.spec, adaboost=job.adaboost,
+                               x_path=str(ds / "X.npy"), y_path=str(ds / "y.npy"), n_classes=n_classes,
+                               checkpoint_dir=str(ckpt), resume_after=resume,
+                               n_threads=settings.threads_per_worker(), exclude=exclude if model == "round2" else ()))
     return tasks
 
 
@@ -69,7 +100,10 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
             jobs.status_of(store, job_id) != "running"
 
     try:
-        if not executor.run(tasks, on_record, should_stop):
+        finished = executor.run(tasks, on_record, should_stop)
+        if finished and job.spec.rounds == 2:
+            finished = executor.run(build_round2_tasks(store, settings, job, attempt), on_record, should_stop)
+        if not finished:
             if cancel is not None and cancel.is_set():
                 jobs.request_cancel(store, job_id, job.owner)
             _finish_if_cancelled(store, job_id, attempt)
@@ -96,7 +130,8 @@ def _epoch_timer(store: Store, settings: Settings, job: jobs.Job, executor: Exec
     max_workers at once on the local executor, all at once on a cluster."""
     n_groups = len(job.spec.member_groups())
     kind = catalog.get_dataset(store, job.dataset_id, owner=job.owner).kind
-    shape = job_shape(job.spec.n_epochs, n_groups, getattr(executor, "max_workers", n_groups), job.spec.model, kind,
+    shape = job_shape(job.spec.n_epochs * job.spec.rounds, n_groups, getattr(executor, "max_workers", n_groups),
+                      job.spec.model, kind,
                       job.spec.device, cuda_device_count(),
                       remote_gpus=settings.ray_gpus_per_group > 0 or settings.ray_members_per_gpu > 0)
     return EpochTimer(shape)

@@ -80,7 +80,7 @@ def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringO
     """Queue a job; refused at once (InvalidSpec) if the dataset cannot take the spec or, with
     max_job_memory (0 = half the RAM), if one member group's estimated memory exceeds it."""
     job_id = uuid.uuid4().hex[:12]
-    total = len(spec.member_groups()) * spec.n_epochs
+    total = len(spec.member_groups()) * spec.n_epochs * spec.rounds
     with store.transaction() as cur:
         row = cur.execute("SELECT kind, x_shape, n_classes, n_examples FROM datasets WHERE dataset_id = ? "
                           "AND owner IS NOT DISTINCT FROM ?", [dataset_id, owner]).fetchone()

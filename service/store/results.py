@@ -64,7 +64,7 @@ def commit_epoch(store: Store, task: GroupTask, record: EpochRecord, live_status
         cur.execute("INSERT INTO job_groups VALUES (?, ?, ?, ?, ?)",
                     [task.job_id, task.model, task.group, to_json(list(task.members)), record.epoch])
         done = cur.execute("SELECT coalesce(sum(last_epoch), 0) FROM job_groups WHERE job_id = ? "
-                           "AND model = 'ensemble'", [task.job_id]).fetchone()[0]
+                           "AND model IN ('ensemble', 'round2')", [task.job_id]).fetchone()[0]
         cur.execute("UPDATE jobs SET epochs_done = ? WHERE job_id = ?", [done, task.job_id])
     return int(done)
 
