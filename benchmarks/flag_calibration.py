@@ -2,7 +2,7 @@
 
     python benchmarks/flag_calibration.py [--datasets wine,iris,breast_cancer,digits,segment,phishing]
         [--noise sym10,...,ambiguous30] [--selection-seeds 0,1,2] [--test-seeds 100,101,102]
-        [--budgets 8x20,16x20,8x40] [--cache DIR] [--out benchmarks/results]
+        [--budgets 8x20,16x20,8x40,8x20r2] [--cache DIR] [--out benchmarks/results]
 
 For each (dataset, noise, seed) this trains the default ensemble directly (no store: the Jumpout
 row the default picks, 8 members x 20 epochs, as `benchmarks/detection_variants.py` does), scores
@@ -15,7 +15,11 @@ the record with `scoring.scores.compute_example_scores` (the pipeline's own scor
   and confident learning on the in-sample probabilities.
 The estimators were chosen on the selection seeds; the test seeds are reported apart and chose
 nothing. `--budgets MxE,...` also trains M members x E epochs beside the default 8 x 20 and
-reports what a larger budget buys (AP, flagged-set F1, rate gap) on the same cases. `--cache DIR` keeps each record as an .npz so a rerun only re-grades.
+reports what a larger budget buys (AP, flagged-set F1, rate gap) on the same cases; `MxEr2` is
+rounds=2 (TrainSpec.rounds): after the M x E round, M more members train E epochs with that round's
+suspects held out by all of them (`scoring.scores.second_round_exclusion`, as the engine does) and
+the flags come from the second round (`take_mislabels_from`). `--cache DIR` keeps each record as
+an .npz so a rerun only re-grades.
 Writes `<out>/<name>.{json,md}` (name: flag_calibration).
 """
 
@@ -39,60 +43,82 @@ from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.noise import compute_detection_metrics
 from benchmarks.report import markdown_table, print_tables
 from scoring.mislabel import estimate_n_errors_by_margin, estimate_n_label_errors
-from scoring.scores import compute_example_scores
+from scoring.scores import ExampleScores, compute_example_scores, second_round_exclusion, take_mislabels_from
 
 KINDS = ("sym", "pair", "confusion", "ambiguous")
 PRECISION_ESTIMATES = ("votes_against", "one_minus_prob")  # the default first
 COUNTS = ("margin", "margin_first_half", "confident_learning")  # the default first
-RECORD_FIELDS = ("predicted_label", "label_prob", "margin", "held_out", "prob_sum")
+RECORD_FIELDS = ("predicted_label", "label_prob", "margin", "held_out", "prob_sum", "heldout_prob_sum")
 
 
 DEFAULT_BUDGET = "8x20"  # TrainSpec's n_members x n_epochs
 
 
-def parse_budget(text: str) -> tuple[int, int]:
-    members, _, epochs = text.partition("x")
-    if not (members.isdigit() and epochs.isdigit()):
-        raise SystemExit(f"--budgets: {text!r} is not MEMBERSxEPOCHS, e.g. 16x20")
-    return int(members), int(epochs)
+def parse_budget(text: str) -> tuple[int, int, int]:
+    """'16x20' -> (16, 20, 1); '8x20r2' -> (8, 20, 2): members, epochs (each round), rounds."""
+    body, _, rounds = text.partition("r")
+    members, _, epochs = body.partition("x")
+    if not (members.isdigit() and epochs.isdigit() and rounds in ("", "2")):
+        raise SystemExit(f"--budgets: {text!r} is not MEMBERSxEPOCHS[r2], e.g. 16x20 or 8x20r2")
+    return int(members), int(epochs), 2 if rounds else 1
+
+
+def _scores(r: dict[str, np.ndarray], pooled: bool = False) -> ExampleScores:
+    """The pipeline's scores of a record; pooled (a second round, finalize's model 'round2'): every
+    member's predictions count in-sample, the excluded examples' included."""
+    y = r["y_noisy"].astype(np.int64)
+    prob_sum, heldout = r["prob_sum"].astype(np.float32), r["heldout_prob_sum"].astype(np.float32)
+    held_out = r["held_out"]
+    if pooled:
+        prob_sum, heldout, held_out = prob_sum + heldout, np.zeros_like(heldout), np.zeros_like(held_out)
+    return compute_example_scores(r["predicted_label"], r["label_prob"], r["margin"], held_out, prob_sum, heldout, y)
 
 
 def train_record(dataset: str, noise: str, seed: int, cache: Path | None,
                  budget: str = DEFAULT_BUDGET) -> dict[str, np.ndarray]:
     """The noisy labels, the planted flips and the ensemble's record of one case at one budget."""
+    """For an `r2` budget: the second round's record; its first round is the same budget without r2."""
     suffix = "" if budget == DEFAULT_BUDGET else f"_{budget}"
     path = None if cache is None else cache / f"{dataset}_{noise}_{seed}{suffix}.npz"
     if path is not None and path.exists():
         with np.load(path) as stored:
-            out = {k: stored[k] for k in ("y_noisy", "flipped", *RECORD_FIELDS)}
-            out["train_seconds"] = stored["train_seconds"] if "train_seconds" in stored else np.array(np.nan)
-            return out
+            if "heldout_prob_sum" in stored:  # records cached before it was kept are trained again
+                out = {k: stored[k] for k in ("y_noisy", "flipped", *RECORD_FIELDS)}
+                out["train_seconds"] = stored["train_seconds"] if "train_seconds" in stored else np.array(np.nan)
+                return out
     from models.ensemble import Ensemble  # torch only when something is trained
     from models.spec import TrainSpec
 
+    n_members, n_epochs, rounds = parse_budget(budget)
     X, y = DATASETS[dataset](return_X_y=True)
     X, n_classes = X.astype(np.float64), int(y.max()) + 1
     kind, rate = parse_noise(noise)
     y_noisy, flipped = plant(kind, rate, X, y, n_classes, seed)
-    n_members, n_epochs = parse_budget(budget)
     spec = TrainSpec(random_state=seed, n_members=n_members, n_epochs=n_epochs,  # type: ignore[arg-type]
                      **VARIANTS[default_variant(dataset)])
+    exclude, first_seconds = None, 0.0
+    if rounds == 2:
+        first = train_record(dataset, noise, seed, cache, budget.partition("r")[0])
+        exclude, first_seconds = second_round_exclusion(_scores(first)), float(first["train_seconds"])
+        spec = spec.model_copy(update={"random_state": spec.round2_seed()})
     started = time.perf_counter()
-    record = Ensemble(spec).fit(X, y_noisy, n_classes).record_
+    record = Ensemble(spec).fit(X, y_noisy, n_classes, exclude=exclude).record_
     out = {"y_noisy": y_noisy, "flipped": flipped, **{k: getattr(record, k) for k in RECORD_FIELDS},
-           "train_seconds": np.array(time.perf_counter() - started)}
+           "train_seconds": np.array(time.perf_counter() - started + first_seconds)}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **out)
     return out
 
 
-def grade_case(r: dict[str, np.ndarray]) -> dict[str, float | int | None]:
-    """Every estimate of one case next to its truth."""
+def grade_case(r: dict[str, np.ndarray], first: dict[str, np.ndarray] | None = None) -> dict[str, float | int | None]:
+    """Every estimate of one case next to its truth; `first`: r is a second round and this its first."""
     y, flipped = r["y_noisy"].astype(np.int64), r["flipped"].astype(bool)
-    prob_sum = r["prob_sum"].astype(np.float32)
-    scores = compute_example_scores(r["predicted_label"], r["label_prob"], r["margin"], r["held_out"],
-                                    prob_sum, np.zeros_like(prob_sum), y)
+    pooled = first is not None
+    scores = _scores(r, pooled)
+    if first is not None:
+        scores = take_mislabels_from(_scores(first), scores)
+    prob_sum = r["prob_sum"].astype(np.float32) + (r["heldout_prob_sum"].astype(np.float32) if pooled else 0.0)
     flagged = scores.is_suspected_mislabel
     seconds = float(r["train_seconds"])
     row: dict[str, float | int | None] = {"n_examples": len(y), "n_flipped": int(flipped.sum()),
@@ -103,7 +129,7 @@ def grade_case(r: dict[str, np.ndarray]) -> dict[str, float | int | None]:
     row["precision"] = float(flipped[flagged].mean()) if flagged.any() else None
     row["votes_against"] = scores.estimated_precision
     row["one_minus_prob"] = float((1.0 - scores.mean_label_prob[flagged]).mean()) if flagged.any() else None
-    in_sample = ~r["held_out"]
+    in_sample = np.ones_like(r["held_out"]) if pooled else ~r["held_out"]
     margin = np.where(in_sample[:, None, :], r["margin"], 0.0).sum(axis=0) / in_sample.sum(axis=0)[None, :]
     half = 1 + (margin.shape[0] - 1) // 2
     probs = prob_sum[1:].sum(axis=0) / (in_sample.sum(axis=0)[:, None] * (prob_sum.shape[0] - 1))
@@ -114,6 +140,15 @@ def grade_case(r: dict[str, np.ndarray]) -> dict[str, float | int | None]:
     return row
 
 
+def _records(dataset: str, noise: str, seed: int, cache: Path | None,
+             budget: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """The record to grade and, for an r2 budget, its first round's."""
+    record = train_record(dataset, noise, seed, cache, budget)
+    if parse_budget(budget)[2] == 1:
+        return record, None
+    return record, train_record(dataset, noise, seed, cache, budget.partition("r")[0])
+
+
 def run(args: argparse.Namespace, console: Console) -> list[dict]:
     rows = []
     seeds = [("selection", s) for s in args.selection_seeds] + [("test", s) for s in args.test_seeds]
@@ -122,7 +157,7 @@ def run(args: argparse.Namespace, console: Console) -> list[dict]:
             continue  # a budget is graded, not chosen: the test seeds only
         started = time.perf_counter()
         row = {"dataset": dataset, "noise": noise, "kind": parse_noise(noise)[0], "seed": seed, "role": role,
-               "budget": budget, **grade_case(train_record(dataset, noise, seed, args.cache, budget))}
+               "budget": budget, **grade_case(*_records(dataset, noise, seed, args.cache, budget))}
         row["seconds"] = time.perf_counter() - started
         rows.append(row)
         console.log(f"{budget} {dataset} {noise} {role} {seed}: AP {row['ap']:.3f}, precision {fmt(row['precision'])}, votes against "

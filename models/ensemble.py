@@ -442,12 +442,14 @@ class Ensemble:
     def __init__(self, spec: TrainSpec | None = None, **params: object) -> None:
         self.spec = spec if spec is not None else TrainSpec(**params)  # type: ignore[arg-type, unused-ignore]
 
-    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> "Ensemble":
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int | None = None,
+            exclude: npt.NDArray[np.int64] | None = None) -> "Ensemble":
+        """Train every member group; `exclude`: example ids no member trains on (train_group)."""
         y = np.asarray(y, dtype=np.int64)
         k = int(n_classes if n_classes is not None else y.max() + 1)
         records: list[EpochRecord] = []
         for g, members in enumerate(self.spec.member_groups()):
-            records.extend(train_group(X, y, k, self.spec, members, group=g))
+            records.extend(train_group(X, y, k, self.spec, members, group=g, exclude=exclude))
         self.records_ = records
         self.record_ = PredictionRecord.from_epochs(records, self.spec.n_members)
         return self

@@ -184,6 +184,15 @@ class DynamicsAccumulator:
         )
 
 
+def second_round_exclusion(first: ExampleScores) -> npt.NDArray[np.int64]:
+    """The examples a rounds=2 job's second round holds out: the first round's suspects, at most
+    half of all examples (the most suspect first), so that the second round learns from a majority."""
+    score = np.nan_to_num(np.asarray(first.mislabel_score, dtype=np.float64), nan=-np.inf)
+    order = np.argsort(-score, kind="stable")
+    n = min(int(first.is_suspected_mislabel.sum()), len(order) // 2)
+    return np.sort(order[:n]).astype(np.int64)
+
+
 def take_mislabels_from(first: ExampleScores, second: ExampleScores) -> ExampleScores:
     """A rounds=2 job's scores: the curves, splits and accessibility of the first round (every
     example trained on) with the suspects, count, estimated precision and suggested labels of the

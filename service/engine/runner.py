@@ -8,11 +8,9 @@ import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
-
 from models.predictions import EpochRecord
 from models.spec import GroupTask, TrainSpec
-from scoring.scores import ExampleScores
+from scoring.scores import second_round_exclusion
 from service.engine.estimate import EpochTimer, job_shape
 from service.engine.executors.local import Executor, WorkerFailed
 from service.engine.explain import explain_job, keep_model
@@ -46,14 +44,6 @@ def build_round2_tasks(store: Store, settings: Settings, job: jobs.Job, attempt:
     exclude = tuple(int(i) for i in second_round_exclusion(first_round_scores(store, job)))
     spec = job.spec.model_copy(update={"random_state": job.spec.round2_seed()})
     return _tasks(store, settings, job, attempt, units, spec, exclude)
-
-
-def second_round_exclusion(first: ExampleScores) -> np.ndarray:
-    """The examples the second round holds out: the first round's suspects, at most half of all
-    examples (the most suspect first), so that the second round always learns from a majority."""
-    order = np.argsort(-np.nan_to_num(first.mislabel_score, nan=-np.inf), kind="stable")
-    n = min(int(first.is_suspected_mislabel.sum()), len(order) // 2)
-    return np.sort(order[:n])
 
 
 def _tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int, units: list[tuple[str, int, tuple, int]],

@@ -9,10 +9,10 @@ from pydantic import ValidationError
 
 from models.ensemble import train_group
 from models.spec import AdaBoostSpec, TrainSpec
+from scoring.scores import second_round_exclusion
 from service.engine.engine import Engine
 from service.engine.executors.local import LocalExecutor
 from service.engine.finalize import compute_job_scores, first_round_scores
-from service.engine.runner import second_round_exclusion
 from service.read import queries
 from service.settings import Settings
 from service.store import jobs
