@@ -64,6 +64,18 @@ def _score_in_process(tmp_path: Path) -> subprocess.Popen:
                 "--set", "batch_size=8", "--set", "hidden_units=32")
 
 
+def _wait_training(proc: subprocess.Popen, data_dir: Path, timeout: float = 60.0) -> list[int]:
+    """The in-process CLI's descendants once its job trains: a group has written its epoch-0
+    checkpoint. (Descendants alone do not tell: `curate score` starts the fork server before it
+    ingests, so a kill then would come before there is any job.)"""
+    deadline = time.monotonic() + timeout
+    while not any((data_dir / "jobs").glob("*/*-group-*/ckpt/epoch-*.pt")):
+        assert proc.poll() is None, f"curate score exited ({proc.returncode}) before training"
+        assert time.monotonic() < deadline, f"no checkpoint under {data_dir / 'jobs'} after {timeout} s"
+        time.sleep(0.2)
+    return _wait_workers(proc.pid)
+
+
 def _jobs(tmp_path: Path) -> str:
     done = _cli(tmp_path, "jobs")
     out, _ = done.communicate(timeout=60)
@@ -74,7 +86,7 @@ def _jobs(tmp_path: Path) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_cancels_an_in_process_job_and_retry_resumes_it(tmp_path: Path, sig: signal.Signals) -> None:
     proc = _score_in_process(tmp_path)
-    children = _wait_workers(proc.pid)
+    children = _wait_training(proc, tmp_path / "data")
     time.sleep(1.0)
     asked = time.monotonic()
     proc.send_signal(sig)
@@ -91,7 +103,7 @@ def test_a_signal_cancels_an_in_process_job_and_retry_resumes_it(tmp_path: Path,
 @pytest.mark.slow
 def test_kill9_of_an_in_process_score_leaves_no_worker_and_the_job_is_cancelled(tmp_path: Path) -> None:
     proc = _score_in_process(tmp_path)
-    children = _wait_workers(proc.pid)
+    children = _wait_training(proc, tmp_path / "data")
     proc.kill()
     proc.wait(10)
     left = wait_gone(children, timeout=ORPHAN_WAIT_S)
