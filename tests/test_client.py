@@ -135,7 +135,9 @@ def test_wait_follows_the_job_across_a_server_restart(tmp_path: Path) -> None:
     first = Server(tmp_path / "data", env={"CURATE_EXPLAIN_MAX_EXAMPLES": "0"}).start()
     waited: list[JobOut] = []
     try:
-        with curate.Client(first.url) as client:
+        # retries every 0.25-1 s (the default backs off to 8 s: up to 8 s idle once the server is back)
+        reconnect = curate.Reconnect(first_delay_s=0.25, max_delay_s=1.0, max_attempts=100, deadline_s=120.0)
+        with curate.Client(first.url, reconnect=reconnect) as client:
             ds = client.upload(path)
             job = client.submit(ds.dataset_id, adaboost=False, **{**SMALL, "n_epochs": 12, "batch_size": 8})
             follower = threading.Thread(target=lambda: waited.append(client.wait(job.job_id, progress=False)))
