@@ -47,11 +47,11 @@ def measure(method: str, n_tasks: int) -> list[dict]:
         started = time.perf_counter()
         first: list[float] = []
 
-        def on_record(task: GroupTask, record: object, first: list[float] = first, started: float = started) -> None:
+        def on_records(task: GroupTask, records: object, first: list[float] = first, started: float = started) -> None:
             if not first:
                 first.append(time.perf_counter() - started)
 
-        assert executors.LocalExecutor().run([task], on_record, lambda: False)
+        assert executors.LocalExecutor().run([task], on_records, lambda: False)
         rows.append({"method": method, "task": i + 1, "first_record_s": round(first[0], 3),
                      "done_s": round(time.perf_counter() - started, 3)})
     return rows

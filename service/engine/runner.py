@@ -1,7 +1,7 @@
 """Run a job: dispatch its member groups (and AdaBoost) to an executor, commit every epoch
-exactly once (service.store.results.commit_epoch: one transaction per epoch, fenced by the job's
-attempt), then score, keep the final weights and explain. A restarted job resumes every group
-after its last committed epoch.
+exactly once (service.store.results.commit_epochs: one transaction per epoch, or per run of one
+group's epochs that arrived together, fenced by the job's attempt), then score, keep the final
+weights and explain. A restarted job resumes every group after its last committed epoch.
 """
 
 import threading
@@ -19,7 +19,7 @@ from service.limits import cuda_device_count
 from service.settings import Settings
 from service.store import catalog, jobs
 from service.store.db import Store
-from service.store.results import StaleAttempt, commit_epoch, done_epochs
+from service.store.results import StaleAttempt, commit_epochs, done_epochs
 
 Progress = Callable[[str, int, int], None]  # (job_id, epochs_done, epochs_total)
 
@@ -77,11 +77,12 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
     tasks = build_tasks(store, settings, job, attempt)
     timer = _epoch_timer(store, settings, job, executor)
 
-    def on_record(task: GroupTask, record: EpochRecord) -> None:
-        done = commit_epoch(store, task, record)
-        estimate = timer.observe(task.group, record.epoch, record.seconds) if task.model == "ensemble" else None
-        if estimate is not None:  # stored before progress is reported, so a follower sees both at once
-            jobs.set_estimate(store, job_id, attempt, estimate.seconds, estimate.note)
+    def on_records(task: GroupTask, records: list[EpochRecord]) -> None:
+        done = commit_epochs(store, task, records)
+        for record in records if task.model == "ensemble" else ():
+            estimate = timer.observe(task.group, record.epoch, record.seconds)
+            if estimate is not None:  # stored before progress is reported, so a follower sees both at once
+                jobs.set_estimate(store, job_id, attempt, estimate.seconds, estimate.note)
         if progress is not None:
             progress(job_id, done, job.epochs_total)
 
@@ -90,9 +91,9 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
             jobs.status_of(store, job_id) != "running"
 
     try:
-        finished = executor.run(tasks, on_record, should_stop)
+        finished = executor.run(tasks, on_records, should_stop)
         if finished and job.spec.rounds == 2:
-            finished = executor.run(build_round2_tasks(store, settings, job, attempt), on_record, should_stop)
+            finished = executor.run(build_round2_tasks(store, settings, job, attempt), on_records, should_stop)
         if not finished:
             if cancel is not None and cancel.is_set():
                 jobs.request_cancel(store, job_id, job.owner)

@@ -8,11 +8,12 @@ import pytest
 from models.spec import AdaBoostSpec, GroupTask, TrainSpec
 from scoring.phases import compute_agreement_index, detect_phases
 from service.engine.engine import Engine
-from service.engine.executors.local import LocalExecutor, _startable
+from service.engine.executors.local import LocalExecutor, _batched, _startable
 from service.errors import InvalidSpec
 from service.read import queries
 from service.settings import Settings
 from service.store import jobs
+from service.store.results import StaleAttempt, commit_epochs
 from tests.service.conftest import SMALL_SPEC, digits_arrays, digits_npz
 
 SMALL = {**SMALL_SPEC, "n_epochs": 2}
@@ -86,14 +87,15 @@ def test_restart_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) -> Non
             super().__init__()
             self.n_records = n_records
 
-        def run(self, tasks, on_record, should_stop):  # type: ignore[no-untyped-def]
+        def run(self, tasks, on_records, should_stop):  # type: ignore[no-untyped-def]
             seen = []
 
-            def counting(task, record):  # type: ignore[no-untyped-def]
-                if len(seen) == self.n_records:
-                    raise Crash()
-                on_record(task, record)
-                seen.append(record.epoch)
+            def counting(task, records):  # type: ignore[no-untyped-def]
+                for record in records:  # one at a time: the crash comes after exactly n commits
+                    if len(seen) == self.n_records:
+                        raise Crash()
+                    on_records(task, [record])
+                    seen.append(record.epoch)
 
             return super().run(tasks, counting, should_stop)
 
@@ -124,6 +126,76 @@ def test_restart_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) -> Non
     clean.close()
     for col in ("consistency", "accessibility", "mislabel_score", "suggested_label", "split"):
         assert resumed_rows.column(col).to_pylist() == clean_rows.column(col).to_pylist(), col
+
+
+def test_records_that_arrive_together_are_handed_over_together_in_order() -> None:
+    ens, ada = ("ensemble", 0), ("adaboost", 0)
+    messages = [("record", ada, 0), ("record", ada, 1), ("record", ens, 0), ("record", ada, 2),
+                ("done", ada, None), ("record", ens, 1), ("record", ens, 2), ("failed", ens, "trace")]
+    assert _batched(messages) == [("records", ada, [0, 1]), ("records", ens, [0]), ("records", ada, [2]),
+                                  ("done", ada, None), ("records", ens, [1, 2]), ("failed", ens, "trace")]
+
+
+def test_a_batch_of_epochs_commits_what_single_commits_would_and_all_or_nothing(tmp_path: Path) -> None:
+    """AdaBoost's stages reach the engine in batches (one transaction each); the stored job is the
+    one that committing every record alone stores. A batch out of epoch order, or of a stale
+    attempt, writes nothing."""
+    path, _ = _digits_npz(tmp_path)
+    batches: list[tuple[str, int]] = []
+
+    class OneByOne(LocalExecutor):
+        def run(self, tasks, on_records, should_stop):  # type: ignore[no-untyped-def]
+            def single(task, records):  # type: ignore[no-untyped-def]
+                for record in records:
+                    on_records(task, [record])
+
+            return super().run(tasks, single, should_stop)
+
+    class Counting(LocalExecutor):
+        def run(self, tasks, on_records, should_stop):  # type: ignore[no-untyped-def]
+            def counted(task, records):  # type: ignore[no-untyped-def]
+                batches.append((task.model, len(records)))
+                on_records(task, records)
+
+            return super().run(tasks, counted, should_stop)
+
+    tables = {}
+    for name, executor in (("single", OneByOne()), ("batched", Counting())):
+        eng = Engine(Settings(data_dir=tmp_path / name), executor=executor)
+        ds = eng.add_dataset(path)
+        job = eng.run(eng.submit(ds.dataset_id, TrainSpec(**SMALL, random_state=3), AdaBoostSpec(n_rounds=60)))
+        assert job.status == "succeeded", job.error
+        with eng.store.reader() as cur:
+            tables[name] = [cur.execute(f"SELECT * EXCLUDE (job_id) FROM {t} WHERE job_id = ? ORDER BY ALL",
+                                        [job.job_id]).fetchall() for t in ("predictions", "group_probs")]
+            metrics = cur.execute("SELECT model, count(*) FROM epoch_metrics WHERE job_id = ? GROUP BY model",
+                                  [job.job_id]).fetchall()
+        assert dict(metrics) == {"ensemble": 3, "adaboost": 61}
+        if name == "batched":
+            task = GroupTask(job_id=job.job_id, attempt=job.attempt, model="adaboost", group=0, members=(0,),
+                             spec=job.spec, adaboost=job.adaboost, x_path="", y_path="", n_classes=10)
+            records = _adaboost_records(path)
+            with pytest.raises(ValueError, match="out of epoch order"):
+                commit_epochs(eng.store, task, [records[2], records[1]], live_status="succeeded")
+            with pytest.raises(StaleAttempt):
+                commit_epochs(eng.store, task.model_copy(update={"attempt": 99}), records[:3],
+                              live_status="succeeded")
+            with eng.store.reader() as cur:
+                after = [cur.execute(f"SELECT * EXCLUDE (job_id) FROM {t} WHERE job_id = ? ORDER BY ALL",
+                                     [job.job_id]).fetchall() for t in ("predictions", "group_probs")]
+            assert after == tables[name]
+        eng.close()
+    assert tables["batched"] == tables["single"]
+    ada_batches = [n for model, n in batches if model == "adaboost"]
+    assert sum(ada_batches) == 61 and len(ada_batches) < 61  # the stages came in fewer transactions than records
+
+
+def _adaboost_records(path: Path) -> list:  # type: ignore[type-arg]
+    from models.adaboost import AdaBoostBaseline, boosting_features
+
+    data = np.load(path)
+    base = AdaBoostBaseline(n_rounds=5, learning_rate=0.5).fit(boosting_features(data["X"]), data["y"])
+    return list(base.stage_records(data["y"], member=0, group=0))
 
 
 def test_worker_failure_marks_job_failed_with_traceback_tail(engine: Engine, tmp_path: Path) -> None:

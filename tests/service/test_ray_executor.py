@@ -110,13 +110,14 @@ def test_checkpoints_go_to_shared_dir_and_are_dropped_once_committed(ray_session
     shared = tmp_path / "shared"
     seen: list[tuple[int, int, bool, bool]] = []
 
-    def on_record(task, record) -> None:  # type: ignore[no-untyped-def]
+    def on_records(task, records) -> None:  # type: ignore[no-untyped-def]
+        (record,) = records  # Ray hands records over one at a time
         ckpt = f"ensemble-group-{task.group}/ckpt/epoch-{record.epoch}.pt"
         time.sleep(0.3)  # committing
         seen.append((task.group, record.epoch, (shared / "jobs" / job_id / ckpt).exists(),
                      (settings.jobs_dir / job_id / ckpt).exists()))
 
-    assert RayExecutor(shared_dir=str(shared)).run(tasks, on_record, lambda: False) is True
+    assert RayExecutor(shared_dir=str(shared)).run(tasks, on_records, lambda: False) is True
     # each epoch's checkpoint is there when the engine commits that epoch (written before the yield, and
     # not yet pruned by its worker), and never in the engine's own folder
     assert sorted(seen) == [(g, e, True, False) for g in (0, 1) for e in range(9)]
@@ -158,7 +159,8 @@ def test_should_stop_cancels_running_tasks_quickly(ray_session, tmp_path: Path) 
             stop_at.append(time.monotonic())
         return bool(records)
 
-    finished = RayExecutor().run(tasks, lambda task, rec: records.append((task.group, rec.epoch)), should_stop)
+    finished = RayExecutor().run(tasks, lambda task, recs: records.extend((task.group, r.epoch) for r in recs),
+                                  should_stop)
     returned_after = time.monotonic() - stop_at[0]
     assert finished is False
     assert returned_after < 5.0
@@ -188,7 +190,7 @@ def test_impossible_resources_fail_at_once_with_a_clear_message(ray_session, tmp
 def test_members_per_gpu_larger_than_a_group_allows_is_refused(ray_session, tmp_path: Path) -> None:
     _, _, tasks = _job_tasks(tmp_path, TrainSpec(**{**SMALL, "members_per_group": 2}))
     with pytest.raises(WorkerFailed, match="members_per_gpu is 1"):
-        RayExecutor(members_per_gpu=1).run(tasks, lambda task, rec: None, lambda: False)
+        RayExecutor(members_per_gpu=1).run(tasks, lambda task, recs: None, lambda: False)
 
 
 @pytest.mark.slow
@@ -206,7 +208,7 @@ def test_task_pending_past_resource_wait_fails(ray_session, tmp_path: Path) -> N
         _, _, tasks = _job_tasks(tmp_path, TrainSpec(**SMALL))
         started = time.monotonic()
         with pytest.raises(WorkerFailed, match=r"waited 1\.5 s for Ray resources") as info:
-            RayExecutor(resource_wait_s=1.5).run(tasks, lambda task, rec: None, lambda: False)
+            RayExecutor(resource_wait_s=1.5).run(tasks, lambda task, recs: None, lambda: False)
         assert time.monotonic() - started < 6.0
         assert "ensemble group 0 (1 CPU, 0 GPU)" in str(info.value)
     finally:

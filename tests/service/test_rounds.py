@@ -93,12 +93,13 @@ def test_a_crash_in_the_second_round_resumes_to_the_scores_of_an_uninterrupted_r
             super().__init__()
             self.left = n_records
 
-        def run(self, tasks, on_record, should_stop):  # type: ignore[no-untyped-def]
-            def counting(task, record):  # type: ignore[no-untyped-def]
-                if self.left == 0:
-                    raise Crash()
-                on_record(task, record)
-                self.left -= 1
+        def run(self, tasks, on_records, should_stop):  # type: ignore[no-untyped-def]
+            def counting(task, records):  # type: ignore[no-untyped-def]
+                for record in records:  # one at a time: the crash comes after exactly n commits
+                    if self.left == 0:
+                        raise Crash()
+                    on_records(task, [record])
+                    self.left -= 1
 
             return super().run(tasks, counting, should_stop)
 

@@ -1,4 +1,5 @@
-"""Executors run GroupTasks somewhere else and hand each EpochRecord back to the engine.
+"""Executors run GroupTasks somewhere else and hand the EpochRecords back to the engine, each
+task's in epoch order, several of one task at once when they arrived together.
 
 LocalExecutor (default): one subprocess per task, records back over a multiprocessing queue,
 cancel by flag then terminate. Workers come from a fork server (`worker_context`), never from a
@@ -13,16 +14,18 @@ import threading
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
-from typing import Protocol
+from typing import Any, Protocol
 
 from models.checkpoints import prune_checkpoints
 from models.lifeline import kill_group
 from models.predictions import EpochRecord
 from models.spec import GroupTask
 
-OnRecord = Callable[[GroupTask, EpochRecord], None]
+OnRecords = Callable[[GroupTask, list[EpochRecord]], None]  # consecutive epochs of one task, committed at once
 ShouldStop = Callable[[], bool]
 TaskKey = tuple[str, int]  # (model, group)
+Message = tuple[str, TaskKey, Any]  # ("record", key, EpochRecord) | ("done", key, None) | ("failed", key, traceback)
+MAX_BATCH = 256  # records handed over at once at most (AdaBoost's default 100 stages arrive together)
 
 
 # imported once by the fork server, so a worker starts in milliseconds instead of seconds:
@@ -55,8 +58,9 @@ class WorkerFailed(Exception):
 
 
 class Executor(Protocol):
-    def run(self, tasks: list[GroupTask], on_record: OnRecord, should_stop: ShouldStop) -> bool:
-        """Run every task; return False if stopped early by should_stop. Raise WorkerFailed."""
+    def run(self, tasks: list[GroupTask], on_records: OnRecords, should_stop: ShouldStop) -> bool:
+        """Run every task, handing its records to on_records in epoch order; return False if
+        stopped early by should_stop. Raise WorkerFailed."""
         ...
 
 
@@ -77,7 +81,7 @@ class LocalExecutor:
         does not wait for it. Called where jobs will run soon: the server's scheduler, `curate score`."""
         threading.Thread(target=_start_fork_server, name="curate-fork-server", daemon=True).start()
 
-    def run(self, tasks: list[GroupTask], on_record: OnRecord, should_stop: ShouldStop) -> bool:
+    def run(self, tasks: list[GroupTask], on_records: OnRecords, should_stop: ShouldStop) -> bool:
         from models.worker import run_task  # torch-free module: the child imports torch itself
 
         ctx = worker_context()
@@ -95,19 +99,20 @@ class LocalExecutor:
                 if should_stop():
                     return False
                 try:
-                    kind, key, payload = out.get(timeout=self.poll_seconds)
+                    first = out.get(timeout=self.poll_seconds)
                 except queue.Empty:
                     _check_alive(running)
                     continue
-                if kind == "record":
-                    task = running[key][0]
-                    on_record(task, payload)
-                    prune_checkpoints(task.checkpoint_dir, payload.epoch)  # committed: older ones are done with
-                elif kind == "done":
-                    _, proc = running.pop(key)
-                    proc.join()
-                else:
-                    raise WorkerFailed(f"{key[0]} group {key[1]} failed:\n{tail(payload)}")
+                for kind, key, payload in _batched([first, *_waiting(out, MAX_BATCH - 1)]):
+                    if kind == "records":
+                        task = running[key][0]
+                        on_records(task, payload)
+                        prune_checkpoints(task.checkpoint_dir, payload[-1].epoch)  # committed: older ones are done with
+                    elif kind == "done":
+                        _, proc = running.pop(key)
+                        proc.join()
+                    else:
+                        raise WorkerFailed(f"{key[0]} group {key[1]} failed:\n{tail(payload)}")
             return True
         finally:  # every exit path (done, stopped, failed, KeyboardInterrupt) ends every worker's tree
             cancel.set()
@@ -134,6 +139,31 @@ def _startable(pending: list[GroupTask], running: dict[TaskKey, tuple[GroupTask,
             chosen.append(task)
             free -= 1
     return chosen
+
+
+def _waiting(out: Any, limit: int) -> list[Message]:
+    """The messages already in the queue, at most `limit`, without waiting for more."""
+    messages: list[Message] = []
+    while len(messages) < limit:
+        try:
+            messages.append(out.get_nowait())
+        except queue.Empty:
+            break
+    return messages
+
+
+def _batched(messages: list[Message]) -> list[Message]:
+    """The messages in order, each run of consecutive records of one task as one ("records", key,
+    [EpochRecord, ...]) message (a task's records arrive in epoch order: its worker sends them so)."""
+    out: list[Message] = []
+    for kind, key, payload in messages:
+        if kind == "record" and out and out[-1][0] == "records" and out[-1][1] == key:
+            out[-1][2].append(payload)
+        elif kind == "record":
+            out.append(("records", key, [payload]))
+        else:
+            out.append((kind, key, payload))
+    return out
 
 
 def _start_fork_server() -> None:

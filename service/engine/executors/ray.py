@@ -1,14 +1,14 @@
 """RayExecutor: run each member group as one Ray task, streaming one EpochRecord per epoch.
 
-Same contract as LocalExecutor (`run(tasks, on_record, should_stop) -> bool`, raise WorkerFailed).
+Same contract as LocalExecutor (`run(tasks, on_records, should_stop) -> bool`, raise WorkerFailed).
 `ray` is imported lazily, so the service imports without it (`pip install 'curate[ray]'`).
 
 Per job: the driver (the engine process) loads X.npy / y.npy once and `ray.put`s them; every task
 gets the two refs. Each task is a Ray generator task (`num_returns="streaming"`) that first
 yields a `TaskStarted` marker, then the records of `models.worker.iter_task_records`, which writes
 the group's checkpoint before each yield. The driver waits on the generators of all running
-tasks and calls `on_record` in its own thread, in epoch order per task; workers never touch
-DuckDB. Tasks are never retried by Ray (a re-run generator could repeat or reorder epochs): a
+tasks and hands each record to `on_records` in its own thread, in epoch order per task; workers
+never touch DuckDB. Tasks are never retried by Ray (a re-run generator could repeat or reorder epochs): a
 worker exception or a dead node is raised as WorkerFailed; every epoch received before it is
 committed, and its checkpoint is there for a resumed attempt.
 
@@ -51,7 +51,7 @@ import numpy as np
 from models.checkpoints import checkpoint_path, prune_checkpoints
 from models.predictions import EpochRecord
 from models.spec import GroupTask
-from service.engine.executors.local import OnRecord, ShouldStop, WorkerFailed, tail
+from service.engine.executors.local import OnRecords, ShouldStop, WorkerFailed, tail
 from service.fsutil import atomic_path
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class RayExecutor:
             self._owns_ray = False
 
     # -- run --------------------------------------------------------------------------------
-    def run(self, tasks: list[GroupTask], on_record: OnRecord, should_stop: ShouldStop) -> bool:
+    def run(self, tasks: list[GroupTask], on_records: OnRecords, should_stop: ShouldStop) -> bool:
         if not tasks:
             return True
         import ray
@@ -183,7 +183,7 @@ class RayExecutor:
         running: dict[int, _Running] = {}
         try:
             self._submit(tasks, requests, running)
-            return self._consume(running, on_record, should_stop)
+            return self._consume(running, on_records, should_stop)
         finally:
             self._cancel([r.gen for r in running.values()])
 
@@ -251,8 +251,8 @@ class RayExecutor:
         except OSError:
             pass
 
-    def _consume(self, running: dict[int, _Running], on_record: OnRecord, should_stop: ShouldStop) -> bool:
-        """Hand records to on_record as they arrive; True once every stream has ended."""
+    def _consume(self, running: dict[int, _Running], on_records: OnRecords, should_stop: ShouldStop) -> bool:
+        """Hand records to on_records as they arrive, one at a time; True once every stream has ended."""
         import ray
 
         stalled_since: float | None = None
@@ -262,7 +262,7 @@ class RayExecutor:
                 return False
             ready, _ = ray.wait([r.gen for r in running.values()], num_returns=1, timeout=self.poll_s)
             for gen in ready:
-                if not self._take_next(running[id(gen)], on_record):
+                if not self._take_next(running[id(gen)], on_records):
                     self._drop_shared_checkpoints(running.pop(id(gen)).task)
             now = time.monotonic()
             if any(r.node_id is not None for r in running.values()) or not running:
@@ -276,7 +276,7 @@ class RayExecutor:
                 next_node_check = now + self.node_check_s
         return True
 
-    def _take_next(self, run: _Running, on_record: OnRecord) -> bool:
+    def _take_next(self, run: _Running, on_records: OnRecords) -> bool:
         """Consume the next item of one stream; False once the stream has ended."""
         import ray
 
@@ -292,7 +292,7 @@ class RayExecutor:
             run.node_id = item.node_id
             return True
         run.epochs.append(item.epoch)
-        on_record(run.task, item)
+        on_records(run.task, [item])
         prune_checkpoints(self._on_shared_storage(run.task).checkpoint_dir, item.epoch)  # committed
         return True
 
