@@ -47,21 +47,30 @@ class Engine:
     def add_dataset(self, path: Path, options: IngestOptions = IngestOptions(), *, name: str | None = None,
                     owner: str | None = None) -> DatasetManifest:
         """Store PATH as a new dataset, read as `options` say (label column, resize, column roles, ...)."""
-        return catalog.add_dataset(self.store, self.settings, path, options, name=name, owner=owner)
+        manifest = catalog.add_dataset(self.store, self.settings, path, options, name=name, owner=owner)
+        self.warm_up_workers()  # a job usually follows a stored dataset
+        return manifest
 
     def ingest(self, path: Path, options: IngestOptions = IngestOptions(), *, name: str | None = None,
                owner: str | None = None) -> tuple[DatasetManifest, bool]:
         """(manifest, reused): the same upload with the same options stored before is reused, not stored twice."""
-        return catalog.ingest(self.store, self.settings, path, options, name=name, owner=owner)
+        stored = catalog.ingest(self.store, self.settings, path, options, name=name, owner=owner)
+        self.warm_up_workers()  # a job usually follows a stored dataset
+        return stored
 
     def submit(self, dataset_id: str, spec: TrainSpec, adaboost: AdaBoostSpec, owner: str | None = None) -> str:
         if isinstance(self.executor, LocalExecutor):  # a Ray cluster's devices are its own to check
             check_device(spec)
-        return jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner,
-                               max_job_memory=self.settings.max_job_memory)
+        job_id = jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner,
+                                 max_job_memory=self.settings.max_job_memory)
+        self.warm_up_workers()
+        return job_id
 
     def warm_up_workers(self) -> None:
-        """Get the executor's workers ready before the first job (a no-op for executors without it)."""
+        """Get the executor's workers ready before a job needs them (a no-op for executors without
+        it): called when a dataset is stored, a job submitted or a server starts with jobs to run,
+        not when a server starts idle. The local fork server imports torch (about 4 s of CPU, 800 MB
+        held): a server that only serves results never starts it."""
         warm_up = getattr(self.executor, "warm_up", None)
         if warm_up is not None:
             warm_up()

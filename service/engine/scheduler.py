@@ -34,7 +34,8 @@ class Scheduler:
         jobs.finish_cancelling(self.engine.store)
         for job_id in self.engine.interrupted_jobs():
             log.warning("resuming job %s: it was running under a server that stopped", job_id)
-        self.engine.warm_up_workers()
+        if jobs.runnable_job_ids(self.engine.store):  # else the first upload or submit warms them up
+            self.engine.warm_up_workers()
         self._thread.start()
 
     def wake(self) -> None:

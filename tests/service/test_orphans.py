@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from benchmarks.proctree import descendants, describe, wait_gone
-from tests.service.conftest import Server, digits_npz, wait_for
+from tests.service.conftest import Server, digits_npz, wait_for, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # a worker's lifeline polls every 0.25 s; under a loaded parallel run on two cores a child once
@@ -36,12 +36,19 @@ def _wait_workers(pid: int, n: int = 2, timeout: float = 60.0) -> list[int]:
     raise AssertionError(f"process {pid} started only {descendants(pid)}")
 
 
+def _fork_servers(pid: int) -> list[int]:
+    return [p for p in descendants(pid) if "forkserver" in describe([p])]
+
+
 @pytest.mark.slow
 def test_kill9_of_the_server_leaves_no_worker_behind(start_server, tmp_path: Path) -> None:
     srv: Server = start_server()
     path, _ = digits_npz(tmp_path / "d.npz")
     with httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.get("/datasets").status_code == 200
+        assert _fork_servers(srv.proc.pid) == []  # an idle server holds no torch process
         ds = c.post("/datasets", params={"filename": "d.npz"}, content=path.read_bytes()).json()
+        wait_until(lambda: _fork_servers(srv.proc.pid), timeout=30, what="the fork server after an upload")
         job = c.post("/jobs", json={"dataset_id": ds["dataset_id"], "spec": LONG,
                                     "adaboost": {"enabled": False}}).json()
         wait_for(c, job["job_id"], ("running",))

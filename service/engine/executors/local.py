@@ -75,11 +75,14 @@ class LocalExecutor:
     def __init__(self, max_workers: int = 1, poll_seconds: float = 0.2) -> None:
         self.max_workers = max_workers
         self.poll_seconds = poll_seconds
+        self._warming: threading.Thread | None = None
 
     def warm_up(self) -> None:
         """Start the fork server in the background (it imports torch: ~3 s), so that the first job
-        does not wait for it. Called where jobs will run soon: the server's scheduler, `curate score`."""
-        threading.Thread(target=_start_fork_server, name="curate-fork-server", daemon=True).start()
+        does not wait for it; once. Called where jobs will run soon (Engine.warm_up_workers)."""
+        if self._warming is None:
+            self._warming = threading.Thread(target=_start_fork_server, name="curate-fork-server", daemon=True)
+            self._warming.start()
 
     def run(self, tasks: list[GroupTask], on_records: OnRecords, should_stop: ShouldStop) -> bool:
         from models.worker import run_task  # torch-free module: the child imports torch itself
