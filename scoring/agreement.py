@@ -6,13 +6,15 @@ weak learners (the curves stay ordered), and correlate AdaBoost difficulty with 
 difficulty (r = 0.83 on their data). Boosting stages play the role of epochs here:
 `predicted_label[t]` is the prediction of the boosted classifier H_t after t rounds.
 
-Pure numpy + scipy.stats; imports nothing of ours.
+Pure numpy; imports nothing of ours but the rank helpers (scoring/ranks.py).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from scoring.ranks import pearson, spearman
 
 SPLITS = ("easy", "intermediate", "hard")
 FAMILY_CATEGORIES = ("both_easy", "both_hard", "hard_for_ensemble_only", "hard_for_boosting_only")
@@ -94,17 +96,9 @@ def compute_difficulty_correlation(
     if reason is not None:
         nan = float("nan")
         return Correlation(nan, nan, nan, nan, n, reason)
-    from scipy import stats  # here, not at the top: scipy.stats costs 0.46 s to import (every CLI command)
-
-    pearson = stats.pearsonr(a, b)
-    spearman = stats.spearmanr(a, b)
-    return Correlation(
-        pearson_r=float(pearson.statistic),
-        pearson_p=float(pearson.pvalue),
-        spearman_r=float(spearman.statistic),
-        spearman_p=float(spearman.pvalue),
-        n_examples=n,
-    )
+    pearson_r, pearson_p = pearson(a, b)
+    spearman_r, spearman_p = spearman(a, b)
+    return Correlation(pearson_r, pearson_p, spearman_r, spearman_p, n_examples=n)
 
 
 def compute_family_agreement(

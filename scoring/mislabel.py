@@ -30,6 +30,8 @@ from typing import TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from scoring.ranks import average_ranks
+
 Float = TypeVar("Float", bound=np.floating)  # the curves' float dtype
 
 
@@ -42,9 +44,7 @@ def compute_rank_score(values: npt.NDArray[np.floating]) -> npt.NDArray[np.float
     if n == 1:
         out[finite] = 1.0
     elif n > 1:
-        from scipy.stats import rankdata  # here, not at the top: scipy.stats costs 0.46 s to import
-
-        out[finite] = (rankdata(values[finite], method="average") - 1.0) / (n - 1.0)
+        out[finite] = (average_ranks(values[finite]) - 1.0) / (n - 1.0)
     return out
 
 
