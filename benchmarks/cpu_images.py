@@ -11,7 +11,7 @@ Parts (each is measured in one run, variants interleaved, so a shared box's load
              the table's NPZ against the images' zipped PNG folder, default spec
   large      10,000 synthetic 28x28 digit-like images end to end, default spec (stride-2 stem)
   large_detection  the same images with 20 % confusion noise (seed 100): Curate's AP and time at
-             CNN widths 16 and 32 (what the automatic width trades), and cleanlab on a scikit-learn
+             CNN widths 16 and 32 and through the MLP (--variants), and cleanlab on a scikit-learn
              MLP's out-of-fold probabilities of the pixels, for scale
   detection  digits_image (benchmarks/detection.py's image form) on test seeds 100-102, noise
              confusion20 and ambiguous20: Curate's AP with the defaults, against the committed
@@ -142,7 +142,7 @@ def part_large() -> dict:
             "load": [before, load()]}
 
 
-def part_large_detection(widths: tuple[int, ...] = (16, 32), seed: int = 100) -> dict:
+def part_large_detection(variants: tuple[str, ...] = ("16", "32", "mlp"), seed: int = 100) -> dict:
     from benchmarks.baselines import run_cleanlab
     from benchmarks.curate_adapter import run_curate
     from benchmarks.detection import plant
@@ -152,10 +152,12 @@ def part_large_detection(widths: tuple[int, ...] = (16, 32), seed: int = 100) ->
     X = images.reshape(len(y), -1).astype(np.float64) / 255.0
     y_noisy, flipped = plant("confusion", 0.2, X, y, 10, seed)
     rows = []
-    for width in widths:
-        out = run_curate(X, y_noisy, 10, random_state=seed, images=images, cnn_width=width)
+    for variant in variants:  # a CNN width, or "mlp": the image set through the MLP (pixels as features)
+        spec: dict[str, object] = {"model": "mlp"} if variant == "mlp" else {"cnn_width": int(variant)}
+        out = run_curate(X, y_noisy, 10, random_state=seed, images=images, **spec)
         m = compute_detection_metrics(flipped, out.mislabel_score, out.is_flagged)
-        rows.append({"method": f"curate, cnn_width {width}", "ap": round(m["ap"], 4), "f1": round(m["f1"], 4),
+        method = "curate, MLP on the pixels" if variant == "mlp" else f"curate, CNN width {variant}"
+        rows.append({"method": method, "ap": round(m["ap"], 4), "f1": round(m["f1"], 4),
                      "seconds": round(out.seconds, 1), **load()})
         print(rows[-1], flush=True)
     base = run_cleanlab("cleanlab_mlp", X, y_noisy, seed)
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the in-process training part")
     parser.add_argument("--seeds", default=",".join(map(str, TEST_SEEDS)))
     parser.add_argument("--width", type=int, default=0, help="detection part: this cnn_width (0: the default)")
+    parser.add_argument("--variants", default="16,32,mlp", help="large_detection: CNN widths and/or mlp")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     import torch
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "large" in parts:
         report["large"] = part_large()
     if "large_detection" in parts:
-        report["large_detection"] = part_large_detection()
+        report["large_detection"] = part_large_detection(tuple(args.variants.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "cpu_images.md").write_text(markdown(report))

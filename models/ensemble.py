@@ -352,9 +352,10 @@ def train_group(
     """
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-    spec = spec.resolved(len(y), int(np.prod(X.shape[1:])))  # a job's stored spec is resolved already
     device = resolve_device(spec.device)
     kind = resolve_model(spec, X)
+    # a job's stored spec is resolved already
+    spec = spec.resolved(len(y), int(np.prod(X.shape[1:])), on_gpu=device.type == "cuda", cnn=kind == "cnn")
     if spec.augment != "none" and kind != "cnn":
         raise ValueError(f"augment={spec.augment!r} shifts images: it needs a CNN on images shaped "
                          f"(n, C, H, W), not a {kind} on data shaped {tuple(X.shape)}")

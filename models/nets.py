@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.jumpout import make_dropout
-from models.spec import TrainSpec
+from models.spec import WIDE_CNN, TrainSpec
 
 
 def member_seed(random_state: int, *keys: int) -> int:
@@ -130,7 +130,8 @@ class EnsembleCNN(nn.Module):
         super().__init__()
         self.n_members, self.in_channels = n_members, in_channels
         self.per_member_convs = CNN_PER_MEMBER_CONVS if per_member_convs is None else per_member_convs
-        widths = [in_channels, spec.cnn_width, 2 * spec.cnn_width, 4 * spec.cnn_width]
+        width = spec.cnn_width or WIDE_CNN  # a job's spec is resolved; a bare TrainSpec() builds the wide one
+        widths = [in_channels, width, 2 * width, 4 * width]
         self.stride = stem_stride(spec, image_size)
         self.convs = nn.ModuleList(MemberConv2d(n_members, a, b, self.stride if i == 0 else 1)
                                    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])))

@@ -28,6 +28,22 @@ _PAPER_ROW = JUMPOUT_BY_RATIO[-1]
 PAPER_JUMPOUT: tuple[float, float, float] = (_PAPER_ROW[1], _PAPER_ROW[2], _PAPER_ROW[3])  # (sigma, p_min, p_max)
 
 
+# The CNN's width by device and data size [ours]. 32 is the width detection was measured with
+# (benchmarks/results/detection.md); on a CPU, 16 trains ~2.4x faster and ranked digits-as-images
+# flips 0.006-0.019 AP lower (benchmarks/results/cpu_images-width16.md). So a CPU keeps 32 while the
+# job is small (digits as images: 1,797 x 64 = 115k pixel-examples, ~40 s of training) and takes 16
+# past CPU_NARROW_CNN_FROM pixel-examples, where 32 no longer fits minutes (10,000 28x28 images,
+# 7.8M: 16 scores them end to end in ~4 minutes on 2 cores; benchmarks/results/cpu_images.md
+# measures both widths there). A GPU always gets 32.
+WIDE_CNN, NARROW_CNN = 32, 16
+CPU_NARROW_CNN_FROM = 1_000_000  # examples x input values (C x H x W) [ours]
+
+
+def cnn_width_for(n_examples: int, n_features: int, on_gpu: bool) -> int:
+    """The CNN width for n_examples images of n_features values each, on a GPU or a CPU."""
+    return WIDE_CNN if on_gpu or n_examples * n_features < CPU_NARROW_CNN_FROM else NARROW_CNN
+
+
 def jumpout_for_data(n_examples: int, n_features: int) -> tuple[float, float, float]:
     """(sigma, p_min, p_max) of JUMPOUT_BY_RATIO for n_examples of n_features inputs each (pixels
     count as features)."""
@@ -60,9 +76,9 @@ class TrainSpec(BaseModel):
                         "and curves stay the first round's)")
     hidden_units: int = Field(256, ge=4, le=8192, description="MLP width")
     n_hidden_layers: int = Field(2, ge=1, le=8, description="MLP depth")
-    # 32: width 16 ran ~2x faster on a CPU but ranked digits-as-images flips 0.01-0.02 AP lower on every test
-    # seed of confusion20 and ambiguous20 (benchmarks/results/cpu_images-width16.json), so it stays
-    cnn_width: int = Field(32, ge=4, le=512, description="CNN channels of the first block")
+    # None = by device and data size (cnn_width_for), filled in when the job is created
+    cnn_width: int | None = Field(None, ge=4, le=512, description="CNN channels of the first block; default 32, "
+                                  "or 16 on a CPU for images of 1,000,000 pixel values in all or more (2.4x faster)")
     cnn_stem_stride: int = Field(0, ge=0, le=4, description="stride of the first convolution; 0 = auto: 2 for "
                                  "images of 16 px or more a side (a quarter of the work of every later block), "
                                  "else 1")
@@ -102,12 +118,25 @@ class TrainSpec(BaseModel):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self
 
-    def resolved(self, n_examples: int, n_features: int) -> "TrainSpec":
-        """This spec with every by-data defaults filled in for n_examples of n_features inputs (a field
-        the user set stays as set). Raises ValueError if a filled-in p_min exceeds a user's p_max."""
+    def resolved(self, n_examples: int, n_features: int, on_gpu: bool = False, cnn: bool = False) -> "TrainSpec":
+        """This spec with every by-data default filled in for n_examples of n_features inputs, to
+        train on a GPU or not, as a CNN or an MLP (a field the user set stays as set). Raises
+        ValueError if a filled-in p_min exceeds a user's p_max.
+
+        A CNN never takes the strong row (below 23 examples a pixel): it gets the paper's Jumpout
+        there. The rows were chosen on tables; a 28x28 image set has few examples per pixel, and
+        under the strong row the CNN learned next to nothing: 3,000 synthetic 28x28 digits, 20 %
+        confusion noise, AP 0.20 (seed 100); the middle row 0.77, the paper's 0.98 (selection seed
+        0). Digits as 8x8 images (28 a pixel) keep the middle row: the paper's lost there
+        (ambiguous20 seed 0: AP 0.974 -> 0.968, F1 0.90 -> 0.77)."""
         sigma, p_min, p_max = jumpout_for_data(n_examples, n_features)
-        filled = {name: value for name, value in (("jumpout_sigma", sigma), ("jumpout_p_min", p_min),
-                                                  ("jumpout_p_max", p_max)) if getattr(self, name) is None}
+        if cnn and (sigma, p_min, p_max) == JUMPOUT_BY_RATIO[0][1:]:
+            sigma, p_min, p_max = PAPER_JUMPOUT
+        filled: dict[str, float | int] = {
+            name: value for name, value in (("jumpout_sigma", sigma), ("jumpout_p_min", p_min),
+                                            ("jumpout_p_max", p_max)) if getattr(self, name) is None}
+        if self.cnn_width is None:
+            filled["cnn_width"] = cnn_width_for(n_examples, n_features, on_gpu)
         if not filled:
             return self
         # the user's value where set, else the data's (the same values `filled` holds)

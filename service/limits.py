@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from models.spec import TrainSpec
+from models.spec import WIDE_CNN, TrainSpec
 from service.errors import Busy, InvalidSpec, RequestTimeout
 
 FLOAT = 4  # bytes: float32 weights, activations and inputs on the device
@@ -42,7 +42,8 @@ def estimate_job_memory(spec: TrainSpec, x_shape: tuple[int, ...], n_classes: in
     image = len(x_shape) == 4 and spec.model != "mlp"
     if image:
         channels, h, w = (int(v) for v in x_shape[1:])
-        widths = [channels, spec.cnn_width, 2 * spec.cnn_width, 4 * spec.cnn_width]
+        width = spec.cnn_width or WIDE_CNN  # resolved at job creation; unset: the wider one
+        widths = [channels, width, 2 * width, 4 * width]
         params = sum(9 * a * b + 3 * b for a, b in zip(widths[:-1], widths[1:])) + widths[-1] * n_classes + n_classes
         pixels, per_example = h * w, 0
         for width in widths[1:]:  # conv, batch norm, ReLU and dropout outputs are kept per stage

@@ -171,6 +171,7 @@ def score(
         for line in describe_ingest(ds.ingest_report or {}):  # how the file was read, before training on it
             err.print(f"  {line}", highlight=False, markup=False)
         job_id = submit_or_discard(backend, ds, path is not None, spec, AdaBoostSpec(enabled=adaboost))
+        err.print(progress.training_line(backend.job(job_id), ds.kind, spec.cnn_width is not None), highlight=False)
         print_summary(backend, wait_with_progress(backend, job_id), top)
 
 

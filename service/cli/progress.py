@@ -11,6 +11,7 @@ from typing import Protocol
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from models.spec import NARROW_CNN, WIDE_CNN
 from service.cli.client import ProgressFn
 from service.engine.estimate import format_seconds
 from service.schemas import JobOut
@@ -22,6 +23,19 @@ class _Backend(Protocol):
     def wait(self, job_id: str, progress: ProgressFn) -> JobOut: ...
 
     def job(self, job_id: str) -> JobOut: ...
+
+
+def training_line(job: JobOut, kind: str, width_was_set: bool) -> str:
+    """'training 8 members x 20 epochs, CNN width 16 (...)': what the job trains, before it starts;
+    for images the CNN's width and, when Curate chose the narrow one, why and how to override."""
+    spec = job.spec
+    line = f"training {spec.n_members} members x {spec.n_epochs} epochs"
+    if kind == "image" and spec.model != "mlp" and spec.cnn_width is not None:
+        line += f", CNN width {spec.cnn_width}"
+        if spec.cnn_width == NARROW_CNN and not width_was_set:
+            line += (f" (chosen for a large image set on a CPU: {WIDE_CNN} is ~2.4x slower here; "
+                     f"--set cnn_width={WIDE_CNN} to train it)")
+    return line
 
 
 def estimate_line(job: JobOut) -> str | None:

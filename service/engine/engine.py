@@ -18,7 +18,7 @@ from service.engine.executors.local import Executor, LocalExecutor
 from service.engine.runner import Progress, run_job
 from service.ingest.files import DatasetManifest
 from service.ingest.options import IngestOptions
-from service.limits import check_device
+from service.limits import check_device, cuda_device_count
 from service.result_cache import ResultCache
 from service.schemas import AcceptSuggested, DecisionIn, ReviewResult
 from service.settings import Settings
@@ -62,9 +62,18 @@ class Engine:
         if isinstance(self.executor, LocalExecutor):  # a Ray cluster's devices are its own to check
             check_device(spec)
         job_id = jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner,
-                                 max_job_memory=self.settings.max_job_memory)
+                                 max_job_memory=self.settings.max_job_memory, on_gpu=self.trains_on_gpu(spec))
         self.warm_up_workers()
         return job_id
+
+    def trains_on_gpu(self, spec: TrainSpec) -> bool:
+        """Whether a job of `spec` will train on a GPU: its device, or for "auto" this host's CUDA
+        devices (local executor) or the GPUs the Ray settings ask for."""
+        if spec.device != "auto":
+            return spec.device.startswith("cuda")
+        if isinstance(self.executor, LocalExecutor):
+            return cuda_device_count() > 0
+        return self.settings.ray_gpus_per_group > 0 or self.settings.ray_members_per_gpu > 0
 
     def warm_up_workers(self) -> None:
         """Get the executor's workers ready before a job needs them (a no-op for executors without

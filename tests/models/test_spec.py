@@ -3,7 +3,15 @@ value the user set, and refused with a clear message when the filled-in rates ca
 
 import pytest
 
-from models.spec import JUMPOUT_BY_RATIO, TrainSpec, jumpout_for_data
+from models.spec import (
+    CPU_NARROW_CNN_FROM,
+    JUMPOUT_BY_RATIO,
+    NARROW_CNN,
+    PAPER_JUMPOUT,
+    WIDE_CNN,
+    TrainSpec,
+    jumpout_for_data,
+)
 
 
 def test_rows_are_ordered_and_get_weaker_as_examples_per_feature_grow() -> None:
@@ -26,7 +34,7 @@ def test_a_value_the_user_set_is_kept_and_resolving_twice_changes_nothing() -> N
     spec = TrainSpec(jumpout_sigma=0.05).resolved(150, 4)
     assert spec.jumpout_sigma == 0.05 and spec.jumpout_p_min is not None
     assert spec.resolved(10, 1000) == spec
-    full = TrainSpec(jumpout_sigma=0.2, jumpout_p_min=0.1, jumpout_p_max=0.3)
+    full = TrainSpec(jumpout_sigma=0.2, jumpout_p_min=0.1, jumpout_p_max=0.3, cnn_width=8)
     assert full.resolved(5, 5) is full
 
 
@@ -35,3 +43,23 @@ def test_a_filled_in_p_min_above_the_users_p_max_is_refused_naming_both() -> Non
         TrainSpec(jumpout_p_max=0.15).resolved(100, 10)  # 10 examples a feature: the strong row
     with pytest.raises(ValueError, match="exceeds"):
         TrainSpec(jumpout_p_min=0.5, jumpout_p_max=0.4)  # both set: refused at once
+
+
+@pytest.mark.parametrize("n,d,on_gpu,width", [
+    (1797, 64, False, WIDE_CNN),  # digits as 8x8 images on a CPU: the width detection was measured with
+    (10_000, 28 * 28, False, NARROW_CNN),  # 7.8M pixel values: the faster width on a CPU
+    (10_000, 28 * 28, True, WIDE_CNN),  # a GPU always gets the wide one
+    (CPU_NARROW_CNN_FROM - 1, 1, False, WIDE_CNN), (CPU_NARROW_CNN_FROM, 1, False, NARROW_CNN)])
+def test_the_cnn_width_follows_device_and_size_unless_set(n: int, d: int, on_gpu: bool, width: int) -> None:
+    assert TrainSpec().resolved(n, d, on_gpu=on_gpu).cnn_width == width
+    assert TrainSpec(cnn_width=24).resolved(n, d, on_gpu=on_gpu).cnn_width == 24
+    assert TrainSpec().cnn_width is None  # unset until a job is created for its data
+
+
+@pytest.mark.parametrize("n,d", [(3000, 784), (10_000, 784), (50_000, 3 * 32 * 32)])
+def test_a_cnn_never_takes_the_strong_row(n: int, d: int) -> None:
+    cnn = TrainSpec().resolved(n, d, cnn=True)
+    assert (cnn.jumpout_sigma, cnn.jumpout_p_min, cnn.jumpout_p_max) == PAPER_JUMPOUT
+    assert TrainSpec().resolved(1797, 64, cnn=True).jumpout_sigma == JUMPOUT_BY_RATIO[1][1]  # 8x8 digits: middle
+    assert TrainSpec().resolved(3000, 784).jumpout_sigma == JUMPOUT_BY_RATIO[0][1]  # an MLP on the pixels: by ratio
+    assert TrainSpec(jumpout_sigma=0.3).resolved(n, d, cnn=True).jumpout_sigma == 0.3  # set: kept

@@ -255,3 +255,23 @@ def test_a_spec_whose_by_data_rates_cannot_hold_is_refused_and_queues_nothing(en
     with pytest.raises(InvalidSpec, match=f"dataset {ds.dataset_id}: jumpout_p_min 0.2 exceeds jumpout_p_max 0.15"):
         engine.submit(ds.dataset_id, TrainSpec(**SMALL, jumpout_p_max=0.15), AdaBoostSpec(enabled=False))
     assert jobs.list_jobs(engine.store) == []
+
+
+def test_an_image_job_on_this_cpu_gets_the_cnn_width_of_its_size_and_says_so(engine: Engine, tmp_path: Path) -> None:
+    """No CUDA device here: a small image set keeps the wide CNN, one of a million pixel values
+    and more the narrow one; a width the user set stays; the queued event names the width."""
+    rng = np.random.default_rng(0)
+    widths = {}
+    for name, (n, side) in {"small": (200, 8), "large": (1600, 25)}.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, X=rng.integers(0, 255, (n, 1, side, side), dtype=np.uint8), y=np.arange(n) % 4)
+        ds = engine.add_dataset(path)
+        assert ds.kind == "image"
+        for spec in (TrainSpec(**SMALL), TrainSpec(**SMALL, cnn_width=12)):
+            job = jobs.get_job(engine.store, engine.submit(ds.dataset_id, spec, AdaBoostSpec(enabled=False)))
+            with engine.store.reader() as cur:
+                queued = cur.execute("SELECT message FROM events WHERE job_id = ? AND kind = 'queued'",
+                                     [job.job_id]).fetchone()[0]
+            assert queued.endswith(f", CNN width {job.spec.cnn_width}")
+            widths[name, spec.cnn_width] = job.spec.cnn_width
+    assert widths == {("small", None): 32, ("small", 12): 12, ("large", None): 16, ("large", 12): 12}
