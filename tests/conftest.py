@@ -46,3 +46,16 @@ def pytest_collection_modifyitems(items: list) -> None:  # type: ignore[type-arg
     """Stable sort of the collected tests: the files of LONGEST_FILES_FIRST in its order, then the rest."""
     rank = {path: i for i, path in enumerate(LONGEST_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+def imported_by(code: str, modules: tuple[str, ...]) -> list[bool]:
+    """Run `code` in a fresh interpreter at the repository root; after it, which of `modules` are
+    imported (for tests that keep an expensive import off a hot path)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = f"{code}\nimport sys\nprint(*(m in sys.modules for m in {modules!r}))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    return [word == "True" for word in out]

@@ -1,9 +1,5 @@
 """AdaBoost baseline: stage records, early-stop padding, and agreement with another family."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -23,6 +19,7 @@ from scoring.agreement import (
     compute_family_agreement,
     compute_stage_accuracy_by_group,
 )
+from tests.conftest import imported_by
 
 
 def _toy(n_per_class: int = 20, n_classes: int = 3, random_state: int = 0):
@@ -369,13 +366,8 @@ def test_digits_flipped_labels_are_hard_for_both_families():
 def test_the_stumps_path_runs_without_importing_scikit_learn() -> None:
     """Every job's AdaBoost worker fits stumps; importing scikit-learn there cost 1.5-2 s of CPU a
     job for a 0.06 s fit. Only max_depth > 1 (scikit-learn's trees) may import it."""
-    code = ("import sys, numpy as np\n"
-            "from models.adaboost import AdaBoostBaseline\n"
-            "X = np.random.default_rng(0).normal(size=(60, 4)); y = np.arange(60) % 3\n"
-            "AdaBoostBaseline(n_rounds=5).fit(X, y)\n"
-            "print('sklearn' in sys.modules)\n"
-            "AdaBoostBaseline(n_rounds=5, max_depth=2).fit(X, y)\n"
-            "print('sklearn' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
-    assert out == ["False", "True"]
+    setup = ("import numpy as np\n"
+             "from models.adaboost import AdaBoostBaseline\n"
+             "X = np.random.default_rng(0).normal(size=(60, 4)); y = np.arange(60) % 3\n")
+    assert imported_by(setup + "AdaBoostBaseline(n_rounds=5).fit(X, y)", ("sklearn",)) == [False]
+    assert imported_by(setup + "AdaBoostBaseline(n_rounds=5, max_depth=2).fit(X, y)", ("sklearn",)) == [True]
