@@ -37,6 +37,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from benchmarks.report import markdown_table
+from benchmarks.synthetic import synthetic_digits
 
 OLD_CNN = {"cnn_width": 32, "cnn_stem_stride": 1}  # the defaults before issue 17 (and NCHW on the CPU)
 DETECTION_NOISE = ("confusion20", "ambiguous20")
@@ -47,25 +48,6 @@ def digits_images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Digits as a table (n, 64) float32, as images (n, 1, 8, 8) uint8 (as detection.py makes them), labels."""
     X, y = load_digits(return_X_y=True)
     return X.astype(np.float32), np.round(X.reshape(-1, 1, 8, 8) * 255.0 / 16.0).astype(np.uint8), y
-
-
-def synthetic_digits(n: int = 10_000, side: int = 28, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n digit-like (side x side) uint8 images: scikit-learn's 8x8 digits upscaled to 20x20, placed
-    at a random offset of up to 4 px, with a random contrast and a little pixel noise; (n, side, side), labels."""
-    from PIL import Image
-
-    X, y = load_digits(return_X_y=True)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(y), size=n)
-    big = np.stack([np.asarray(Image.fromarray((x.reshape(8, 8) * 255 / 16).astype(np.uint8)).resize((20, 20),
-                                                                                                    Image.BILINEAR))
-                    for x in X])
-    out = np.zeros((n, side, side), dtype=np.float32)
-    offsets = rng.integers(0, side - 20 + 1, size=(n, 2))
-    for i, (p, (dy, dx)) in enumerate(zip(picks, offsets)):
-        out[i, dy:dy + 20, dx:dx + 20] = big[p] * rng.uniform(0.7, 1.0)
-    out += rng.normal(0, 8, size=out.shape)
-    return np.clip(out, 0, 255).astype(np.uint8), y[picks]
 
 
 def load() -> dict[str, float]:
@@ -166,7 +148,7 @@ def part_large_detection(variants: tuple[str, ...] = ("16", "32", "mlp"), seed: 
                  "seconds": round(base.seconds, 1), **load()})
     print(rows[-1], flush=True)
     return {"what": f"10,000 synthetic 28x28 images, confusion noise 20 %, seed {seed}, end to end", "rows": rows,
-            "n_flipped": int(len(flipped))}
+            "n_flipped": int(flipped.sum())}
 
 
 # --- detection on the image form -----------------------------------------------------------------
