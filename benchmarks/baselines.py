@@ -8,6 +8,10 @@
 - AUM (Pleiss et al. 2020): one plain MLP's in-sample margin of the given label (its logit minus
   the largest other logit) averaged over epochs; score = rank of -AUM, flagged where AUM < 0.
 
+For image data sets, one more, what cleanlab's own image tutorials do:
+- cleanlab on 5-fold out-of-fold probabilities of a small plain CNN (two 3x3 convolutions with
+  max-pooling, Adam, no dropout, no augmentation), `cleanlab_cnn`.
+
 None of Curate's code is used here: these are what a user would write without it.
 """
 
@@ -28,7 +32,9 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 BASELINES = ("cleanlab_logreg", "cleanlab_mlp", "mlp10_consistency", "aum")
+IMAGE_BASELINES = ("cleanlab_cnn",)  # run on the image forms only (they need the pixels' layout)
 BASELINE_BLAS_THREADS = 1
+CNN_EPOCHS, CNN_BATCH, CNN_CHANNELS = 15, 64, 32
 PLAIN_MEMBERS, PLAIN_EPOCHS, PLAIN_HIDDEN, PLAIN_BATCH = 10, 20, 128, 32
 
 
@@ -69,6 +75,57 @@ def run_cleanlab(method: str, X: np.ndarray, y_noisy: np.ndarray, random_state: 
     quality = get_label_quality_scores(y_noisy, pred_probs)
     seconds = time.perf_counter() - start
     return Detection(1.0 - quality, is_flagged, int(is_flagged.sum()), seconds)
+
+
+def plain_cnn(side: int, n_classes: int) -> torch.nn.Module:
+    """conv 3x3 (32) - ReLU - max-pool 2 - conv 3x3 (32) - ReLU - max-pool 2 - dense 128 - ReLU - dense."""
+    c = CNN_CHANNELS
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, c, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(c, c, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(c * (side // 4) ** 2, 128), torch.nn.ReLU(),
+        torch.nn.Linear(128, n_classes),
+    )
+
+
+def cnn_out_of_fold_probs(X: np.ndarray, y: np.ndarray, n_classes: int, side: int,
+                          random_state: int) -> np.ndarray:
+    """(n, n_classes) probabilities, each example's from the fold's CNN that never trained on it
+    (5 stratified folds, CNN_EPOCHS epochs of Adam 1e-3, batch CNN_BATCH; pixels standardised)."""
+    images = np.asarray(X, dtype=np.float32).reshape(len(X), 1, side, side)
+    xt = torch.as_tensor((images - images.mean()) / max(float(images.std()), 1e-8))
+    yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    probs = np.zeros((len(X), n_classes), dtype=np.float64)
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=random_state).split(images, y)
+    for fold, (train, held) in enumerate(folds):
+        torch.manual_seed(random_state * 1000 + fold)
+        net = plain_cnn(side, n_classes)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        train_t = torch.as_tensor(train)
+        for _ in range(CNN_EPOCHS):
+            net.train()
+            for idx in train_t[torch.randperm(len(train_t))].split(CNN_BATCH):
+                loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        net.eval()
+        with torch.no_grad():
+            probs[held] = torch.softmax(net(xt[torch.as_tensor(held)]), dim=1).double().numpy()
+    return probs
+
+
+def run_cleanlab_cnn(X: np.ndarray, y_noisy: np.ndarray, n_classes: int, side: int,
+                     random_state: int) -> Detection:
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    start = time.perf_counter()
+    torch.set_num_threads(1)
+    pred_probs = cnn_out_of_fold_probs(X, y_noisy, n_classes, side, random_state)
+    is_flagged = find_label_issues(y_noisy, pred_probs, n_jobs=1)
+    quality = get_label_quality_scores(y_noisy, pred_probs)
+    return Detection(1.0 - quality, is_flagged, int(is_flagged.sum()), time.perf_counter() - start)
 
 
 def train_plain_mlps(
@@ -134,11 +191,17 @@ def run_aum(X: np.ndarray, y_noisy: np.ndarray, n_classes: int, random_state: in
     return Detection(-aum, is_flagged, int(is_flagged.sum()), time.perf_counter() - start)
 
 
-def run_baseline(method: str, X: np.ndarray, y_noisy: np.ndarray, n_classes: int, random_state: int) -> Detection:
+def run_baseline(method: str, X: np.ndarray, y_noisy: np.ndarray, n_classes: int, random_state: int,
+                 image_side: int | None = None) -> Detection:
+    """One baseline on X (n, d); `cleanlab_cnn` reads X as (n, image_side, image_side) pixels."""
+    if method == "cleanlab_cnn":
+        if image_side is None:
+            raise ValueError("cleanlab_cnn runs on image data sets only (no image_side given)")
+        return run_cleanlab_cnn(X, y_noisy, n_classes, image_side, random_state)
     if method.startswith("cleanlab_"):
         return run_cleanlab(method, X, y_noisy, random_state)
     if method == "mlp10_consistency":
         return run_plain_consistency(X, y_noisy, n_classes, random_state)
     if method == "aum":
         return run_aum(X, y_noisy, n_classes, random_state)
-    raise ValueError(f"unknown baseline {method!r}; choose from {BASELINES}")
+    raise ValueError(f"unknown baseline {method!r}; choose from {BASELINES + IMAGE_BASELINES}")

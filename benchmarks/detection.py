@@ -1,6 +1,6 @@
 """Benchmark: how well Curate and the detectors a user would pick instead find planted label noise.
 
-    python benchmarks/detection.py [--datasets digits,breast_cancer,wine,iris,digits_image]
+    python benchmarks/detection.py [--datasets digits,breast_cancer,wine,iris,digits_image,synth28_image]
         [--noise sym10,sym20,sym40,pair30,confusion20,confusion40,ambiguous10,ambiguous20,ambiguous30]
         [--image-noise confusion20,ambiguous20,sym20] [--seeds 100,101,102] [--quick] [--out benchmarks/results]
 
@@ -8,10 +8,14 @@ Noise models (benchmarks/noise.py): `sym` (uniform flips), `pair` (class c -> c+
 case), and two that look like real annotation errors: `confusion` (each class flipped to the class
 a clean cross-validated logistic regression confuses it with most) and `ambiguous` (flips drawn
 with weight 1 - p(true class) of that model, each to its most probable other class). Forms: the
-four scikit-learn tables, and `digits_image`: digits as a zipped folder of 8x8 PNGs through the
-image path. For each (dataset, noise, seed) the seed plants the noise; Curate (the real pipeline,
-`benchmarks/curate_adapter.py`) and every baseline of `benchmarks/baselines.py` (cleanlab on LR and
-MLP out-of-fold probabilities, 10 plain MLPs' consistency, AUM) score the same noisy labels.
+four scikit-learn tables, and two image forms through the image path (a zipped folder of PNGs, so
+the CNN): `digits_image` (digits as 8x8 PNGs) and `synth28_image` (3,000 digit-like 28x28 images
+from `benchmarks/synthetic.py`; the baselines see the 784 pixels as features). For each (dataset,
+noise, seed) the seed plants the noise; Curate (the real pipeline, `benchmarks/curate_adapter.py`)
+and every baseline of `benchmarks/baselines.py` (cleanlab on LR and MLP out-of-fold probabilities,
+10 plain MLPs' consistency, AUM; on the image forms also cleanlab on a small CNN's out-of-fold
+probabilities) score the same noisy labels. `--methods` runs a subset and `--merge` adds parts to
+an earlier report (how the CNN baseline joined the committed one).
 
 Seeds: the defaults of Curate were chosen by `benchmarks/detection_variants.py` on *selection*
 seeds 0, 1, 2; this script reports on *test* seeds (100, 101, 102 by default) that chose nothing.
@@ -38,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 
-from benchmarks.baselines import BASELINE_BLAS_THREADS, BASELINES, Detection, run_baseline
+from benchmarks.baselines import BASELINE_BLAS_THREADS, BASELINES, IMAGE_BASELINES, Detection, run_baseline
 from benchmarks.noise import (
     compute_detection_metrics,
     compute_reference_probs,
@@ -48,6 +52,7 @@ from benchmarks.noise import (
     plant_symmetric_noise,
 )
 from benchmarks.report import markdown_table
+from benchmarks.synthetic import synthetic_digits
 
 
 def load_river(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
@@ -64,6 +69,13 @@ def load_river(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     return load
 
 
+def load_synth28(return_X_y: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """3,000 digit-like 28x28 images (`benchmarks/synthetic.py`, generator seed 0) as 784 features
+    in [0, 1]: the data a 28x28 photo set has at the size a CPU user would bring."""
+    images, y = synthetic_digits(n=3_000, side=28, seed=0)
+    return images.reshape(len(y), -1).astype(np.float64) / 255.0, y
+
+
 DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "digits": load_digits,
     "breast_cancer": load_breast_cancer,
@@ -72,13 +84,16 @@ DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "segment": load_river("ImageSegments"),
     "phishing": load_river("Phishing"),
     "digits_image": load_digits,  # the same 64 features for the noise and the baselines ...
+    "synth28_image": load_synth28,
 }
-IMAGE_FORMS = {"digits_image"}  # ... while Curate gets 8x8 PNGs (pixel = feature * 255 / 16)
+# ... while Curate gets the image folder: (side, the features' maximum), pixel = feature * 255 / maximum
+IMAGE_FORMS = {"digits_image": (8, 16.0), "synth28_image": (28, 1.0)}
 NOISE_KINDS = {"sym": plant_symmetric_noise, "pair": plant_pair_noise,
                "confusion": plant_confusion_noise, "ambiguous": plant_ambiguous_noise}
 REALISTIC = ("confusion", "ambiguous")  # the kinds that look like real annotation errors
 CURATE = "curate"
-METHODS = (CURATE, *BASELINES)
+METHODS = (CURATE, *BASELINES, *IMAGE_BASELINES)  # the image baselines run on the image forms only
+ALL_BASELINES = (*BASELINES, *IMAGE_BASELINES)
 METRICS = ("ap", "auroc", "precision_at_k", "f1", "precision", "estimated_rate", "planted_rate", "seconds",
            "estimated_precision")
 TABLE_NOISE = "sym10,sym20,sym40,pair30,confusion20,confusion40,ambiguous10,ambiguous20,ambiguous30"
@@ -104,7 +119,8 @@ def run_curate_on(dataset: str, X: np.ndarray, y_noisy: np.ndarray, n_classes: i
 
     images = None
     if dataset in IMAGE_FORMS:
-        images = np.round(X.reshape(len(X), 8, 8) * 255.0 / 16.0).astype(np.uint8)
+        side, top = IMAGE_FORMS[dataset]
+        images = np.round(X.reshape(len(X), side, side) * 255.0 / top).astype(np.uint8)
     result = run_curate(X, y_noisy, n_classes, random_state=random_state, images=images)
     detection = Detection(np.asarray(result.mislabel_score, dtype=np.float64),
                           np.asarray(result.is_flagged, dtype=bool), int(result.estimated_n_errors),
@@ -112,19 +128,23 @@ def run_curate_on(dataset: str, X: np.ndarray, y_noisy: np.ndarray, n_classes: i
     return detection, result.summary
 
 
-def run_case(dataset: str, noise: str, seed: int, console: Console) -> list[dict]:
+def run_case(dataset: str, noise: str, seed: int, console: Console,
+             methods: tuple[str, ...] = METHODS) -> list[dict]:
     """One (dataset, noise, seed): plant the noise, run every method, one row each."""
     X, y = DATASETS[dataset](return_X_y=True)
     X, n_classes = X.astype(np.float64), int(y.max()) + 1
     kind, rate = parse_noise(noise)
     y_noisy, is_flipped = plant(kind, rate, X, y, n_classes, seed)
+    side = IMAGE_FORMS[dataset][0] if dataset in IMAGE_FORMS else None
     rows = []
-    for method in METHODS:
+    for method in methods:
         summary: dict = {}
+        if method in IMAGE_BASELINES and side is None:
+            continue
         if method == CURATE:
             detection, summary = run_curate_on(dataset, X, y_noisy, n_classes, seed)
         else:
-            detection = run_baseline(method, X, y_noisy, n_classes, seed)
+            detection = run_baseline(method, X, y_noisy, n_classes, seed, image_side=side)
         row = {"dataset": dataset, "noise": noise, "seed": seed, "method": method,
                "n_examples": len(y), "n_classes": n_classes, "n_flipped": int(is_flipped.sum()),
                "planted_rate": float(is_flipped.mean()), "status": "ok"}
@@ -156,7 +176,9 @@ def parse_noise(noise: str) -> tuple[str, float]:
 
 def summarise_cases(rows: list[dict]) -> list[dict]:
     """Mean and sd over seeds of each metric, per (dataset, noise, method)."""
-    keys = dict.fromkeys((r["dataset"], r["noise"], r["method"]) for r in rows)
+    order = {case: i for i, case in enumerate(dict.fromkeys((r["dataset"], r["noise"]) for r in rows))}
+    keys = sorted(dict.fromkeys((r["dataset"], r["noise"], r["method"]) for r in rows),  # a case's methods
+                  key=lambda k: (order[k[:2]], METHODS.index(k[2])))  # together, even when merged from parts
     cases = []
     for dataset, noise, method in keys:
         runs = [r for r in rows if (r["dataset"], r["noise"], r["method"]) == (dataset, noise, method)]
@@ -175,7 +197,7 @@ def compare_cases(cases: list[dict]) -> list[dict]:
     for dataset, noise in dict.fromkeys((c["dataset"], c["noise"]) for c in cases):
         here = {c["method"]: c for c in cases if (c["dataset"], c["noise"]) == (dataset, noise)}
         curate = here[CURATE]
-        baselines = [here[m] for m in BASELINES if m in here]
+        baselines = [here[m] for m in ALL_BASELINES if m in here]
         row = {"dataset": dataset, "noise": noise, "kind": parse_noise(noise)[0]}
         for metric in ("ap", "f1"):
             best = max(baselines, key=lambda c: c[metric])
@@ -304,6 +326,7 @@ def save_report(out: Path, report: dict) -> None:
     config = report["config"]
     lines = ["# Label-noise detection benchmark", "",
              f"Command: `{machine['command']}`" + (" (quick run)" if report["quick"] else ""), "",
+             *([report["note"], ""] if report.get("note") else []),
              "Machine: " + ", ".join(f"{k} {machine[k]}" for k in machine if k != "command"), "",
              f"Test seeds {config['seeds']} (noise planting and training); Curate's defaults were chosen on "
              "selection seeds 0, 1, 2 by `benchmarks/detection_variants.py` (its report: "
@@ -351,13 +374,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--part", default="", help="write <out>/detection-<part>.json with the rows only "
                         "(runs split across processes); --merge builds the report from the parts")
-    parser.add_argument("--merge", nargs="*", type=Path, default=None, help="detection-<part>.json files")
+    parser.add_argument("--merge", nargs="*", type=Path, default=None, help="detection-<part>.json files "
+                        "(or an earlier detection.json, to add parts to it)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="a subset of the methods (to add a "
+                        "baseline to an earlier report with --part, then --merge)")
+    parser.add_argument("--note", default="", help="how the runs shared the machine, for the report")
     args = parser.parse_args(argv)
     if args.quick:
         vars(args).update(QUICK)
     args.datasets, args.noise = args.datasets.split(","), [n for n in args.noise.split(",") if n]
     args.image_noise = [n for n in args.image_noise.split(",") if n]
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.methods = tuple(m for m in args.methods.split(",") if m)
+    if set(args.methods) - set(METHODS):
+        parser.error(f"unknown methods {sorted(set(args.methods) - set(METHODS))}; choose from {list(METHODS)}")
     unknown = [d for d in args.datasets if d not in DATASETS]
     if unknown:
         parser.error(f"unknown datasets {unknown}; choose from {list(DATASETS)}")
@@ -369,12 +399,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def build_report(rows: list[dict], config: dict, quick: bool, seconds: float, commands: list[str]) -> dict:
+def as_part(report: dict) -> dict:
+    """A part file as it is, or an earlier full detection.json as one part (to add a part to it)."""
+    if "machine" not in report:
+        return report
+    return {"rows": report["rows"], "quick": report["quick"], "command": report["machine"]["command"],
+            "seconds": report["total_seconds"],
+            "config": {"datasets": report["config"]["datasets"], "seeds": report["config"]["seeds"]}}
+
+
+def build_report(rows: list[dict], config: dict, quick: bool, seconds: float, commands: list[str],
+                 note: str = "") -> dict:
     cases = summarise_cases(rows)
     comparisons = compare_cases(cases)
     machine = describe_machine()
     machine["command"] = " ; ".join(commands)
-    return {"quick": quick, "machine": machine, "config": config, "total_seconds": seconds, "rows": rows,
+    return {"quick": quick, "machine": machine, "config": config, "total_seconds": seconds, "note": note, "rows": rows,
             "cases": cases, "comparisons": comparisons, "targets": check_targets(comparisons),
             "digits_seconds_per_run": digits_seconds(rows)}
 
@@ -383,18 +423,18 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     console = Console(width=max(Console().width, 150))
     if args.merge is not None:  # one report from parts run side by side
-        parts = [json.loads(path.read_text()) for path in args.merge]
+        parts = [as_part(json.loads(path.read_text())) for path in args.merge]
         rows = [row for part in parts for row in part["rows"]]
         config = {"datasets": [d for part in parts for d in part["config"]["datasets"]],
                   "seeds": sorted({s for part in parts for s in part["config"]["seeds"]}),
                   "parts": [part["config"] for part in parts]}
         report = build_report(rows, config, any(p["quick"] for p in parts), max(p["seconds"] for p in parts),
-                              [p["command"] for p in parts])
+                              [p["command"] for p in parts], args.note)
     else:
         start = time.perf_counter()
         rows = [row for dataset in args.datasets
                 for noise in (args.image_noise if dataset in IMAGE_FORMS else args.noise)
-                for seed in args.seeds for row in run_case(dataset, noise, seed, console)]
+                for seed in args.seeds for row in run_case(dataset, noise, seed, console, args.methods)]
         config = {"datasets": args.datasets, "noise": args.noise, "image_noise": args.image_noise,
                   "seeds": args.seeds}
         command = " ".join(["python", *sys.argv])
@@ -405,7 +445,7 @@ def main(argv: list[str] | None = None) -> dict:
                                         "seconds": time.perf_counter() - start}, indent=1) + "\n")
             console.print(f"wrote {path}")
             return {}
-        report = build_report(rows, config, args.quick, time.perf_counter() - start, [command])
+        report = build_report(rows, config, args.quick, time.perf_counter() - start, [command], args.note)
     print_report(console, report)
     save_report(args.out, report)
     console.print(f"wrote {args.out / 'detection.json'} and {args.out / 'detection.md'}")

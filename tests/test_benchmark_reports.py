@@ -41,3 +41,29 @@ def test_the_committed_real_data_runs_render_and_compare_curate_with_the_best_ba
             assert float(delta) == pytest.approx(float(curate_ap) - top["ap_mean"], abs=1.5e-3)
         real_data.save(tmp_path, report, part)
         assert "## Ingestion" in (tmp_path / f"{part}.md").read_text()
+
+
+def test_the_detection_report_merges_an_earlier_report_with_a_new_part(tmp_path: Path) -> None:
+    """`detection.py --merge detection.json detection-<part>.json` adds a part: every earlier case
+    stays as it was, the part's cases join, and the targets are graded over both."""
+    from benchmarks import detection
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                            / "detection.json").read_text())
+    case = committed["cases"][0]
+    rows = [dict(r, dataset="extra") for r in committed["rows"]
+            if (r["dataset"], r["noise"]) == (case["dataset"], case["noise"])]
+    part = tmp_path / "detection-extra.json"
+    part.write_text(json.dumps({"rows": rows, "quick": False, "command": "python part", "seconds": 1.0,
+                                "config": {"datasets": ["extra"], "seeds": [100]}}))
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps(committed))
+    report = detection.main(["--merge", str(earlier), str(part), "--out", str(tmp_path / "out"), "--note", "N"])
+    assert report["cases"][:len(committed["cases"])] == committed["cases"]
+    extra = [c for c in report["cases"] if c["dataset"] == "extra"]
+    assert [{**c, "dataset": case["dataset"]} for c in extra] == [c for c in committed["cases"]
+                                                                   if c["noise"] == case["noise"]
+                                                                   and c["dataset"] == case["dataset"]]
+    assert len(report["comparisons"]) == len(committed["comparisons"]) + 1
+    assert report["machine"]["command"].endswith(" ; python part")
+    assert "\nN\n" in (tmp_path / "out" / "detection.md").read_text()
