@@ -124,17 +124,6 @@ def test_unknown_backbone_lists_the_supported_ones(photos: Path, features: str) 
 
 
 @pytest.mark.slow
-def test_cached_weights_are_used(photos: Path, weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cached = tmp_path / "th" / "hub" / "checkpoints" / BACKBONES["mobilenet_v3_small"].weights_file
-    cached.parent.mkdir(parents=True)
-    cached.write_bytes(weights.read_bytes())
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
-    ds = load_dataset(photos, IngestOptions(features=SMALL))
-    assert ds.report["features"]["weights_file"] == str(cached.resolve())
-    assert ds.X.shape == (2 * N_PER_CLASS, BACKBONES["mobilenet_v3_small"].dims)
-
-
-@pytest.mark.slow
 def test_weights_of_another_architecture_are_refused(photos: Path, tmp_path: Path) -> None:
     other = tmp_path / "resnet18.pt"
     torch.save(torchvision.models.resnet18().state_dict(), other)
@@ -143,12 +132,19 @@ def test_weights_of_another_architecture_are_refused(photos: Path, tmp_path: Pat
         load_dataset(photos, IngestOptions(features=SMALL, weights=str(other)))
 
 
-@pytest.mark.slow
-def test_a_file_that_is_not_a_state_dict_is_refused(photos: Path, tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_state_dict_is_refused(tmp_path: Path) -> None:
+    """The worker's own check, in this process (the refusal's way back to the user as an
+    InvalidDataset is the test above): bytes torch cannot read, and a torch file of no tensors."""
+    from models.features_worker import WeightsMismatch, build_backbone
+
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a torch file at all")
-    with pytest.raises(InvalidDataset, match=rf"cannot read weights file {re.escape(str(junk))} for mobilenet_v3_small"):
-        load_dataset(photos, IngestOptions(features=SMALL, weights=str(junk)))
+    with pytest.raises(WeightsMismatch, match=rf"cannot read weights file {re.escape(str(junk))} for mobilenet_v3_small"):
+        build_backbone("mobilenet_v3_small", str(junk))
+    numbers = tmp_path / "numbers.pt"
+    torch.save({"a": 1}, numbers)
+    with pytest.raises(WeightsMismatch, match=r"does not hold a state_dict \(a dict of tensors\) for mobilenet_v3_small"):
+        build_backbone("mobilenet_v3_small", str(numbers))
 
 
 def test_features_on_a_table_or_an_npz_table_are_refused(tmp_path: Path, weights: Path) -> None:
