@@ -91,7 +91,7 @@ def _jobs(tmp_path: Path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_cancels_an_in_process_job_and_retry_resumes_it(tmp_path: Path, sig: signal.Signals) -> None:
+def test_a_signal_cancels_an_in_process_job_and_says_how_to_resume_it(tmp_path: Path, sig: signal.Signals) -> None:
     proc = _score_in_process(tmp_path)
     children = _wait_training(proc, tmp_path / "data")
     time.sleep(1.0)
