@@ -196,6 +196,8 @@ def compare_cases(cases: list[dict]) -> list[dict]:
     comparisons = []
     for dataset, noise in dict.fromkeys((c["dataset"], c["noise"]) for c in cases):
         here = {c["method"]: c for c in cases if (c["dataset"], c["noise"]) == (dataset, noise)}
+        if CURATE not in here:  # a part run without Curate (--methods): graded once merged with one that has it
+            continue
         curate = here[CURATE]
         baselines = [here[m] for m in ALL_BASELINES if m in here]
         row = {"dataset": dataset, "noise": noise, "kind": parse_noise(noise)[0]}
