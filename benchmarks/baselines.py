@@ -59,9 +59,6 @@ def run_cleanlab(method: str, X: np.ndarray, y_noisy: np.ndarray, random_state: 
     BLAS runs on one thread: on these small matrices more threads only add overhead
     (up to 100x slower on a busy 2-core machine), so this is the baselines' best setting.
     """
-    from cleanlab.filter import find_label_issues  # here: cleanlab is in the bench extra, not a dependency
-    from cleanlab.rank import get_label_quality_scores
-
     start = time.perf_counter()
     X2 = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=random_state)
@@ -70,11 +67,29 @@ def run_cleanlab(method: str, X: np.ndarray, y_noisy: np.ndarray, random_state: 
         pred_probs = cross_val_predict(
             make_baseline(method, random_state), X2, y_noisy, cv=cv, method="predict_proba"
         )
+    return cleanlab_detection(y_noisy, pred_probs, start)
+
+
+def cleanlab_detection(y_noisy: np.ndarray, pred_probs: np.ndarray, start: float) -> Detection:
+    """cleanlab's flagged set and label-quality score from out-of-fold probabilities, timed from `start`."""
+    from cleanlab.filter import find_label_issues  # here: cleanlab is in the bench extra, not a dependency
+    from cleanlab.rank import get_label_quality_scores
+
     # n_jobs=1: same result as the default, without a process pool's start-up in the timing.
     is_flagged = find_label_issues(y_noisy, pred_probs, n_jobs=1)
     quality = get_label_quality_scores(y_noisy, pred_probs)
-    seconds = time.perf_counter() - start
-    return Detection(1.0 - quality, is_flagged, int(is_flagged.sum()), seconds)
+    return Detection(1.0 - quality, is_flagged, int(is_flagged.sum()), time.perf_counter() - start)
+
+
+def train_one_epoch(net: torch.nn.Module, opt: torch.optim.Optimizer, xt: torch.Tensor, yt: torch.Tensor,
+                    order: torch.Tensor, batch: int) -> None:
+    """One epoch of plain cross-entropy steps over the examples `order` lists, `batch` at a time."""
+    net.train()
+    for idx in order.split(batch):
+        loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def plain_cnn(side: int, n_classes: int) -> torch.nn.Module:
@@ -103,12 +118,7 @@ def cnn_out_of_fold_probs(X: np.ndarray, y: np.ndarray, n_classes: int, side: in
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         train_t = torch.as_tensor(train)
         for _ in range(CNN_EPOCHS):
-            net.train()
-            for idx in train_t[torch.randperm(len(train_t))].split(CNN_BATCH):
-                loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            train_one_epoch(net, opt, xt, yt, train_t[torch.randperm(len(train_t))], CNN_BATCH)
         net.eval()
         with torch.no_grad():
             probs[held] = torch.softmax(net(xt[torch.as_tensor(held)]), dim=1).double().numpy()
@@ -117,15 +127,9 @@ def cnn_out_of_fold_probs(X: np.ndarray, y: np.ndarray, n_classes: int, side: in
 
 def run_cleanlab_cnn(X: np.ndarray, y_noisy: np.ndarray, n_classes: int, side: int,
                      random_state: int) -> Detection:
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
     start = time.perf_counter()
     torch.set_num_threads(1)
-    pred_probs = cnn_out_of_fold_probs(X, y_noisy, n_classes, side, random_state)
-    is_flagged = find_label_issues(y_noisy, pred_probs, n_jobs=1)
-    quality = get_label_quality_scores(y_noisy, pred_probs)
-    return Detection(1.0 - quality, is_flagged, int(is_flagged.sum()), time.perf_counter() - start)
+    return cleanlab_detection(y_noisy, cnn_out_of_fold_probs(X, y_noisy, n_classes, side, random_state), start)
 
 
 def train_plain_mlps(
@@ -149,12 +153,7 @@ def train_plain_mlps(
         )
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         for epoch in range(PLAIN_EPOCHS):
-            net.train()
-            for idx in torch.randperm(len(xt)).split(PLAIN_BATCH):
-                loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            train_one_epoch(net, opt, xt, yt, torch.randperm(len(xt)), PLAIN_BATCH)
             net.eval()
             with torch.no_grad():
                 out[m, epoch] = net(xt).numpy()
