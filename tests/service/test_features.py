@@ -78,28 +78,6 @@ def test_hub_dir_is_torchs_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert torch_hub_dir() == Path(torch.hub.get_dir())
 
 
-@pytest.mark.slow
-def test_images_become_a_table_of_embeddings_with_their_pixels(photos: Path, weights: Path) -> None:
-    plain = load_dataset(photos)
-    ds = load_dataset(photos, IngestOptions(features=SMALL, weights=str(weights)))
-    dims = BACKBONES["mobilenet_v3_small"].dims
-    assert ds.kind == "tabular" and ds.X.dtype == np.float32 and ds.X.shape == (2 * N_PER_CLASS, dims)
-    assert ds.feature_names == [f"mobilenet_v3_small[{j}]" for j in range(dims)]
-    assert np.isfinite(ds.X).all() and np.ptp(ds.X, axis=0).max() > 0  # not all images alike
-    np.testing.assert_array_equal(ds.pixels, plain.X)  # thumbnails from the same decoded images
-    assert ds.sources == plain.sources and ds.class_names == plain.class_names
-    np.testing.assert_array_equal(ds.y, plain.y)
-    report = ds.report["features"]
-    assert report["backbone"] == SMALL and report["dims"] == dims and report["device"] in ("cpu", "cuda:0", "cuda")
-    assert report["weights_file"] == str(weights.resolve())
-    assert report["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
-    assert report["input_size"] == [224, 224] and report["seconds"] >= report["embed_seconds"] > 0
-    assert {**ds.report["images"], "why": ""} == {**plain.report["images"], "why": ""}  # small: same size
-    h, w = plain.report["images"]["sizes"]["median"]
-    assert ds.report["images"]["why"].endswith(f"all resized to the median {h}x{w} for the pretrained backbone "
-                                               "(it resizes to its input itself)")
-
-
 def test_no_weights_given_or_cached_names_the_backbone_and_the_path(photos: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
@@ -159,30 +137,53 @@ def test_features_on_a_table_or_an_npz_table_are_refused(tmp_path: Path, weights
         load_dataset(npz, IngestOptions(features=SMALL, weights=str(weights)))
 
 
+# the service's side of an ingest with --features, in a fresh interpreter: the embedding happens in
+# the worker process, so this one must never import torch or torchvision
 _INGEST_IN_SERVICE = """
 import json, sys
 from pathlib import Path
 from service.ingest.formats import load_dataset
 from service.ingest.options import IngestOptions
-from service.ingest.photos import FEATURES_MAX_SIDE, MAX_DEFAULT_SIDE, Header, plan_images
-from service.limits import IngestLimits
-from service.ingest.files import save_dataset, load_pixels
+from service.ingest.files import save_dataset
 ds = load_dataset(Path(sys.argv[1]), IngestOptions(features=sys.argv[2], weights=sys.argv[3]))
 save_dataset(ds, Path(sys.argv[4]), "d1", "photos", "image_folder")
-print(json.dumps({"torch": "torch" in sys.modules, "torchvision": "torchvision" in sys.modules,
-                  "shape": list(ds.X.shape), "pixels": list(load_pixels(Path(sys.argv[4]), "d1").shape)}))
+print(json.dumps({"torch": "torch" in sys.modules, "torchvision": "torchvision" in sys.modules}))
 """
 
 
 @pytest.mark.slow
-def test_the_service_process_never_imports_torch(photos: Path, weights: Path, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-c", _INGEST_IN_SERVICE, str(photos), SMALL, str(weights),
-                          str(tmp_path / "datasets")], cwd=ROOT, capture_output=True, text=True, check=True)
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["torch"] is False and got["torchvision"] is False
-    assert got["shape"] == [2 * N_PER_CLASS, BACKBONES["mobilenet_v3_small"].dims]
-    assert got["pixels"][0] == 2 * N_PER_CLASS and got["pixels"][1] == 3
-    assert (tmp_path / "datasets" / "d1" / "pixels.npy").is_file()
+def test_images_become_a_table_of_embeddings_with_their_pixels_and_the_service_never_imports_torch(
+        photos: Path, weights: Path, tmp_path: Path) -> None:
+    """One worker pass serves both checks (each pass starts a torch process): the service-side
+    ingest runs in a fresh interpreter and stores the dataset, which is read back here."""
+    from service.ingest.files import load_arrays, load_manifest, load_pixels, load_sources
+
+    datasets = tmp_path / "datasets"
+    out = subprocess.run([sys.executable, "-c", _INGEST_IN_SERVICE, str(photos), SMALL, str(weights), str(datasets)],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"torch": False, "torchvision": False}
+    plain = load_dataset(photos)
+    manifest = load_manifest(datasets, "d1")
+    X, y = load_arrays(datasets, "d1")
+    dims = BACKBONES["mobilenet_v3_small"].dims
+    assert manifest.kind == "tabular" and X.dtype == np.float32 and X.shape == (2 * N_PER_CLASS, dims)
+    assert manifest.feature_names == [f"mobilenet_v3_small[{j}]" for j in range(dims)]
+    assert np.isfinite(X).all() and np.ptp(X, axis=0).max() > 0  # not all images alike
+    np.testing.assert_array_equal(load_pixels(datasets, "d1"), plain.X)  # thumbnails from the same decoded images
+    assert load_sources(datasets, "d1") == plain.sources and manifest.class_names == plain.class_names
+    np.testing.assert_array_equal(y, plain.y)
+    report = manifest.ingest_report["features"]
+    assert isinstance(report, dict)
+    assert report["backbone"] == SMALL and report["dims"] == dims and report["device"] in ("cpu", "cuda:0", "cuda")
+    assert report["weights_file"] == str(weights.resolve())
+    assert report["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert report["input_size"] == [224, 224] and report["seconds"] >= report["embed_seconds"] > 0
+    images = manifest.ingest_report["images"]
+    assert isinstance(images, dict)
+    assert {**images, "why": ""} == {**plain.report["images"], "why": ""}  # small: same size
+    h, w = plain.report["images"]["sizes"]["median"]
+    assert images["why"].endswith(f"all resized to the median {h}x{w} for the pretrained backbone "
+                                  "(it resizes to its input itself)")
 
 
 @pytest.mark.slow
