@@ -101,6 +101,8 @@ def run_e2e(X: np.ndarray, y: np.ndarray, images: np.ndarray | None, **spec: obj
 
 
 def part_e2e(repeats: int) -> dict:
+    from service.settings import Settings
+
     X, images, y = digits_images()
     times: dict[str, list[float]] = {"table (NPZ)": [], "images (zipped PNGs)": []}
     loads = []
@@ -111,8 +113,9 @@ def part_e2e(repeats: int) -> dict:
     table = statistics.median(times["table (NPZ)"])
     rows = [{"variant": k, "seconds": [round(t, 2) for t in v], "median_s": round(statistics.median(v), 2),
              "x_table": round(statistics.median(v) / table, 2)} for k, v in times.items()]
-    return {"what": "upload -> train (8 x 20, no AdaBoost, no explanations) -> scores, digits", "rows": rows,
-            "load": loads}
+    threads = Settings().threads_per_worker()
+    return {"what": f"upload -> train (8 x 20, no AdaBoost, no explanations) -> scores, digits; {threads} torch "
+                    f"thread(s) in the training worker", "rows": rows, "load": loads, "worker_threads": threads}
 
 
 def part_large() -> dict:
@@ -185,12 +188,13 @@ def part_detection(seeds: tuple[int, ...], **spec: object) -> dict:
 
 def markdown(report: dict) -> str:
     out = ["# CPU image jobs (issue 17, item 1)", "",
-           f"Command: `{report['command']}`; {report['machine']}. Variants of one part ran interleaved in one "
+           f"Last run: `{report['command']}`; {report['machine']}. Variants of one part ran interleaved in one "
            "run; the ratios between them are the figures to read (the box is shared).", ""]
-    for part in ("training", "e2e", "large"):
+    for part in ("training", "e2e", "e2e_default_threads", "large"):
         if part in report:
             p = report[part]
-            out += [f"## {part}: {p['what']}", "", markdown_table(
+            out += [f"## {part}: {p['what']}", "", *([f"Measured by `{p['command']}`.", ""] if "command" in p else []),
+                    markdown_table(
                 ["variant", "runs (s)", "median (s)", "x table"],
                 [[r["variant"], ", ".join(f"{s:g}" for s in r["seconds"]), f"{r['median_s']:g}",
                   f"{r['x_table']:g}" if "x_table" in r else ""] for r in p["rows"]]), "",
@@ -198,7 +202,8 @@ def markdown(report: dict) -> str:
                         f"{la['load_1m']}/{la['load_5m']}/{la['load_15m']}" for la in p["load"]), ""]
     if "large_detection" in report:
         p = report["large_detection"]
-        out += [f"## large_detection: {p['what']}", "", markdown_table(
+        out += [f"## large_detection: {p['what']}", "", *([f"Measured by `{p['command']}`.", ""] if "command" in p else []),
+                markdown_table(
             ["method", "AP", "F1", "seconds", "load 1m"],
             [[r["method"], f"{r['ap']:.3f}", f"{r['f1']:.3f}", f"{r['seconds']:.0f}", f"{r['load_1m']}"]
              for r in p["rows"]]), ""]
@@ -230,22 +235,24 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     path = args.out / "cpu_images.json"
     report = json.loads(path.read_text()) if path.exists() else {}  # parts not rerun stay as they were
-    report.update(command="OMP_NUM_THREADS=1 CURATE_TORCH_THREADS=1 python benchmarks/cpu_images.py "
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "CURATE_TORCH_THREADS") if k in os.environ)
+    report.update(command=f"{env} python benchmarks/cpu_images.py ".lstrip()
                           + " ".join(argv if argv is not None else sys.argv[1:]),
                   machine=f"{os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s) "
                           f"in-process, CURATE_TORCH_THREADS={os.environ.get('CURATE_TORCH_THREADS', 'unset')}")
     parts = args.part.split(",")
     if "training" in parts:
         report["training"] = part_training(args.repeats)
-    if "e2e" in parts:
-        report["e2e"] = part_e2e(args.repeats)
+    if "e2e" in parts:  # one torch thread a worker, as the earlier runs; the default (cores / workers) apart
+        e2e = part_e2e(args.repeats)
+        report["e2e" if e2e["worker_threads"] == 1 else "e2e_default_threads"] = {**e2e, "command": report["command"]}
     if "detection" in parts:
         width = {"cnn_width": args.width} if args.width else {}
         report["detection"] = part_detection(tuple(int(s) for s in args.seeds.split(",")), **width)
     if "large" in parts:
         report["large"] = part_large()
     if "large_detection" in parts:
-        report["large_detection"] = part_large_detection(tuple(args.variants.split(",")))
+        report["large_detection"] = {**part_large_detection(tuple(args.variants.split(","))), "command": report["command"]}
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "cpu_images.md").write_text(markdown(report))
