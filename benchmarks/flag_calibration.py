@@ -12,7 +12,10 @@ the record with `scoring.scores.compute_example_scores` (the pipeline's own scor
   the flagged labels) and the previous one (1 - the mean probability of the given label);
 - the estimated error count against the planted count, for the default count (mean margin over
   the trained epochs < 0), the same over the first half of training only (before memorisation),
-  and confident learning on the in-sample probabilities.
+  confident learning on the in-sample probabilities, and the expected number of wrong labels if each
+  example's share of votes against its label were its chance of being wrong (the sum of 1 -
+  accessibility); with the flagged-set F1 each count gives, next to the planted count's (an oracle:
+  how far the ranking alone goes).
 The estimators were chosen on the selection seeds; the test seeds are reported apart and chose
 nothing. `--budgets MxE,...` also trains M members x E epochs beside the default 8 x 20 and
 reports what a larger budget buys (AP, flagged-set F1, rate gap) on the same cases; `MxEr2` is
@@ -42,12 +45,13 @@ from benchmarks.detection import DATASETS, TABLE_NOISE, describe_machine, fmt, p
 from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.noise import compute_detection_metrics
 from benchmarks.report import markdown_table, print_tables
-from scoring.mislabel import estimate_n_errors_by_margin, estimate_n_label_errors
+from scoring.mislabel import estimate_n_errors_by_margin, estimate_n_label_errors, flag_suspected_mislabels
 from scoring.scores import ExampleScores, compute_example_scores, second_round_exclusion, take_mislabels_from
 
 KINDS = ("sym", "pair", "confusion", "ambiguous")
 PRECISION_ESTIMATES = ("votes_against", "one_minus_prob")  # the default first
-COUNTS = ("margin", "margin_first_half", "confident_learning")  # the default first
+# the default first; "planted" is the oracle (the true count), to show what the ranking allows at a perfect count
+COUNTS = ("margin", "margin_first_half", "confident_learning", "expected_votes", "planted")
 RECORD_FIELDS = ("predicted_label", "label_prob", "margin", "held_out", "prob_sum", "heldout_prob_sum")
 
 
@@ -134,9 +138,14 @@ def grade_case(r: dict[str, np.ndarray], first: dict[str, np.ndarray] | None = N
     half = 1 + (margin.shape[0] - 1) // 2
     probs = prob_sum[1:].sum(axis=0) / (in_sample.sum(axis=0)[:, None] * (prob_sum.shape[0] - 1))
     counts = {"margin": scores.estimated_n_errors, "margin_first_half": estimate_n_errors_by_margin(margin[:half]),
-              "confident_learning": estimate_n_label_errors(probs.astype(np.float64), y)}
+              "confident_learning": estimate_n_label_errors(probs.astype(np.float64), y),
+              "expected_votes": int(round(float(np.nansum(1.0 - scores.accessibility)))),
+              "planted": int(flipped.sum())}
     assert counts["margin"] == estimate_n_errors_by_margin(margin)  # the default count, computed twice
     row.update({f"count_{k}": v for k, v in counts.items()})
+    row.update({f"f1_{k}": compute_detection_metrics(flipped, scores.mislabel_score,
+                                                      flag_suspected_mislabels(scores.mislabel_score, v))["f1"]
+                for k, v in counts.items()})
     return row
 
 
@@ -194,9 +203,12 @@ def count_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
             g = [v for (d, n), v in case_gap.items() if parse_noise(n)[0] == kind]
             cells.append(f"{np.mean(g):+.3f} (worst {max(g, key=abs):+.3f})" if g else "n/a")
         within = np.mean([abs(v) <= 0.03 for v in case_gap.values()])
-        cells += [f"{np.mean(np.abs(list(case_gap.values()))):.3f}", f"{within:.0%} of {len(case_gap)}"]
+        realistic = [r for r in rows if r["kind"] in ("confusion", "ambiguous")]
+        f1 = [fmt(float(np.mean([r[f"f1_{count}"] for r in some]))) if some and f"f1_{count}" in some[0] else "n/a"
+              for some in (rows, realistic)]
+        cells += [f"{np.mean(np.abs(list(case_gap.values()))):.3f}", f"{within:.0%} of {len(case_gap)}", *f1]
         body.append(cells)
-    return ["count", *KINDS, "mean |gap|", "cases within 3 points"], body
+    return ["count", *KINDS, "mean |gap|", "cases within 3 points", "F1", "F1 confusion + ambiguous"], body
 
 
 def _mean_seconds(rows: list[dict]) -> str:
