@@ -34,6 +34,7 @@ from models.spec import JUMPOUT_BY_RATIO, TrainSpec, jumpout_for_data
 from scoring.mislabel import (
     MISLABEL_METHODS,
     compute_mislabel_score,
+    compute_prob_margin,
     estimate_n_errors_by_margin,
     estimate_n_label_errors,
     flag_suspected_mislabels,
@@ -57,7 +58,9 @@ def score_record(r: PredictionRecord, y: np.ndarray) -> tuple[dict[str, np.ndarr
     prob = member_mean(r.label_prob.astype(np.float64), in_sample)
     margin = member_mean(r.margin.astype(np.float64), in_sample)
     consistency = member_mean((r.predicted_label == y[None, None, :]).astype(np.float64), in_sample)
-    scores = {m: compute_mislabel_score(prob, margin, method=m, consistency=consistency) for m in MISLABEL_METHODS}
+    prob_margin = np.stack([compute_prob_margin(epoch, in_sample.sum(axis=0), y) for epoch in r.prob_sum])
+    scores = {m: compute_mislabel_score(prob, margin, method=m, consistency=consistency, prob_margin=prob_margin)
+              for m in MISLABEL_METHODS}
     with np.errstate(invalid="ignore", divide="ignore"):
         probs = r.prob_sum[1:].sum(axis=0) / (in_sample.sum(axis=0)[:, None] * (r.prob_sum.shape[0] - 1))
     counts = {"margin": estimate_n_errors_by_margin(margin),

@@ -45,8 +45,19 @@ from benchmarks.detection import DATASETS, TABLE_NOISE, describe_machine, fmt, p
 from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.noise import compute_detection_metrics
 from benchmarks.report import markdown_table, print_tables
-from scoring.mislabel import estimate_n_errors_by_margin, estimate_n_label_errors, flag_suspected_mislabels
-from scoring.scores import ExampleScores, compute_example_scores, second_round_exclusion, take_mislabels_from
+from scoring.mislabel import (
+    MISLABEL_METHODS,
+    estimate_n_errors_by_margin,
+    estimate_n_label_errors,
+    flag_suspected_mislabels,
+)
+from scoring.scores import (
+    ExampleScores,
+    ScoringOptions,
+    compute_example_scores,
+    second_round_exclusion,
+    take_mislabels_from,
+)
 
 KINDS = ("sym", "pair", "confusion", "ambiguous")
 PRECISION_ESTIMATES = ("votes_against", "one_minus_prob")  # the default first
@@ -67,7 +78,7 @@ def parse_budget(text: str) -> tuple[int, int, int]:
     return int(members), int(epochs), 2 if rounds else 1
 
 
-def _scores(r: dict[str, np.ndarray], pooled: bool = False) -> ExampleScores:
+def _scores(r: dict[str, np.ndarray], pooled: bool = False, options: ScoringOptions | None = None) -> ExampleScores:
     """The pipeline's scores of a record; pooled (a second round, finalize's model 'round2'): every
     member's predictions count in-sample, the excluded examples' included."""
     y = r["y_noisy"].astype(np.int64)
@@ -75,7 +86,8 @@ def _scores(r: dict[str, np.ndarray], pooled: bool = False) -> ExampleScores:
     held_out = r["held_out"]
     if pooled:
         prob_sum, heldout, held_out = prob_sum + heldout, np.zeros_like(heldout), np.zeros_like(held_out)
-    return compute_example_scores(r["predicted_label"], r["label_prob"], r["margin"], held_out, prob_sum, heldout, y)
+    return compute_example_scores(r["predicted_label"], r["label_prob"], r["margin"], held_out, prob_sum, heldout, y,
+                                  options or ScoringOptions())
 
 
 def train_record(dataset: str, noise: str, seed: int, cache: Path | None,
@@ -146,6 +158,10 @@ def grade_case(r: dict[str, np.ndarray], first: dict[str, np.ndarray] | None = N
     row.update({f"f1_{k}": compute_detection_metrics(flipped, scores.mislabel_score,
                                                       flag_suspected_mislabels(scores.mislabel_score, v))["f1"]
                 for k, v in counts.items()})
+    if first is None:  # every ranking of scoring.mislabel on the same record (AP needs no count)
+        for method in MISLABEL_METHODS:
+            other = _scores(r, options=ScoringOptions(mislabel_method=method)).mislabel_score
+            row[f"ap_{method}"] = compute_detection_metrics(flipped, other, flagged)["ap"]
     return row
 
 
@@ -211,6 +227,30 @@ def count_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return ["count", *KINDS, "mean |gap|", "cases within 3 points", "F1", "F1 confusion + ambiguous"], body
 
 
+def method_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Per ranking (ScoringOptions.mislabel_method): mean AP per kind, over every run, and its
+    cases (seed means) better and worse than the default's."""
+    default = ScoringOptions().mislabel_method
+    body = []
+    for method in MISLABEL_METHODS:
+        cells = [method + (" (default)" if method == default else "")]
+        for kind in KINDS:
+            aps = [r[f"ap_{method}"] for r in rows if r["kind"] == kind]
+            cells.append(fmt(float(np.mean(aps)), digits=4) if aps else "n/a")
+        realistic = [r[f"ap_{method}"] for r in rows if r["kind"] in ("confusion", "ambiguous")]
+        cells += [fmt(float(np.mean([r[f"ap_{method}"] for r in rows])), digits=4),
+                  fmt(float(np.mean(realistic)), digits=4) if realistic else "n/a"]
+        deltas: dict[tuple[str, str], list[float]] = {}
+        for r in rows:
+            deltas.setdefault((r["dataset"], r["noise"]), []).append(r[f"ap_{method}"] - r[f"ap_{default}"])
+        case = [float(np.mean(d)) for d in deltas.values()]
+        cells += [f"{sum(d > 0 for d in case)} / {sum(d < 0 for d in case)} of {len(case)}",
+                  f"{min(case):+.4f}" if case else "n/a"]
+        body.append(cells)
+    return ["ranking", *[f"AP {k}" for k in KINDS], "AP all", "AP confusion + ambiguous",
+            "cases better / worse than the default", "worst case vs the default"], body
+
+
 def _mean_seconds(rows: list[dict]) -> str:
     seconds = [r["train_seconds"] for r in rows if r["train_seconds"] is not None]
     return f"{np.mean(seconds):.1f}" if len(seconds) == len(rows) else "n/a (cached records)"
@@ -249,6 +289,7 @@ def tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
             out.append((f"Estimated precision at the cut against the measured precision ({role} seeds {seeds})",
                         *precision_table(some)))
             out.append((f"Estimated error count against the planted count ({role} seeds {seeds})", *count_table(some)))
+            out.append((f"Each ranking's AP on the same records ({role} seeds {seeds})", *method_table(some)))
     return out
 
 

@@ -25,6 +25,7 @@ on test seeds 100-102]:
 - suggested label: the most probable class other than the given one.
 """
 
+import warnings
 from typing import TypeVar, cast
 
 import numpy as np
@@ -48,7 +49,27 @@ def compute_rank_score(values: npt.NDArray[np.floating]) -> npt.NDArray[np.float
     return out
 
 
-MISLABEL_METHODS = ("consistency_margin", "margin", "prob", "prob_margin", "consistency")
+MISLABEL_METHODS = ("consistency_margin", "margin", "prob", "prob_margin", "consistency", "consistency_prob_margin")
+
+
+def compute_prob_margin(
+    prob_sum: npt.NDArray[np.floating],  # (n_examples, n_classes) softmax sums over the in-sample members
+    n_members: npt.NDArray[np.integer],  # (n_examples,) in-sample members per example
+    given_labels: npt.NDArray[np.integer],  # (n_examples,)
+) -> npt.NDArray[np.float64]:  # (n_examples,) in [-1, 1]; NaN where no member is in-sample
+    """The ensemble's margin in probability space: the mean softmax of the given label minus the
+    largest mean softmax of another class (the ensemble-mean prediction's margin)."""
+    n, k = prob_sum.shape
+    if given_labels.shape != (n,) or n_members.shape != (n,):
+        raise ValueError(f"given_labels {given_labels.shape} and n_members {n_members.shape} must be ({n},) "
+                         f"to match prob_sum {prob_sum.shape}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        probs = prob_sum.astype(np.float64) / n_members[:, None]
+    rows = np.arange(n)
+    given = probs[rows, given_labels]
+    probs[rows, given_labels] = -np.inf  # in place: probs is this call's own array, one (n, k) buffer in all
+    margin: npt.NDArray[np.float64] = given - (probs.max(axis=1) if k > 1 else 0.0)
+    return margin
 COUNT_METHODS = ("margin", "confident_learning")
 
 
@@ -58,6 +79,7 @@ def compute_mislabel_score(
     first_epoch: int = 1,
     method: str = "consistency_margin",
     consistency: npt.NDArray[np.floating] | None = None,  # (n_epochs, n_examples) share of members on the label
+    prob_margin: npt.NDArray[np.floating] | None = None,  # (n_epochs, n_examples) compute_prob_margin per epoch
 ) -> npt.NDArray[np.float64] | npt.NDArray[Float]:
     """(n_examples,) in [0, 1]; high = suspect. float64 from the rank methods; "prob" keeps
     label_prob's float dtype.
@@ -65,13 +87,18 @@ def compute_mislabel_score(
     methods: "prob" = 1 - mean given-label probability over epochs; "margin" = rank of the
     negated mean margin; "prob_margin" = mean of those two ranks; "consistency" = rank of the
     negated mean consistency; "consistency_margin" (default) = mean of the consistency and
-    margin ranks. The consistency methods need `consistency`.
+    margin ranks; "consistency_prob_margin" = mean of the consistency rank and the rank of the
+    negated mean ensemble margin in probability space (`prob_margin`, bounded in [-1, 1], so a few
+    members' large logits do not dominate it). The consistency methods need `consistency`.
     """
     if label_prob.shape != margin.shape or label_prob.ndim != 2:
         raise ValueError(f"label_prob {label_prob.shape} and margin {margin.shape} must both be (n_epochs, n_examples)")
     if method.startswith("consistency") and (consistency is None or consistency.shape != margin.shape):
         raise ValueError(f"method {method!r} needs consistency shaped like margin {margin.shape}, got "
                          f"{None if consistency is None else consistency.shape}")
+    if method == "consistency_prob_margin" and (prob_margin is None or prob_margin.shape != margin.shape):
+        raise ValueError(f"method {method!r} needs prob_margin shaped like margin {margin.shape}, got "
+                         f"{None if prob_margin is None else prob_margin.shape}")
     # numpy's stubs type nanmean over an axis as Any; both keep their input's float dtype
     mean_prob: npt.NDArray[Float] = np.nanmean(label_prob[first_epoch:], axis=0)
     mean_margin: npt.NDArray[np.floating] = np.nanmean(margin[first_epoch:], axis=0)
@@ -82,11 +109,17 @@ def compute_mislabel_score(
         return compute_rank_score(-mean_margin)
     if method == "prob_margin":
         return 0.5 * (compute_rank_score(-mean_prob) + compute_rank_score(-mean_margin))
-    if method in ("consistency", "consistency_margin"):
+    if method in ("consistency", "consistency_margin", "consistency_prob_margin"):
         assert consistency is not None  # checked above: the consistency methods raise without it
         mean_consistency: npt.NDArray[np.floating] = np.nanmean(consistency[first_epoch:], axis=0)
         if method == "consistency":
             return compute_rank_score(-mean_consistency)
+        if method == "consistency_prob_margin":
+            assert prob_margin is not None  # checked above
+            with warnings.catch_warnings():  # an example no member trained on is NaN at every epoch
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean_prob_margin: npt.NDArray[np.floating] = np.nanmean(prob_margin[first_epoch:], axis=0)
+            return 0.5 * (compute_rank_score(-mean_consistency) + compute_rank_score(-mean_prob_margin))
         return 0.5 * (compute_rank_score(-mean_consistency) + compute_rank_score(-mean_margin))
     raise ValueError(f"unknown mislabel method {method!r}; use one of {', '.join(MISLABEL_METHODS)}")
 

@@ -15,6 +15,7 @@ from scoring.mislabel import (
     COUNT_METHODS,
     MISLABEL_METHODS,
     compute_mislabel_score,
+    compute_prob_margin,
     compute_suggested_label,
     estimate_flag_precision,
     estimate_n_errors_by_margin,
@@ -99,7 +100,7 @@ class DynamicsAccumulator:
             return np.full((n_epochs, n), np.nan, dtype=np.float32)
 
         self.consistency, self.consensus, self.heldout, self.in_sample = curve(), curve(), curve(), curve()
-        self.prob, self.margin = curve(), curve()
+        self.prob, self.margin, self.prob_margin = curve(), curve(), curve()
         self.consensus_label = np.zeros((n_epochs, n), dtype=np.int16)
         self.prob_total = np.zeros((n, n_classes))  # in-sample softmax sums over trained epochs
         self.heldout_total = np.zeros((n, n_classes))
@@ -132,6 +133,7 @@ class DynamicsAccumulator:
             self.in_sample[epoch] = self.consistency[epoch]
         self.prob[epoch] = _masked_member_mean(label_prob.astype(np.float64), in_sample)
         self.margin[epoch] = _masked_member_mean(margin.astype(np.float64), in_sample)
+        self.prob_margin[epoch] = compute_prob_margin(prob_sum, in_sample.sum(axis=0), self.y)
         if epoch >= 1:
             self.prob_total += prob_sum
             self.heldout_total += heldout_prob_sum
@@ -147,7 +149,7 @@ class DynamicsAccumulator:
         # results are float64
         accessibility = compute_accessibility(self.in_sample).astype(np.float64)
         mislabel_score = compute_mislabel_score(self.prob, self.margin, method=options.mislabel_method,
-                                                consistency=self.in_sample)
+                                                consistency=self.in_sample, prob_margin=self.prob_margin)
         mean_label_prob = np.nanmean(self.prob[1:], axis=0).astype(np.float64)
         trained = self.n_epochs - 1
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from scoring.mislabel import (
+    MISLABEL_METHODS,
     compute_confident_joint,
     compute_mislabel_score,
+    compute_prob_margin,
     compute_rank_score,
     compute_suggested_label,
     estimate_flag_precision,
@@ -77,6 +79,41 @@ def test_consistency_margin_default_is_the_mean_of_the_consistency_and_margin_ra
         compute_mislabel_score(label_prob, margin)  # the default needs the consistency curve
 
 
+def test_prob_margin_is_the_ensemble_mean_softmax_of_the_label_minus_the_best_other():
+    prob_sum = np.array([[1.2, 0.6, 0.2], [0.3, 1.5, 0.2], [0.0, 0.0, 0.0]])  # softmax sums over 2, 2, 0 members
+    got = compute_prob_margin(prob_sum, np.array([2, 2, 0]), np.array([0, 0, 1]))
+    np.testing.assert_allclose(got[:2], [0.6 - 0.3, 0.15 - 0.75])
+    assert np.isnan(got[2])  # no member trained on it: no margin
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # on any ensemble: in [-1, 1], positive exactly when the label is the mean's argmax
+        members, n, k = int(rng.integers(1, 6)), int(rng.integers(1, 20)), int(rng.integers(2, 6))
+        softmax = rng.dirichlet(np.ones(k), (members, n))
+        given = rng.integers(0, k, n)
+        margin = compute_prob_margin(softmax.sum(axis=0), np.full(n, members), given)
+        assert ((margin >= -1) & (margin <= 1)).all()
+        mean = softmax.mean(axis=0)
+        top = mean.argmax(axis=1)
+        assert ((margin > 0) == ((top == given) & (np.sort(mean, axis=1)[:, -2] < mean[np.arange(n), given]))).all()
+    with pytest.raises(ValueError, match="must be"):
+        compute_prob_margin(prob_sum, np.array([2, 2]), np.array([0, 0, 1]))
+
+
+def test_consistency_prob_margin_is_the_mean_of_the_consistency_and_prob_margin_ranks():
+    label_prob = np.zeros((2, 4))
+    margin = np.array([[0.0] * 4, [5.0, -2.0, 1.0, 0.0]])  # the logit margin plays no part in this method
+    prob_margin = np.array([[0.0] * 4, [-0.5, 0.9, 0.2, 0.1]])  # ranks [1, 0, 1/3, 2/3]
+    consistency = np.array([[0.0] * 4, [0.1, 0.2, 0.9, 0.3]])  # ranks [1, 2/3, 0, 1/3]
+    got = compute_mislabel_score(label_prob, margin, method="consistency_prob_margin", consistency=consistency,
+                                 prob_margin=prob_margin)
+    np.testing.assert_allclose(got, [1, 1 / 3, 1 / 6, 1 / 2])
+    never_trained = prob_margin.copy()
+    never_trained[:, 3] = np.nan  # NaN at every epoch: its prob-margin rank is NaN, so is its score
+    assert np.isnan(compute_mislabel_score(label_prob, margin, method="consistency_prob_margin",
+                                           consistency=consistency, prob_margin=never_trained)[3])
+    with pytest.raises(ValueError, match="needs prob_margin"):
+        compute_mislabel_score(label_prob, margin, method="consistency_prob_margin", consistency=consistency)
+
+
 def test_margin_count_is_the_examples_the_ensemble_on_average_prefers_another_class_for():
     margin = np.array([[9.0, 9.0, 9.0, np.nan], [-1.0, 0.5, -3.0, np.nan], [0.5, 0.4, 2.0, np.nan]])
     # trained-epoch means (epoch 0 ignored): -0.25, 0.45, -0.5, NaN (never counted)
@@ -102,8 +139,10 @@ def test_mislabel_score_properties_on_random_curves():
         label_prob = rng.random((e, n))
         margin = rng.normal(size=(e, n))
         consistency = rng.random((e, n))
-        for method in ("prob", "margin", "prob_margin", "consistency", "consistency_margin"):
-            s = compute_mislabel_score(label_prob, margin, method=method, consistency=consistency)
+        prob_margin = rng.uniform(-1, 1, (e, n))
+        for method in MISLABEL_METHODS:
+            s = compute_mislabel_score(label_prob, margin, method=method, consistency=consistency,
+                                       prob_margin=prob_margin)
             assert s.shape == (n,), seed
             assert ((s >= 0) & (s <= 1)).all(), (seed, method)
         # monotone: lowering one example's probability and margin at every trained epoch cannot lower its score
@@ -113,9 +152,13 @@ def test_mislabel_score_properties_on_random_curves():
         worse_m[1:, i] -= 1.0
         worse_c = consistency.copy()
         worse_c[1:, i] *= 0.5
-        for method in ("prob", "margin", "prob_margin", "consistency", "consistency_margin"):
-            before = compute_mislabel_score(label_prob, margin, method=method, consistency=consistency)[i]
-            after = compute_mislabel_score(worse_p, worse_m, method=method, consistency=worse_c)[i]
+        worse_pm = prob_margin.copy()
+        worse_pm[1:, i] -= 0.5
+        for method in MISLABEL_METHODS:
+            before = compute_mislabel_score(label_prob, margin, method=method, consistency=consistency,
+                                            prob_margin=prob_margin)[i]
+            after = compute_mislabel_score(worse_p, worse_m, method=method, consistency=worse_c,
+                                           prob_margin=worse_pm)[i]
             assert after >= before - 1e-12, (seed, method)
 
 

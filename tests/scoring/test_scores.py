@@ -122,6 +122,15 @@ def test_options_change_splits_threshold_and_method():
     margin_only = _scores(rec, ScoringOptions(mislabel_method="margin"))
     mean_margin = rec["margin"][:, 1:].astype(np.float64).mean(axis=(0, 1))
     np.testing.assert_allclose(margin_only.mislabel_score, compute_rank_score(-mean_margin), atol=1e-9)
+    by_prob_margin = _scores(rec, ScoringOptions(mislabel_method="consistency_prob_margin"))
+    mean_probs = rec["prob_sum"][1:].astype(np.float64) / rec["predicted_label"].shape[0]  # (E, n, K): no folds
+    given = rec["given_labels"]
+    others = mean_probs.copy()
+    others[:, np.arange(len(given)), given] = -np.inf
+    prob_margin = (mean_probs[:, np.arange(len(given)), given] - others.max(axis=2)).mean(axis=0)
+    np.testing.assert_allclose(by_prob_margin.mislabel_score,
+                               0.5 * (compute_rank_score(-base.accessibility) + compute_rank_score(-prob_margin)),
+                               atol=1e-6)
     strict = _scores(rec, ScoringOptions(learned_threshold=1.0))
     learned = strict.first_learned_epoch != NEVER  # learned at threshold 1 implies learned at 0.5, no earlier
     assert (base.first_learned_epoch[learned] != NEVER).all()
