@@ -426,8 +426,12 @@ def main(argv: list[str] | None = None) -> dict:
     console = Console(width=max(Console().width, 150))
     if args.merge is not None:  # one report from parts run side by side
         parts = [as_part(json.loads(path.read_text())) for path in args.merge]
-        rows = [row for part in parts for row in part["rows"]]
-        config = {"datasets": [d for part in parts for d in part["config"]["datasets"]],
+        latest: dict[tuple[str, str, int, str], dict] = {}
+        for part in parts:  # a later part's run of the same case, seed and method replaces the earlier's
+            for row in part["rows"]:
+                latest[(row["dataset"], row["noise"], row["seed"], row["method"])] = row
+        rows = list(latest.values())
+        config = {"datasets": list(dict.fromkeys(d for part in parts for d in part["config"]["datasets"])),
                   "seeds": sorted({s for part in parts for s in part["config"]["seeds"]}),
                   "parts": [part["config"] for part in parts]}
         report = build_report(rows, config, any(p["quick"] for p in parts), max(p["seconds"] for p in parts),

@@ -67,3 +67,27 @@ def test_the_detection_report_merges_an_earlier_report_with_a_new_part(tmp_path:
     assert len(report["comparisons"]) == len(committed["comparisons"]) + 1
     assert report["machine"]["command"].endswith(" ; python part")
     assert "\nN\n" in (tmp_path / "out" / "detection.md").read_text()
+
+
+def test_a_later_part_replaces_the_rows_of_the_same_case_seed_and_method(tmp_path: Path) -> None:
+    """Rerunning one method (`--methods curate --part P`) and merging it after the earlier report
+    replaces that method's rows; the other methods' rows and every other case stay."""
+    from benchmarks import detection
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                            / "detection.json").read_text())
+    case = committed["cases"][0]
+    rerun = [dict(r, ap=0.5) for r in committed["rows"]
+             if (r["dataset"], r["noise"], r["method"]) == (case["dataset"], case["noise"], "curate")]
+    assert rerun
+    part = tmp_path / "detection-rerun.json"
+    part.write_text(json.dumps({"rows": rerun, "quick": False, "command": "python rerun", "seconds": 1.0,
+                                "config": {"datasets": [case["dataset"]], "seeds": [100, 101, 102]}}))
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps(committed))
+    report = detection.main(["--merge", str(earlier), str(part), "--out", str(tmp_path / "out")])
+    assert len(report["rows"]) == len(committed["rows"])
+    got = {(c["dataset"], c["noise"], c["method"]): c for c in report["cases"]}
+    before = {(c["dataset"], c["noise"], c["method"]): c for c in committed["cases"]}
+    assert got[(case["dataset"], case["noise"], "curate")]["ap"] == 0.5
+    assert all(got[k] == c for k, c in before.items() if k != (case["dataset"], case["noise"], "curate"))
