@@ -7,7 +7,7 @@ Issue 12 lists cross-fitting (an example's score from members that never trained
 Per case (data set, noise, seed) this trains the default ensemble (8 x 20, Jumpout by data size) and
 the same with `n_folds=4` (member m holds out fold m mod 4, so each example has 2 held-out members
 and 6 in-sample ones), then ranks the planted flips by:
-- `default`: the default score (consistency_margin over the in-sample members, what a job stores);
+- `default`: consistency_margin over the in-sample members (the default ranking when this ran, 2026-12-06);
 - `xfit4 in-sample`: the same score over the cross-fitted run's in-sample members (6 of 8 see each example);
 - `xfit4 held-out prob / margin / consistency`: the held-out members' mean given-label probability,
   margin and consistency over the trained epochs (cleanlab's kind of signal, from our own networks);

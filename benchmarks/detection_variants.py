@@ -5,7 +5,8 @@
 
 Trains the ensemble directly (no store) for each training variant, then scores the same record
 with every scoring method and count of `scoring/mislabel.py`. The defaults chosen from this report
-(Jumpout by data size, 60 steps an epoch, the consistency_margin score, the margin count) are graded
+(Jumpout by data size, 60 steps an epoch, the consistency_margin score until 2026-12-06, when
+flag_calibration.py chose consistency_prob_margin, the margin count) are graded
 on separate test seeds by `benchmarks/detection.py`, against the baselines. Writes
 `benchmarks/results/detection_variants.{json,md}`.
 """

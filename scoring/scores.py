@@ -30,7 +30,7 @@ class ScoringOptions:
     easy_at_least: float = 0.8  # accessibility at or above -> "easy"
     hard_below: float = 0.3  # accessibility below -> "hard"
     learned_threshold: float = 0.5  # consistency that counts as "learned" for first_learned_epoch
-    mislabel_method: str = "consistency_margin"  # scoring.mislabel.compute_mislabel_score (chosen by benchmark)
+    mislabel_method: str = "consistency_prob_margin"  # scoring.mislabel.compute_mislabel_score (chosen by benchmark)
     count_method: str = "margin"  # margin | confident_learning (scoring.mislabel)
     count_from: str = "auto"  # confident learning's probabilities: in_sample | held_out | auto
 

@@ -67,16 +67,18 @@ def test_mislabel_score_margin_and_default_methods():
                                [0.5, 0.5, 1 / 3, 2 / 3])
 
 
-def test_consistency_margin_default_is_the_mean_of_the_consistency_and_margin_ranks():
+def test_consistency_margin_is_the_mean_of_the_consistency_and_margin_ranks():
     label_prob = np.zeros((2, 4))
     margin = np.array([[0.0] * 4, [-1.0, 3.0, 2.0, 0.5]])  # margin ranks [1, 0, 1/3, 2/3]
     consistency = np.array([[0.0] * 4, [0.1, 0.2, 0.9, 0.3]])  # consistency ranks [1, 2/3, 0, 1/3]
     np.testing.assert_allclose(compute_mislabel_score(label_prob, margin, method="consistency", consistency=consistency),
                                [1, 2 / 3, 0, 1 / 3])
-    both = compute_mislabel_score(label_prob, margin, consistency=consistency)  # the default method
+    both = compute_mislabel_score(label_prob, margin, method="consistency_margin", consistency=consistency)
     np.testing.assert_allclose(both, [1, 1 / 3, 1 / 6, 1 / 2])
     with pytest.raises(ValueError, match="needs consistency"):
         compute_mislabel_score(label_prob, margin)  # the default needs the consistency curve
+    with pytest.raises(ValueError, match="needs prob_margin"):
+        compute_mislabel_score(label_prob, margin, consistency=consistency)  # and the softmax margin
 
 
 def test_prob_margin_is_the_ensemble_mean_softmax_of_the_label_minus_the_best_other():

@@ -65,7 +65,7 @@ def test_job_records_every_member_epoch_and_example(engine: Engine, tmp_path: Pa
     accessibility = rows.column("accessibility").to_numpy()
     if flagged.any():
         assert job.summary["estimated_precision"] == pytest.approx(float((1 - accessibility[flagged]).mean()), abs=1e-6)
-    assert job.summary["mislabel_method"] == "consistency_margin" and job.summary["count_method"] == "margin"
+    assert job.summary["mislabel_method"] == "consistency_prob_margin" and job.summary["count_method"] == "margin"
     # phases and agreement index per epoch, stored once from the stored per-epoch consistency
     consistency = queries.epoch_consistency(engine.store, job_id)  # (epochs + 1, examples)
     stored = job.summary["phases"]
