@@ -54,6 +54,7 @@ def compute_rank_score(values: npt.NDArray[np.floating]) -> npt.NDArray[np.float
 
 
 MISLABEL_METHODS = ("consistency_margin", "margin", "prob", "prob_margin", "consistency", "consistency_prob_margin")
+COUNT_METHODS = ("margin", "confident_learning")
 
 
 def compute_prob_margin(
@@ -74,7 +75,6 @@ def compute_prob_margin(
     probs[rows, given_labels] = -np.inf  # in place: probs is this call's own array, one (n, k) buffer in all
     margin: npt.NDArray[np.float64] = given - (probs.max(axis=1) if k > 1 else 0.0)
     return margin
-COUNT_METHODS = ("margin", "confident_learning")
 
 
 def compute_mislabel_score(
