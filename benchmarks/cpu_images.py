@@ -101,21 +101,29 @@ def run_e2e(X: np.ndarray, y: np.ndarray, images: np.ndarray | None, **spec: obj
 
 
 def part_e2e(repeats: int) -> dict:
+    from models.spec import cpu_has_native_bf16, precision_for
     from service.settings import Settings
 
     X, images, y = digits_images()
-    times: dict[str, list[float]] = {"table (NPZ)": [], "images (zipped PNGs)": []}
+    # "fp32": the default before precision auto took bf16 for a CNN on a CPU with native bf16
+    # (on a CPU without it the two rows train the same)
+    variants: dict[str, tuple[np.ndarray | None, dict]] = {
+        "table (NPZ)": (None, {}), "images (zipped PNGs), fp32": (images[:, 0], {"precision": "fp32"}),
+        "images (zipped PNGs), default precision": (images[:, 0], {})}
+    times: dict[str, list[float]] = {k: [] for k in variants}
     loads = []
     for _ in range(repeats):
-        times["table (NPZ)"].append(run_e2e(X, y, None))
-        times["images (zipped PNGs)"].append(run_e2e(X, y, images[:, 0]))
+        for name, (data, spec) in variants.items():
+            times[name].append(run_e2e(X, y, data, **spec))
         loads.append(load())
     table = statistics.median(times["table (NPZ)"])
     rows = [{"variant": k, "seconds": [round(t, 2) for t in v], "median_s": round(statistics.median(v), 2),
              "x_table": round(statistics.median(v) / table, 2)} for k, v in times.items()]
     threads = Settings().threads_per_worker()
     return {"what": f"upload -> train (8 x 20, no AdaBoost, no explanations) -> scores, digits; {threads} torch "
-                    f"thread(s) in the training worker", "rows": rows, "load": loads, "worker_threads": threads}
+                    f"thread(s) in the training worker; default precision here: "
+                    f"{precision_for(False, True, cpu_has_native_bf16())} for the CNN",
+            "rows": rows, "load": loads, "worker_threads": threads}
 
 
 def part_large() -> dict:
@@ -132,16 +140,22 @@ def part_large_detection(variants: tuple[str, ...] = ("16", "32", "mlp"), seed: 
     from benchmarks.curate_adapter import run_curate
     from benchmarks.detection import plant
     from benchmarks.noise import compute_detection_metrics
+    from models.spec import cpu_has_native_bf16, precision_for
 
     images, y = synthetic_digits()
     X = images.reshape(len(y), -1).astype(np.float64) / 255.0
     y_noisy, flipped = plant("confusion", 0.2, X, y, 10, seed)
     rows = []
-    for variant in variants:  # a CNN width, or "mlp": the image set through the MLP (pixels as features)
-        spec: dict[str, object] = {"model": "mlp"} if variant == "mlp" else {"cnn_width": int(variant)}
+    default_precision = precision_for(False, True, cpu_has_native_bf16())
+    for variant in variants:  # a CNN width (WIDTH:PRECISION sets the precision), or "mlp": the MLP on the pixels
+        width, _, precision = variant.partition(":")
+        spec: dict[str, object] = {"model": "mlp"} if variant == "mlp" else {"cnn_width": int(width)}
+        if precision:
+            spec["precision"] = precision
         out = run_curate(X, y_noisy, 10, random_state=seed, images=images, **spec)
         m = compute_detection_metrics(flipped, out.mislabel_score, out.is_flagged)
-        method = "curate, MLP on the pixels" if variant == "mlp" else f"curate, CNN width {variant}"
+        method = ("curate, MLP on the pixels" if variant == "mlp"
+                  else f"curate, CNN width {width}, {precision or default_precision}")
         rows.append({"method": method, "ap": round(m["ap"], 4), "f1": round(m["f1"], 4),
                      "seconds": round(out.seconds, 1), **load()})
         print(rows[-1], flush=True)
@@ -227,7 +241,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the in-process training part")
     parser.add_argument("--seeds", default=",".join(map(str, TEST_SEEDS)))
     parser.add_argument("--width", type=int, default=0, help="detection part: this cnn_width (0: the default)")
-    parser.add_argument("--variants", default="16,32,mlp", help="large_detection: CNN widths and/or mlp")
+    parser.add_argument("--variants", default="16,32,mlp",
+                        help="large_detection: CNN widths (WIDTH:fp32 or :bf16 sets the precision) and/or mlp")
+    parser.add_argument("--precision", default="", help="detection part: this TrainSpec precision ('': the default)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     import torch
@@ -247,8 +263,10 @@ def main(argv: list[str] | None = None) -> dict:
         e2e = part_e2e(args.repeats)
         report["e2e" if e2e["worker_threads"] == 1 else "e2e_default_threads"] = {**e2e, "command": report["command"]}
     if "detection" in parts:
-        width = {"cnn_width": args.width} if args.width else {}
-        report["detection"] = part_detection(tuple(int(s) for s in args.seeds.split(",")), **width)
+        spec: dict[str, object] = {"cnn_width": args.width} if args.width else {}
+        if args.precision:
+            spec["precision"] = args.precision
+        report["detection"] = part_detection(tuple(int(s) for s in args.seeds.split(",")), **spec)
     if "large" in parts:
         report["large"] = part_large()
     if "large_detection" in parts:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from models.checkpoints import checkpoint_epochs, checkpoint_path
 from models.nets import EnsembleCNN, EnsembleNet, build_ensemble, member_seed
 from models.predictions import EpochRecord, PredictionRecord
-from models.spec import TrainSpec
+from models.spec import TrainSpec, cpu_has_native_bf16
 
 log = logging.getLogger("curate.training")
 RECORD_CHUNK = 4096  # examples x members per forward pass of the record pass on the CPU (cache-sized)
@@ -40,7 +40,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast(spec: TrainSpec, device: torch.device) -> contextlib.AbstractContextManager[None]:
-    """bf16 autocast for forward passes (losses and recorded values stay fp32)."""
+    """bf16 autocast for forward passes (losses and recorded values stay fp32); a resolved spec
+    says bf16 or fp32, an unresolved "auto" means bf16 on CUDA."""
     bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
@@ -355,7 +356,8 @@ def train_group(
     device = resolve_device(spec.device)
     kind = resolve_model(spec, X)
     # a job's stored spec is resolved already
-    spec = spec.resolved(len(y), int(np.prod(X.shape[1:])), on_gpu=device.type == "cuda", cnn=kind == "cnn")
+    spec = spec.resolved(len(y), int(np.prod(X.shape[1:])), on_gpu=device.type == "cuda", cnn=kind == "cnn",
+                         cpu_bf16=device.type == "cpu" and cpu_has_native_bf16())
     if spec.augment != "none" and kind != "cnn":
         raise ValueError(f"augment={spec.augment!r} shifts images: it needs a CNN on images shaped "
                          f"(n, C, H, W), not a {kind} on data shaped {tuple(X.shape)}")

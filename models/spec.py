@@ -3,6 +3,7 @@
 Torch-free: the service imports this module, workers receive it.
 """
 
+import functools
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -42,6 +43,32 @@ CPU_NARROW_CNN_FROM = 1_000_000  # examples x input values (C x H x W) [ours]
 def cnn_width_for(n_examples: int, n_features: int, on_gpu: bool) -> int:
     """The CNN width for n_examples images of n_features values each, on a GPU or a CPU."""
     return WIDE_CNN if on_gpu or n_examples * n_features < CPU_NARROW_CNN_FROM else NARROW_CNN
+
+
+# CPU flags of native bf16 arithmetic, which oneDNN's bf16 convolutions use. With them a CNN's
+# training under bf16 autocast took 11.3-13.0 s against 16.2-18.4 s in fp32 (digits as 8x8 images,
+# 8 x 20, 2 threads, AMD EPYC with avx512_bf16), with the same detection AP (selection seeds 0-2,
+# benchmarks/results/cpu_images-bf16-selection.md); the MLP gained nothing (2.8 vs 2.9 s), and CPUs
+# without them emulate bf16 and run slower than fp32.
+CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU does bf16 arithmetic natively (Linux: its flags; elsewhere False)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return not CPU_BF16_FLAGS.isdisjoint(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return False
+
+
+def precision_for(on_gpu: bool, cnn: bool, cpu_bf16: bool) -> Literal["fp32", "bf16"]:
+    """precision=auto: bf16 autocast on a GPU, and for a CNN on a CPU with native bf16; else fp32."""
+    return "bf16" if on_gpu or (cnn and cpu_bf16) else "fp32"
 
 
 def jumpout_for_data(n_examples: int, n_features: int) -> tuple[float, float, float]:
@@ -92,7 +119,8 @@ class TrainSpec(BaseModel):
     members_per_group: int = Field(0, ge=0, le=512, description="members trained together; 0 = all in one group")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on CPU works but is slow")
+        "auto", description="auto: bf16 autocast on CUDA and for a CNN on a CPU with native bf16 "
+        "(avx512_bf16 or amx_bf16: 1.3-1.4x, same detection AP), else fp32; bf16 on other CPUs is slow")
     compile: Literal["off", "default", "reduce-overhead"] = Field(
         "off", description="torch.compile the training forward with this mode (reduce-overhead adds CUDA "
         "graphs) and the record pass (default mode); the first calls pay the compile time, and a failed "
@@ -118,10 +146,11 @@ class TrainSpec(BaseModel):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self
 
-    def resolved(self, n_examples: int, n_features: int, on_gpu: bool = False, cnn: bool = False) -> "TrainSpec":
+    def resolved(self, n_examples: int, n_features: int, on_gpu: bool = False, cnn: bool = False,
+                 cpu_bf16: bool = False) -> "TrainSpec":
         """This spec with every by-data default filled in for n_examples of n_features inputs, to
-        train on a GPU or not, as a CNN or an MLP (a field the user set stays as set). Raises
-        ValueError if a filled-in p_min exceeds a user's p_max.
+        train on a GPU or not, as a CNN or an MLP, on a CPU with native bf16 or not (a field the
+        user set stays as set). Raises ValueError if a filled-in p_min exceeds a user's p_max.
 
         A CNN never takes the strong row (below 23 examples a pixel): it gets the paper's Jumpout
         there. The rows were chosen on tables; a 28x28 image set has few examples per pixel, and
@@ -132,11 +161,13 @@ class TrainSpec(BaseModel):
         sigma, p_min, p_max = jumpout_for_data(n_examples, n_features)
         if cnn and (sigma, p_min, p_max) == JUMPOUT_BY_RATIO[0][1:]:
             sigma, p_min, p_max = PAPER_JUMPOUT
-        filled: dict[str, float | int] = {
+        filled: dict[str, float | int | str] = {
             name: value for name, value in (("jumpout_sigma", sigma), ("jumpout_p_min", p_min),
                                             ("jumpout_p_max", p_max)) if getattr(self, name) is None}
         if self.cnn_width is None:
             filled["cnn_width"] = cnn_width_for(n_examples, n_features, on_gpu)
+        if self.precision == "auto":
+            filled["precision"] = precision_for(on_gpu, cnn, cpu_bf16)
         if not filled:
             return self
         # the user's value where set, else the data's (the same values `filled` holds)

@@ -26,8 +26,9 @@ class _Backend(Protocol):
 
 
 def training_line(job: JobOut, kind: str, width_was_set: bool) -> str:
-    """'training 8 members x 20 epochs, CNN width 16 (...)': what the job trains, before it starts;
-    for images the CNN's width and, when Curate chose the narrow one, why and how to override."""
+    """'training 8 members x 20 epochs, CNN width 16 (...), bf16 autocast': what the job trains,
+    before it starts; for images the CNN's width and, when Curate chose the narrow one, why and how
+    to override; bf16 where it trains so (a GPU, or a CNN on a CPU with native bf16)."""
     spec = job.spec
     line = f"training {spec.n_members} members x {spec.n_epochs} epochs"
     if kind == "image" and spec.model != "mlp" and spec.cnn_width is not None:
@@ -35,6 +36,8 @@ def training_line(job: JobOut, kind: str, width_was_set: bool) -> str:
         if spec.cnn_width == NARROW_CNN and not width_was_set:
             line += (f" (chosen for a large image set on a CPU: {WIDE_CNN} is ~2.4x slower here; "
                      f"--set cnn_width={WIDE_CNN} to train it)")
+    if spec.precision == "bf16":
+        line += ", bf16 autocast"
     return line
 
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from models.spec import AdaBoostSpec, TrainSpec
+from models.spec import AdaBoostSpec, TrainSpec, cpu_has_native_bf16
 from scoring.scores import ScoringOptions
 from service.engine.executors.local import Executor, LocalExecutor
 from service.engine.runner import Progress, run_job
@@ -62,7 +62,8 @@ class Engine:
         if isinstance(self.executor, LocalExecutor):  # a Ray cluster's devices are its own to check
             check_device(spec)
         job_id = jobs.create_job(self.store, dataset_id, spec, self.scoring_options(), adaboost, owner,
-                                 max_job_memory=self.settings.max_job_memory, on_gpu=self.trains_on_gpu(spec))
+                                 max_job_memory=self.settings.max_job_memory, on_gpu=self.trains_on_gpu(spec),
+                                 cpu_bf16=self.trains_with_cpu_bf16(spec))
         self.warm_up_workers()
         return job_id
 
@@ -74,6 +75,13 @@ class Engine:
         if isinstance(self.executor, LocalExecutor):
             return cuda_device_count() > 0
         return self.settings.ray_gpus_per_group > 0 or self.settings.ray_members_per_gpu > 0
+
+    def trains_with_cpu_bf16(self, spec: TrainSpec) -> bool:
+        """Whether a CPU job of `spec` trains where the CPU has native bf16 (precision auto then
+        takes bf16 for a CNN): this host's CPU under the local executor; a Ray cluster's CPUs are
+        not known here, so its CPU jobs keep fp32."""
+        return (isinstance(self.executor, LocalExecutor) and not self.trains_on_gpu(spec)
+                and spec.device in ("auto", "cpu") and cpu_has_native_bf16())
 
     def warm_up_workers(self) -> None:
         """Get the executor's workers ready before a job needs them (a no-op for executors without

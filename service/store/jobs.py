@@ -77,10 +77,11 @@ def check_spec_fits(spec: TrainSpec, dataset_id: str, kind: str) -> None:
 
 def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringOptions,
                adaboost: AdaBoostSpec, owner: str | None = None, max_job_memory: int | None = None,
-               on_gpu: bool = False) -> str:
+               on_gpu: bool = False, cpu_bf16: bool = False) -> str:
     """Queue a job; refused at once (InvalidSpec) if the dataset cannot take the spec or, with
-    max_job_memory (0 = half the RAM), if one member group's estimated memory exceeds it. on_gpu:
-    the job will train on a GPU (the by-device defaults: the CNN's width)."""
+    max_job_memory (0 = half the RAM), if one member group's estimated memory exceeds it. on_gpu,
+    cpu_bf16: the job will train on a GPU, on a CPU with native bf16 (the by-device defaults: the
+    CNN's width, the precision)."""
     job_id = uuid.uuid4().hex[:12]
     total = len(spec.member_groups()) * spec.n_epochs * spec.rounds
     with store.transaction() as cur:
@@ -90,7 +91,7 @@ def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringO
             raise NotFound(f"dataset {dataset_id} not found")
         try:  # the by-data defaults are filled in here, so the stored spec is what trains
             spec = spec.resolved(int(row[3]), math.prod(json.loads(row[1])[1:]), on_gpu=on_gpu,
-                                 cnn=row[0] == "image" and spec.model != "mlp")
+                                 cnn=row[0] == "image" and spec.model != "mlp", cpu_bf16=cpu_bf16)
         except ValueError as error:
             raise InvalidSpec(f"dataset {dataset_id}: {error}") from error
         check_spec_fits(spec, dataset_id, row[0])
@@ -101,7 +102,8 @@ def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringO
                     [job_id, dataset_id, spec.model_dump_json(), to_json(scoring.__dict__),
                      adaboost.model_dump_json(), total, owner])
         add_event(cur, job_id, "queued", f"{spec.n_members} members x {spec.n_epochs} epochs"
-                  + (f", CNN width {spec.cnn_width}" if row[0] == "image" and spec.model != "mlp" else ""))
+                  + (f", CNN width {spec.cnn_width}, {spec.precision}" if row[0] == "image" and spec.model != "mlp"
+                     else ""))
     return job_id
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from models.spec import TrainSpec
+from models.spec import TrainSpec, cpu_has_native_bf16
 from service.cli.main import app
 from tests.service.conftest import digits_arrays
 
@@ -73,7 +73,8 @@ def test_score_every_format(tmp_path: Path, writer, extra) -> None:  # type: ign
     result = runner.invoke(app, ["score", str(path), *FAST, *extra, *data])
     assert result.exit_code == 0, result.output
     assert "splits: easy" in result.output and "estimated label errors" in result.output
-    said = "training 2 members x 2 epochs" + (", CNN width 8\n" if path.suffix == ".zip" else "\n")
+    bf16 = ", bf16 autocast" if cpu_has_native_bf16() else ""  # a CNN on a CPU with native bf16 trains so
+    said = "training 2 members x 2 epochs" + (f", CNN width 8{bf16}\n" if path.suffix == ".zip" else "\n")
     assert said in result.output  # what trains, before it starts (CliRunner mixes stderr in)
     job_id = _job_id(result.output)
 
@@ -178,3 +179,5 @@ def test_the_training_line_says_when_curate_chose_the_narrow_cnn_and_how_to_wide
     assert line("image", 16, True) == "training 8 members x 20 epochs, CNN width 16"
     assert line("image", 32, False) == "training 8 members x 20 epochs, CNN width 32"
     assert line("tabular", 32, False) == "training 8 members x 20 epochs"
+    bf16 = SimpleNamespace(spec=TrainSpec(n_members=8, n_epochs=20, cnn_width=32, precision="bf16"))
+    assert training_line(bf16, "image", False) == "training 8 members x 20 epochs, CNN width 32, bf16 autocast"  # type: ignore[arg-type]

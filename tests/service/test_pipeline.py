@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.spec import AdaBoostSpec, GroupTask, TrainSpec
+from models.spec import AdaBoostSpec, GroupTask, TrainSpec, cpu_has_native_bf16
 from scoring.phases import compute_agreement_index, detect_phases
 from service.engine.engine import Engine
 from service.engine.executors.local import LocalExecutor, _batched, _startable
@@ -272,6 +272,8 @@ def test_an_image_job_on_this_cpu_gets_the_cnn_width_of_its_size_and_says_so(eng
             with engine.store.reader() as cur:
                 queued = cur.execute("SELECT message FROM events WHERE job_id = ? AND kind = 'queued'",
                                      [job.job_id]).fetchone()[0]
-            assert queued.endswith(f", CNN width {job.spec.cnn_width}")
+            assert queued.endswith(f", CNN width {job.spec.cnn_width}, {job.spec.precision}")
+            # precision auto: bf16 for a CNN where this CPU has native bf16, else fp32
+            assert job.spec.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
             widths[name, spec.cnn_width] = job.spec.cnn_width
     assert widths == {("small", None): 32, ("small", 12): 12, ("large", None): 16, ("large", 12): 12}
