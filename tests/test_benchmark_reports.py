@@ -4,6 +4,7 @@ and tables (a verdict crashed on that run's data once, and GPU runs are rare and
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -91,3 +92,36 @@ def test_a_later_part_replaces_the_rows_of_the_same_case_seed_and_method(tmp_pat
     before = {(c["dataset"], c["noise"], c["method"]): c for c in committed["cases"]}
     assert got[(case["dataset"], case["noise"], "curate")]["ap"] == 0.5
     assert all(got[k] == c for k, c in before.items() if k != (case["dataset"], case["noise"], "curate"))
+
+
+def test_ranking_variants_grades_a_cached_record_and_its_default_is_the_pipelines(tmp_path: Path) -> None:
+    """benchmarks/ranking_variants.py on one synthetic iris record: every variant gets an AP, the
+    'default' column is the pipeline's own mislabel score, and the gate's threshold is chosen."""
+    pytest.importorskip("cleanlab")
+    from sklearn.metrics import average_precision_score
+
+    from benchmarks import ranking_variants
+    from benchmarks.flag_calibration import _scores
+    from benchmarks.noise import plant_symmetric_noise
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 50)
+    y_noisy, flipped = plant_symmetric_noise(y, 0.2, 3, random_state=0)
+    m, e, n = 4, 6, len(y)
+    # members that learn the true class, with noise: flipped labels look wrong to them
+    predicted = np.where(rng.random((m, e, n)) < 0.8, y, rng.integers(0, 3, (m, e, n))).astype(np.int16)
+    probs = np.full((e, n, 3), 0.1, dtype=np.float32)
+    probs[:, np.arange(n), y] = 0.8
+    record = {"y_noisy": y_noisy, "flipped": flipped, "predicted_label": predicted,
+              "label_prob": np.take_along_axis(probs, y_noisy[None, :, None], 2)[..., 0][None].repeat(m, 0),
+              "margin": rng.normal(size=(m, e, n)).astype(np.float32), "held_out": np.zeros((m, n), bool),
+              "prob_sum": probs * m, "heldout_prob_sum": np.zeros_like(probs), "train_seconds": np.array(1.0)}
+    np.savez(tmp_path / "iris_sym20_0.npz", **record)
+    np.savez(tmp_path / "iris_sym20_0_16x20.npz", **record)  # another budget's record: skipped
+    report = ranking_variants.main(["--cache", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert report["n_records"] == 1
+    row = report["rows"][0]
+    assert row["default"] == round(float(average_precision_score(flipped, _scores(record).mislabel_score)), 4)
+    assert row["default"] > 0.9 and 0 < row["LR (cleanlab)"] <= 1  # these members see the flips
+    assert any(k.startswith("blend with LR where agreement >= ") for k in row)
+    assert "| default |" in (tmp_path / "out" / "ranking_variants.md").read_text()
