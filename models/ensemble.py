@@ -409,7 +409,7 @@ def train_group(
             _save_checkpoint(checkpoint_dir, 0, net, opt, _rng_state(gen, device), keep_checkpoints)
         if recorded < 0:
             yield _record(net, data, held_out, n_classes, group, 0, members, float("nan"), started, amp, record_call)
-    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=spec.label_smoothing)
     for epoch in range(start_epoch, spec.n_epochs + 1):
         started = time.perf_counter()
         # --- train: every member steps through its own shuffle of its own training examples

@@ -139,6 +139,22 @@ def test_random_state_and_dropout_change_the_run(small):
     assert np.abs(base.label_prob[:, -1] - no_dropout.label_prob[:, -1]).max() > 1e-3
 
 
+def test_label_smoothing_keeps_the_networks_short_of_certainty(small):
+    """With label smoothing s the loss is least at a softmax of 1 - s + s/K on the label, so a
+    network trained long enough stops there instead of near 1; s = 0 is the plain cross-entropy."""
+    X, y = small
+    spec = dict(dropout="none", n_epochs=30, hidden_units=64, batch_size=32)
+    plain = Ensemble(_spec(**spec, label_smoothing=0.0)).fit(X, y, N_CLASSES).record_
+    smooth = Ensemble(_spec(**spec, label_smoothing=0.5)).fit(X, y, N_CLASSES).record_
+    np.testing.assert_array_equal(plain.label_prob[:, 0], smooth.label_prob[:, 0])  # the same init
+    p_plain, p_smooth = np.median(plain.label_prob[:, -1]), np.median(smooth.label_prob[:, -1])
+    assert p_plain > 0.95  # learned: the training labels are fitted
+    assert 0.4 < p_smooth < 0.65  # the optimum is 1 - 0.5 + 0.05 = 0.55
+    assert (smooth.predicted_label[:, -1] == y).mean() > 0.9  # still learned, only less certain
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainSpec(label_smoothing=1.0)
+
+
 # ---------------------------------------------------------------- (c) records
 
 
