@@ -14,7 +14,7 @@ from typing import Any
 from models.spec import AdaBoostSpec, TrainSpec
 from scoring.scores import ScoringOptions
 from service.errors import Conflict, InvalidSpec, JobNotFinished, NotFound
-from service.limits import check_job_memory
+from service.limits import check_job_memory, cuda_device_count
 from service.schemas import JobOut
 from service.store.db import Store, to_json
 
@@ -48,9 +48,22 @@ _COLUMNS = ("job_id, dataset_id, spec, scoring, adaboost, status, attempt, epoch
 _READ_COLUMNS = f"{_COLUMNS}, estimate"  # estimate is written later (set_estimate), never on insert
 
 
+def stored_spec(text: str) -> TrainSpec:
+    """A job's stored TrainSpec. One stored before 2026-12-07 lacks label_smoothing and trained
+    without it, and its precision "auto" meant bf16 on CUDA only: both are pinned to what that job
+    trained with, so its resume and its shown spec stay true (a new job stores both resolved)."""
+    data = json.loads(text)
+    if "label_smoothing" not in data:
+        data["label_smoothing"] = 0.0
+        if data.get("precision") == "auto" and (data.get("device") == "cpu" or (
+                data.get("device") == "auto" and cuda_device_count() == 0)):
+            data["precision"] = "fp32"
+    return TrainSpec.model_validate(data)
+
+
 def _job(row: tuple) -> Job:
     values = list(row)
-    values[2] = TrainSpec.model_validate_json(values[2])
+    values[2] = stored_spec(values[2])
     values[3] = ScoringOptions(**json.loads(values[3]))
     values[4] = AdaBoostSpec.model_validate_json(values[4])
     values[10] = json.loads(values[10]) if values[10] else None
