@@ -56,10 +56,11 @@ def cnn_width_for(n_examples: int, n_features: int, on_gpu: bool) -> int:
 
 
 # CPU flags of native bf16 arithmetic, which oneDNN's bf16 convolutions use. With them a CNN's
-# training under bf16 autocast took 11.3-13.0 s against 16.2-18.4 s in fp32 (digits as 8x8 images,
-# 8 x 20, 2 threads, AMD EPYC with avx512_bf16), with the same detection AP (selection seeds 0-2,
-# benchmarks/results/cpu_images-bf16-selection.md); the MLP gained nothing (2.8 vs 2.9 s), and CPUs
-# without them emulate bf16 and run slower than fp32.
+# training under bf16 autocast took 13.6 s against 16.7 s in fp32 (digits as 8x8 images, 8 x 20,
+# 2 threads, AMD EPYC with avx512_bf16, median of 3: benchmarks/results/cpu_images-bf16-training.md;
+# end to end 21.7 vs 24.0 s, cpu_images.md), with the same detection AP (selection seeds 0-2,
+# cpu_images-bf16-selection.md); the MLP gained nothing (2.69 vs 2.76 s), and CPUs without them
+# emulate bf16 and run slower than fp32.
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
@@ -134,7 +135,8 @@ class TrainSpec(BaseModel):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA and for a CNN on a CPU with native bf16 "
-        "(avx512_bf16 or amx_bf16: 1.3-1.4x, same detection AP), else fp32; bf16 on other CPUs is slow")
+        "(avx512_bf16 or amx_bf16: 1.2x training, 1.1x end to end, same detection AP), else fp32; bf16 on "
+        "other CPUs is slow")
     compile: Literal["off", "default", "reduce-overhead"] = Field(
         "off", description="torch.compile the training forward with this mode (reduce-overhead adds CUDA "
         "graphs) and the record pass (default mode); the first calls pay the compile time, and a failed "
