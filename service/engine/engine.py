@@ -80,8 +80,7 @@ class Engine:
         """Whether a CPU job of `spec` trains where the CPU has native bf16 (precision auto then
         takes bf16 for a CNN): this host's CPU under the local executor; a Ray cluster's CPUs are
         not known here, so its CPU jobs keep fp32."""
-        return (isinstance(self.executor, LocalExecutor) and not self.trains_on_gpu(spec)
-                and spec.device in ("auto", "cpu") and cpu_has_native_bf16())
+        return isinstance(self.executor, LocalExecutor) and not self.trains_on_gpu(spec) and cpu_has_native_bf16()
 
     def warm_up_workers(self) -> None:
         """Get the executor's workers ready before a job needs them (a no-op for executors without
