@@ -1,4 +1,4 @@
-"""Benchmark: label smoothing of the training loss, for detection (issue 12).
+"""Benchmark: label smoothing (and mixup) of the training loss, for detection (issue 12).
 
 A network trained on hard one-hot targets is pushed towards certainty on every label, the wrong
 ones included, and memorises them; with label smoothing s the target keeps s of its mass spread
@@ -8,10 +8,15 @@ at each value and grades the default ranking, count and flag on the same planted
 
     python benchmarks/label_smoothing.py --values 0,0.2,0.4 --seeds 0,1,2 --cache DIR --jobs 2
     python benchmarks/label_smoothing.py --values 0,0.2 --seeds 100,101,102 --cache DIR --jobs 2
+    python benchmarks/label_smoothing.py --knob mixup_alpha --values 0,0.2,0.4,1 --seeds 0,1,2 --cache DIR
+
+`--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
+mixup trains each member on convex mixes of pairs of its batch's inputs and of their labels' losses
+(Zhang et al. 2018), another way to keep a network from fitting single wrong labels.
 
 Tables: the six tables x 9 noise kinds (as flag_calibration.py); `--images` adds digits as 8x8
-images (the CNN, confusion20 and ambiguous20). Records are cached in DIR/ls<value>/ (a rerun grades
-them without training). The value is chosen on selection seeds 0-2 and reported on test seeds
+images (the CNN, confusion20 and ambiguous20); `--noise` keeps some noise kinds. Records are cached
+in DIR/ls<value>/ (mixup: DIR/mixup<value>/; a rerun grades them without training). The value is chosen on selection seeds 0-2 and reported on test seeds
 100-102. Writes benchmarks/results/label_smoothing[-NAME].{json,md}.
 """
 
@@ -35,6 +40,7 @@ from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.flag_calibration import RECORD_FIELDS, _scores
 from benchmarks.noise import compute_detection_metrics
 from benchmarks.report import markdown_table
+from models.spec import LABEL_SMOOTHING
 
 TABLES = ("digits", "phishing", "segment", "breast_cancer", "wine", "iris")
 IMAGE_NOISE = ("confusion20", "ambiguous20")
@@ -51,10 +57,13 @@ def _case_data(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, X, y
 
 
-def train(case: tuple[str, str, int, float, str]) -> str:
+KNOBS = {"label_smoothing": "ls", "mixup_alpha": "mixup"}  # the TrainSpec field swept -> its cache prefix
+
+
+def train(case: tuple[str, str, int, float, str, str]) -> str:
     """Train one record into the cache (a no-op if it is there); returns its path."""
-    dataset, noise, seed, value, cache = case
-    path = Path(cache) / f"ls{value}" / f"{dataset}_{noise}_{seed}.npz"
+    dataset, noise, seed, value, cache, knob = case
+    path = Path(cache) / f"{KNOBS[knob]}{value}" / f"{dataset}_{noise}_{seed}.npz"
     if path.exists():
         return str(path)
     import torch
@@ -68,7 +77,7 @@ def train(case: tuple[str, str, int, float, str]) -> str:
     kind, rate = parse_noise(noise)
     y_noisy, flipped = plant(kind, rate, X_plant, y, n_classes, seed)
     variant = VARIANTS[default_variant(dataset)] if dataset in TABLES else {}
-    spec = TrainSpec(random_state=seed, label_smoothing=value, **variant)  # type: ignore[arg-type]
+    spec = TrainSpec(random_state=seed, **{knob: value}, **variant)  # type: ignore[arg-type]
     started = time.perf_counter()
     record = Ensemble(spec).fit(X_train, y_noisy, n_classes).record_
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,9 +101,11 @@ def grade(path: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--knob", choices=tuple(KNOBS), default="label_smoothing", help="the TrainSpec field swept")
     parser.add_argument("--values", default="0,0.2")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default=",".join(TABLES))
+    parser.add_argument("--noise", default=TABLE_NOISE, help="the table noise kinds")
     parser.add_argument("--images", action="store_true", help="add digits as 8x8 images (CNN)")
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--jobs", type=int, default=2)
@@ -103,18 +114,18 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     values = [float(v) for v in args.values.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    cases = [(d, n) for d in args.datasets.split(",") if d for n in TABLE_NOISE.split(",")]
+    cases = [(d, n) for d in args.datasets.split(",") if d for n in args.noise.split(",") if n]
     if args.images:
         cases += [("digits_image", n) for n in IMAGE_NOISE]
-    work = [(d, n, s, v, str(args.cache)) for v in values for d, n in cases for s in seeds]
+    work = [(d, n, s, v, str(args.cache), args.knob) for v in values for d, n in cases for s in seeds]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
         paths = list(pool.map(train, work))
-    rows = [{"dataset": d, "noise": n, "seed": s, "label_smoothing": v, **grade(Path(p))}
-            for (d, n, s, v, _), p in zip(work, paths)]
+    knob = args.knob
+    rows = [{"dataset": d, "noise": n, "seed": s, knob: v, **grade(Path(p))} for (d, n, s, v, *_), p in zip(work, paths)]
 
     def mean(key: str, value: float, keep: object = None) -> str:
-        sub = [r[key] for r in rows if r["label_smoothing"] == value and (keep is None or keep(r))]  # type: ignore[operator]
+        sub = [r[key] for r in rows if r[knob] == value and (keep is None or keep(r))]  # type: ignore[operator]
         return f"{np.mean(sub):.4f}" if sub else "n/a"
 
     def table_form(r: dict) -> bool:
@@ -126,19 +137,22 @@ def main(argv: list[str] | None = None) -> dict:
     summary = [[f"{v:g}", mean("ap", v, table_form), mean("ap", v, realistic), mean("f1", v, realistic),
                 mean("rate_gap", v, table_form), mean("ap", v, lambda r: r["dataset"] == "digits_image"),
                 mean("train_seconds", v)] for v in values]
-    header = ["label smoothing", "tables: mean AP", "realistic AP", "realistic F1", "mean |count gap|",
+    label = {"label_smoothing": "label smoothing", "mixup_alpha": "mixup alpha"}[knob]
+    short = {"label_smoothing": "s", "mixup_alpha": "alpha"}[knob]
+    header = [label, "tables: mean AP", "realistic AP", "realistic F1", "mean |count gap|",
               "digits as images: AP", "train s / record"]
     kinds = sorted({r["noise"] for r in rows})
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     by_noise = [[k, *[mean("ap", v, lambda r, k=k: r["noise"] == k and table_form(r)) for v in values]] for k in kinds]
     by_dataset = [[d, *[mean("ap", v, lambda r, d=d: r["dataset"] == d) for v in values]] for d in datasets]
     command = "python benchmarks/label_smoothing.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = {"command": command, "machine": describe_machine(), "values": values, "seeds": seeds,
+    report = {"command": command, "machine": describe_machine(), "knob": knob, "values": values, "seeds": seeds,
               "seconds": round(time.perf_counter() - started, 1), "rows": rows}
-    value_cols = [f"AP, s = {v:g}" for v in values]
-    md = ["# Label smoothing of the training loss, for detection (issue 12)", "",
-          f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; 8 x 20, the data's Jumpout row, the default "
-          "ranking and count. `realistic` = the confusion and ambiguous table cases.", "",
+    value_cols = [f"AP, {short} = {v:g}" for v in values]
+    others = "" if knob == "label_smoothing" else f", label smoothing {LABEL_SMOOTHING:g} (the default)"
+    md = [f"# {label.capitalize()} of the training loss, for detection (issue 12)", "",
+          f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; 8 x 20, the data's Jumpout row{others}, the "
+          "default ranking and count. `realistic` = the confusion and ambiguous table cases.", "",
           markdown_table(header, summary), "", "## AP per noise kind (tables)", "",
           markdown_table(["noise", *value_cols], by_noise), "", "## AP per data set", "",
           markdown_table(["data set", *value_cols], by_dataset)]

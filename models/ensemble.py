@@ -151,6 +151,19 @@ def _epoch_order(train_idx: list[np.ndarray], members: list[int], random_state: 
     return np.stack(orders).reshape(len(members), n_steps, batch_size).transpose(1, 0, 2)
 
 
+def _epoch_mixup(members: list[int], random_state: int, epoch: int, n_steps: int, batch_size: int,
+                 alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mixup draws for an epoch: partners (n_steps, M, batch_size), each a position in the same
+    member's batch (a shuffle of it), and weights lam (n_steps, M, batch_size) ~ Beta(alpha, alpha),
+    one per mixed example; each member its own stream per epoch (like its shuffle)."""
+    partners, lams = [], []
+    for member in members:
+        rng = np.random.default_rng(member_seed(random_state, member, epoch, 0x31))
+        partners.append(np.argsort(rng.random((n_steps, batch_size)), axis=1))
+        lams.append(rng.beta(alpha, alpha, size=(n_steps, batch_size)))
+    return np.stack(partners, axis=1), np.stack(lams, axis=1).astype(np.float32)
+
+
 def augment_pad(image_size: tuple[int, int]) -> int:
     """Largest shift of `augment`: 1/8 of the shorter side (4 px on 32 x 32, 1 px on 8 x 8)."""
     return max(1, min(image_size) // 8)
@@ -206,12 +219,17 @@ def to_device(net: Net, device: torch.device, channels_last: bool | None = None)
 
 
 def _forward(net: nn.Module, data: _Data, idx: Tensor, draws: Tensor | None = None, pad: int = 0,
-             call: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """Logits (M, B, K) for per-member batches idx (M, B), augmented with `draws` (M, B, 3) if given;
+             call: Callable[[Tensor], Tensor] | None = None, mix: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """Logits (M, B, K) for per-member batches idx (M, B), augmented with `draws` (M, B, 3) if given
+    and mixed by `mix` = (partner (M, B) positions in the same member's batch, lam (M, B)) if given;
     `call` runs the network (default: net itself; a CompiledForward in train_group)."""
     x = data.batch(idx)  # (M, B, ...)
     if draws is not None:
         x = shift_flip(x, draws, pad)
+    if mix is not None:
+        partner, lam = mix
+        shape = (*partner.shape, *([1] * (x.ndim - 2)))
+        x = lam.view(shape) * x + (1.0 - lam.view(shape)) * torch.take_along_dim(x, partner.view(shape), dim=1)
     call = call if call is not None else net
     if isinstance(net, EnsembleCNN):
         return call(net.member_batches(x))
@@ -420,12 +438,22 @@ def train_group(
         if pad:
             draws = torch.as_tensor(_epoch_augment(members, spec.random_state, epoch, n_steps, batch_size, pad,
                                                    flip=spec.augment == "shift_flip"), device=device)
+        partners = lams = None
+        if spec.mixup_alpha > 0:
+            drawn = _epoch_mixup(members, spec.random_state, epoch, n_steps, batch_size, spec.mixup_alpha)
+            partners, lams = (torch.as_tensor(a, device=device) for a in drawn)
         total = torch.zeros((), device=device)
         for step, idx in enumerate(order):  # idx: (M, B)
+            mix = None if partners is None or lams is None else (partners[step], lams[step])
             with amp:
-                logits = _forward(net, data, idx, None if draws is None else draws[step], pad, call).float()
+                logits = _forward(net, data, idx, None if draws is None else draws[step], pad, call, mix).float()
+            flat = logits.flatten(0, 1)
+            per_example = loss_fn(flat, data.y[idx].flatten()).view(idx.shape)
+            if mix is not None:  # the mixed input's loss: lam on its own label, 1 - lam on its partner's
+                partner_y = torch.take_along_dim(data.y[idx], mix[0], dim=1)
+                per_example = mix[1] * per_example + (1.0 - mix[1]) * loss_fn(flat, partner_y.flatten()).view(idx.shape)
             # sum over members of each member's mean loss: gradients stay independent per member
-            loss = loss_fn(logits.flatten(0, 1), data.y[idx].flatten()).view(idx.shape).mean(dim=1).sum()
+            loss = per_example.mean(dim=1).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -125,3 +125,21 @@ def test_ranking_variants_grades_a_cached_record_and_its_default_is_the_pipeline
     assert row["default"] > 0.9 and 0 < row["LR (cleanlab)"] <= 1  # these members see the flips
     assert any(k.startswith("blend with LR where agreement >= ") for k in row)
     assert "| default |" in (tmp_path / "out" / "ranking_variants.md").read_text()
+
+
+def test_label_smoothing_benchmark_sweeps_mixup_into_its_own_cache(tmp_path: Path) -> None:
+    """benchmarks/label_smoothing.py --knob mixup_alpha trains one case per value into DIR/mixup<v>/,
+    grades it, and a rerun grades the cached records without training (the same figures)."""
+    from benchmarks import label_smoothing
+
+    argv = ["--knob", "mixup_alpha", "--values", "0,0.4", "--seeds", "0", "--datasets", "iris", "--noise", "sym20",
+            "--cache", str(tmp_path / "cache"), "--jobs", "1", "--out", str(tmp_path / "out"), "--name", "t"]
+    report = label_smoothing.main(argv)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["mixup0.0", "mixup0.4"]
+    rows = report["rows"]
+    assert [r["mixup_alpha"] for r in rows] == [0.0, 0.4] and report["knob"] == "mixup_alpha"
+    assert all(0.5 < r["ap"] <= 1 for r in rows) and rows[0]["ap"] != rows[1]["ap"]  # mixup changes the run
+    md = (tmp_path / "out" / "label_smoothing-t.md").read_text()
+    assert md.startswith("# Mixup alpha") and "AP, alpha = 0.4" in md
+    again = label_smoothing.main(argv)
+    assert [r["ap"] for r in again["rows"]] == [r["ap"] for r in rows]

@@ -11,7 +11,18 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import average_precision_score
 
 from models.checkpoints import checkpoint_epochs, prune_checkpoints
-from models.ensemble import Ensemble, _epoch_augment, assign_folds, augment_pad, resolve_model, shift_flip, train_group
+from models.ensemble import (
+    Ensemble,
+    _epoch_augment,
+    _epoch_mixup,
+    _forward,
+    _prepare,
+    assign_folds,
+    augment_pad,
+    resolve_model,
+    shift_flip,
+    train_group,
+)
 from models.nets import build_ensemble
 from models.predictions import PredictionRecord
 from models.spec import TrainSpec
@@ -153,6 +164,52 @@ def test_label_smoothing_keeps_the_networks_short_of_certainty(small):
     assert (smooth.predicted_label[:, -1] == y).mean() > 0.9  # still learned, only less certain
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainSpec(label_smoothing=1.0)
+
+
+def test_mixup_draws_are_in_batch_partners_and_belong_to_the_member():
+    partners, lam = _epoch_mixup([0, 1], 7, 3, 5, 16, alpha=0.4)
+    assert partners.shape == lam.shape == (5, 2, 16)
+    for step in range(5):  # each member's partners are a shuffle of its own batch positions
+        for m in range(2):
+            assert sorted(partners[step, m]) == list(range(16))
+    assert (lam >= 0).all() and (lam <= 1).all() and lam.std() > 0.1  # Beta(0.4, 0.4): mostly near 0 or 1
+    alone_p, alone_l = _epoch_mixup([1], 7, 3, 5, 16, alpha=0.4)
+    np.testing.assert_array_equal(partners[:, 1], alone_p[:, 0])
+    np.testing.assert_array_equal(lam[:, 1], alone_l[:, 0])
+    assert not np.array_equal(_epoch_mixup([1], 7, 4, 5, 16, alpha=0.4)[1][:, 0], alone_l[:, 0])  # per epoch
+
+
+def test_mixup_mixes_the_inputs_of_a_members_batch(small):
+    X, y = small
+    data = _prepare(X, y, "mlp", torch.device("cpu"))
+    idx = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    partner = torch.tensor([[1, 2, 0], [0, 1, 2]])
+    lam = torch.tensor([[1.0, 0.25, 0.5], [0.0, 1.0, 1.0]])
+    seen = []
+    _forward(lambda x: seen.append(x) or x[..., :N_CLASSES], data, idx, mix=(partner, lam))  # type: ignore[arg-type]
+    x, rows = seen[0], data.batch(idx)
+    torch.testing.assert_close(x[0, 0], rows[0, 0])
+    torch.testing.assert_close(x[0, 1], 0.25 * rows[0, 1] + 0.75 * rows[0, 2])
+    torch.testing.assert_close(x[0, 2], 0.5 * rows[0, 2] + 0.5 * rows[0, 0])
+    torch.testing.assert_close(x[1, 0], rows[1, 0])  # lam 0 on partner 0: itself
+
+
+def test_mixup_is_seeded_changes_training_and_is_off_at_zero(small):
+    X, y = small
+    spec = dict(dropout="none", n_epochs=8)
+    plain = Ensemble(_spec(**spec)).fit(X, y, N_CLASSES).record_
+    off = Ensemble(_spec(**spec, mixup_alpha=0.0)).fit(X, y, N_CLASSES).record_
+    mixed = Ensemble(_spec(**spec, mixup_alpha=0.4)).fit(X, y, N_CLASSES).record_
+    again = Ensemble(_spec(**spec, mixup_alpha=0.4)).fit(X, y, N_CLASSES).record_
+    for name in RECORD_FIELDS:
+        np.testing.assert_array_equal(getattr(off, name), getattr(plain, name))
+        np.testing.assert_array_equal(getattr(mixed, name), getattr(again, name))
+    np.testing.assert_array_equal(mixed.label_prob[:, 0], plain.label_prob[:, 0])  # the same init
+    assert np.abs(mixed.label_prob[:, -1] - plain.label_prob[:, -1]).max() > 1e-3
+    fit_mixed, fit_plain = (mixed.predicted_label[:, -1] == y).mean(), (plain.predicted_label[:, -1] == y).mean()
+    assert 0.6 < fit_mixed < fit_plain  # it learns the (unmixed) examples, but fits them less tightly
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        TrainSpec(mixup_alpha=-1.0)
 
 
 # ---------------------------------------------------------------- (c) records
