@@ -16,8 +16,9 @@ mixup trains each member on convex mixes of pairs of its batch's inputs and of t
 
 Tables: the six tables x 9 noise kinds (as flag_calibration.py); `--images` adds digits as 8x8
 images (the CNN, confusion20 and ambiguous20); `--noise` keeps some noise kinds. Records are cached
-in DIR/ls<value>/ (mixup: DIR/mixup<value>/; a rerun grades them without training). The value is chosen on selection seeds 0-2 and reported on test seeds
-100-102. Writes benchmarks/results/label_smoothing[-NAME].{json,md}.
+in DIR/ls<value>/ (mixup: DIR/mixup<value>/; a rerun grades them without training). The value is
+chosen on selection seeds 0-2 and reported on test seeds 100-102. Writes
+benchmarks/results/label_smoothing[-NAME].{json,md}.
 """
 
 from __future__ import annotations
