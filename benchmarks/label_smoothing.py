@@ -12,7 +12,11 @@ at each value and grades the default ranking, count and flag on the same planted
 
 `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
 mixup trains each member on convex mixes of pairs of its batch's inputs and of their labels' losses
-(Zhang et al. 2018), another way to keep a network from fitting single wrong labels.
+(Zhang et al. 2018), another way to keep a network from fitting single wrong labels. `--row
+strong|mid|paper` trains the tables under that Jumpout row instead of the one their examples per
+feature pick (cached in DIR/<knob><value>_<row>/), e.g. phishing under the strong row:
+
+    python benchmarks/label_smoothing.py --values 0.6 --datasets phishing --row strong --cache DIR --name phishing-strong
 
 Tables: the six tables x 9 noise kinds (as flag_calibration.py); `--images` adds digits as 8x8
 images (the CNN, confusion20 and ambiguous20); `--noise` keeps some noise kinds. Records are cached
@@ -61,10 +65,11 @@ def _case_data(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 KNOBS = {"label_smoothing": "ls", "mixup_alpha": "mixup"}  # the TrainSpec field swept -> its cache prefix
 
 
-def train(case: tuple[str, str, int, float, str, str]) -> str:
+def train(case: tuple[str, str, int, float, str, str, str | None]) -> str:
     """Train one record into the cache (a no-op if it is there); returns its path."""
-    dataset, noise, seed, value, cache, knob = case
-    path = Path(cache) / f"{KNOBS[knob]}{value}" / f"{dataset}_{noise}_{seed}.npz"
+    dataset, noise, seed, value, cache, knob, row = case
+    folder = f"{KNOBS[knob]}{value}" + (f"_{row}" if row else "")
+    path = Path(cache) / folder / f"{dataset}_{noise}_{seed}.npz"
     if path.exists():
         return str(path)
     import torch
@@ -77,7 +82,7 @@ def train(case: tuple[str, str, int, float, str, str]) -> str:
     n_classes = int(y.max()) + 1
     kind, rate = parse_noise(noise)
     y_noisy, flipped = plant(kind, rate, X_plant, y, n_classes, seed)
-    variant = VARIANTS[default_variant(dataset)] if dataset in TABLES else {}
+    variant = VARIANTS[row or default_variant(dataset)] if dataset in TABLES else {}
     spec = TrainSpec(random_state=seed, **{knob: value}, **variant)  # type: ignore[arg-type]
     started = time.perf_counter()
     record = Ensemble(spec).fit(X_train, y_noisy, n_classes).record_
@@ -107,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default=",".join(TABLES))
     parser.add_argument("--noise", default=TABLE_NOISE, help="the table noise kinds")
+    parser.add_argument("--row", choices=tuple(VARIANTS), help="the tables' Jumpout row (default: by the data)")
     parser.add_argument("--images", action="store_true", help="add digits as 8x8 images (CNN)")
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--jobs", type=int, default=2)
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     cases = [(d, n) for d in args.datasets.split(",") if d for n in args.noise.split(",") if n]
     if args.images:
         cases += [("digits_image", n) for n in IMAGE_NOISE]
-    work = [(d, n, s, v, str(args.cache), args.knob) for v in values for d, n in cases for s in seeds]
+    work = [(d, n, s, v, str(args.cache), args.knob, args.row) for v in values for d, n in cases for s in seeds]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
         paths = list(pool.map(train, work))
@@ -147,12 +153,14 @@ def main(argv: list[str] | None = None) -> dict:
     by_noise = [[k, *[mean("ap", v, lambda r, k=k: r["noise"] == k and table_form(r)) for v in values]] for k in kinds]
     by_dataset = [[d, *[mean("ap", v, lambda r, d=d: r["dataset"] == d) for v in values]] for d in datasets]
     command = "python benchmarks/label_smoothing.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = {"command": command, "machine": describe_machine(), "knob": knob, "values": values, "seeds": seeds,
+    report = {"command": command, "machine": describe_machine(), "knob": knob, "row": args.row or "by the data",
+              "values": values, "seeds": seeds,
               "seconds": round(time.perf_counter() - started, 1), "rows": rows}
     value_cols = [f"AP, {short} = {v:g}" for v in values]
+    row_text = f"the {args.row} Jumpout row on the tables" if args.row else "the data's Jumpout row"
     others = "" if knob == "label_smoothing" else f", label smoothing {LABEL_SMOOTHING:g} (the default)"
     md = [f"# {label.capitalize()} of the training loss, for detection (issue 12)", "",
-          f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; 8 x 20, the data's Jumpout row{others}, the "
+          f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; 8 x 20, {row_text}{others}, the "
           "default ranking and count. `realistic` = the confusion and ambiguous table cases.", "",
           markdown_table(header, summary), "", "## AP per noise kind (tables)", "",
           markdown_table(["noise", *value_cols], by_noise), "", "## AP per data set", "",

@@ -143,3 +143,18 @@ def test_label_smoothing_benchmark_sweeps_mixup_into_its_own_cache(tmp_path: Pat
     assert md.startswith("# Mixup alpha") and "AP, alpha = 0.4" in md
     again = label_smoothing.main(argv)
     assert [r["ap"] for r in again["rows"]] == [r["ap"] for r in rows]
+
+
+def test_label_smoothing_benchmark_trains_the_tables_under_a_chosen_jumpout_row(tmp_path: Path) -> None:
+    """--row strong trains iris (whose examples per feature pick the paper row) under the strong row,
+    into its own cache folder, and the run differs from the data's row."""
+    from benchmarks import label_smoothing
+
+    common = ["--values", "0.6", "--seeds", "0", "--datasets", "iris", "--noise", "sym20", "--jobs", "1",
+              "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    by_data = label_smoothing.main(common)
+    strong = label_smoothing.main([*common, "--row", "strong", "--name", "strong"])
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["ls0.6", "ls0.6_strong"]
+    assert by_data["row"] == "by the data" and strong["row"] == "strong"
+    assert by_data["rows"][0]["ap"] != strong["rows"][0]["ap"]
+    assert "the strong Jumpout row" in (tmp_path / "out" / "label_smoothing-strong.md").read_text()
