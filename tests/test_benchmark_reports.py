@@ -141,8 +141,10 @@ def test_label_smoothing_benchmark_sweeps_mixup_into_its_own_cache(tmp_path: Pat
     assert all(0.5 < r["ap"] <= 1 for r in rows) and rows[0]["ap"] != rows[1]["ap"]  # mixup changes the run
     md = (tmp_path / "out" / "label_smoothing-t.md").read_text()
     assert md.startswith("# Mixup alpha") and "AP, alpha = 0.4" in md
+    cached = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")}
     again = label_smoothing.main(argv)
     assert [r["ap"] for r in again["rows"]] == [r["ap"] for r in rows]
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")} == cached  # nothing retrained
 
 
 def test_label_smoothing_benchmark_trains_the_tables_under_a_chosen_jumpout_row(tmp_path: Path) -> None:

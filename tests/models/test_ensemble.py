@@ -212,6 +212,16 @@ def test_mixup_is_seeded_changes_training_and_is_off_at_zero(small):
         TrainSpec(mixup_alpha=-1.0)
 
 
+def test_mixup_trains_the_cnn_on_mixed_images(small):
+    X, y = small
+    images = _images(X)
+    plain = list(train_group(images, y, N_CLASSES, _spec(model="cnn", cnn_width=8), [0, 1]))
+    mixed = list(train_group(images, y, N_CLASSES, _spec(model="cnn", cnn_width=8, mixup_alpha=0.4), [0, 1]))
+    _assert_records_equal(mixed[0], plain[0])  # epoch 0 is before any training step
+    assert np.isfinite(mixed[-1].label_prob).all() and np.isfinite(mixed[-1].train_loss)
+    assert not np.array_equal(mixed[-1].label_prob, plain[-1].label_prob)
+
+
 # ---------------------------------------------------------------- (c) records
 
 

@@ -195,6 +195,17 @@ def test_a_cuda_device_the_host_lacks_is_refused_at_submission(shared_server: Se
         assert c.get("/jobs").json() == before
 
 
+def test_a_mixup_alpha_out_of_range_is_refused_naming_the_field(shared_server: Server, tmp_path: Path) -> None:
+    path, _ = digits_npz(tmp_path / "d.npz", n=100)
+    with httpx.Client(base_url=shared_server.url, timeout=30) as c:
+        ds = _upload(c, path)
+        before = c.get("/jobs").json()
+        message = _error(c.post("/jobs", json={"dataset_id": ds["dataset_id"],
+                                                "spec": {**SMALL_SPEC, "mixup_alpha": -0.5}}), 422)
+        assert "mixup_alpha" in message
+        assert c.get("/jobs").json() == before
+
+
 @pytest.mark.parametrize("head", [
     b"POST /datasets?filename=d.csv HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
     b"Content-Type: application/octet-stream\r\n\r\nlabel,x\r\n",
