@@ -62,13 +62,14 @@ def _case_data(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, X, y
 
 
-KNOBS = {"label_smoothing": "ls", "mixup_alpha": "mixup"}  # the TrainSpec field swept -> its cache prefix
+# the TrainSpec field swept -> (its cache prefix, its name in the report, its symbol in column headers)
+KNOBS = {"label_smoothing": ("ls", "label smoothing", "s"), "mixup_alpha": ("mixup", "mixup alpha", "alpha")}
 
 
 def train(case: tuple[str, str, int, float, str, str, str | None]) -> str:
     """Train one record into the cache (a no-op if it is there); returns its path."""
     dataset, noise, seed, value, cache, knob, row = case
-    folder = f"{KNOBS[knob]}{value}" + (f"_{row}" if row else "")
+    folder = f"{KNOBS[knob][0]}{value}" + (f"_{row}" if row else "")
     path = Path(cache) / folder / f"{dataset}_{noise}_{seed}.npz"
     if path.exists():
         return str(path)
@@ -144,8 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = [[f"{v:g}", mean("ap", v, table_form), mean("ap", v, realistic), mean("f1", v, realistic),
                 mean("rate_gap", v, table_form), mean("ap", v, lambda r: r["dataset"] == "digits_image"),
                 mean("train_seconds", v)] for v in values]
-    label = {"label_smoothing": "label smoothing", "mixup_alpha": "mixup alpha"}[knob]
-    short = {"label_smoothing": "s", "mixup_alpha": "alpha"}[knob]
+    _, label, short = KNOBS[knob]
     header = [label, "tables: mean AP", "realistic AP", "realistic F1", "mean |count gap|",
               "digits as images: AP", "train s / record"]
     kinds = sorted({r["noise"] for r in rows})
@@ -159,9 +159,11 @@ def main(argv: list[str] | None = None) -> dict:
     value_cols = [f"AP, {short} = {v:g}" for v in values]
     row_text = f"the {args.row} Jumpout row on the tables" if args.row else "the data's Jumpout row"
     others = "" if knob == "label_smoothing" else f", label smoothing {LABEL_SMOOTHING:g} (the default)"
+    machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items() if k != "command")
     md = [f"# {label.capitalize()} of the training loss, for detection (issue 12)", "",
           f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; 8 x 20, {row_text}{others}, the "
           "default ranking and count. `realistic` = the confusion and ambiguous table cases.", "",
+          f"Machine: {machine}", "",
           markdown_table(header, summary), "", "## AP per noise kind (tables)", "",
           markdown_table(["noise", *value_cols], by_noise), "", "## AP per data set", "",
           markdown_table(["data set", *value_cols], by_dataset)]
