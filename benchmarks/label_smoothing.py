@@ -10,7 +10,8 @@ at each value and grades the default ranking, count and flag on the same planted
     python benchmarks/label_smoothing.py --values 0,0.2 --seeds 100,101,102 --cache DIR --jobs 2
     python benchmarks/label_smoothing.py --knob mixup_alpha --values 0,0.2,0.4,1 --seeds 0,1,2 --cache DIR
 
-`--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
+`--knob gce_q` sweeps the generalized cross-entropy's q (Zhang & Sabuncu 2018; 0 = the
+cross-entropy), cached in DIR/gce<value>/. `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
 mixup trains each member on convex mixes of pairs of its batch's inputs and of their labels' losses
 (Zhang et al. 2018), another way to keep a network from fitting single wrong labels. `--row
 strong|mid|paper` trains the tables under that Jumpout row instead of the one their examples per
@@ -63,7 +64,8 @@ def _case_data(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 # the TrainSpec field swept -> (its cache prefix, its name in the report, its symbol in column headers)
-KNOBS = {"label_smoothing": ("ls", "label smoothing", "s"), "mixup_alpha": ("mixup", "mixup alpha", "alpha")}
+KNOBS = {"label_smoothing": ("ls", "label smoothing", "s"), "mixup_alpha": ("mixup", "mixup alpha", "alpha"),
+         "gce_q": ("gce", "GCE q", "q")}
 
 
 def train(case: tuple[str, str, int, float, str, str, str | None]) -> str:
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     row_text = f"the {args.row} Jumpout row on the tables" if args.row else "the data's Jumpout row"
     others = "" if knob == "label_smoothing" else f", label smoothing {LABEL_SMOOTHING:g} (the default)"
     machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items() if k != "command")
-    md = [f"# {label.capitalize()} of the training loss, for detection (issue 12)", "",
+    md = [f"# {label[0].upper() + label[1:]} of the training loss, for detection (issue 12)", "",
           f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; 8 x 20, {row_text}{others}, the "
           "default ranking and count. `realistic` = the confusion and ambiguous table cases.", "",
           f"Machine: {machine}", "",

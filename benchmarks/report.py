@@ -6,8 +6,11 @@ from rich.console import Console
 
 
 def markdown_table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+    """A GitHub markdown table; a "|" inside a cell is escaped, so it stays one cell."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header)] + [line(cells) for cells in body])
 
 
 def print_tables(console: Console, tables: Iterable[tuple[str, list[str], list[list[str]]]]) -> None:

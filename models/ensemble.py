@@ -427,7 +427,7 @@ def train_group(
             _save_checkpoint(checkpoint_dir, 0, net, opt, _rng_state(gen, device), keep_checkpoints)
         if recorded < 0:
             yield _record(net, data, held_out, n_classes, group, 0, members, float("nan"), started, amp, record_call)
-    loss_fn = nn.CrossEntropyLoss(reduction="none", label_smoothing=spec.label_smoothing)
+    loss_fn = _loss_fn(spec.label_smoothing, spec.gce_q)
     for epoch in range(start_epoch, spec.n_epochs + 1):
         started = time.perf_counter()
         # --- train: every member steps through its own shuffle of its own training examples
@@ -455,7 +455,7 @@ def train_group(
             # sum over members of each member's mean loss: gradients stay independent per member
             loss = per_example.mean(dim=1).sum()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             total += loss.detach()
         train_loss = float(total) / (len(order) * len(members))
@@ -465,6 +465,21 @@ def train_group(
         if epoch > recorded:
             yield _record(net, data, held_out, n_classes, group, epoch, members, train_loss, started, amp,
                           record_call)
+
+
+def _loss_fn(smoothing: float, gce_q: float) -> Callable[[Tensor, Tensor], Tensor]:
+    """Per-example training loss of (logits (n, K), labels (n,)): cross-entropy against the label
+    smoothed by `smoothing` or, with gce_q > 0, the generalized cross-entropy against that target."""
+    if gce_q == 0.0:
+        return nn.CrossEntropyLoss(reduction="none", label_smoothing=smoothing)
+
+    def gce(logits: Tensor, y: Tensor) -> Tensor:
+        k = logits.shape[-1]
+        target = torch.full_like(logits, smoothing / k).scatter_(1, y.view(-1, 1), 1.0 - smoothing + smoothing / k)
+        p_q = torch.exp(gce_q * torch.log_softmax(logits, dim=-1))
+        return (target * (1.0 - p_q)).sum(dim=-1) / gce_q
+
+    return gce
 
 
 class Ensemble:

@@ -161,3 +161,40 @@ def test_label_smoothing_benchmark_trains_the_tables_under_a_chosen_jumpout_row(
     assert by_data["rows"][0]["ap"] != strong["rows"][0]["ap"]
     md = (tmp_path / "out" / "label_smoothing-strong.md").read_text()
     assert "the strong Jumpout row" in md and "Machine: platform " in md
+
+
+def test_jumpout_rows_benchmark_grades_every_row_pick_and_oracle_on_one_case(tmp_path: Path) -> None:
+    """benchmarks/jumpout_rows.py trains a case under each row and calibrates it; the by-ratio rule
+    is iris's paper row, the per-case oracle is the best fixed row, each calibrated pick is one of
+    the rows (its AP that row's), and a rerun grades the cache without training."""
+    from benchmarks import jumpout_rows
+
+    argv = ["--seeds", "0", "--datasets", "iris", "--noise", "sym20", "--jobs", "1",
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--name", "t"]
+    report = jumpout_rows.main(argv)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
+        "calibration", "ls0.6_mid", "ls0.6_paper", "ls0.6_strong"]
+    (case,) = report["rows"]
+    graded, picks = case["graded"], case["picks"]
+    fixed = [graded[row]["ap"] for row in jumpout_rows.ROWS]
+    assert len(set(fixed)) == 3  # the rows train differently
+    assert graded["by-ratio rule"] == graded["paper"]
+    assert graded["per-case oracle"]["ap"] == max(fixed) == graded["per-data-set oracle"]["ap"]
+    for criterion in jumpout_rows.CRITERIA:
+        assert picks[criterion] in jumpout_rows.ROWS
+        assert graded[f"calibrated: {criterion}"] == graded[picks[criterion]]
+    assert 0.5 < graded["mixed rows"]["ap"] <= 1 and case["seconds"]["calibration"] > 0
+    md = (tmp_path / "out" / "jumpout_rows-t.md").read_text()
+    assert "| per-case oracle |" in md and "mean \\|count gap\\|" in md and "Machine:" in md
+    cached = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")}
+    again = jumpout_rows.main(argv)
+    assert again["rows"][0]["graded"] == graded
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")} == cached  # nothing retrained
+
+
+def test_markdown_table_keeps_a_pipe_inside_one_cell() -> None:
+    from benchmarks.report import markdown_table
+
+    header, body = markdown_table(["a", "mean |gap|"], [["1", "x|y"]]).splitlines()[::2]
+    assert header == "| a | mean \\|gap\\| |" and body == "| 1 | x\\|y |"
+    assert header.replace("\\|", "").count("|") == 3  # two cells, not four
