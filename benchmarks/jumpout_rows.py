@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -37,10 +36,10 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import numpy as np
 
-from benchmarks.detection import TABLE_NOISE, describe_machine, parse_noise, plant
+from benchmarks.detection import TABLE_NOISE, describe_machine
 from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.flag_calibration import _scores
-from benchmarks.label_smoothing import REALISTIC, TABLES, _case_data, train
+from benchmarks.label_smoothing import REALISTIC, TABLES, planted_case, train
 from benchmarks.noise import compute_detection_metrics
 from benchmarks.report import markdown_table
 from models.spec import LABEL_SMOOTHING
@@ -58,16 +57,10 @@ def calibrate(case: tuple[str, str, int, str]) -> str:
     path = Path(cache) / "calibration" / f"{dataset}_{noise}_{seed}.npz"
     if path.exists():
         return str(path)
-    import torch
-
     from models.ensemble import Ensemble
     from models.spec import TrainSpec
 
-    torch.set_num_threads(int(os.environ.get("CURATE_TORCH_THREADS", "1")))
-    X_plant, X_train, y = _case_data(dataset)
-    n_classes = int(y.max()) + 1
-    kind, rate = parse_noise(noise)
-    y_noisy, _ = plant(kind, rate, X_plant, y, n_classes, seed)
+    X_train, y_noisy, _, n_classes = planted_case(dataset, noise, seed)
     out: dict[str, np.ndarray] = {}
     for row in ROWS:
         spec = TrainSpec(random_state=seed, n_members=CAL_MEMBERS, n_folds=CAL_FOLDS, n_epochs=CAL_EPOCHS,

@@ -68,6 +68,19 @@ KNOBS = {"label_smoothing": ("ls", "label smoothing", "s"), "mixup_alpha": ("mix
          "gce_q": ("gce", "GCE q", "q")}
 
 
+def planted_case(dataset: str, noise: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(X to train on, noisy labels, flipped mask, n_classes) of one case, in a worker whose torch
+    gets CURATE_TORCH_THREADS threads (1 by default: the cases run side by side)."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("CURATE_TORCH_THREADS", "1")))
+    X_plant, X_train, y = _case_data(dataset)
+    n_classes = int(y.max()) + 1
+    kind, rate = parse_noise(noise)
+    y_noisy, flipped = plant(kind, rate, X_plant, y, n_classes, seed)
+    return X_train, y_noisy, flipped, n_classes
+
+
 def train(case: tuple[str, str, int, float, str, str, str | None]) -> str:
     """Train one record into the cache (a no-op if it is there); returns its path."""
     dataset, noise, seed, value, cache, knob, row = case
@@ -75,16 +88,10 @@ def train(case: tuple[str, str, int, float, str, str, str | None]) -> str:
     path = Path(cache) / folder / f"{dataset}_{noise}_{seed}.npz"
     if path.exists():
         return str(path)
-    import torch
-
     from models.ensemble import Ensemble
     from models.spec import TrainSpec
 
-    torch.set_num_threads(int(os.environ.get("CURATE_TORCH_THREADS", "1")))
-    X_plant, X_train, y = _case_data(dataset)
-    n_classes = int(y.max()) + 1
-    kind, rate = parse_noise(noise)
-    y_noisy, flipped = plant(kind, rate, X_plant, y, n_classes, seed)
+    X_train, y_noisy, flipped, n_classes = planted_case(dataset, noise, seed)
     variant = VARIANTS[row or default_variant(dataset)] if dataset in TABLES else {}
     spec = TrainSpec(random_state=seed, **{knob: value}, **variant)  # type: ignore[arg-type]
     started = time.perf_counter()
