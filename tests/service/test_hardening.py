@@ -195,7 +195,9 @@ def test_a_cuda_device_the_host_lacks_is_refused_at_submission(shared_server: Se
         assert c.get("/jobs").json() == before
 
 
-def test_a_mixup_alpha_out_of_range_is_refused_naming_the_field(shared_server: Server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("field, value", [("mixup_alpha", -0.5), ("gce_q", 1.5)])
+def test_a_loss_knob_out_of_range_is_refused_naming_the_field(shared_server: Server, tmp_path: Path,
+                                                              field: str, value: float) -> None:
     path, _ = digits_npz(tmp_path / "d.npz", n=100)
     with httpx.Client(base_url=shared_server.url, timeout=30) as c:
         r = c.post("/datasets", params={"filename": path.name}, content=path.read_bytes())
@@ -203,8 +205,8 @@ def test_a_mixup_alpha_out_of_range_is_refused_naming_the_field(shared_server: S
         ds = r.json()
         before = c.get("/jobs").json()
         message = _error(c.post("/jobs", json={"dataset_id": ds["dataset_id"],
-                                                "spec": {**SMALL_SPEC, "mixup_alpha": -0.5}}), 422)
-        assert "mixup_alpha" in message
+                                                "spec": {**SMALL_SPEC, field: value}}), 422)
+        assert field in message
         assert c.get("/jobs").json() == before
 
 
