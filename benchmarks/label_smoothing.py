@@ -11,7 +11,10 @@ at each value and grades the default ranking, count and flag on the same planted
     python benchmarks/label_smoothing.py --knob mixup_alpha --values 0,0.2,0.4,1 --seeds 0,1,2 --cache DIR
 
 `--knob gce_q` sweeps the generalized cross-entropy's q (Zhang & Sabuncu 2018; 0 = the
-cross-entropy), cached in DIR/gce<value>/. `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
+cross-entropy), cached in DIR/gce<value>/. `--knob hidden_units|n_hidden_layers|learning_rate|weight_decay`
+sweeps the tables' MLP width or depth or the AdamW step size or weight decay (DIR/width<value>/,
+depth<value>/, lr<value>/, wd<value>/; the default's folder can be a link to DIR/ls0.6/, the same
+records). `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
 mixup trains each member on convex mixes of pairs of its batch's inputs and of their labels' losses
 (Zhang et al. 2018), another way to keep a network from fitting single wrong labels. `--row
 strong|mid|paper` trains the tables under that Jumpout row instead of the one their examples per
@@ -46,7 +49,7 @@ from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.flag_calibration import RECORD_FIELDS, _scores
 from benchmarks.noise import compute_detection_metrics
 from benchmarks.report import markdown_table
-from models.spec import LABEL_SMOOTHING
+from models.spec import LABEL_SMOOTHING, TrainSpec
 
 TABLES = ("digits", "phishing", "segment", "breast_cancer", "wine", "iris")
 IMAGE_NOISE = ("confusion20", "ambiguous20")
@@ -65,7 +68,10 @@ def _case_data(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 # the TrainSpec field swept -> (its cache prefix, its name in the report, its symbol in column headers)
 KNOBS = {"label_smoothing": ("ls", "label smoothing", "s"), "mixup_alpha": ("mixup", "mixup alpha", "alpha"),
-         "gce_q": ("gce", "GCE q", "q")}
+         "gce_q": ("gce", "GCE q", "q"), "hidden_units": ("width", "width", "width"),
+         "n_hidden_layers": ("depth", "depth", "depth"), "learning_rate": ("lr", "learning rate", "lr"),
+         "weight_decay": ("wd", "weight decay", "wd")}
+INTEGER_KNOBS = ("hidden_units", "n_hidden_layers")  # their values are ints (and cache folders width256, not 256.0)
 
 
 def planted_case(dataset: str, noise: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -89,7 +95,6 @@ def train(case: tuple[str, str, int, float, str, str, str | None]) -> str:
     if path.exists():
         return str(path)
     from models.ensemble import Ensemble
-    from models.spec import TrainSpec
 
     X_train, y_noisy, flipped, n_classes = planted_case(dataset, noise, seed)
     variant = VARIANTS[row or default_variant(dataset)] if dataset in TABLES else {}
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", default="")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
-    values = [float(v) for v in args.values.split(",")]
+    values: list[float] = [(int if args.knob in INTEGER_KNOBS else float)(v) for v in args.values.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     cases = [(d, n) for d in args.datasets.split(",") if d for n in args.noise.split(",") if n]
     if args.images:
@@ -168,8 +173,14 @@ def main(argv: list[str] | None = None) -> dict:
     value_cols = [f"AP, {short} = {v:g}" for v in values]
     row_text = f"the {args.row} Jumpout row on the tables" if args.row else "the data's Jumpout row"
     others = "" if knob == "label_smoothing" else f", label smoothing {LABEL_SMOOTHING:g} (the default)"
+    default = TrainSpec()  # the cached records were trained with the defaults of the knobs not swept
+    others += {"hidden_units": f", {default.n_hidden_layers} hidden layers (the default)",
+               "n_hidden_layers": f", {default.hidden_units} units a layer (the default)"}.get(
+        knob, f", the tables' MLP {default.n_hidden_layers} x {default.hidden_units} (the default)")
     machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items() if k != "command")
-    md = [f"# {label[0].upper() + label[1:]} of the training loss, for detection (issue 12)", "",
+    of_what = " of the tables' MLP" if knob in ("hidden_units", "n_hidden_layers") else (
+        " of the optimiser" if knob in ("learning_rate", "weight_decay") else " of the training loss")
+    md = [f"# {label[0].upper() + label[1:]}{of_what}, for detection (issue 12)", "",
           f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; 8 x 20, {row_text}{others}, the "
           "default ranking and count. `realistic` = the confusion and ambiguous table cases.", "",
           f"Machine: {machine}", "",

@@ -147,6 +147,23 @@ def test_label_smoothing_benchmark_sweeps_mixup_into_its_own_cache(tmp_path: Pat
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npz")} == cached  # nothing retrained
 
 
+def test_label_smoothing_benchmark_sweeps_the_mlp_depth_as_whole_numbers(tmp_path: Path) -> None:
+    """--knob n_hidden_layers takes its values as ints (cache folders depth1/depth3, not depth1.0),
+    and a deeper MLP is another run (its train time and AP differ)."""
+    from benchmarks import label_smoothing
+
+    argv = ["--knob", "n_hidden_layers", "--values", "1,3", "--seeds", "0", "--datasets", "iris", "--noise",
+            "sym20", "--cache", str(tmp_path / "cache"), "--jobs", "1", "--out", str(tmp_path / "out"), "--name", "d"]
+    report = label_smoothing.main(argv)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["depth1", "depth3"]
+    assert [r["n_hidden_layers"] for r in report["rows"]] == [1, 3]
+    assert all(isinstance(r["n_hidden_layers"], int) for r in report["rows"])
+    assert report["rows"][0]["ap"] != report["rows"][1]["ap"]
+    md = (tmp_path / "out" / "label_smoothing-d.md").read_text()
+    assert md.startswith("# Depth of the tables' MLP, for detection")
+    assert "AP, depth = 3" in md
+
+
 def test_label_smoothing_benchmark_trains_the_tables_under_a_chosen_jumpout_row(tmp_path: Path) -> None:
     """--row strong trains iris (whose examples per feature pick the paper row) under the strong row,
     into its own cache folder, and the run differs from the data's row."""
