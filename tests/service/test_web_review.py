@@ -246,7 +246,7 @@ def test_version_dataset_page_rescore_and_diff(done: Reviewed) -> None:
     html = _html(done.client, f"/ui/jobs/{done.job_id}/diff/{job_b}")
     errors = diff["estimated_errors"]
     assert re.search(rf'<td>estimated label errors</td><td class="num">{errors["a"]}</td><td class="num">'
-                     rf'{errors["b"]}</td>\s*<td class="num">{errors["b"] - errors["a"]:+d}</td>', html)
+                     rf'{errors["b"]}</td>\s*<td class="num">{re.escape(format(errors["b"] - errors["a"], "+d"))}</td>', html)
     s = diff["suspects"]
     assert (f'<td class="num">{s["resolved"]}</td><td class="num">{s["still_suspect"]}</td>'
             f'<td class="num">{s["new"]}</td>') in html
