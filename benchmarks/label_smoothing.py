@@ -1,4 +1,4 @@
-"""Benchmark: label smoothing (and mixup) of the training loss, for detection (issue 12).
+"""Benchmark: label smoothing (and mixup, GCE, the MLP's size, the optimiser) for detection (issue 12).
 
 A network trained on hard one-hot targets is pushed towards certainty on every label, the wrong
 ones included, and memorises them; with label smoothing s the target keeps s of its mass spread
@@ -13,8 +13,10 @@ at each value and grades the default ranking, count and flag on the same planted
 `--knob gce_q` sweeps the generalized cross-entropy's q (Zhang & Sabuncu 2018; 0 = the
 cross-entropy), cached in DIR/gce<value>/. `--knob hidden_units|n_hidden_layers|learning_rate|weight_decay`
 sweeps the tables' MLP width or depth or the AdamW step size or weight decay (DIR/width<value>/,
-depth<value>/, lr<value>/, wd<value>/; the default's folder can be a link to DIR/ls0.6/, the same
-records). `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
+depth<value>/, lr<value>/, wd<value>/). A folder is keyed by the swept value alone: records trained
+under other defaults of the other knobs are graded, not retrained, so give a changed default a new
+DIR (the default value's folder may be a link to DIR/ls0.6/ when both were trained under the same
+defaults: they are the same records). `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
 mixup trains each member on convex mixes of pairs of its batch's inputs and of their labels' losses
 (Zhang et al. 2018), another way to keep a network from fitting single wrong labels. `--row
 strong|mid|paper` trains the tables under that Jumpout row instead of the one their examples per
