@@ -176,9 +176,11 @@ def main(argv: list[str] | None = None) -> dict:
     row_text = f"the {args.row} Jumpout row on the tables" if args.row else "the data's Jumpout row"
     others = "" if knob == "label_smoothing" else f", label smoothing {LABEL_SMOOTHING:g} (the default)"
     default = TrainSpec()  # the cached records were trained with the defaults of the knobs not swept
-    others += {"hidden_units": f", {default.n_hidden_layers} hidden layers (the default)",
+    depth = "hidden layers by examples per feature" if default.n_hidden_layers is None else \
+        f"{default.n_hidden_layers} hidden layers"
+    others += {"hidden_units": f", {depth} (the default)",
                "n_hidden_layers": f", {default.hidden_units} units a layer (the default)"}.get(
-        knob, f", the tables' MLP {default.n_hidden_layers} x {default.hidden_units} (the default)")
+        knob, f", the tables' MLP {default.hidden_units} units wide, {depth} (the default)")
     machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items() if k != "command")
     of_what = " of the tables' MLP" if knob in ("hidden_units", "n_hidden_layers") else (
         " of the optimiser" if knob in ("learning_rate", "weight_decay") else " of the training loss")

@@ -73,7 +73,11 @@ class EnsembleMLP(nn.Module):
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.n_members = n_members
-        widths = [n_features] + [spec.hidden_units] * spec.n_hidden_layers
+        # train_group resolves the depth by the data first; a network built without a data set
+        # (tests, eval-only loads) gets the shallow default, as _dropout gets the first Jumpout row
+        depth = spec.n_hidden_layers if spec.n_hidden_layers is not None else spec.resolved(0, 1).n_hidden_layers
+        assert depth is not None  # resolved() fills it
+        widths = [n_features] + [spec.hidden_units] * depth
         self.hidden = nn.ModuleList(MemberLinear(n_members, a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.drops = nn.ModuleList(_dropout(spec, generator) for _ in self.hidden)
         self.head = MemberLinear(n_members, widths[-1], n_classes)

@@ -49,14 +49,25 @@ CPU_NARROW_CNN_FROM = 1_000_000  # examples x input values (C x H x W) [ours]
 # +0.009, ambiguous10/20 -0.002/-0.001, iris -0.003 (benchmarks/results/label_smoothing-*.md).
 LABEL_SMOOTHING = 0.6
 
-# The tables' MLP: 3 hidden layers of 256 [ours, chosen by benchmarks/label_smoothing.py --knob
-# n_hidden_layers on selection seeds 0-2 among 1, 2, 3, 4]: mean AP over the six tables x 9 noise
-# kinds 0.9186 / 0.9323 / 0.9359 / 0.9180, realistic F1 0.806 / 0.822 / 0.829 / 0.805; a fourth
-# Jumpout layer under-fits the smallest table (wine 0.974 -> 0.882). Test seeds 100-102: 0.9286 ->
-# 0.9332, F1 0.820 -> 0.828, most on similar-class noise (confusion40 0.881 -> 0.908).
-# Training takes ~1.7x the two-layer MLP's. Width, weight decay and step size were swept too and
-# stay (benchmarks/results/label_smoothing-{width,weight_decay,learning_rate}-selection.md).
-MLP_HIDDEN_LAYERS = 3
+# The MLP's depth by examples per input feature [ours, chosen by benchmarks/label_smoothing.py --knob
+# n_hidden_layers on selection seeds 0-2 among 1, 2, 3, 4 layers of 256]: on the six tables (14 to
+# 139 examples a feature) mean AP over 9 noise kinds 0.9186 / 0.9323 / 0.9359 / 0.9180, realistic F1
+# 0.806 / 0.822 / 0.829 / 0.805; a fourth Jumpout layer under-fits the smallest table (wine 0.974 ->
+# 0.882). Test seeds 100-102: 0.9286 -> 0.9332, F1 0.820 -> 0.828, most on similar-class noise
+# (confusion40 0.881 -> 0.908). Training takes ~1.7x the two-layer MLP's. Below MLP_DEEP_FROM
+# examples a feature the MLP keeps 2 layers: text embeddings (1,000 docstrings as 384 MiniLM dims,
+# 2.6 a feature) ranked worse with 3 (benchmarks/real_data.py, seeds 100-101: confusion20 AP 0.696 ->
+# 0.627, ambiguous20 0.646 -> 0.601). The boundary sits between the measured ratios: a guess from
+# seven data sets, not a law. Width, weight decay and step size were swept too and stay
+# (benchmarks/results/label_smoothing-{width,weight_decay,learning_rate}-selection.md).
+MLP_DEEP_LAYERS, MLP_SHALLOW_LAYERS = 3, 2
+MLP_DEEP_FROM = 8.0  # examples per input feature
+
+
+def mlp_layers_for(n_examples: int, n_features: int) -> int:
+    """The MLP's hidden layers for n_examples of n_features inputs: 3 from MLP_DEEP_FROM examples a
+    feature, else 2."""
+    return MLP_DEEP_LAYERS if n_examples / max(n_features, 1) >= MLP_DEEP_FROM else MLP_SHALLOW_LAYERS
 
 
 def cnn_width_for(n_examples: int, n_features: int, on_gpu: bool) -> int:
@@ -122,7 +133,9 @@ class TrainSpec(BaseModel):
                         "and suggested labels from that second round (twice the training time; the splits "
                         "and curves stay the first round's)")
     hidden_units: int = Field(256, ge=4, le=8192, description="MLP width")
-    n_hidden_layers: int = Field(MLP_HIDDEN_LAYERS, ge=1, le=8, description="MLP depth")
+    # None = by examples per input feature (mlp_layers_for), filled in when the job is created
+    n_hidden_layers: int | None = Field(None, ge=1, le=8, description="MLP depth; default by examples per "
+                                        "input feature: 3 from 8 a feature, else 2 (text embeddings)")
     # None = by device and data size (cnn_width_for), filled in when the job is created
     cnn_width: int | None = Field(None, ge=4, le=512, description="CNN channels of the first block; default 32, "
                                   "or 16 on a CPU for images of 1,000,000 pixel values in all or more (2.4x faster)")
@@ -204,6 +217,8 @@ class TrainSpec(BaseModel):
                                             ("jumpout_p_max", p_max)) if getattr(self, name) is None}
         if self.cnn_width is None:
             filled["cnn_width"] = cnn_width_for(n_examples, n_features, on_gpu)
+        if self.n_hidden_layers is None:
+            filled["n_hidden_layers"] = mlp_layers_for(n_examples, n_features)
         if self.precision == "auto":
             filled["precision"] = precision_for(on_gpu, cnn, cpu_bf16)
         if not filled:

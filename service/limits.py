@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from models.spec import WIDE_CNN, TrainSpec
+from models.spec import WIDE_CNN, TrainSpec, mlp_layers_for
 from service.errors import Busy, InvalidSpec, RequestTimeout
 
 FLOAT = 4  # bytes: float32 weights, activations and inputs on the device
@@ -52,7 +52,8 @@ def estimate_job_memory(spec: TrainSpec, x_shape: tuple[int, ...], n_classes: in
             h, w = max(1, h // 2), max(1, w // 2)
     else:
         d = int(math.prod(x_shape[1:]))
-        widths = [d] + [spec.hidden_units] * spec.n_hidden_layers + [n_classes]
+        depth = spec.n_hidden_layers if spec.n_hidden_layers is not None else mlp_layers_for(n, d)
+        widths = [d] + [spec.hidden_units] * depth + [n_classes]
         params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
         per_example = 3 * sum(widths[1:])  # linear output, ReLU, dropout mask per layer
     parameters = members * params * FLOAT

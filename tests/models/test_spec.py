@@ -6,12 +6,16 @@ import pytest
 from models.spec import (
     CPU_NARROW_CNN_FROM,
     JUMPOUT_BY_RATIO,
+    MLP_DEEP_FROM,
+    MLP_DEEP_LAYERS,
+    MLP_SHALLOW_LAYERS,
     NARROW_CNN,
     PAPER_JUMPOUT,
     WIDE_CNN,
     TrainSpec,
     cpu_has_native_bf16,
     jumpout_for_data,
+    mlp_layers_for,
 )
 
 
@@ -35,7 +39,8 @@ def test_a_value_the_user_set_is_kept_and_resolving_twice_changes_nothing() -> N
     spec = TrainSpec(jumpout_sigma=0.05).resolved(150, 4)
     assert spec.jumpout_sigma == 0.05 and spec.jumpout_p_min is not None
     assert spec.resolved(10, 1000) == spec
-    full = TrainSpec(jumpout_sigma=0.2, jumpout_p_min=0.1, jumpout_p_max=0.3, cnn_width=8, precision="fp32")
+    full = TrainSpec(jumpout_sigma=0.2, jumpout_p_min=0.1, jumpout_p_max=0.3, cnn_width=8, precision="fp32",
+                     n_hidden_layers=2)
     assert full.resolved(5, 5) is full
 
 
@@ -87,3 +92,14 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path) -> None:  # type: igno
     assert not probe("flags\t: fpu avx2 avx512f avx512_vnni\n")  # AVX-512 without bf16: emulated
     assert not probe("processor\t: 0\n")  # no flags line (another OS's layout)
     assert not cpu_has_native_bf16.__wrapped__(str(tmp_path / "missing"))  # not Linux: False
+
+
+@pytest.mark.parametrize("n,d,layers", [(178, 13, 3), (1797, 64, 3), (11055, 30, 3), (1000, 384, 2), (1000, 256, 2),
+                                        (80, 10, 3), (79, 10, 2), (10, 0, 3)])
+def test_the_mlp_is_deep_from_its_examples_per_feature_and_a_set_depth_is_kept(n: int, d: int, layers: int) -> None:
+    """Three hidden layers from MLP_DEEP_FROM examples a feature (the six tables), two below it
+    (text embeddings: 1,000 texts of 384 or 256 dims); a depth the user set is never replaced."""
+    assert MLP_DEEP_FROM == 8.0 and (MLP_DEEP_LAYERS, MLP_SHALLOW_LAYERS) == (3, 2)
+    assert mlp_layers_for(n, d) == layers
+    assert TrainSpec().n_hidden_layers is None and TrainSpec().resolved(n, d).n_hidden_layers == layers
+    assert TrainSpec(n_hidden_layers=1).resolved(n, d).n_hidden_layers == 1

@@ -72,7 +72,7 @@ def test_flagged_and_hard_examples_are_explained_after_the_job(digits_job: tuple
         assert target_label == labels[example_id][0 if target == "given" else 1]
         assert abs(logit - (g + b)) <= COMPLETE
         assert 0.0 <= share <= 1.0
-        assert len(json.loads(per_layer)) == TrainSpec().n_hidden_layers + 1  # the hidden layers and the head
+        assert len(json.loads(per_layer)) == TrainSpec().resolved(300, 64).n_hidden_layers + 1  # hidden layers (300 x 64: 2) + head
         assert len(json.loads(top)) == 10
         assert np.load(settings.data_dir / map_path).shape == (64,)
     job = jobs.job_out(_job(settings, job_id))
