@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -42,7 +41,7 @@ from sklearn.preprocessing import StandardScaler
 
 from benchmarks.detection import DATASETS, describe_machine, fmt, parse_noise, plant
 from benchmarks.detection_variants import DATASET_ORDER, member_mean
-from benchmarks.report import markdown_table
+from benchmarks.report import markdown_table, write_report
 from models.ensemble import Ensemble
 from models.predictions import PredictionRecord
 from models.spec import TrainSpec
@@ -143,9 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         lines += [f"## {title}", "", markdown_table(header, body), ""]
         print(f"\n{title}\n{markdown_table(header, body)}")
     lines.append(f"Total wall time: {report['total_seconds']:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "crossfit.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "crossfit.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, "crossfit", report, lines)
     return report
 
 

@@ -28,7 +28,7 @@ from rich.console import Console
 
 from benchmarks.detection import DATASETS, describe_machine, fmt, parse_noise, plant
 from benchmarks.noise import compute_detection_metrics
-from benchmarks.report import markdown_table
+from benchmarks.report import markdown_table, write_report
 from models.ensemble import Ensemble
 from models.predictions import PredictionRecord
 from models.spec import JUMPOUT_BY_RATIO, TrainSpec, jumpout_for_data
@@ -167,9 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"[bold]{title}[/]")
         console.print(markdown_table(header, body))
     lines.append(f"Total wall time: {report['total_seconds']:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "detection_variants.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "detection_variants.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, "detection_variants", report, lines)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ from rich.console import Console
 from benchmarks.detection import DATASETS, TABLE_NOISE, describe_machine, fmt, parse_noise, plant
 from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.noise import compute_detection_metrics
-from benchmarks.report import markdown_table, print_tables
+from benchmarks.report import markdown_table, print_tables, write_report
 from scoring.mislabel import (
     MISLABEL_METHODS,
     estimate_n_errors_by_margin,
@@ -328,9 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     for title, header, body in tables(rows):
         lines += [f"## {title}", "", markdown_table(header, body), ""]
     lines.append(f"Total wall time: {report['total_seconds']:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, args.name, report, lines)
 
 
 if __name__ == "__main__":

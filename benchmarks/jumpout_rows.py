@@ -24,7 +24,6 @@ Writes benchmarks/results/jumpout_rows[-NAME].{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter
@@ -41,7 +40,7 @@ from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.flag_calibration import _scores
 from benchmarks.label_smoothing import REALISTIC, TABLES, planted_case, train
 from benchmarks.noise import compute_detection_metrics
-from benchmarks.report import markdown_table
+from benchmarks.report import markdown_table, write_report
 from models.spec import LABEL_SMOOTHING
 
 ROWS = tuple(VARIANTS)  # strong, mid, paper
@@ -186,9 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
           "## What each criterion picked (cases per row)", "",
           markdown_table(["data set", *[f"calibrated: {c}" for c in CRITERIA], "best row (oracle)"], picks)]
     suffix = f"-{args.name}" if args.name else ""
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"jumpout_rows{suffix}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / f"jumpout_rows{suffix}.md").write_text("\n".join(md) + "\n")
+    write_report(args.out, f"jumpout_rows{suffix}", report, md)
     print("\n".join(md))
     return report
 

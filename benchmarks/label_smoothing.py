@@ -34,7 +34,6 @@ benchmarks/results/label_smoothing[-NAME].{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -50,7 +49,7 @@ from benchmarks.detection import DATASETS, TABLE_NOISE, describe_machine, parse_
 from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.flag_calibration import RECORD_FIELDS, _scores
 from benchmarks.noise import compute_detection_metrics
-from benchmarks.report import markdown_table
+from benchmarks.report import markdown_table, write_report
 from models.spec import LABEL_SMOOTHING, TrainSpec
 
 TABLES = ("digits", "phishing", "segment", "breast_cancer", "wine", "iris")
@@ -192,9 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
           markdown_table(["noise", *value_cols], by_noise), "", "## AP per data set", "",
           markdown_table(["data set", *value_cols], by_dataset)]
     suffix = f"-{args.name}" if args.name else ""
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"label_smoothing{suffix}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / f"label_smoothing{suffix}.md").write_text("\n".join(md) + "\n")
+    write_report(args.out, f"label_smoothing{suffix}", report, md)
     print("\n".join(md))
     return report
 

@@ -21,7 +21,6 @@ them with flag_calibration.py first).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -39,7 +38,7 @@ from sklearn.preprocessing import StandardScaler
 
 from benchmarks.detection import DATASETS, describe_machine
 from benchmarks.flag_calibration import _scores
-from benchmarks.report import markdown_table
+from benchmarks.report import markdown_table, write_report
 
 SELECTION, TEST = (0, 1, 2), (100, 101, 102)
 REALISTIC = ("confusion", "ambiguous")
@@ -145,9 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"Command: `{command}`; {len(rows)} records (6 tables x 9 noise kinds x 6 seeds, 8 x 20, default "
           "training); `realistic` = the confusion and ambiguous cases. AP of every variant on the same records.", "",
           markdown_table(header, table)]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ranking_variants.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "ranking_variants.md").write_text("\n".join(md) + "\n")
+    write_report(args.out, "ranking_variants", report, md)
     print("\n".join(md))
     return report
 

@@ -1,6 +1,8 @@
 """Small helpers every benchmark report shares."""
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from rich.console import Console
 
@@ -11,6 +13,13 @@ def markdown_table(header: list[str], body: list[list[str]]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     return "\n".join([line(header), "|" + "---|" * len(header)] + [line(cells) for cells in body])
+
+
+def write_report(out: Path, stem: str, report: dict, md: list[str]) -> None:
+    """<out>/<stem>.json (the report, indented) and <out>/<stem>.md (the lines), creating out."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(md) + "\n")
 
 
 def print_tables(console: Console, tables: Iterable[tuple[str, list[str], list[list[str]]]]) -> None:
