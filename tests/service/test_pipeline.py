@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.spec import AdaBoostSpec, GroupTask, TrainSpec, cpu_has_native_bf16
+from models.spec import AdaBoostSpec, GroupTask, TrainSpec, cpu_has_native_bf16, mlp_layers_for
 from scoring.phases import compute_agreement_index, detect_phases
 from service.engine.engine import Engine
 from service.engine.executors.local import LocalExecutor, _batched, _startable
@@ -58,8 +58,9 @@ def test_job_records_every_member_epoch_and_example(engine: Engine, tmp_path: Pa
     cons = rows.column("consistency").to_numpy()
     assert set(np.round(cons * 2).astype(int)) <= {0, 1, 2}  # 2 members: c in {0, 1/2, 1}
     assert job.summary["adaboost"]["n_examples"] == len(y)
-    # the stored spec is resolved: Jumpout's by-data defaults filled in for 64 features
+    # the stored spec is resolved: Jumpout's and the MLP depth's by-data defaults filled in for 64 features
     assert job.spec.jumpout_sigma is not None and job.spec.jumpout_p_min is not None
+    assert job.spec.n_hidden_layers == mlp_layers_for(len(y), 64)
     # the flags' estimated precision: the mean over the flagged of 1 - accessibility (votes against)
     flagged = rows.column("is_suspected_mislabel").to_numpy(zero_copy_only=False)
     accessibility = rows.column("accessibility").to_numpy()
