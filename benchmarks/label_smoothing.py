@@ -16,7 +16,9 @@ sweeps the tables' MLP width or depth or the AdamW step size or weight decay (DI
 depth<value>/, lr<value>/, wd<value>/). A folder is keyed by the swept value alone: records trained
 under other defaults of the other knobs are graded, not retrained, so give a changed default a new
 DIR (the default value's folder may be a link to DIR/ls0.6/ when both were trained under the same
-defaults: they are the same records). `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
+defaults: they are the same records). `--knob small_loss_forget` sweeps the small-loss trick's share (DIR/forget<value>/) and `--knob
+table_inputs` the tables' input transform, standard or quantile (DIR/inputs<word>/).
+`--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
 mixup trains each member on convex mixes of pairs of its batch's inputs and of their labels' losses
 (Zhang et al. 2018), another way to keep a network from fitting single wrong labels. `--row
 strong|mid|paper` trains the tables under that Jumpout row instead of the one their examples per
@@ -71,8 +73,19 @@ def _case_data(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 KNOBS = {"label_smoothing": ("ls", "label smoothing", "s"), "mixup_alpha": ("mixup", "mixup alpha", "alpha"),
          "gce_q": ("gce", "GCE q", "q"), "hidden_units": ("width", "width", "width"),
          "n_hidden_layers": ("depth", "depth", "depth"), "learning_rate": ("lr", "learning rate", "lr"),
-         "weight_decay": ("wd", "weight decay", "wd")}
+         "weight_decay": ("wd", "weight decay", "wd"),
+         "small_loss_forget": ("forget", "small-loss forget share", "forget"),
+         "table_inputs": ("inputs", "table inputs", "inputs")}
 INTEGER_KNOBS = ("hidden_units", "n_hidden_layers")  # their values are ints (and cache folders width256, not 256.0)
+WORD_KNOBS = ("table_inputs",)  # their values are words (cache folders inputsquantile)
+
+
+def parse_value(knob: str, text: str) -> float | str:
+    return text if knob in WORD_KNOBS else (int if knob in INTEGER_KNOBS else float)(text)
+
+
+def shown(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 def planted_case(dataset: str, noise: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -88,7 +101,7 @@ def planted_case(dataset: str, noise: str, seed: int) -> tuple[np.ndarray, np.nd
     return X_train, y_noisy, flipped, n_classes
 
 
-def train(case: tuple[str, str, int, float, str, str, str | None]) -> str:
+def train(case: tuple[str, str, int, float | str, str, str, str | None]) -> str:
     """Train one record into the cache (a no-op if it is there); returns its path."""
     dataset, noise, seed, value, cache, knob, row = case
     folder = f"{KNOBS[knob][0]}{value}" + (f"_{row}" if row else "")
@@ -135,7 +148,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", default="")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
-    values: list[float] = [(int if args.knob in INTEGER_KNOBS else float)(v) for v in args.values.split(",")]
+    try:
+        values = [parse_value(args.knob, v) for v in args.values.split(",")]
+        for v in values:  # refused here, not in a worker after other cases trained
+            TrainSpec(**{args.knob: v})  # type: ignore[arg-type]
+    except ValueError as e:  # a ValidationError is a ValueError
+        parser.error(f"--values for --knob {args.knob}: {e}")
     seeds = [int(s) for s in args.seeds.split(",")]
     cases = [(d, n) for d in args.datasets.split(",") if d for n in args.noise.split(",") if n]
     if args.images:
@@ -147,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     knob = args.knob
     rows = [{"dataset": d, "noise": n, "seed": s, knob: v, **grade(Path(p))} for (d, n, s, v, *_), p in zip(work, paths)]
 
-    def mean(key: str, value: float, keep: object = None) -> str:
+    def mean(key: str, value: float | str, keep: object = None) -> str:
         sub = [r[key] for r in rows if r[knob] == value and (keep is None or keep(r))]  # type: ignore[operator]
         return f"{np.mean(sub):.4f}" if sub else "n/a"
 
@@ -157,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     def realistic(r: dict) -> bool:
         return table_form(r) and r["noise"].startswith(REALISTIC)
 
-    summary = [[f"{v:g}", mean("ap", v, table_form), mean("ap", v, realistic), mean("f1", v, realistic),
+    summary = [[shown(v), mean("ap", v, table_form), mean("ap", v, realistic), mean("f1", v, realistic),
                 mean("rate_gap", v, table_form), mean("ap", v, lambda r: r["dataset"] == "digits_image"),
                 mean("train_seconds", v)] for v in values]
     _, label, short = KNOBS[knob]
@@ -171,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"command": command, "machine": describe_machine(), "knob": knob, "row": args.row or "by the data",
               "values": values, "seeds": seeds,
               "seconds": round(time.perf_counter() - started, 1), "rows": rows}
-    value_cols = [f"AP, {short} = {v:g}" for v in values]
+    value_cols = [f"AP, {short} = {shown(v)}" for v in values]
     row_text = f"the {args.row} Jumpout row on the tables" if args.row else "the data's Jumpout row"
     others = "" if knob == "label_smoothing" else f", label smoothing {LABEL_SMOOTHING:g} (the default)"
     default = TrainSpec()  # the cached records were trained with the defaults of the knobs not swept

@@ -94,12 +94,15 @@ class _Data:
         return (x.float() / 255.0 - self.mean) / self.std
 
 
-def _prepare(X: np.ndarray, y: np.ndarray, kind: str, device: torch.device) -> _Data:
+def _prepare(X: np.ndarray, y: np.ndarray, kind: str, device: torch.device,
+             table_inputs: str = "standard") -> _Data:
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
     if kind == "mlp":
         Xf = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
         if X.dtype == np.uint8:
             Xf = Xf / 255.0
+        if table_inputs == "quantile":  # each feature by its rank, mapped onto a normal's quantiles
+            Xf = quantile_normal(Xf)
         mu, sd = Xf.mean(axis=0), Xf.std(axis=0)
         sd[sd < 1e-8] = 1.0  # constant features stay at 0
         return _Data(torch.as_tensor((Xf - mu) / sd, device=device), yt, None, None)
@@ -114,11 +117,21 @@ def _prepare(X: np.ndarray, y: np.ndarray, kind: str, device: torch.device) -> _
     return _Data(Xt, yt, mean, std)
 
 
-def normalised_inputs(X: np.ndarray, kind: Literal["mlp", "cnn"], example_ids: npt.NDArray[np.int64]) -> Tensor:
+def quantile_normal(X: np.ndarray) -> np.ndarray:
+    """Each column replaced by the normal quantile of its values' mid-rank (ties share a value), so
+    skewed or heavy-tailed features reach the network on the same scale as the others."""
+    from scipy.stats import norm, rankdata
+
+    ranks = rankdata(X, axis=0, method="average")
+    return np.asarray(norm.ppf((ranks - 0.5) / len(X)), dtype=np.float32)
+
+
+def normalised_inputs(X: np.ndarray, kind: Literal["mlp", "cnn"], example_ids: npt.NDArray[np.int64],
+                      table_inputs: str = "standard") -> Tensor:
     """What the networks of `kind` see for these examples, float32 on the CPU, normalised as in
     training (statistics over the whole dataset): tables standardised per feature, (b, d); images
     scaled to [0, 1] and normalised per channel, (b, C, H, W) for a CNN, flattened for an MLP."""
-    data = _prepare(X, np.zeros(len(X), dtype=np.int64), kind, torch.device("cpu"))
+    data = _prepare(X, np.zeros(len(X), dtype=np.int64), kind, torch.device("cpu"), table_inputs)
     return data.batch(torch.as_tensor(np.asarray(example_ids, dtype=np.int64)))
 
 
@@ -379,7 +392,7 @@ def train_group(
     if spec.augment != "none" and kind != "cnn":
         raise ValueError(f"augment={spec.augment!r} shifts images: it needs a CNN on images shaped "
                          f"(n, C, H, W), not a {kind} on data shaped {tuple(X.shape)}")
-    data = _prepare(X, y, kind, device)
+    data = _prepare(X, y, kind, device, spec.table_inputs)
     pad = augment_pad(tuple(X.shape[2:])) if spec.augment != "none" else 0
     folds = assign_folds(np.asarray(y), spec.n_folds, spec.random_state)
     if exclude is not None and len(exclude) and (int(np.min(exclude)) < 0 or int(np.max(exclude)) >= len(y)):
@@ -442,6 +455,7 @@ def train_group(
         if spec.mixup_alpha > 0:
             drawn = _epoch_mixup(members, spec.random_state, epoch, n_steps, batch_size, spec.mixup_alpha)
             partners, lams = (torch.as_tensor(a, device=device) for a in drawn)
+        forget_now = small_loss_share(spec.small_loss_forget, epoch, spec.n_epochs)
         total = torch.zeros((), device=device)
         for step, idx in enumerate(order):  # idx: (M, B)
             mix = None if partners is None or lams is None else (partners[step], lams[step])
@@ -452,6 +466,9 @@ def train_group(
             if mix is not None:  # the mixed input's loss: lam on its own label, 1 - lam on its partner's
                 partner_y = torch.take_along_dim(data.y[idx], mix[0], dim=1)
                 per_example = mix[1] * per_example + (1.0 - mix[1]) * loss_fn(flat, partner_y.flatten()).view(idx.shape)
+            if forget_now > 0:  # each member keeps its batch's smallest losses only
+                keep = idx.shape[1] - int(round(forget_now * idx.shape[1]))
+                per_example = torch.topk(per_example, keep, dim=1, largest=False, sorted=False).values
             # sum over members of each member's mean loss: gradients stay independent per member
             loss = per_example.mean(dim=1).sum()
             opt.zero_grad(set_to_none=True)
@@ -465,6 +482,14 @@ def train_group(
         if epoch > recorded:
             yield _record(net, data, held_out, n_classes, group, epoch, members, train_loss, started, amp,
                           record_call)
+
+
+def small_loss_share(forget: float, epoch: int, n_epochs: int) -> float:
+    """The share of a batch left out at `epoch` (1-based): `forget` ramped up linearly over the first
+    quarter of the epochs (co-teaching's schedule, Han et al. 2018), so the members first learn the
+    easy patterns from every example before they choose which to trust."""
+    ramp = max(1, n_epochs // 4)
+    return forget * min(1.0, epoch / ramp)
 
 
 def _loss_fn(smoothing: float, gce_q: float) -> Callable[[Tensor, Tensor], Tensor]:

@@ -92,7 +92,7 @@ def explain_examples(
     spec = TrainSpec.model_validate_json(spec_json)
     kind = resolve_model(spec, X)
     device = explain_device(spec.device)
-    x = normalised_inputs(X, kind, ids).to(device, torch.float64)  # (B, ...) as the networks see it
+    x = normalised_inputs(X, kind, ids, spec.table_inputs).to(device, torch.float64)  # (B, ...) as the networks see it
     totals: dict[str, dict[str, np.ndarray]] = {name: {} for name in targets}
     n_members = 0
     for group, members in enumerate(members_by_group):

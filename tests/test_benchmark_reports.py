@@ -164,6 +164,24 @@ def test_label_smoothing_benchmark_sweeps_the_mlp_depth_as_whole_numbers(tmp_pat
     assert "AP, depth = 3" in md
 
 
+def test_label_smoothing_benchmark_sweeps_the_table_inputs_as_words(tmp_path: Path) -> None:
+    """--knob table_inputs takes its values as words (cache folders inputsstandard/inputsquantile),
+    and rank-normal inputs are another run."""
+    from benchmarks import label_smoothing
+
+    argv = ["--knob", "table_inputs", "--values", "standard,quantile", "--seeds", "0", "--datasets", "iris",
+            "--noise", "sym20", "--cache", str(tmp_path / "cache"), "--jobs", "1", "--out", str(tmp_path / "out"),
+            "--name", "q"]
+    report = label_smoothing.main(argv)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["inputsquantile", "inputsstandard"]
+    assert [r["table_inputs"] for r in report["rows"]] == ["standard", "quantile"]
+    assert report["rows"][0]["ap"] != report["rows"][1]["ap"]
+    md = (tmp_path / "out" / "label_smoothing-q.md").read_text()
+    assert "| quantile |" in md and "AP, inputs = quantile" in md
+    with pytest.raises(SystemExit):  # a word the TrainSpec does not know is refused before any training
+        label_smoothing.main([*argv[:3], "minmax", *argv[4:]])
+
+
 def test_label_smoothing_benchmark_trains_the_tables_under_a_chosen_jumpout_row(tmp_path: Path) -> None:
     """--row strong trains iris (whose examples per feature pick the paper row) under the strong row,
     into its own cache folder, and the run differs from the data's row."""

@@ -20,8 +20,11 @@ from models.ensemble import (
     _prepare,
     assign_folds,
     augment_pad,
+    normalised_inputs,
+    quantile_normal,
     resolve_model,
     shift_flip,
+    small_loss_share,
     train_group,
 )
 from models.nets import build_ensemble
@@ -205,6 +208,58 @@ def test_gce_is_seeded_and_memorises_wrong_labels_less_than_cross_entropy(small)
     fits = {name: (r.predicted_label[:, -1] == noisy)[:, flipped].mean() for name, r in (("ce", ce), ("gce", gce))}
     assert fits["gce"] < fits["ce"] - 0.2, fits
     assert (gce.predicted_label[:, -1] == noisy)[:, ~flipped].mean() > 0.9  # the right labels are learned
+
+
+def test_the_small_loss_share_ramps_up_over_the_first_quarter_of_the_epochs():
+    shares = [small_loss_share(0.2, epoch, 20) for epoch in range(1, 21)]
+    assert shares[0] == pytest.approx(0.04) and shares[4] == pytest.approx(0.2)  # 20 epochs: ramp of 5
+    assert all(a < b for a, b in zip(shares[:5], shares[1:5]))
+    assert set(shares[4:]) == {0.2}
+    assert small_loss_share(0.3, 1, 2) == 0.3  # under 4 epochs: the full share from the first
+    assert small_loss_share(0.0, 7, 20) == 0.0
+    with pytest.raises(ValueError, match="small_loss_forget"):
+        TrainSpec(small_loss_forget=0.6)
+
+
+def test_the_small_loss_trick_is_seeded_and_fits_fewer_wrong_labels(small):
+    """On 20 % flipped labels, trained long with no other brake, the cross-entropy fits most flips;
+    members that leave out their batch's largest losses fit fewer, and still learn the rest."""
+    X, y = small
+    rng = np.random.default_rng(0)
+    flipped = rng.random(len(y)) < 0.2
+    noisy = np.where(flipped, (y + rng.integers(1, N_CLASSES, len(y))) % N_CLASSES, y)
+    spec = dict(dropout="none", n_epochs=40, hidden_units=64, batch_size=32, label_smoothing=0.0)
+    plain = Ensemble(_spec(**spec)).fit(X, noisy, N_CLASSES).record_
+    off = Ensemble(_spec(**spec, small_loss_forget=0.0)).fit(X, noisy, N_CLASSES).record_
+    picky = Ensemble(_spec(**spec, small_loss_forget=0.2)).fit(X, noisy, N_CLASSES).record_
+    again = Ensemble(_spec(**spec, small_loss_forget=0.2)).fit(X, noisy, N_CLASSES).record_
+    for name in RECORD_FIELDS:
+        np.testing.assert_array_equal(getattr(off, name), getattr(plain, name))
+        np.testing.assert_array_equal(getattr(picky, name), getattr(again, name))
+    np.testing.assert_array_equal(picky.label_prob[:, 0], plain.label_prob[:, 0])  # the same init
+    fits = {name: (r.predicted_label[:, -1] == noisy)[:, flipped].mean() for name, r in (("ce", plain), ("sl", picky))}
+    assert fits["sl"] < fits["ce"] - 0.2, fits
+    assert (picky.predicted_label[:, -1] == noisy)[:, ~flipped].mean() > 0.9  # the right labels are learned
+
+
+def test_quantile_inputs_map_each_feature_by_rank_onto_a_normal():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.lognormal(0, 2, 500), rng.integers(0, 3, 500), np.full(500, 7.0)]).astype(np.float32)
+    Q = quantile_normal(X)
+    assert Q.dtype == np.float32 and Q.shape == X.shape
+    np.testing.assert_array_equal(np.argsort(Q[:, 0], kind="stable"), np.argsort(X[:, 0], kind="stable"))
+    assert abs(float(Q[:, 0].mean())) < 1e-6 and 0.9 < float(Q[:, 0].std()) < 1.05  # skew gone
+    assert abs(float(np.median(X[:, 0]) - X[:, 0].mean())) > 1.0  # it was skewed
+    for v in (0, 1, 2):  # ties share one value, in the order of the values
+        assert len(set(Q[X[:, 1] == v, 1])) == 1
+    assert Q[X[:, 1] == 0, 1][0] < Q[X[:, 1] == 1, 1][0] < Q[X[:, 1] == 2, 1][0]
+    assert set(Q[:, 2]) == {0.0}  # a constant feature sits at the middle
+    seen = _prepare(X, np.zeros(500, dtype=np.int64), "mlp", torch.device("cpu"), "quantile").X.numpy()
+    assert np.abs(seen).max() < 4 and np.abs(_prepare(X, np.zeros(500), "mlp", torch.device("cpu")).X.numpy()).max() > 8
+    ids = np.array([3, 0, 499])  # what an attribution sees is what the networks trained on
+    torch.testing.assert_close(normalised_inputs(X, "mlp", ids, "quantile"), torch.as_tensor(seen[ids]))
+    with pytest.raises(ValueError, match="table_inputs"):
+        TrainSpec(table_inputs="minmax")
 
 
 def test_mixup_draws_are_in_batch_partners_and_belong_to_the_member():
