@@ -17,7 +17,9 @@ depth<value>/, lr<value>/, wd<value>/). A folder is keyed by the swept value alo
 under other defaults of the other knobs are graded, not retrained, so give a changed default a new
 DIR (the default value's folder may be a link to DIR/ls0.6/ when both were trained under the same
 defaults: they are the same records). `--knob small_loss_forget` sweeps the small-loss trick's share (DIR/forget<value>/) and `--knob
-table_inputs` the tables' input transform, standard or quantile (DIR/inputs<word>/).
+table_inputs` the tables' input transform, standard or quantile (DIR/inputs<word>/); `--knob dropout`
+Jumpout against plain dropout (`dropout_rate`, 0.5) and none (DIR/dropout<word>/); `--knob n_epochs`
+the training epochs (DIR/epochs<value>/).
 `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
 mixup trains each member on convex mixes of pairs of its batch's inputs and of their labels' losses
 (Zhang et al. 2018), another way to keep a network from fitting single wrong labels. `--row
@@ -75,9 +77,10 @@ KNOBS = {"label_smoothing": ("ls", "label smoothing", "s"), "mixup_alpha": ("mix
          "n_hidden_layers": ("depth", "depth", "depth"), "learning_rate": ("lr", "learning rate", "lr"),
          "weight_decay": ("wd", "weight decay", "wd"),
          "small_loss_forget": ("forget", "small-loss forget share", "forget"),
-         "table_inputs": ("inputs", "table inputs", "inputs")}
-INTEGER_KNOBS = ("hidden_units", "n_hidden_layers")  # their values are ints (and cache folders width256, not 256.0)
-WORD_KNOBS = ("table_inputs",)  # their values are words (cache folders inputsquantile)
+         "table_inputs": ("inputs", "table inputs", "inputs"),
+         "dropout": ("dropout", "dropout", "dropout"), "n_epochs": ("epochs", "epochs", "epochs")}
+INTEGER_KNOBS = ("hidden_units", "n_hidden_layers", "n_epochs")  # their values are ints (and cache folders width256, not 256.0)
+WORD_KNOBS = ("table_inputs", "dropout")  # their values are words (cache folders inputsquantile, dropoutnone)
 
 
 def parse_value(knob: str, text: str) -> float | str:
@@ -199,10 +202,12 @@ def main(argv: list[str] | None = None) -> dict:
                "n_hidden_layers": f", {default.hidden_units} units a layer (the default)"}.get(
         knob, f", the tables' MLP {default.hidden_units} units wide, {depth} (the default)")
     machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items() if k != "command")
-    of_what = " of the tables' MLP" if knob in ("hidden_units", "n_hidden_layers") else (
-        " of the optimiser" if knob in ("learning_rate", "weight_decay") else " of the training loss")
+    budget = f"{default.n_members} members" if knob == "n_epochs" else f"{default.n_members} x {default.n_epochs}"
+    of_what = {"hidden_units": " of the tables' MLP", "n_hidden_layers": " of the tables' MLP",
+               "learning_rate": " of the optimiser", "weight_decay": " of the optimiser",
+               "table_inputs": " of the tables' MLP", "dropout": " of the networks", "n_epochs": " of training"}.get(knob, " of the training loss")
     md = [f"# {label[0].upper() + label[1:]}{of_what}, for detection (issue 12)", "",
-          f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; 8 x 20, {row_text}{others}, the "
+          f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; {budget}, {row_text}{others}, the "
           "default ranking and count. `realistic` = the confusion and ambiguous table cases.", "",
           f"Machine: {machine}", "",
           markdown_table(header, summary), "", "## AP per noise kind (tables)", "",
