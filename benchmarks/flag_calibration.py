@@ -21,7 +21,8 @@ nothing. `--budgets MxE,...` also trains M members x E epochs beside the default
 reports what a larger budget buys (AP, flagged-set F1, rate gap) on the same cases; `MxEr2` is
 rounds=2 (TrainSpec.rounds): after the M x E round, M more members train E epochs with that round's
 suspects held out by all of them (`scoring.scores.second_round_exclusion`, as the engine does) and
-the flags come from the second round (`take_mislabels_from`). `--cache DIR` keeps each record as
+the flags come from the second round (`take_mislabels_from`). Budgets are graded on both seed sets, so one that would become the default is chosen on the
+selection seeds and reported on the test seeds. `--cache DIR` keeps each record as
 an .npz so a rerun only re-grades.
 Writes `<out>/<name>.{json,md}` (name: flag_calibration).
 """
@@ -177,8 +178,6 @@ def run(args: argparse.Namespace, console: Console) -> list[dict]:
     rows = []
     seeds = [("selection", s) for s in args.selection_seeds] + [("test", s) for s in args.test_seeds]
     for budget, dataset, noise, (role, seed) in itertools.product(args.budgets, args.datasets, args.noise, seeds):
-        if budget != DEFAULT_BUDGET and role == "selection":
-            continue  # a budget is graded, not chosen: the test seeds only
         started = time.perf_counter()
         row = {"dataset": dataset, "noise": noise, "kind": parse_noise(noise)[0], "seed": seed, "role": role,
                "budget": budget, **grade_case(*_records(dataset, noise, seed, args.cache, budget))}
@@ -277,10 +276,11 @@ def budget_table(rows: list[dict], budgets: list[str]) -> tuple[list[str], list[
 def tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
     out = []
     budgets = list(dict.fromkeys(r["budget"] for r in rows))
-    if len(budgets) > 1:
-        test = [r for r in rows if r["role"] == "test"]
-        out.append(("What a larger budget buys (test seeds, the cases every budget ran)",
-                    *budget_table(test, budgets)))
+    for role in ("selection", "test"):  # a budget that would become the default is chosen on the selection seeds
+        some = [r for r in rows if r["role"] == role]
+        if len(budgets) > 1 and some:
+            out.append((f"What a larger budget buys ({role} seeds, the cases every budget ran)",
+                        *budget_table(some, budgets)))
     for role in ("selection", "test"):
         some = [r for r in rows if r["role"] == role and r["budget"] == DEFAULT_BUDGET]
         if some:

@@ -127,6 +127,40 @@ def test_ranking_variants_grades_a_cached_record_and_its_default_is_the_pipeline
     assert "| default |" in (tmp_path / "out" / "ranking_variants.md").read_text()
 
 
+def test_flag_calibration_grades_every_budget_on_both_seed_sets(tmp_path: Path) -> None:
+    """A budget that would become the default is chosen on the selection seeds: --budgets grades each
+    budget on the selection and the test seeds, one budget table a seed set (cached records here)."""
+    from benchmarks import flag_calibration
+    from benchmarks.noise import plant_symmetric_noise
+
+    y = np.repeat(np.arange(3), 50)
+    m, e, n = 4, 6, len(y)
+    for seed in (0, 100):
+        rng = np.random.default_rng(seed)
+        y_noisy, flipped = plant_symmetric_noise(y, 0.2, 3, random_state=seed)
+        for budget, right in (("", 0.8), ("_16x20", 0.0)):  # the other budget's members guess
+            predicted = np.where(rng.random((m, e, n)) < right, y, rng.integers(0, 3, (m, e, n))).astype(np.int16)
+            probs = np.full((e, n, 3), 0.1 if right else 1 / 3, dtype=np.float32)
+            probs[:, np.arange(n), y] = 0.8 if right else 1 / 3
+            np.savez(tmp_path / f"iris_sym20_{seed}{budget}.npz", y_noisy=y_noisy, flipped=flipped,
+                     predicted_label=predicted, label_prob=np.take_along_axis(probs, y_noisy[None, :, None], 2)[..., 0][
+                         None].repeat(m, 0), margin=rng.normal(size=(m, e, n)).astype(np.float32),
+                     held_out=np.zeros((m, n), bool), prob_sum=probs * m, heldout_prob_sum=np.zeros_like(probs),
+                     train_seconds=np.array(1.0))
+    flag_calibration.main(["--datasets", "iris", "--noise", "sym20", "--selection-seeds", "0", "--test-seeds", "100",
+                           "--budgets", "8x20,16x20", "--cache", str(tmp_path), "--out", str(tmp_path / "out")])
+    report = json.loads((tmp_path / "out" / "flag_calibration.json").read_text())
+    graded = sorted((r["role"], r["budget"]) for r in report["rows"])
+    assert graded == [("selection", "16x20"), ("selection", "8x20"), ("test", "16x20"), ("test", "8x20")]
+    md = (tmp_path / "out" / "flag_calibration.md").read_text()
+    for role in ("selection", "test"):
+        table = md.split(f"## What a larger budget buys ({role} seeds")[1].split("##")[0]
+        assert "| 8x20 | 1 |" in table and "| 16x20 | 1 |" in table
+    ap = {(r["role"], r["budget"]): r["ap"] for r in report["rows"]}
+    for role in ("selection", "test"):  # each budget graded on its own record
+        assert ap[(role, "8x20")] > 0.9 > 0.6 > ap[(role, "16x20")], ap
+
+
 def test_label_smoothing_benchmark_sweeps_mixup_into_its_own_cache(tmp_path: Path) -> None:
     """benchmarks/label_smoothing.py --knob mixup_alpha trains one case per value into DIR/mixup<v>/,
     grades it, and a rerun grades the cached records without training (the same figures)."""

@@ -132,7 +132,7 @@ def score(
     dropout: Annotated[str, typer.Option(help="jumpout | dropout | none")] = "jumpout",
     folds: Annotated[int, typer.Option(help="cross-fitting folds (0 = none)")] = 0,
     rounds: Annotated[int, typer.Option(help="2: train again with the suspects held out and flag from that "
-                                        "round (~2.5x the training; README, Detection)")] = 1,
+                                        "round (~1.8x the training; README, Detection)")] = 1,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     seed: Annotated[int, typer.Option(help="random_state of the whole run")] = 0,
     label_column: Annotated[str, typer.Option(help="label column of a CSV, Parquet or JSON Lines file")] = "label",
