@@ -388,7 +388,7 @@ def train_group(
     kind = resolve_model(spec, X)
     # a job's stored spec is resolved already
     spec = spec.resolved(len(y), int(np.prod(X.shape[1:])), on_gpu=device.type == "cuda", cnn=kind == "cnn",
-                         cpu_bf16=device.type == "cpu" and cpu_has_native_bf16())
+                         cpu_bf16=device.type == "cpu" and cpu_has_native_bf16(), pixels=X.ndim == 4)
     if spec.augment != "none" and kind != "cnn":
         raise ValueError(f"augment={spec.augment!r} shifts images: it needs a CNN on images shaped "
                          f"(n, C, H, W), not a {kind} on data shaped {tuple(X.shape)}")

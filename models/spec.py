@@ -59,14 +59,20 @@ LABEL_SMOOTHING = 0.6
 # 2.6 a feature) ranked worse with 3 (benchmarks/real_data.py, seeds 100-101: confusion20 AP 0.696 ->
 # 0.627, ambiguous20 0.646 -> 0.601). The boundary sits between the measured ratios: a guess from
 # seven data sets, not a law. Width, weight decay and step size were swept too and stay
-# (benchmarks/results/label_smoothing-{width,weight_decay,learning_rate}-selection.md).
+# (benchmarks/results/label_smoothing-{width,weight_decay,learning_rate}-selection.md). An MLP on
+# raw pixels (model=mlp on an image set) keeps 2 layers whatever its ratio: 10,000 synthetic 28x28
+# digits (12.8 a pixel, the strong Jumpout row), 20 % noise, seed 0: AP 0.443 -> 0.164 (confusion),
+# 0.451 -> 0.330 (ambiguous) with the third layer; seed 100 confusion 0.435 -> 0.153
+# (benchmarks/results/cpu_images-mlp-depth.md).
 MLP_DEEP_LAYERS, MLP_SHALLOW_LAYERS = 3, 2
 MLP_DEEP_FROM = 8.0  # examples per input feature
 
 
-def mlp_layers_for(n_examples: int, n_features: int) -> int:
+def mlp_layers_for(n_examples: int, n_features: int, pixels: bool = False) -> int:
     """The MLP's hidden layers for n_examples of n_features inputs: 3 from MLP_DEEP_FROM examples a
-    feature, else 2."""
+    feature, else 2; 2 for raw pixels (images shaped (n, C, H, W) fed to the MLP)."""
+    if pixels:
+        return MLP_SHALLOW_LAYERS
     return MLP_DEEP_LAYERS if n_examples / max(n_features, 1) >= MLP_DEEP_FROM else MLP_SHALLOW_LAYERS
 
 
@@ -135,7 +141,8 @@ class TrainSpec(BaseModel):
     hidden_units: int = Field(256, ge=4, le=8192, description="MLP width")
     # None = by examples per input feature (mlp_layers_for), filled in when the job is created
     n_hidden_layers: int | None = Field(None, ge=1, le=8, description="MLP depth; default by examples per "
-                                        "input feature: 3 from 8 a feature, else 2 (text embeddings)")
+                                        "input feature: 3 from 8 a feature, else 2 (text embeddings), and 2 "
+                                        "on raw pixels")
     # None = by device and data size (cnn_width_for), filled in when the job is created
     cnn_width: int | None = Field(None, ge=4, le=512, description="CNN channels of the first block; default 32, "
                                   "or 16 on a CPU for images of 1,000,000 pixel values in all or more (2.4x faster)")
@@ -210,10 +217,11 @@ class TrainSpec(BaseModel):
         return self
 
     def resolved(self, n_examples: int, n_features: int, on_gpu: bool = False, cnn: bool = False,
-                 cpu_bf16: bool = False) -> "TrainSpec":
+                 cpu_bf16: bool = False, pixels: bool = False) -> "TrainSpec":
         """This spec with every by-data default filled in for n_examples of n_features inputs, to
-        train on a GPU or not, as a CNN or an MLP, on a CPU with native bf16 or not (a field the
-        user set stays as set). Raises ValueError if a filled-in p_min exceeds a user's p_max.
+        train on a GPU or not, as a CNN or an MLP, on a CPU with native bf16 or not, on raw pixels
+        (images shaped (n, C, H, W)) or not (a field the user set stays as set). Raises ValueError
+        if a filled-in p_min exceeds a user's p_max.
 
         A CNN never takes the strong row (below 23 examples a pixel): it gets the paper's Jumpout
         there. The rows were chosen on tables; a 28x28 image set has few examples per pixel, and
@@ -230,7 +238,7 @@ class TrainSpec(BaseModel):
         if self.cnn_width is None:
             filled["cnn_width"] = cnn_width_for(n_examples, n_features, on_gpu)
         if self.n_hidden_layers is None:
-            filled["n_hidden_layers"] = mlp_layers_for(n_examples, n_features)
+            filled["n_hidden_layers"] = mlp_layers_for(n_examples, n_features, pixels)
         if self.precision == "auto":
             filled["precision"] = precision_for(on_gpu, cnn, cpu_bf16)
         if not filled:

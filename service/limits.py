@@ -52,7 +52,7 @@ def estimate_job_memory(spec: TrainSpec, x_shape: tuple[int, ...], n_classes: in
             h, w = max(1, h // 2), max(1, w // 2)
     else:
         d = int(math.prod(x_shape[1:]))
-        depth = spec.n_hidden_layers if spec.n_hidden_layers is not None else mlp_layers_for(n, d)
+        depth = spec.n_hidden_layers if spec.n_hidden_layers is not None else mlp_layers_for(n, d, len(x_shape) == 4)
         widths = [d] + [spec.hidden_units] * depth + [n_classes]
         params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
         per_example = 3 * sum(widths[1:])  # linear output, ReLU, dropout mask per layer

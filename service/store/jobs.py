@@ -103,8 +103,10 @@ def create_job(store: Store, dataset_id: str, spec: TrainSpec, scoring: ScoringO
         if row is None:
             raise NotFound(f"dataset {dataset_id} not found")
         try:  # the by-data defaults are filled in here, so the stored spec is what trains
-            spec = spec.resolved(int(row[3]), math.prod(json.loads(row[1])[1:]), on_gpu=on_gpu,
-                                 cnn=row[0] == "image" and spec.model != "mlp", cpu_bf16=cpu_bf16)
+            x_shape = json.loads(row[1])
+            spec = spec.resolved(int(row[3]), math.prod(x_shape[1:]), on_gpu=on_gpu,
+                                 cnn=row[0] == "image" and spec.model != "mlp", cpu_bf16=cpu_bf16,
+                                 pixels=len(x_shape) == 4)
         except ValueError as error:
             raise InvalidSpec(f"dataset {dataset_id}: {error}") from error
         check_spec_fits(spec, dataset_id, row[0])

@@ -191,23 +191,29 @@ def test_gce_spans_cross_entropy_and_mean_absolute_error_and_weighs_gradients_by
         TrainSpec(gce_q=1.5)
 
 
-def test_gce_is_seeded_and_memorises_wrong_labels_less_than_cross_entropy(small):
-    """On 20 % flipped labels, trained long with no other brake, the cross-entropy fits most flips;
-    GCE (whose gradient shrinks on the examples the network doubts) fits fewer, and learns the rest."""
+@pytest.mark.parametrize("brake, off", [({"gce_q": 0.7}, {"gce_q": 0.0}),
+                                         ({"small_loss_forget": 0.2}, {"small_loss_forget": 0.0})],
+                         ids=["gce", "small_loss"])
+def test_a_brake_on_wrong_labels_is_seeded_off_at_zero_and_fits_fewer_flips(small, brake, off):
+    """On 20 % flipped labels, trained long with no other brake, the cross-entropy fits most flips.
+    GCE (whose gradient shrinks on the examples the network doubts) and the small-loss trick (each
+    member leaves its batch's largest losses out) fit fewer, and still learn the right labels."""
     X, y = small
     rng = np.random.default_rng(0)
     flipped = rng.random(len(y)) < 0.2
     noisy = np.where(flipped, (y + rng.integers(1, N_CLASSES, len(y))) % N_CLASSES, y)
     spec = dict(dropout="none", n_epochs=40, hidden_units=64, batch_size=32, label_smoothing=0.0)
-    ce = Ensemble(_spec(**spec)).fit(X, noisy, N_CLASSES).record_
-    gce = Ensemble(_spec(**spec, gce_q=0.7)).fit(X, noisy, N_CLASSES).record_
-    again = Ensemble(_spec(**spec, gce_q=0.7)).fit(X, noisy, N_CLASSES).record_
+    plain = Ensemble(_spec(**spec)).fit(X, noisy, N_CLASSES).record_
+    at_zero = Ensemble(_spec(**spec, **off)).fit(X, noisy, N_CLASSES).record_
+    braked = Ensemble(_spec(**spec, **brake)).fit(X, noisy, N_CLASSES).record_
+    again = Ensemble(_spec(**spec, **brake)).fit(X, noisy, N_CLASSES).record_
     for name in RECORD_FIELDS:
-        np.testing.assert_array_equal(getattr(gce, name), getattr(again, name))
-    np.testing.assert_array_equal(gce.label_prob[:, 0], ce.label_prob[:, 0])  # the same init
-    fits = {name: (r.predicted_label[:, -1] == noisy)[:, flipped].mean() for name, r in (("ce", ce), ("gce", gce))}
-    assert fits["gce"] < fits["ce"] - 0.2, fits
-    assert (gce.predicted_label[:, -1] == noisy)[:, ~flipped].mean() > 0.9  # the right labels are learned
+        np.testing.assert_array_equal(getattr(at_zero, name), getattr(plain, name))
+        np.testing.assert_array_equal(getattr(braked, name), getattr(again, name))
+    np.testing.assert_array_equal(braked.label_prob[:, 0], plain.label_prob[:, 0])  # the same init
+    fits = {name: (r.predicted_label[:, -1] == noisy)[:, flipped].mean() for name, r in (("ce", plain), ("braked", braked))}
+    assert fits["braked"] < fits["ce"] - 0.2, fits
+    assert (braked.predicted_label[:, -1] == noisy)[:, ~flipped].mean() > 0.9  # the right labels are learned
 
 
 def test_the_small_loss_share_ramps_up_over_the_first_quarter_of_the_epochs():
@@ -219,27 +225,6 @@ def test_the_small_loss_share_ramps_up_over_the_first_quarter_of_the_epochs():
     assert small_loss_share(0.0, 7, 20) == 0.0
     with pytest.raises(ValueError, match="small_loss_forget"):
         TrainSpec(small_loss_forget=0.6)
-
-
-def test_the_small_loss_trick_is_seeded_and_fits_fewer_wrong_labels(small):
-    """On 20 % flipped labels, trained long with no other brake, the cross-entropy fits most flips;
-    members that leave out their batch's largest losses fit fewer, and still learn the rest."""
-    X, y = small
-    rng = np.random.default_rng(0)
-    flipped = rng.random(len(y)) < 0.2
-    noisy = np.where(flipped, (y + rng.integers(1, N_CLASSES, len(y))) % N_CLASSES, y)
-    spec = dict(dropout="none", n_epochs=40, hidden_units=64, batch_size=32, label_smoothing=0.0)
-    plain = Ensemble(_spec(**spec)).fit(X, noisy, N_CLASSES).record_
-    off = Ensemble(_spec(**spec, small_loss_forget=0.0)).fit(X, noisy, N_CLASSES).record_
-    picky = Ensemble(_spec(**spec, small_loss_forget=0.2)).fit(X, noisy, N_CLASSES).record_
-    again = Ensemble(_spec(**spec, small_loss_forget=0.2)).fit(X, noisy, N_CLASSES).record_
-    for name in RECORD_FIELDS:
-        np.testing.assert_array_equal(getattr(off, name), getattr(plain, name))
-        np.testing.assert_array_equal(getattr(picky, name), getattr(again, name))
-    np.testing.assert_array_equal(picky.label_prob[:, 0], plain.label_prob[:, 0])  # the same init
-    fits = {name: (r.predicted_label[:, -1] == noisy)[:, flipped].mean() for name, r in (("ce", plain), ("sl", picky))}
-    assert fits["sl"] < fits["ce"] - 0.2, fits
-    assert (picky.predicted_label[:, -1] == noisy)[:, ~flipped].mean() > 0.9  # the right labels are learned
 
 
 def test_quantile_inputs_map_each_feature_by_rank_onto_a_normal():
@@ -260,6 +245,19 @@ def test_quantile_inputs_map_each_feature_by_rank_onto_a_normal():
     torch.testing.assert_close(normalised_inputs(X, "mlp", ids, "quantile"), torch.as_tensor(seen[ids]))
     with pytest.raises(ValueError, match="table_inputs"):
         TrainSpec(table_inputs="minmax")
+
+
+def test_an_mlp_on_images_trains_two_hidden_layers_where_the_same_numbers_as_a_table_get_three(digits, tmp_path):
+    """Digits are 28 examples a feature: as a table the MLP is three layers deep, as 8x8 images fed
+    to the MLP (raw pixels) two; read from the network each trained (its checkpoint)."""
+    from models.checkpoints import checkpoint_path
+
+    X, y = digits
+    for name, data, model, layers in (("table", X, "auto", 3), ("pixels", _images(X), "mlp", 2)):
+        spec = _spec(n_hidden_layers=None, n_epochs=1, model=model)
+        list(train_group(data, y, N_CLASSES, spec, [0], checkpoint_dir=tmp_path / name))
+        state = torch.load(checkpoint_path(tmp_path / name, 1), weights_only=False)["net"]
+        assert len({k.split(".")[1] for k in state if k.startswith("hidden.")}) == layers, name
 
 
 def test_mixup_draws_are_in_batch_partners_and_belong_to_the_member():

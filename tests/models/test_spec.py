@@ -103,3 +103,12 @@ def test_the_mlp_is_deep_from_its_examples_per_feature_and_a_set_depth_is_kept(n
     assert mlp_layers_for(n, d) == layers
     assert TrainSpec().n_hidden_layers is None and TrainSpec().resolved(n, d).n_hidden_layers == layers
     assert TrainSpec(n_hidden_layers=1).resolved(n, d).n_hidden_layers == 1
+
+
+def test_an_mlp_on_raw_pixels_keeps_two_layers_at_any_ratio() -> None:
+    """10,000 28x28 images are 12.8 examples a pixel, deep by the ratio, yet the third layer cost
+    the pixel MLP most of its detection; a depth the user set is kept."""
+    assert mlp_layers_for(10_000, 784) == 3 and mlp_layers_for(10_000, 784, pixels=True) == 2
+    assert TrainSpec().resolved(10_000, 784, pixels=True).n_hidden_layers == 2
+    assert TrainSpec().resolved(10_000, 784).n_hidden_layers == 3  # the same numbers as a table
+    assert TrainSpec(n_hidden_layers=3).resolved(10_000, 784, pixels=True).n_hidden_layers == 3

@@ -48,6 +48,7 @@ def test_a_long_cpu_job_says_so_and_what_would_make_it_faster() -> None:
     assert estimate.seconds == pytest.approx(905.0) and estimate.seconds > LONG_JOB_S
     note = estimate.note
     assert "over 10 minutes on a CPU" in note and "15 min" in note
+    assert "--model mlp: faster, but it finds far fewer wrong labels" in note  # a tip that costs quality says so
     for tip in ("--epochs 10", "--model mlp", "--features", "--device cuda", "Ray"):
         assert tip in note, tip
     assert "1 timed epoch (45.00 s each, 20 epochs x 1 group, 1 at once)" in note

@@ -278,3 +278,21 @@ def test_an_image_job_on_this_cpu_gets_the_cnn_width_of_its_size_and_says_so(eng
             assert job.spec.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
             widths[name, spec.cnn_width] = job.spec.cnn_width
     assert widths == {("small", None): 32, ("small", 12): 12, ("large", None): 16, ("large", 12): 12}
+
+
+def test_an_image_job_on_the_mlp_stores_two_hidden_layers_where_a_table_of_its_numbers_gets_three(
+        engine: Engine, tmp_path: Path) -> None:
+    """1,600 images of 1x8x8 are 25 examples a pixel (three layers for a table); fed to the MLP as
+    raw pixels they keep two, and the stored spec says so."""
+    rng = np.random.default_rng(0)
+    depths = {}
+    for name, X in {"image": rng.integers(0, 255, (1600, 1, 8, 8), dtype=np.uint8),
+                    "tabular": rng.normal(size=(1600, 64)).astype(np.float32)}.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, X=X, y=np.arange(1600) % 4)
+        ds = engine.add_dataset(path)
+        assert ds.kind == name
+        job = jobs.get_job(engine.store, engine.submit(ds.dataset_id, TrainSpec(**{**SMALL, "model": "mlp"}),
+                                                       AdaBoostSpec(enabled=False)))
+        depths[name] = job.spec.n_hidden_layers
+    assert depths == {"image": 2, "tabular": 3}
