@@ -7,7 +7,9 @@
 Noise models (benchmarks/noise.py): `sym` (uniform flips), `pair` (class c -> c+1, the old easy
 case), and two that look like real annotation errors: `confusion` (each class flipped to the class
 a clean cross-validated logistic regression confuses it with most) and `ambiguous` (flips drawn
-with weight 1 - p(true class) of that model, each to its most probable other class). Forms: the
+with weight 1 - p(true class) of that model, each to its most probable other class);
+`ambiguousknn` plants the same way from a 15-nearest-neighbour vote instead, an annotator whose view
+no baseline shares (not in the default noise list: `--noise ambiguousknn10,...`). Forms: the
 four scikit-learn tables, and two image forms through the image path (a zipped folder of PNGs, so
 the CNN): `digits_image` (digits as 8x8 PNGs) and `synth28_image` (3,000 digit-like 28x28 images
 from `benchmarks/synthetic.py`; the baselines see the 784 pixels as features). For each (dataset,
@@ -89,8 +91,10 @@ DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
 # ... while Curate gets the image folder: (side, the features' maximum), pixel = feature * 255 / maximum
 IMAGE_FORMS = {"digits_image": (8, 16.0), "synth28_image": (28, 1.0)}
 NOISE_KINDS = {"sym": plant_symmetric_noise, "pair": plant_pair_noise,
-               "confusion": plant_confusion_noise, "ambiguous": plant_ambiguous_noise}
-REALISTIC = ("confusion", "ambiguous")  # the kinds that look like real annotation errors
+               "confusion": plant_confusion_noise, "ambiguous": plant_ambiguous_noise,
+               # ambiguous examples by a kNN annotator's view, which no baseline shares (not in TABLE_NOISE)
+               "ambiguousknn": plant_ambiguous_noise}
+REALISTIC = ("confusion", "ambiguous", "ambiguousknn")  # the kinds that look like real annotation errors
 CURATE = "curate"
 METHODS = (CURATE, *BASELINES, *IMAGE_BASELINES)  # the image baselines run on the image forms only
 ALL_BASELINES = (*BASELINES, *IMAGE_BASELINES)
@@ -109,7 +113,8 @@ TARGET_MEAN_AP, TARGET_REALISTIC_AP, TARGET_REALISTIC_F1, TARGET_RATE_GAP = 0.95
 def plant(kind: str, rate: float, X: np.ndarray, y: np.ndarray, n_classes: int,
           seed: int) -> tuple[np.ndarray, np.ndarray]:
     if kind in REALISTIC:  # the annotator's view comes from a model of the clean labels
-        return NOISE_KINDS[kind](y, rate, n_classes, seed, compute_reference_probs(X, y, seed))
+        reference = compute_reference_probs(X, y, seed, model="knn" if kind.endswith("knn") else "logreg")
+        return NOISE_KINDS[kind](y, rate, n_classes, seed, reference)
     return NOISE_KINDS[kind](y, rate, n_classes, random_state=seed)
 
 

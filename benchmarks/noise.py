@@ -17,6 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -83,18 +84,26 @@ def _flip_within_classes(
     return y_noisy, is_flipped
 
 
+REFERENCE_KNN_K = 15  # neighbours of the kNN annotator: probabilities in steps of 1/15
+
+
 def compute_reference_probs(
     X: np.ndarray,  # (n_examples, ...) features; images are flattened
     y: np.ndarray,  # (n_examples,) clean labels
     random_state: int,
+    model: str = "logreg",
 ) -> npt.NDArray[np.float64]:
-    """5-fold out-of-fold class probabilities (n_examples, n_classes) of a simple model
-    (standardised logistic regression) on the *clean* labels: the annotator's view of which
-    examples are ambiguous and which classes look alike."""
+    """5-fold out-of-fold class probabilities (n_examples, n_classes) of a simple model on the
+    *clean* labels: the annotator's view of which examples are ambiguous and which classes look
+    alike. model: "logreg" (standardised logistic regression, issue 12's annotator; cleanlab's
+    logistic-regression baseline shares its view) or "knn" (standardised 15-nearest-neighbour vote,
+    an annotator no baseline shares)."""
+    if model not in ("logreg", "knn"):
+        raise ValueError(f"reference model must be logreg or knn, got {model!r}")
     X2 = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=random_state)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    return cross_val_predict(model, X2, y, cv=cv, method="predict_proba")
+    estimator = LogisticRegression(max_iter=2000) if model == "logreg" else KNeighborsClassifier(REFERENCE_KNN_K)
+    return cross_val_predict(make_pipeline(StandardScaler(), estimator), X2, y, cv=cv, method="predict_proba")
 
 
 def compute_confusion_targets(

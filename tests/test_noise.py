@@ -91,3 +91,23 @@ def test_pair_noise_flips_exactly_rate_of_each_class_to_the_next(wine) -> None:
         members = y == c
         assert flipped[members].sum() == round(0.3 * members.sum())
         assert np.all(y_noisy[members & flipped] == (c + 1) % 3)
+
+
+def test_the_knn_annotator_votes_in_fifteenths_and_sees_other_ambiguous_examples_than_the_regression() -> None:
+    """ambiguousknn: the same planting from a 15-nearest-neighbour annotator, whose view no baseline
+    shares; its flips fall on the examples its neighbours disagree about."""
+    from benchmarks.detection import parse_noise, plant
+
+    X, y = load_digits(return_X_y=True)
+    knn = compute_reference_probs(X, y, random_state=0, model="knn")
+    logreg = compute_reference_probs(X, y, random_state=0)
+    assert knn.shape == logreg.shape and np.allclose(knn.sum(axis=1), 1.0)
+    assert np.allclose(knn * 15, np.round(knn * 15))  # votes of 15 neighbours
+    y_noisy, flipped = plant(*parse_noise("ambiguousknn20"), X, y, 10, 0)
+    assert flipped.sum() == round(0.2 * len(y)) and np.array_equal(flipped, y_noisy != y)
+    _, by_logreg = plant(*parse_noise("ambiguous20"), X, y, 10, 0)
+    assert 0 < (flipped & by_logreg).sum() < 0.8 * flipped.sum()  # another annotator, other flips
+    p_true = knn[np.arange(len(y)), y]
+    assert p_true[flipped].mean() < p_true[~flipped].mean() - 0.1
+    with pytest.raises(ValueError, match="logreg or knn"):
+        compute_reference_probs(X, y, random_state=0, model="tree")
