@@ -21,9 +21,9 @@ nothing. `--budgets MxE,...` also trains M members x E epochs beside the default
 reports what a larger budget buys (AP, flagged-set F1, rate gap) on the same cases; `MxEr2` is
 rounds=2 (TrainSpec.rounds): after the M x E round, M more members train E epochs with that round's
 suspects held out by all of them (`scoring.scores.second_round_exclusion`, as the engine does) and
-the flags come from the second round (`take_mislabels_from`). Budgets are graded on both seed sets, so one that would become the default is chosen on the
-selection seeds and reported on the test seeds. `--cache DIR` keeps each record as
-an .npz so a rerun only re-grades.
+the flags come from the second round (`take_mislabels_from`). Budgets are graded on both seed
+sets, so one that would become the default is chosen on the selection seeds and reported on the
+test seeds. `--cache DIR` keeps each record as an .npz so a rerun only re-grades.
 Writes `<out>/<name>.{json,md}` (name: flag_calibration).
 """
 

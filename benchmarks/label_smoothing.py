@@ -19,7 +19,7 @@ DIR (the default value's folder may be a link to DIR/ls0.6/ when both were train
 defaults: they are the same records). `--knob small_loss_forget` sweeps the small-loss trick's share (DIR/forget<value>/) and `--knob
 table_inputs` the tables' input transform, standard or quantile (DIR/inputs<word>/); `--knob dropout`
 Jumpout against plain dropout (`dropout_rate`, 0.5) and none (DIR/dropout<word>/); `--knob n_epochs`
-the training epochs (DIR/epochs<value>/).
+the training epochs (DIR/epochs<value>/), `--knob n_members` the ensemble's size (DIR/members<value>/).
 `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
 mixup trains each member on convex mixes of pairs of its batch's inputs and of their labels' losses
 (Zhang et al. 2018), another way to keep a network from fitting single wrong labels. `--row
@@ -78,8 +78,9 @@ KNOBS = {"label_smoothing": ("ls", "label smoothing", "s"), "mixup_alpha": ("mix
          "weight_decay": ("wd", "weight decay", "wd"),
          "small_loss_forget": ("forget", "small-loss forget share", "forget"),
          "table_inputs": ("inputs", "table inputs", "inputs"),
-         "dropout": ("dropout", "dropout", "dropout"), "n_epochs": ("epochs", "epochs", "epochs")}
-INTEGER_KNOBS = ("hidden_units", "n_hidden_layers", "n_epochs")  # their values are ints (and cache folders width256, not 256.0)
+         "dropout": ("dropout", "dropout", "dropout"), "n_epochs": ("epochs", "epochs", "epochs"),
+         "n_members": ("members", "members", "members")}
+INTEGER_KNOBS = ("hidden_units", "n_hidden_layers", "n_epochs", "n_members")  # their values are ints (and cache folders width256, not 256.0)
 WORD_KNOBS = ("table_inputs", "dropout")  # their values are words (cache folders inputsquantile, dropoutnone)
 
 
@@ -202,10 +203,11 @@ def main(argv: list[str] | None = None) -> dict:
                "n_hidden_layers": f", {default.hidden_units} units a layer (the default)"}.get(
         knob, f", the tables' MLP {default.hidden_units} units wide, {depth} (the default)")
     machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items() if k != "command")
-    budget = f"{default.n_members} members" if knob == "n_epochs" else f"{default.n_members} x {default.n_epochs}"
+    budget = {"n_epochs": f"{default.n_members} members", "n_members": f"{default.n_epochs} epochs"}.get(
+        knob, f"{default.n_members} x {default.n_epochs}")
     of_what = {"hidden_units": " of the tables' MLP", "n_hidden_layers": " of the tables' MLP",
                "learning_rate": " of the optimiser", "weight_decay": " of the optimiser",
-               "table_inputs": " of the tables' MLP", "dropout": " of the networks", "n_epochs": " of training"}.get(knob, " of the training loss")
+               "table_inputs": " of the tables' MLP", "dropout": " of the networks", "n_epochs": " of training", "n_members": " of the ensemble"}.get(knob, " of the training loss")
     md = [f"# {label[0].upper() + label[1:]}{of_what}, for detection (issue 12)", "",
           f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; {budget}, {row_text}{others}, the "
           "default ranking and count. `realistic` = the confusion and ambiguous table cases.", "",
