@@ -10,8 +10,9 @@ Parts (each is measured in one run, variants interleaved, so a shared box's load
   e2e        the same data end to end through the engine (upload, workers, DuckDB, scores):
              the table's NPZ against the images' zipped PNG folder, default spec
   large      10,000 synthetic 28x28 digit-like images end to end, default spec (stride-2 stem)
-  large_detection  the same images with 20 % confusion noise (seed 100): Curate's AP and time at
-             CNN widths 16 and 32 and through the MLP (--variants), and cleanlab on a scikit-learn
+  large_detection  the same images with 20 % confusion noise (seed 100; --large-noise, --large-seed):
+             Curate's AP and time at CNN widths 16 and 32 and through the MLP (--variants; mlp:3
+             for three hidden layers), and cleanlab on a scikit-learn
              MLP's out-of-fold probabilities of the pixels, for scale
   detection  digits_image (benchmarks/detection.py's image form) on test seeds 100-102, noise
              confusion20 and ambiguous20: Curate's AP with the defaults, against the committed
@@ -141,27 +142,37 @@ def part_large() -> dict:
             "load": [before, load()]}
 
 
-def part_large_detection(variants: tuple[str, ...] = ("16", "32", "mlp"), seed: int = 100) -> dict:
+def large_variant(variant: str, default_precision: str) -> tuple[dict[str, object], str]:
+    """(TrainSpec fields, the report's name) of a --variants entry: a CNN width (WIDTH:fp32 or
+    WIDTH:bf16 sets the precision) or mlp, the MLP on the pixels (mlp:LAYERS sets its depth)."""
+    width, _, setting = variant.partition(":")
+    if width == "mlp":
+        layers = {"n_hidden_layers": int(setting)} if setting else {}
+        return {"model": "mlp", **layers}, "curate, MLP on the pixels" + (f", {setting} hidden layers" if setting else "")
+    if not width.isdigit() or setting not in ("", "fp32", "bf16"):
+        raise SystemExit(f"--variants: {variant!r} is not WIDTH[:fp32|:bf16] or mlp[:LAYERS]")
+    return ({"cnn_width": int(width), **({"precision": setting} if setting else {})},
+            f"curate, CNN width {width}, {setting or default_precision}")
+
+
+def part_large_detection(variants: tuple[str, ...] = ("16", "32", "mlp"), seed: int = 100,
+                         noise: str = "confusion20") -> dict:
     from benchmarks.baselines import run_cleanlab
     from benchmarks.curate_adapter import run_curate
-    from benchmarks.detection import plant
+    from benchmarks.detection import parse_noise, plant
     from benchmarks.noise import compute_detection_metrics
     from models.spec import cpu_has_native_bf16, precision_for
 
     images, y = synthetic_digits()
     X = images.reshape(len(y), -1).astype(np.float64) / 255.0
-    y_noisy, flipped = plant("confusion", 0.2, X, y, 10, seed)
+    kind, rate = parse_noise(noise)
+    y_noisy, flipped = plant(kind, rate, X, y, 10, seed)
     rows = []
     default_precision = precision_for(False, True, cpu_has_native_bf16())
-    for variant in variants:  # a CNN width (WIDTH:PRECISION sets the precision), or "mlp": the MLP on the pixels
-        width, _, precision = variant.partition(":")
-        spec: dict[str, object] = {"model": "mlp"} if variant == "mlp" else {"cnn_width": int(width)}
-        if precision:
-            spec["precision"] = precision
+    for variant in variants:
+        spec, method = large_variant(variant, default_precision)
         out = run_curate(X, y_noisy, 10, random_state=seed, images=images, **spec)
         m = compute_detection_metrics(flipped, out.mislabel_score, out.is_flagged)
-        method = ("curate, MLP on the pixels" if variant == "mlp"
-                  else f"curate, CNN width {width}, {precision or default_precision}")
         rows.append({"method": method, "ap": round(m["ap"], 4), "f1": round(m["f1"], 4),
                      "seconds": round(out.seconds, 1), **load()})
         print(rows[-1], flush=True)
@@ -170,7 +181,8 @@ def part_large_detection(variants: tuple[str, ...] = ("16", "32", "mlp"), seed: 
     rows.append({"method": "cleanlab, MLP out of fold", "ap": round(m["ap"], 4), "f1": round(m["f1"], 4),
                  "seconds": round(base.seconds, 1), **load()})
     print(rows[-1], flush=True)
-    return {"what": f"10,000 synthetic 28x28 images, confusion noise 20 %, seed {seed}, end to end", "rows": rows,
+    return {"what": f"10,000 synthetic 28x28 images, {kind} noise {round(rate * 100)} %, seed {seed}, end to end",
+            "rows": rows,
             "n_flipped": int(flipped.sum())}
 
 
@@ -248,7 +260,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", default=",".join(map(str, TEST_SEEDS)))
     parser.add_argument("--width", type=int, default=0, help="detection part: this cnn_width (0: the default)")
     parser.add_argument("--variants", default="16,32,mlp",
-                        help="large_detection: CNN widths (WIDTH:fp32 or :bf16 sets the precision) and/or mlp")
+                        help="large_detection: CNN widths (WIDTH:fp32 or :bf16 sets the precision) and/or mlp "
+                             "(mlp:LAYERS sets its hidden layers)")
+    parser.add_argument("--large-seed", type=int, default=100, help="large_detection: the seed of noise and training")
+    parser.add_argument("--large-noise", default="confusion20", help="large_detection: the noise planted")
     parser.add_argument("--precision", default="", help="detection part: this TrainSpec precision ('': the default)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -276,7 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "large" in parts:
         report["large"] = part_large()
     if "large_detection" in parts:
-        report["large_detection"] = {**part_large_detection(tuple(args.variants.split(","))), "command": report["command"]}
+        report["large_detection"] = {**part_large_detection(tuple(args.variants.split(",")), args.large_seed,
+                                                            args.large_noise), "command": report["command"]}
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "cpu_images.md").write_text(markdown(report))

@@ -267,3 +267,18 @@ def test_markdown_table_keeps_a_pipe_inside_one_cell() -> None:
     header, body = markdown_table(["a", "mean |gap|"], [["1", "x|y"]]).splitlines()[::2]
     assert header == "| a | mean \\|gap\\| |" and body == "| 1 | x\\|y |"
     assert header.replace("\\|", "").count("|") == 3  # two cells, not four
+
+
+def test_cpu_images_large_variants_name_the_spec_each_trains() -> None:
+    """--variants of cpu_images.py's large_detection: a CNN width with or without a precision, the
+    pixel MLP at its default depth or a set one; anything else is refused before training."""
+    from benchmarks.cpu_images import large_variant
+
+    assert large_variant("16", "bf16") == ({"cnn_width": 16}, "curate, CNN width 16, bf16")
+    assert large_variant("32:fp32", "bf16") == ({"cnn_width": 32, "precision": "fp32"}, "curate, CNN width 32, fp32")
+    assert large_variant("mlp", "bf16") == ({"model": "mlp"}, "curate, MLP on the pixels")
+    assert large_variant("mlp:3", "bf16") == ({"model": "mlp", "n_hidden_layers": 3},
+                                               "curate, MLP on the pixels, 3 hidden layers")
+    for bad in ("wide", "16:fp16"):
+        with pytest.raises(SystemExit, match="--variants"):
+            large_variant(bad, "bf16")
