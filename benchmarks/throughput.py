@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -668,10 +669,16 @@ def _timed(fn: Callable[[], object], n: int, device: torch.device, cpu: bool = F
     return times
 
 
+def py_spy_path() -> str | None:
+    """py-spy beside this interpreter (a venv's bin), else on PATH; None when neither has it."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
 def profile_cli(npz: Path, tmp: Path, threads: int, device: str) -> dict:
     """py-spy over one job (all processes); samples summed by category, in seconds of samples."""
     raw, rate = tmp / "profile.txt", 50
-    cmd = [str(ROOT / ".venv/bin/py-spy"), "record", "--subprocesses", "--nonblocking", "--rate", str(rate),
+    cmd = [py_spy_path() or "py-spy", "record", "--subprocesses", "--nonblocking", "--rate", str(rate),
            "--format", "raw", "-o", str(raw), "--", *cli_command(npz, Path(tempfile.mkdtemp(dir=tmp)), False, device)]
     subprocess.run(cmd, env={**os.environ, "CURATE_TORCH_THREADS": str(threads)}, capture_output=True, cwd=ROOT)
     totals: Counter[str] = Counter()
@@ -943,6 +950,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: N=2,4, tiny CNN, no CLI")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args(argv)
+    if args.profile and py_spy_path() is None:  # refused now, not after minutes of the other sections
+        p.error("--profile needs py-spy: pip install py-spy")
     device = resolve_device(args.device)
     for key, value in DEFAULTS["cuda" if device.type == "cuda" else "cpu"].items():
         if getattr(args, key) is None:
