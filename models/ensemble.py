@@ -232,13 +232,17 @@ def to_device(net: Net, device: torch.device, channels_last: bool | None = None)
 
 
 def _forward(net: nn.Module, data: _Data, idx: Tensor, draws: Tensor | None = None, pad: int = 0,
-             call: Callable[[Tensor], Tensor] | None = None, mix: tuple[Tensor, Tensor] | None = None) -> Tensor:
-    """Logits (M, B, K) for per-member batches idx (M, B), augmented with `draws` (M, B, 3) if given
-    and mixed by `mix` = (partner (M, B) positions in the same member's batch, lam (M, B)) if given;
-    `call` runs the network (default: net itself; a CompiledForward in train_group)."""
+             call: Callable[[Tensor], Tensor] | None = None, mix: tuple[Tensor, Tensor] | None = None,
+             noise: tuple[float, torch.Generator] | None = None) -> Tensor:
+    """Logits (M, B, K) for per-member batches idx (M, B), augmented with `draws` (M, B, 3) if given,
+    mixed by `mix` = (partner (M, B) positions in the same member's batch, lam (M, B)) if given, and
+    with Gaussian noise of `noise` = (std, generator) added; `call` runs the network (default: net
+    itself; a CompiledForward in train_group)."""
     x = data.batch(idx)  # (M, B, ...)
     if draws is not None:
         x = shift_flip(x, draws, pad)
+    if noise is not None:
+        x = x + noise[0] * torch.randn(x.shape, generator=noise[1], device=x.device, dtype=x.dtype)
     if mix is not None:
         partner, lam = mix
         shape = (*partner.shape, *([1] * (x.ndim - 2)))
@@ -456,11 +460,16 @@ def train_group(
             drawn = _epoch_mixup(members, spec.random_state, epoch, n_steps, batch_size, spec.mixup_alpha)
             partners, lams = (torch.as_tensor(a, device=device) for a in drawn)
         forget_now = small_loss_share(spec.small_loss_forget, epoch, spec.n_epochs)
+        noise = None
+        if spec.input_noise > 0:  # seeded per epoch and group, so a resumed epoch draws the same noise
+            noise_gen = torch.Generator(device=device).manual_seed(member_seed(spec.random_state, 0x4E, group, epoch))
+            noise = (spec.input_noise, noise_gen)
         total = torch.zeros((), device=device)
         for step, idx in enumerate(order):  # idx: (M, B)
             mix = None if partners is None or lams is None else (partners[step], lams[step])
             with amp:
-                logits = _forward(net, data, idx, None if draws is None else draws[step], pad, call, mix).float()
+                logits = _forward(net, data, idx, None if draws is None else draws[step], pad, call, mix,
+                                  noise).float()
             flat = logits.flatten(0, 1)
             per_example = loss_fn(flat, data.y[idx].flatten()).view(idx.shape)
             if mix is not None:  # the mixed input's loss: lam on its own label, 1 - lam on its partner's

@@ -306,6 +306,25 @@ def test_mixup_is_seeded_changes_training_and_is_off_at_zero(small):
         TrainSpec(mixup_alpha=-1.0)
 
 
+def test_input_noise_is_seeded_changes_training_and_is_off_at_zero(small):
+    """Gaussian noise on the training inputs: the same seed draws the same noise, 0 trains exactly as
+    without it, and the members fit the (clean, recorded) examples less tightly than without it."""
+    X, y = small
+    spec = dict(dropout="none", n_epochs=8)
+    plain = Ensemble(_spec(**spec)).fit(X, y, N_CLASSES).record_
+    off = Ensemble(_spec(**spec, input_noise=0.0)).fit(X, y, N_CLASSES).record_
+    noisy = Ensemble(_spec(**spec, input_noise=1.0)).fit(X, y, N_CLASSES).record_
+    again = Ensemble(_spec(**spec, input_noise=1.0)).fit(X, y, N_CLASSES).record_
+    for name in RECORD_FIELDS:
+        np.testing.assert_array_equal(getattr(off, name), getattr(plain, name))
+        np.testing.assert_array_equal(getattr(noisy, name), getattr(again, name))
+    np.testing.assert_array_equal(noisy.label_prob[:, 0], plain.label_prob[:, 0])  # the same init, recorded clean
+    assert noisy.label_prob[:, -1].mean() < plain.label_prob[:, -1].mean() - 0.01
+    assert (noisy.predicted_label[:, -1] == y).mean() > 0.6  # it still learns the classes
+    with pytest.raises(ValueError, match="input_noise"):
+        TrainSpec(input_noise=-0.1)
+
+
 def test_mixup_trains_the_cnn_on_mixed_images(small):
     X, y = small
     images = _images(X)
@@ -580,9 +599,10 @@ def test_cuda_cnn_trains_with_augment_bf16_and_compile(small, compile_mode):
 # ---------------------------------------------------------------- (f) checkpoint / resume
 
 
-def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(small, tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"input_noise": 0.3}], ids=["plain", "input_noise"])
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(small, tmp_path, extra):
     X, y = small
-    spec = _spec(n_epochs=3, dropout="jumpout")
+    spec = _spec(n_epochs=3, dropout="jumpout", **extra)
     full = list(train_group(X, y, N_CLASSES, spec, [0, 1], checkpoint_dir=tmp_path / "full"))
     assert [r.epoch for r in full] == [0, 1, 2, 3]
     # the worker keeps every checkpoint: only the committer knows which ones are safe to drop

@@ -197,7 +197,7 @@ def test_a_cuda_device_the_host_lacks_is_refused_at_submission(shared_server: Se
 
 @pytest.mark.parametrize("field, value", [("mixup_alpha", -0.5), ("gce_q", 1.5), ("n_hidden_layers", 0),
                                           ("n_hidden_layers", 9), ("small_loss_forget", 0.6),
-                                          ("table_inputs", "minmax")])
+                                          ("table_inputs", "minmax"), ("input_noise", 2.5)])
 def test_a_training_knob_out_of_range_is_refused_naming_the_field(shared_server: Server, tmp_path: Path,
                                                               field: str, value: float | str) -> None:
     path, _ = digits_npz(tmp_path / "d.npz", n=100)
