@@ -118,9 +118,13 @@ def test_ranking_variants_grades_a_cached_record_and_its_default_is_the_pipeline
               "prob_sum": probs * m, "heldout_prob_sum": np.zeros_like(probs), "train_seconds": np.array(1.0)}
     np.savez(tmp_path / "iris_sym20_0.npz", **record)
     np.savez(tmp_path / "iris_sym20_0_16x20.npz", **record)  # another budget's record: skipped
-    report = ranking_variants.main(["--cache", str(tmp_path), "--out", str(tmp_path / "out")])
+    (tmp_path / "twin").mkdir()  # another config's members of the same case, mixed in with --mix
+    np.savez(tmp_path / "twin" / "iris_sym20_0.npz", **record)
+    report = ranking_variants.main(["--cache", str(tmp_path), "--out", str(tmp_path / "out"),
+                                    "--mix", f"4 + 4 members={tmp_path / 'twin'}"])
     assert report["n_records"] == 1
     row = report["rows"][0]
+    assert 0 < row["4 + 4 members"] <= 1 and row["kNN disagreement"] > 0
     assert row["default"] == round(float(average_precision_score(flipped, _scores(record).mislabel_score)), 4)
     assert row["default"] > 0.9 and 0 < row["LR (cleanlab)"] <= 1  # these members see the flips
     assert any(k.startswith("blend with LR where agreement >= ") for k in row)
@@ -282,3 +286,38 @@ def test_cpu_images_large_variants_name_the_spec_each_trains() -> None:
     for bad in ("wide", "16:fp16"):
         with pytest.raises(SystemExit, match="--variants"):
             large_variant(bad, "bf16")
+
+
+def test_learning_events_count_forgetting_and_the_epoch_a_label_is_kept_from() -> None:
+    """A member right at every epoch forgets nothing and keeps the label from epoch 0; right, wrong,
+    right, right forgets once and keeps it from epoch 2; wrong at the last epoch never keeps it; a
+    label never predicted counts as forgotten more often than any learned one."""
+    from benchmarks.ranking_variants import learning_events
+
+    y = np.array([1, 1, 1, 1])
+    predicted = np.array([[[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]]])  # (1 member, 4 epochs, 4)
+    forgetting, last_learned = learning_events(predicted, y)
+    assert forgetting.tolist() == [[0, 1, 1, 4]]
+    assert last_learned.tolist() == [[0, 2, 4, 4]]
+
+
+def test_knn_disagreement_and_member_merging() -> None:
+    """An example labelled against its tight cluster disagrees with all its neighbours; two records of
+    the same case merge into one with both members' predictions, and different cases are refused."""
+    from benchmarks.ranking_variants import knn_disagreement, merge_members
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2))])
+    y = np.repeat([0, 1], 20)
+    y[3] = 1  # a wrong label inside cluster 0
+    share = knn_disagreement(X, y, k=5)
+    assert share[3] == 1.0 and share.argmax() == 3 and share[20:].max() == 0.0
+    a = {"y_noisy": y, "predicted_label": np.zeros((2, 3, 40), np.int16), "label_prob": np.zeros((2, 3, 40)),
+         "margin": np.zeros((2, 3, 40)), "held_out": np.zeros((2, 40), bool), "prob_sum": np.ones((3, 40, 2)),
+         "heldout_prob_sum": np.zeros((3, 40, 2))}
+    merged = merge_members(a, {**a, "predicted_label": np.ones((3, 3, 40), np.int16), "label_prob": np.ones((3, 3, 40)),
+                               "margin": np.ones((3, 3, 40)), "held_out": np.zeros((3, 40), bool)})
+    assert merged["predicted_label"].shape == (5, 3, 40) and merged["predicted_label"][2:].min() == 1
+    assert np.array_equal(merged["prob_sum"], 2 * a["prob_sum"])
+    with pytest.raises(ValueError, match="different noisy labels"):
+        merge_members(a, {**a, "y_noisy": 1 - y})
