@@ -49,36 +49,53 @@ def estimate_line(job: JobOut) -> str | None:
     return f"estimated training time: about {format_seconds(job.estimated_seconds)}{note}"
 
 
-def plain_line(done: int, total: int, elapsed_s: float) -> str:
-    """One progress line for a log: epochs, elapsed time and, once an epoch is done, time left at this pace."""
-    left = f", about {format_seconds(elapsed_s / done * (total - done))} left" if 0 < done < total else ""
+def plain_line(done: int, total: int, elapsed_s: float, left_s: float | None = None) -> str:
+    """One progress line for a log: epochs, elapsed time and, when known, the time left."""
+    left = f", about {format_seconds(left_s)} left" if left_s is not None and done < total else ""
     return f"training: {done}/{total} epochs, {format_seconds(elapsed_s)} elapsed{left}"
 
 
 class _Reporter:
-    """The progress callback: prints the estimate once, then draws the bar or writes plain lines."""
+    """The progress callback: prints the estimate once, then draws the bar or writes plain lines.
+
+    Plain lines: one when the first epoch is done, one at the end, and one at most every
+    PLAIN_EVERY_S between (a heartbeat even while a long epoch runs). The time left is the pace since
+    the first trained epoch (start-up and the epoch-0 record pass do not recur, so counting them would
+    overstate it many times on a short job), or the job's own estimate before a second epoch is done."""
 
     def __init__(self, backend: _Backend, job_id: str, console: Console, bar: Progress | None) -> None:
         self.backend, self.job_id, self.console, self.bar = backend, job_id, console, bar
         self.task = bar.add_task("train", total=None) if bar is not None else None
-        self.estimated = False
+        self.estimated_s: float | None = None
         self.started = time.monotonic()
-        self.last_line = -PLAIN_EVERY_S
+        self.last_line, self.last_done = -PLAIN_EVERY_S, -1
+        self.first: tuple[float, int] | None = None  # (when, done) at the first trained epoch seen
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.estimated and done > 0:
-            line = estimate_line(self.backend.job(self.job_id))
+        if self.estimated_s is None and done > 0:
+            job = self.backend.job(self.job_id)
+            line = estimate_line(job)
             if line is not None:
-                self.estimated = True
+                self.estimated_s = job.estimated_seconds
                 # above the bar (rich prints it there while the bar is live)
                 (self.bar.console if self.bar is not None else self.console).print(line, highlight=False)
         if self.bar is not None and self.task is not None:
             self.bar.update(self.task, completed=done, total=total)
             return
         now = time.monotonic()
-        if done in (1, total) or now - self.last_line >= PLAIN_EVERY_S:
-            self.last_line = now
-            self.console.print(plain_line(done, total, now - self.started), highlight=False)
+        if done > 0 and self.first is None:
+            self.first = (now, done)
+        if now - self.last_line >= PLAIN_EVERY_S or (done != self.last_done and done in (1, total)):
+            self.last_line, self.last_done = now, done
+            self.console.print(plain_line(done, total, now - self.started, self.time_left(now, done, total)),
+                               highlight=False)
+
+    def time_left(self, now: float, done: int, total: int) -> float | None:
+        if self.first is not None and done > self.first[1]:
+            return (now - self.first[0]) / (done - self.first[1]) * (total - done)
+        if self.estimated_s is not None and total > 0:
+            return self.estimated_s * (total - done) / total
+        return None
 
 
 def wait_with_progress(backend: _Backend, job_id: str, console: Console) -> JobOut:

@@ -3,6 +3,7 @@ figure where a user sees it: `curate score`'s output (plain lines, as in a log) 
 on a real server."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -89,8 +90,43 @@ def test_the_timer_calibrates_on_the_first_group_and_rewrites_only_on_real_chang
 
 def test_durations_read_as_a_person_says_them() -> None:
     assert [format_seconds(s) for s in (0.3, 4.2, 89, 95, 3599, 3900)] == ["under 1 s", "4 s", "89 s", "2 min", "1 h 00 min", "1 h 05 min"]
-    assert plain_line(3, 10, 30.0) == "training: 3/10 epochs, 30 s elapsed, about 70 s left"
-    assert plain_line(10, 10, 30.0) == "training: 10/10 epochs, 30 s elapsed"
+    assert plain_line(3, 10, 30.0, 70.0) == "training: 3/10 epochs, 30 s elapsed, about 70 s left"
+    assert plain_line(3, 10, 30.0) == "training: 3/10 epochs, 30 s elapsed"  # nothing to go by yet
+    assert plain_line(10, 10, 30.0, 0.0) == "training: 10/10 epochs, 30 s elapsed"
+
+
+def test_plain_progress_prints_each_milestone_once_and_paces_from_the_first_epoch(monkeypatch) -> None:
+    """Polls repeat the same epoch count: the first epoch's line is printed once, not per poll. The
+    time left comes from the pace after the first epoch, not from start-up (here 10 s of it before
+    epoch 1, then 1 s an epoch), and from the job's estimate before that."""
+    import io
+
+    from rich.console import Console
+
+    from service.cli import progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+
+    class Backend:
+        def job(self, job_id: str) -> SimpleNamespace:
+            return SimpleNamespace(estimated_seconds=20.0, estimate_note=None)
+
+    out = io.StringIO()
+    reporter = progress._Reporter(Backend(), "j", Console(file=out, width=200), None)  # type: ignore[arg-type]
+    clock[0] = 110.0
+    for _ in range(5):  # five polls at epoch 1
+        reporter(1, 20)
+    clock[0] = 113.0
+    reporter(4, 20)  # under 5 s since the last line: quiet
+    clock[0] = 116.0
+    reporter(7, 20)
+    clock[0] = 129.0
+    reporter(20, 20)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("training: ")]
+    assert lines == ["training: 1/20 epochs, 10 s elapsed, about 19 s left",  # the estimate's 20 s x 19/20
+                     "training: 7/20 epochs, 16 s elapsed, about 13 s left",  # 1 s an epoch since epoch 1
+                     "training: 20/20 epochs, 29 s elapsed"]
 
 
 def test_curate_score_prints_the_estimate_before_plain_progress_lines(tmp_path: Path) -> None:
