@@ -29,7 +29,8 @@ def describe_ingest(report: Mapping[str, object]) -> list[str]:
 
 
 def describe_columns(columns: list) -> str:
-    """'columns: 2 numeric, 1 categorical -> 7 features; label 'label'; left out: 'id' (id: ...)'."""
+    """'columns: 2 numeric, 1 categorical -> 7 features; label 'label'; left out: 'id' (id: ...); gaps:
+    'age' (3 gap(s): median-imputed, ...)'."""
     counts = Counter(c["role"] for c in columns if c["role"] in FEATURE_ROLES)
     n_features = sum(int(c.get("n_features", 0)) for c in columns)
     roles = ", ".join(f"{counts[r]} {r}{_embedders(columns, r)}" for r in FEATURE_ROLES if counts[r])
@@ -40,7 +41,20 @@ def describe_columns(columns: list) -> str:
         named = ", ".join(f"{c['column']!r} ({c['role']}: {c['reason']})" for c in left_out[:MAX_LEFT_OUT])
         more = f", ... ({len(left_out) - MAX_LEFT_OUT} more)" if len(left_out) > MAX_LEFT_OUT else ""
         parts.append(f"left out: {named}{more}")
+    gappy = [c for c in columns if c["role"] in FEATURE_ROLES and "gap" in str(c.get("reason", ""))]
+    if gappy:  # a typo such as 'abc' in a numeric column becomes a gap: said here, not only in the dashboard
+        named = ", ".join(f"{c['column']!r} ({_gaps_said(str(c['reason']))})" for c in gappy[:MAX_LEFT_OUT])
+        more = f", ... ({len(gappy) - MAX_LEFT_OUT} more)" if len(gappy) > MAX_LEFT_OUT else ""
+        parts.append(f"gaps: {named}{more}")
     return "; ".join(parts)
+
+
+def _gaps_said(reason: str) -> str:
+    """'numbers; 1 gap(s): median-imputed, plus a missing indicator' -> '1 gap(s): median-imputed, ...':
+    the reason from its first mention of gaps or other values."""
+    starts = [i for i in (reason.find(" gap"), reason.find(" other value")) if i >= 0]
+    cut = reason.rfind("; ", 0, min(starts)) if starts else -1
+    return reason[cut + 2:] if cut >= 0 else reason
 
 
 def _embedders(columns: list, role: str) -> str:

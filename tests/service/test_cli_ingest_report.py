@@ -81,3 +81,31 @@ def test_many_left_out_columns_are_counted_not_listed() -> None:
 
 def test_an_unknown_reader_is_said_as_its_fields() -> None:
     assert describe_ingest({"audio": {"n_clips": 3, "rate": 16000}}) == ["audio: n_clips 3, rate 16000"]
+
+
+def test_columns_with_gaps_are_named_with_what_was_done() -> None:
+    """A typo in a numeric column becomes a gap; the terminal line names the column, the value and the
+    imputation, so a user sees it before training (columns without gaps are not listed)."""
+    columns = [{"column": "alcohol", "role": "numeric", "n_features": 2,
+                "reason": "numbers; 1 gap(s): median-imputed, plus a missing indicator"},
+               {"column": "ash", "role": "numeric", "n_features": 2,
+                "reason": "numbers written as text; 1 other value(s) ('abc') read as gaps: median-imputed, plus a "
+                          "missing indicator"},
+               {"column": "hue", "role": "numeric", "reason": "numbers", "n_features": 1},
+               {"column": "label", "role": "label", "reason": "the label column", "n_features": 0}]
+    line = describe_columns(columns)
+    assert line.startswith("columns: 3 numeric -> 5 features; label 'label'; gaps: ")
+    assert "'alcohol' (1 gap(s): median-imputed, plus a missing indicator)" in line
+    assert "'ash' (1 other value(s) ('abc') read as gaps: median-imputed, plus a missing indicator)" in line
+    assert "'hue'" not in line
+
+
+@pytest.mark.slow
+def test_a_typo_in_a_numeric_column_is_said_before_training(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = ["x,y,label"] + [f"{rng.normal():.3f},{rng.normal():.3f},{'ab'[i % 2]}" for i in range(40)]
+    rows[8] = "abc,0.5,a"
+    path = tmp_path / "typo.csv"
+    path.write_text("\n".join(rows) + "\n")
+    output = score(tmp_path, path)
+    assert "gaps: 'x' (1 other value(s) ('abc') read as gaps: median-imputed, plus a missing indicator)" in output
