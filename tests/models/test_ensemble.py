@@ -288,41 +288,25 @@ def test_mixup_mixes_the_inputs_of_a_members_batch(small):
     torch.testing.assert_close(x[1, 0], rows[1, 0])  # lam 0 on partner 0: itself
 
 
-def test_mixup_is_seeded_changes_training_and_is_off_at_zero(small):
+@pytest.mark.parametrize("knob, value", [("mixup_alpha", 0.4), ("input_noise", 1.0)])
+def test_a_training_input_augmentation_is_seeded_exact_at_zero_and_fits_less_tightly(small, knob, value):
+    """Mixup and Gaussian input noise: the same seed draws the same augmentation, 0 trains exactly as
+    without it, and the members learn the (clean, recorded) examples but fit them less tightly."""
     X, y = small
     spec = dict(dropout="none", n_epochs=8)
     plain = Ensemble(_spec(**spec)).fit(X, y, N_CLASSES).record_
-    off = Ensemble(_spec(**spec, mixup_alpha=0.0)).fit(X, y, N_CLASSES).record_
-    mixed = Ensemble(_spec(**spec, mixup_alpha=0.4)).fit(X, y, N_CLASSES).record_
-    again = Ensemble(_spec(**spec, mixup_alpha=0.4)).fit(X, y, N_CLASSES).record_
+    off = Ensemble(_spec(**spec, **{knob: 0.0})).fit(X, y, N_CLASSES).record_
+    varied = Ensemble(_spec(**spec, **{knob: value})).fit(X, y, N_CLASSES).record_
+    again = Ensemble(_spec(**spec, **{knob: value})).fit(X, y, N_CLASSES).record_
     for name in RECORD_FIELDS:
         np.testing.assert_array_equal(getattr(off, name), getattr(plain, name))
-        np.testing.assert_array_equal(getattr(mixed, name), getattr(again, name))
-    np.testing.assert_array_equal(mixed.label_prob[:, 0], plain.label_prob[:, 0])  # the same init
-    assert np.abs(mixed.label_prob[:, -1] - plain.label_prob[:, -1]).max() > 1e-3
-    fit_mixed, fit_plain = (mixed.predicted_label[:, -1] == y).mean(), (plain.predicted_label[:, -1] == y).mean()
-    assert 0.6 < fit_mixed < fit_plain  # it learns the (unmixed) examples, but fits them less tightly
-    with pytest.raises(ValueError, match="mixup_alpha"):
-        TrainSpec(mixup_alpha=-1.0)
-
-
-def test_input_noise_is_seeded_changes_training_and_is_off_at_zero(small):
-    """Gaussian noise on the training inputs: the same seed draws the same noise, 0 trains exactly as
-    without it, and the members fit the (clean, recorded) examples less tightly than without it."""
-    X, y = small
-    spec = dict(dropout="none", n_epochs=8)
-    plain = Ensemble(_spec(**spec)).fit(X, y, N_CLASSES).record_
-    off = Ensemble(_spec(**spec, input_noise=0.0)).fit(X, y, N_CLASSES).record_
-    noisy = Ensemble(_spec(**spec, input_noise=1.0)).fit(X, y, N_CLASSES).record_
-    again = Ensemble(_spec(**spec, input_noise=1.0)).fit(X, y, N_CLASSES).record_
-    for name in RECORD_FIELDS:
-        np.testing.assert_array_equal(getattr(off, name), getattr(plain, name))
-        np.testing.assert_array_equal(getattr(noisy, name), getattr(again, name))
-    np.testing.assert_array_equal(noisy.label_prob[:, 0], plain.label_prob[:, 0])  # the same init, recorded clean
-    assert noisy.label_prob[:, -1].mean() < plain.label_prob[:, -1].mean() - 0.01
-    assert (noisy.predicted_label[:, -1] == y).mean() > 0.6  # it still learns the classes
-    with pytest.raises(ValueError, match="input_noise"):
-        TrainSpec(input_noise=-0.1)
+        np.testing.assert_array_equal(getattr(varied, name), getattr(again, name))
+    np.testing.assert_array_equal(varied.label_prob[:, 0], plain.label_prob[:, 0])  # the same init
+    assert varied.label_prob[:, -1].mean() < plain.label_prob[:, -1].mean() - 0.005
+    fit_varied, fit_plain = (varied.predicted_label[:, -1] == y).mean(), (plain.predicted_label[:, -1] == y).mean()
+    assert 0.6 < fit_varied <= fit_plain
+    with pytest.raises(ValueError, match=knob):
+        TrainSpec(**{knob: -1.0})
 
 
 def test_mixup_trains_the_cnn_on_mixed_images(small):
