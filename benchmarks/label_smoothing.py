@@ -20,7 +20,8 @@ defaults: they are the same records). `--knob small_loss_forget` sweeps the smal
 table_inputs` the tables' input transform, standard or quantile (DIR/inputs<word>/); `--knob dropout`
 Jumpout against plain dropout (`dropout_rate`, 0.5) and none (DIR/dropout<word>/); `--knob n_epochs`
 the training epochs (DIR/epochs<value>/), `--knob n_members` the ensemble's size (DIR/members<value>/),
-`--knob input_noise` the std of Gaussian noise on the training inputs (DIR/inoise<value>/).
+`--knob input_noise` the std of Gaussian noise on the training inputs (DIR/inoise<value>/), `--knob
+n_folds` cross-fitting (DIR/folds<value>/; the pipeline's scores, in-sample members ranking).
 `--knob mixup_alpha` sweeps `TrainSpec.mixup_alpha` instead (at the default label smoothing):
 mixup trains each member on convex mixes of pairs of its batch's inputs and of their labels' losses
 (Zhang et al. 2018), another way to keep a network from fitting single wrong labels. `--row
@@ -80,8 +81,9 @@ KNOBS = {"label_smoothing": ("ls", "label smoothing", "s"), "mixup_alpha": ("mix
          "small_loss_forget": ("forget", "small-loss forget share", "forget"),
          "table_inputs": ("inputs", "table inputs", "inputs"),
          "dropout": ("dropout", "dropout", "dropout"), "n_epochs": ("epochs", "epochs", "epochs"),
-         "n_members": ("members", "members", "members"), "input_noise": ("inoise", "input noise", "std")}
-INTEGER_KNOBS = ("hidden_units", "n_hidden_layers", "n_epochs", "n_members")  # their values are ints (and cache folders width256, not 256.0)
+         "n_members": ("members", "members", "members"), "input_noise": ("inoise", "input noise", "std"),
+         "n_folds": ("folds", "cross-fitting folds", "folds")}
+INTEGER_KNOBS = ("hidden_units", "n_hidden_layers", "n_epochs", "n_members", "n_folds")  # their values are ints (and cache folders width256, not 256.0)
 WORD_KNOBS = ("table_inputs", "dropout")  # their values are words (cache folders inputsquantile, dropoutnone)
 
 
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     of_what = {"hidden_units": " of the tables' MLP", "n_hidden_layers": " of the tables' MLP",
                "learning_rate": " of the optimiser", "weight_decay": " of the optimiser",
                "table_inputs": " of the tables' MLP", "dropout": " of the networks", "n_epochs": " of training", "n_members": " of the ensemble",
-               "input_noise": " on the training inputs"}.get(knob, " of the training loss")
+               "input_noise": " on the training inputs", "n_folds": " of the ensemble"}.get(knob, " of the training loss")
     md = [f"# {label[0].upper() + label[1:]}{of_what}, for detection (issue 12)", "",
           f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; {budget}, {row_text}{others}, the "
           "default ranking and count. `realistic` = the confusion and ambiguous table cases.", "",
