@@ -42,6 +42,7 @@ def score(
     embedder: str = "auto",
     features: str | None = None,
     weights: str | Path | None = None,
+    skip_unreadable: bool = False,
     name: str | None = None,
     data_dir: str | Path | None = None,
     progress: bool = True,
@@ -52,8 +53,8 @@ def score(
     data: arrays X (n, d) or images (n, H, W[, C]) with labels `y`; a pandas or polars DataFrame
     whose column `label` holds the labels (or with `y`); a path (.csv, .parquet, .npz, .zip or an
     image folder); or the id of a stored dataset (e.g. a version made by Result.apply()).
-    resize, categorical, ignore, text_column, embedder, features, weights: how the data is read, as
-    the options of `curate score` (README, Ingestion).
+    resize, categorical, ignore, text_column, embedder, features, weights, skip_unreadable: how the
+    data is read, as the options of `curate score` (README, Ingestion).
     members, epochs, model, dropout, folds, device, seed: as `curate score`; any other TrainSpec
     field as a keyword (e.g. hidden_units=64, batch_size=128). data_dir: where the DuckDB store
     and datasets live (default: a temporary directory removed when Python exits).
@@ -70,7 +71,8 @@ def score(
             assert source.path is not None
             options = IngestOptions(label_column=source.label_column, resize=resize, categorical=tuple(categorical),
                                     ignore=tuple(ignore), text_column=text_column, embedder=embedder,
-                                    features=features, weights=None if weights is None else str(weights))
+                                    features=features, weights=None if weights is None else str(weights),
+                                    skip_unreadable=skip_unreadable)
             ds = backend.add_dataset(source.path, options, name or source.path.name)
     job_id = backend.submit(ds.dataset_id, spec, AdaBoostSpec(enabled=adaboost))
     with progress_bar(progress, f"curate {ds.n_examples} examples") as report:

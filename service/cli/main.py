@@ -146,6 +146,9 @@ def score(
     features: Annotated[str | None, typer.Option(help="images to features with a pretrained backbone, "
                                                  "e.g. torchvision:resnet18")] = None,
     weights: Annotated[Path | None, typer.Option(help="a local weights file for --features")] = None,
+    skip_unreadable: Annotated[bool, typer.Option(
+        "--skip-unreadable", help="images: leave out files that cannot be read as images (they are listed) "
+        "instead of refusing the upload")] = False,
     adaboost: Annotated[bool, typer.Option(help="train the AdaBoost baseline too")] = True,
     top: Annotated[int, typer.Option(help="suspects to print")] = 10,
     settings: Annotated[list[str] | None, typer.Option(
@@ -161,7 +164,8 @@ def score(
                         **_parse_settings(settings)})
     options = IngestOptions.parse(label_column=label_column, resize=resize, categorical=tuple(categorical or ()),
                                   ignore=tuple(ignore or ()), text_column=text_column, embedder=embedder,
-                                  features=features, weights=None if weights is None else str(weights))
+                                  features=features, weights=None if weights is None else str(weights),
+                                  skip_unreadable=skip_unreadable)
     with _backend(data_dir, url, api_key) as backend:
         backend.warm_up()
         ds = backend.add_dataset(path, options) if path else backend.dataset(dataset or "")

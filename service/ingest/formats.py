@@ -84,6 +84,7 @@ def load_dataset(path: Path, options: IngestOptions = IngestOptions(),
     if options.features is not None and not text_folder and fmt in ("image_folder", "zip", "npz"):
         plan = plan_features(path.name, options.features, options.weights)
     if text_folder:  # .txt files in class folders
+        _refuse_skip_unreadable(path.name, options, "a folder of texts")
         loaded = load_text_folder(path, options, limits)
     elif fmt in ("image_folder", "zip"):
         read = load_image_folder if fmt == "image_folder" else load_image_zip
@@ -92,6 +93,7 @@ def load_dataset(path: Path, options: IngestOptions = IngestOptions(),
                                report={"images": ex.report})
     elif fmt == "npz":
         _refuse_table_options(path.name, options, "an NPZ of arrays")
+        _refuse_skip_unreadable(path.name, options, "an NPZ of arrays")
         loaded = _load_npz(path, resize, limits)
     else:
         if resize is not None:
@@ -174,6 +176,13 @@ def _refuse_image_options(name: str, options: IngestOptions, kind: str) -> None:
     for option, flag in (("features", "--features"), ("weights", "--weights")):
         if getattr(options, option) is not None:
             raise InvalidDataset(f"{name}: {flag} applies to images only; this dataset is {kind}")
+    _refuse_skip_unreadable(name, options, kind)
+
+
+def _refuse_skip_unreadable(name: str, options: IngestOptions, kind: str) -> None:
+    if options.skip_unreadable:
+        raise InvalidDataset(f"{name}: --skip-unreadable applies to a folder or zip of image files; this "
+                             f"dataset is {kind}")
 
 
 def _refuse_table_options(name: str, options: IngestOptions, kind: str) -> None:

@@ -26,6 +26,8 @@ from service.limits import IngestLimits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+MAX_SKIPPED_LISTED = 20  # skip_unreadable: the files left out named in the report; more are counted
+SKIP_HINT = "--skip-unreadable (skip_unreadable=true over HTTP) leaves such files out and lists them"
 _ZIP_READ_ERRORS = (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError, OSError)
 _TABLE_OPTIONS = (("label_column", "--label-column"), ("categorical", "--categorical"), ("ignore", "--ignore"),
                   ("text_column", "--text-column"), ("embedder", "--embedder"))
@@ -214,8 +216,11 @@ def _read_member(name: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes
     return data
 
 
-def _plan(name: str, files: list[str], top_dirs: set[str]) -> tuple[list[str], list[tuple[int, str]]]:
-    """Class names and (class index, relative path) per example, in example order."""
+def _plan(name: str, files: list[str], top_dirs: set[str],
+          skipped: list[tuple[str, str]] | None = None) -> tuple[list[str], list[tuple[int, str]]]:
+    """Class names and (class index, relative path) per example, in example order. With `skipped`
+    (skip mode) a file in a class folder without an image suffix goes there (path, why) instead of
+    failing the upload."""
     class_names = sorted(top_dirs)
     if not class_names:
         if files:
@@ -233,9 +238,11 @@ def _plan(name: str, files: list[str], top_dirs: set[str]) -> tuple[list[str], l
                 raise InvalidDataset(f"{name}: image {rel!r} is not inside a class subfolder")
             continue  # a README or similar next to the class folders
         if not is_image:
-            raise InvalidDataset(
-                f"{name}: {rel!r} is not a {FORMAT_NAMES} image (supported: {' '.join(IMAGE_SUFFIXES)})"
-            )
+            why = f"{name}: {rel!r} is not a {FORMAT_NAMES} image (supported: {' '.join(IMAGE_SUFFIXES)})"
+            if skipped is None:
+                raise InvalidDataset(f"{why}; {SKIP_HINT}")
+            skipped.append((rel, why))
+            continue
         per_class[parts[0]].append(rel)
     examples = [(i, rel) for i, c in enumerate(class_names) for rel in sorted(per_class[c])]
     if not examples:
@@ -256,14 +263,53 @@ def _load_examples(
     limits: IngestLimits,
 ) -> ImageExamples:
     """Headers first (the final shape and the report), then every image decoded into its slot; for
-    pretrained features (options.features) at the backbone's size rather than the small CNN's."""
-    class_names, examples = _plan(name, files, top_dirs)
-    sources = [rel for _, rel in examples]
-    headers = read_headers(name, sources, open_file, limits)
+    pretrained features (options.features) at the backbone's size rather than the small CNN's.
+    options.skip_unreadable: files that cannot be read as images are left out and listed in the
+    report (`skipped`), so one corrupt file among thousands does not fail the upload."""
+    if not options.skip_unreadable:
+        class_names, examples = _plan(name, files, top_dirs)
+        sources = [rel for _, rel in examples]
+        try:
+            headers = read_headers(name, sources, open_file, limits)
+            plan = plan_images(name, sources, headers, options.resize, limits,
+                               for_features=options.features is not None)
+            X = decode_images(name, sources, headers, read, plan)
+        except DatasetTooLarge:
+            raise  # a limit, not an unreadable file: the option would not help
+        except InvalidDataset as e:
+            raise InvalidDataset(f"{e}; {SKIP_HINT}") from e
+        y = np.array([c for c, _ in examples], dtype=np.int64)
+        return ImageExamples(X=X, y=y, class_names=class_names, sources=sources, report=plan.report)
+    skipped: list[tuple[str, str]] = []
+    class_names, examples = _plan(name, files, top_dirs, skipped)
+    readable, headers = [], []
+    for c, rel in examples:
+        try:
+            headers += read_headers(name, [rel], open_file, limits)
+            readable.append((c, rel))
+        except DatasetTooLarge:
+            raise  # a limit holds in skip mode too
+        except InvalidDataset as e:
+            skipped.append((rel, str(e)))
+    if not readable:
+        raise InvalidDataset(f"{name}: no readable images (all {len(examples)} left out; the first: {skipped[0][1]})")
+    sources = [rel for _, rel in readable]
     plan = plan_images(name, sources, headers, options.resize, limits, for_features=options.features is not None)
-    X = decode_images(name, sources, headers, read, plan)
-    y = np.array([c for c, _ in examples], dtype=np.int64)
-    return ImageExamples(X=X, y=y, class_names=class_names, sources=sources, report=plan.report)
+    unreadable: dict[int, str] = {}
+    X = decode_images(name, sources, headers, read, plan, unreadable=unreadable)
+    if unreadable:  # failed while decoding, past a readable header (a truncated file, say)
+        keep = np.array([i not in unreadable for i in range(len(sources))])
+        skipped += [(sources[i], why) for i, why in sorted(unreadable.items())]
+        X, readable = X[keep], [e for e, k in zip(readable, keep) if k]
+        sources = [rel for _, rel in readable]
+    y = np.array([c for c, _ in readable], dtype=np.int64)
+    empty = [c for i, c in enumerate(class_names) if not (y == i).any()]
+    if empty:
+        raise InvalidDataset(f"{name}: class {empty[0]!r} has no readable image; the first left out: "
+                             f"{next((why for rel, why in skipped if rel.split('/')[0] == empty[0]), 'none (the folder is empty)')}")
+    report = {**plan.report, "n_images": len(sources),
+              "skipped": {"n": len(skipped), "files": [{"file": rel, "why": why} for rel, why in skipped[:MAX_SKIPPED_LISTED]]}}
+    return ImageExamples(X=X, y=y, class_names=class_names, sources=sources, report=report)
 
 
 # --- arrays --------------------------------------------------------------------------------------

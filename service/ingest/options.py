@@ -27,6 +27,7 @@ class IngestOptions:
     embedder: str = "auto"  # texts: "auto" (the best one installed), "tfidf", or a named sentence embedder
     features: str | None = None  # images: a pretrained backbone, e.g. "torchvision:resnet18"; None: raw pixels
     weights: str | None = None  # images: a local weights file for `features`
+    skip_unreadable: bool = False  # images: leave out files that cannot be read as images (listed in the report)
 
     def __post_init__(self) -> None:
         if not self.label_column or len(self.label_column) > 256:

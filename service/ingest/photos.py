@@ -223,11 +223,14 @@ def _check_total(name: str, rels: list[str], headers: list[Header], size: tuple[
 
 
 def decode_images(
-    name: str, rels: list[str], headers: list[Header], read: ReadFile, plan: Plan, threads: int | None = None
+    name: str, rels: list[str], headers: list[Header], read: ReadFile, plan: Plan, threads: int | None = None,
+    unreadable: dict[int, str] | None = None,
 ) -> np.ndarray:  # (n, C, H, W) uint8
     """Decode every image into one preallocated array, in chunks on `threads` threads. On a failure
     the first failing image in example order is named, whatever order the threads ran in: chunks
-    before it run to their end, those past it stop."""
+    before it run to their end, those past it stop. With `unreadable` (skip mode) an image that
+    cannot be read is not an error: its index and the reason go into that dict, its row is left
+    as it is (the caller drops it), and decoding goes on."""
     threads = default_threads(headers) if threads is None else threads
     X = np.empty((len(rels), plan.n_channels, *plan.size), dtype=np.uint8)
     first_failure = [len(rels)]  # the lowest index that failed so far: images past it are skipped
@@ -240,6 +243,13 @@ def decode_images(
             try:
                 with reading(name, rels[i]):
                     _decode_into(X, i, read(rels[i]), headers[i], plan)
+            except InvalidDataset as e:
+                if unreadable is None or isinstance(e, DatasetTooLarge):  # a limit is never skipped
+                    with lock:
+                        first_failure[0] = min(first_failure[0], i)
+                    raise
+                with lock:
+                    unreadable[i] = str(e)
             except BaseException:
                 with lock:
                     first_failure[0] = min(first_failure[0], i)

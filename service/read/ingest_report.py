@@ -67,7 +67,15 @@ def _delimiter(d: str) -> str:
 
 
 def _images(r: Mapping[str, object]) -> str:
-    return f"{r.get('n_images')} images, {r.get('why')}; {r.get('channels_why')}"
+    line = f"{r.get('n_images')} images, {r.get('why')}; {r.get('channels_why')}"
+    skipped = r.get("skipped")
+    if isinstance(skipped, Mapping) and skipped.get("n"):
+        n = int(str(skipped["n"]))
+        files = skipped.get("files")
+        shown = [f["file"] for f in (files if isinstance(files, list) else [])[:MAX_LEFT_OUT] if isinstance(f, Mapping)]
+        more = f", ... ({n - len(shown)} more)" if n > len(shown) else ""
+        line += f"; left out {n} unreadable file(s) (--skip-unreadable): {', '.join(map(repr, shown))}{more}"
+    return line
 
 
 def _text(r: Mapping[str, object]) -> str:

@@ -109,3 +109,13 @@ def test_a_typo_in_a_numeric_column_is_said_before_training(tmp_path: Path) -> N
     path.write_text("\n".join(rows) + "\n")
     output = score(tmp_path, path)
     assert "gaps: 'x' (1 other value(s) ('abc') read as gaps: median-imputed, plus a missing indicator)" in output
+
+
+def test_images_left_out_by_skip_unreadable_are_named_then_counted() -> None:
+    files = [{"file": f"a/{i}.png", "why": "cannot read image"} for i in range(MAX_LEFT_OUT + 2)]
+    (line,) = describe_ingest({"images": {"n_images": 40, "why": "all images are 6x6; kept as they are",
+                                          "channels_why": "all images are grey",
+                                          "skipped": {"n": MAX_LEFT_OUT + 5, "files": files}}})
+    assert line.startswith("images: 40 images, all images are 6x6; kept as they are; all images are grey; "
+                           f"left out {MAX_LEFT_OUT + 5} unreadable file(s) (--skip-unreadable): 'a/0.png', ")
+    assert line.endswith(f"'a/{MAX_LEFT_OUT - 1}.png', ... (5 more)") and f"'a/{MAX_LEFT_OUT}.png'" not in line

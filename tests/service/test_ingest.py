@@ -323,6 +323,37 @@ def test_corrupt_images_name_the_file(tmp_path: Path) -> None:
     reject(write_zip(tmp_path / "c.zip", {**good, "dog/2.jpg": b"\xff\xd8garbage"}), "cannot read image 'dog/2.jpg'")
 
 
+def test_skip_unreadable_leaves_out_bad_files_lists_them_and_keeps_the_rest(tmp_path: Path) -> None:
+    """--skip-unreadable: a file that is not an image, one with a cut body (its header reads, its
+    pixels do not) and one with a non-image suffix are left out and listed with why; the readable
+    images load as they would alone. A class left with no readable image, or no readable image at
+    all, is still refused by name, and the option is refused for a table."""
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (3, 4), dtype=np.uint8)).save(noise, format="PNG")
+    good = {"cat/1.png": png_bytes(), "cat/2.png": png_bytes(), "dog/1.png": png_bytes(), "dog/3.png": png_bytes()}
+    bad = {"dog/2.png": b"not an image at all", "cat/3.png": noise.getvalue()[:-30], "cat/notes.txt": b"x"}
+    skip = IngestOptions(skip_unreadable=True)
+    for path in (write_files(tmp_path / "a", {**good, **bad}), write_zip(tmp_path / "a.zip", {**good, **bad})):
+        ds = load_dataset(path, skip)
+        alone = load_dataset(write_files(tmp_path / f"alone-{path.suffix}", good))
+        assert ds.sources == alone.sources == ["cat/1.png", "cat/2.png", "dog/1.png", "dog/3.png"]
+        np.testing.assert_array_equal(ds.X, alone.X)
+        np.testing.assert_array_equal(ds.y, alone.y)
+        skipped = ds.report["images"]["skipped"]
+        assert skipped["n"] == 3 and ds.report["images"]["n_images"] == 4
+        why = {f["file"]: f["why"] for f in skipped["files"]}
+        assert set(why) == set(bad) and "not a PNG, JPEG" in why["dog/2.png"] and "cannot read image" in why["cat/3.png"]
+    # without the option: refused as before, saying what the option does
+    reject(write_files(tmp_path / "b", {**good, "dog/2.png": b"junk"}), "cannot read image 'dog/2.png' .*; --skip-unreadable")
+    only_bad_dog = write_files(tmp_path / "c", {"cat/1.png": png_bytes(), "dog/2.png": b"junk"})
+    with pytest.raises(InvalidDataset, match="class 'dog' has no readable image; the first left out: .*dog/2.png"):
+        load_dataset(only_bad_dog, skip)
+    with pytest.raises(InvalidDataset, match="no readable images"):
+        load_dataset(write_files(tmp_path / "d", {"cat/1.png": b"junk", "dog/2.png": b"junk"}), skip)
+    with pytest.raises(InvalidDataset, match="--skip-unreadable applies to a folder or zip of image files"):
+        load_dataset(write_csv(tmp_path / "t.csv", "a,label\n1,x\n2,y\n3,x\n4,y\n"), skip)
+
+
 def test_non_image_inside_class_folder(tmp_path: Path) -> None:
     root = write_files(tmp_path / "ds", {"cat/1.png": png_bytes(), "cat/notes.txt": b"x", "dog/1.png": png_bytes()})
     reject(root, "'cat/notes.txt' is not a PNG, JPEG, WebP, BMP or TIFF image \\(supported: .png .jpg .jpeg .webp")

@@ -429,3 +429,26 @@ def test_ingest_memory_stays_near_the_final_array(tmp_path: Path) -> None:
     print(f"2,000 mixed-size photos -> {got['shape']}: array {got['array'] / 1024**2:.1f} MB, "
           f"peak RSS growth {got['growth'] / 1024**2:.1f} MB (bound {bound / 1024**2:.0f} MB)")
     assert got["shape"][0] == 2000 and got["growth"] < bound
+
+
+def test_skip_unreadable_over_http_and_on_the_dataset_page(shared_server: Server, tmp_path: Path) -> None:
+    """POST /datasets refuses a zip with a broken image by name, saying what skip_unreadable does; with
+    skip_unreadable=true it stores the rest (another dataset than the plain upload would be), GET says
+    what was left out, and the dataset's dashboard page lists the file with why."""
+    files = mixed_sizes()
+    files["b/broken.png"] = b"\x89PNG\r\n\x1a\nnot really"
+    path = write_zip(tmp_path / "photos.zip", files)
+    with httpx.Client(base_url=shared_server.url, timeout=60) as c:
+        before = c.get("/datasets").json()
+        refused = c.post("/datasets", params={"filename": path.name}, content=path.read_bytes())
+        assert refused.status_code == 422 and c.get("/datasets").json() == before
+        message = refused.json()["error"]["message"]
+        assert "cannot read image 'b/broken.png'" in message and "skip_unreadable=true" in message
+        r = c.post("/datasets", params={"filename": path.name, "skip_unreadable": "true"}, content=path.read_bytes())
+        assert r.status_code in (200, 201), r.text
+        ds = r.json()
+        page = c.get(f"/ui/datasets/{ds['dataset_id']}").text
+    assert ds["n_examples"] == len(files) - 1
+    skipped = ds["ingest_report"]["images"]["skipped"]
+    assert skipped["n"] == 1 and skipped["files"][0]["file"] == "b/broken.png"
+    assert '<table id="ingest-skipped">' in page and "<td>b/broken.png</td>" in page

@@ -35,6 +35,8 @@ async def upload_dataset(
                                    "embedder")] = "auto",
     features: Annotated[str | None, Query(max_length=64, description="images to features with a pretrained "
                                           "backbone, e.g. torchvision:resnet18")] = None,
+    skip_unreadable: Annotated[bool, Query(description="images: leave out files that cannot be read as images "
+                                           "(listed in ingest_report.images.skipped) instead of refusing")] = False,
     name: Annotated[str | None, Query(max_length=256)] = None,
 ) -> Response:
     """Upload a .csv, .parquet, .jsonl, .npz or .zip (image or text folder) as a raw body (?filename=)
@@ -54,7 +56,7 @@ async def upload_dataset(
     try:
         options = IngestOptions.parse(label_column=label_column, resize=resize, categorical=tuple(categorical),
                                       ignore=tuple(ignore), text_column=text_column, embedder=embedder,
-                                      features=features)
+                                      features=features, skip_unreadable=skip_unreadable)
         manifest, reused = await run_in_threadpool(engine.ingest, path, options, name=name or path.name,
                                                    owner=owner)
     finally:

@@ -9,6 +9,7 @@ document.getElementById('upload').addEventListener('submit', async (ev) => {
     if (value) query.set(key, value);
   }
   if (form.elements.embedder.value !== 'auto') query.set('embedder', form.elements.embedder.value);
+  if (form.elements.skip_unreadable.checked) query.set('skip_unreadable', 'true');
   for (const key of ['categorical', 'ignore']) {  // "a, b" -> ?key=a&key=b
     for (const col of form.elements[key].value.split(',').map((c) => c.trim()).filter(Boolean)) query.append(key, col);
   }
