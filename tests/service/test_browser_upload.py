@@ -98,3 +98,5 @@ def test_the_skip_unreadable_box_uploads_a_zip_with_a_broken_image(tmp_path: Pat
         page.click("text=shapes.zip")
         page.wait_for_selector("#ingest-skipped")
         assert "b/broken.png" in page.locator("#ingest-skipped").inner_text()
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "22-dataset-files-left-out.png"), full_page=True)
