@@ -103,8 +103,10 @@ def merge_members(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[st
 def mean_ap(rows: list[dict], name: str) -> str:
     """The mean of one ranking's AP over the rows that have it ('n/a' when none has)."""
     values = [r[name] for r in rows if name in r]
-    return f"{np.mean(values):.4f} ({len(values)})" if 0 < len(values) < len(rows) else (
-        f"{np.mean(values):.4f}" if values else "n/a")
+    if not values:
+        return "n/a"
+    mean = f"{np.mean(values):.4f}"
+    return mean if len(values) == len(rows) else f"{mean} ({len(values)})"  # fewer rows: say how many
 
 
 def variants(r: dict[str, np.ndarray], X: np.ndarray, seed: int) -> tuple[dict[str, np.ndarray], float]:
