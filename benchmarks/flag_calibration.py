@@ -143,6 +143,7 @@ def grade_case(r: dict[str, np.ndarray], first: dict[str, np.ndarray] | None = N
     metrics = compute_detection_metrics(flipped, scores.mislabel_score, flagged)
     row["ap"], row["f1"] = metrics["ap"], metrics["f1"]
     row["precision"] = float(flipped[flagged].mean()) if flagged.any() else None
+    row["false_flags"] = np.flatnonzero(flagged & ~flipped).tolist()  # flagged, no planted flip (recurring_table)
     row["votes_against"] = scores.estimated_precision
     row["one_minus_prob"] = float((1.0 - scores.mean_label_prob[flagged]).mean()) if flagged.any() else None
     in_sample = np.ones_like(r["held_out"]) if pooled else ~r["held_out"]
@@ -225,6 +226,35 @@ def count_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return ["count", *KINDS, "mean |gap|", "cases within 3 points", "F1", "F1 confusion + ambiguous"], body
 
 
+def conflicting_duplicates(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(n,) True where the example's exact features appear again with another (clean) label."""
+    _, group = np.unique(np.ascontiguousarray(X), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    n_labels = np.array([len(set(y[group == g].tolist())) for g in range(group.max() + 1)])
+    return n_labels[group] > 1
+
+
+def recurring_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Per data set: the flags on examples without a planted flip, and how many of those examples
+    recur (false-flagged in at least half of the data set's runs, whatever the noise and seed: a
+    property of the clean data, not of a run), and of those how many sit in conflicting duplicates."""
+    body = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        some = [r for r in rows if r["dataset"] == dataset]
+        seen = np.zeros(some[0]["n_examples"], dtype=int)
+        for r in some:
+            seen[r["false_flags"]] += 1
+        recurring = np.flatnonzero(seen >= len(some) / 2)
+        X, y = DATASETS[dataset](return_X_y=True)
+        conflict = conflicting_duplicates(np.asarray(X, dtype=np.float64), np.asarray(y))
+        body.append([dataset, str(len(some)), f"{np.mean([len(r['false_flags']) for r in some]):.1f}",
+                     f"{np.mean([len(r['false_flags']) / r['n_examples'] for r in some]):.3f}",
+                     str(len(recurring)), str(int(conflict[recurring].sum())), str(int(conflict.sum()))])
+    return ["data set", "runs", "flags without a planted flip, a run", "as a share of the examples",
+            "examples so flagged in >= half the runs", "of them in conflicting duplicates",
+            "conflicting-duplicate rows in the clean data"], body
+
+
 def method_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Per ranking (ScoringOptions.mislabel_method): mean AP per kind, over every run, and its
     cases (seed means) better and worse than the default's."""
@@ -289,6 +319,9 @@ def tables(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
                         *precision_table(some)))
             out.append((f"Estimated error count against the planted count ({role} seeds {seeds})", *count_table(some)))
             out.append((f"Each ranking's AP on the same records ({role} seeds {seeds})", *method_table(some)))
+            if all("false_flags" in r for r in some):
+                out.append((f"Flags without a planted flip, and the examples they recur on ({role} seeds {seeds})",
+                            *recurring_table(some)))
     return out
 
 

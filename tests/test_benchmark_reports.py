@@ -352,3 +352,16 @@ def test_mnist_review_grades_each_methods_top_suspects_by_the_verdicts(tmp_path:
     verdicts.write_text(json.dumps({"7": "maybe"}))
     with pytest.raises(SystemExit, match="maybe"):
         mnist_review.main(["--reuse", "--out", str(tmp_path), "--verdicts", str(verdicts)])
+
+
+def test_flag_calibration_counts_the_false_flags_that_recur_and_their_conflicting_duplicates() -> None:
+    """A flag without a planted flip that recurs in at least half of a data set's runs is a property
+    of the clean data; conflicting duplicates are rows whose exact features appear with another label."""
+    from benchmarks.flag_calibration import conflicting_duplicates, recurring_table
+
+    X = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 3.0], [2.0, 3.0], [5.0, 5.0]])
+    assert conflicting_duplicates(X, np.array([0, 1, 1, 1, 0])).tolist() == [True, True, False, False, False]
+    rows = [{"dataset": "iris", "n_examples": 150, "false_flags": flags} for flags in ([3, 7], [3], [3, 9], [8])]
+    header, body = recurring_table(rows)
+    assert body == [["iris", "4", "1.5", "0.010", "1", "0", "0"]]  # example 3 recurs (3 of 4 runs); iris has no conflicts
+    assert len(header) == len(body[0])
