@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from models.spec import TrainSpec, cpu_has_native_bf16
-from service.cli.main import app
+from service.cli.main import app, errors_line
 from tests.service.conftest import digits_arrays
 
 runner = CliRunner()
@@ -181,3 +181,13 @@ def test_the_training_line_says_when_curate_chose_the_narrow_cnn_and_how_to_wide
     assert line("tabular", 32, False) == "training 8 members x 20 epochs"
     bf16 = SimpleNamespace(spec=TrainSpec(n_members=8, n_epochs=20, cnn_width=32, precision="bf16"))
     assert training_line(bf16, "image", False) == "training 8 members x 20 epochs, CNN width 32, bf16 autocast"  # type: ignore[arg-type]
+
+
+def test_the_count_line_warns_that_few_errors_read_high() -> None:
+    """Under 10 % estimated errors the summary says how the count and the precision err there (both
+    were measured to read high at 2-5 % planted noise); at 10 % and more, or with nothing flagged, it does not."""
+    low = errors_line(30, 1000, 0.91)
+    assert low.startswith("estimated label errors: 30 (3.0%); flagged as suspected mislabels, estimated precision of the flags 91%")
+    assert "upper bound" in low and "27 points high" in low
+    assert "27 points" not in errors_line(30, 1000, None) and "upper bound" in errors_line(30, 1000, None)
+    assert "\n" not in errors_line(100, 1000, 0.9) and "\n" not in errors_line(0, 1000, None)
