@@ -230,7 +230,8 @@ def conflicting_duplicates(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(n,) True where the example's exact features appear again with another (clean) label."""
     _, group = np.unique(np.ascontiguousarray(X), axis=0, return_inverse=True)
     group = group.reshape(-1)
-    n_labels = np.array([len(set(y[group == g].tolist())) for g in range(group.max() + 1)])
+    group_label = np.unique(np.stack([group, np.asarray(y, dtype=np.int64)]), axis=1)  # distinct (group, label)
+    n_labels = np.bincount(group_label[0], minlength=group.max() + 1)
     return n_labels[group] > 1
 
 
