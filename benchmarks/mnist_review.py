@@ -36,34 +36,33 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import numpy as np
 from rich.console import Console
+from rich.table import Table
 
 from benchmarks.baselines import BASELINES, run_baseline
-from benchmarks.detection import describe_machine, load_mnist5k
+from benchmarks.detection import DATASETS, IMAGE_FORMS, describe_machine, run_curate_on
 from benchmarks.report import markdown_table
 
-SIDE = 28
+DATASET = "mnist5k_image"  # benchmarks/detection.py's real-MNIST image form
+SIDE = IMAGE_FORMS[DATASET][0]
 VERDICTS = ("wrong", "ambiguous", "right")
 METHODS = ("curate", "cleanlab_cnn", *BASELINES)
 
 
 def score_all(X: np.ndarray, y: np.ndarray, methods: tuple[str, ...], seed: int,
               console: Console) -> dict[str, dict]:
-    """Each method's suspicion score (high = suspect), flags and estimated count on the given labels."""
-    from benchmarks.curate_adapter import run_curate
-
+    """Each method's suspicion score (high = suspect), flags and estimated count on the given labels:
+    Curate through the detection benchmark's image form (a zipped PNG folder), the baselines on pixels."""
     results: dict[str, dict] = {}
     for method in methods:
         if method == "curate":
-            images = np.round(X.reshape(len(X), SIDE, SIDE) * 255.0).astype(np.uint8)
-            out = run_curate(X, y, 10, random_state=seed, images=images)
-            score, flagged, count, seconds = out.mislabel_score, out.is_flagged, out.estimated_n_errors, out.seconds
+            det, _ = run_curate_on(DATASET, X, y, 10, seed)
         else:
             det = run_baseline(method, X, y, 10, seed, image_side=SIDE)
-            score, flagged, count, seconds = det.mislabel_score, det.is_flagged, det.estimated_n_errors, det.seconds
-        results[method] = {"score": np.round(np.asarray(score, dtype=np.float64), 6).tolist(),  # JSON-sized
-                           "n_flagged": int(np.sum(flagged)), "estimated_n_errors": int(count),
-                           "seconds": float(seconds)}
-        console.log(f"{method}: estimated {count} errors, flagged {int(np.sum(flagged))}, {seconds:.1f}s")
+        n_flagged = int(np.sum(det.is_flagged))
+        results[method] = {"score": np.round(det.mislabel_score, 6).tolist(),  # JSON-sized
+                           "n_flagged": n_flagged, "estimated_n_errors": int(det.estimated_n_errors),
+                           "seconds": float(det.seconds)}
+        console.log(f"{method}: estimated {det.estimated_n_errors} errors, flagged {n_flagged}, {det.seconds:.1f}s")
     return results
 
 
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     console = Console()
-    X, y = load_mnist5k()
+    X, y = DATASETS[DATASET](return_X_y=True)
     verdicts = read_verdicts(args.verdicts)
     started = time.perf_counter()
     if args.reuse:
@@ -187,8 +186,6 @@ def main(argv: list[str] | None = None) -> dict:
                   graded_by=" ".join(["python", *sys.argv]))
     save(args.out, report, X, y, verdicts)
     header, body = tables(report)
-    from rich.table import Table
-
     table = Table(*header, title=f"real MNIST, top {args.top} suspects a method")
     for line in body:
         table.add_row(*line)
