@@ -209,6 +209,22 @@ def take_mislabels_from(first: ExampleScores, second: ExampleScores) -> ExampleS
                    estimated_precision=second.estimated_precision)
 
 
+def take_low_noise_pass(first: ExampleScores, second: ExampleScores) -> ExampleScores:
+    """A job's scores after its low-noise pass (TrainSpec.low_noise_jumpout): the curves, splits and
+    accessibility of the first pass with the ranking and suggested labels of the second, which trained
+    under a weaker Jumpout row, and the mean of the two passes' counts, flagged by the second's ranking.
+    The weaker row ranks better at low noise; its own count under-counts ambiguous errors (they get
+    learned) where the first pass's over-counts symmetric ones (its strong brake leaves hard right
+    examples unlearned), so neither count alone is the better one (benchmarks/low_noise_pass.py)."""
+    if first.mislabel_score.shape != second.mislabel_score.shape:
+        raise ValueError(f"passes of {first.mislabel_score.shape} and {second.mislabel_score.shape} examples")
+    n_errors = (first.estimated_n_errors + second.estimated_n_errors) // 2
+    flags = flag_suspected_mislabels(second.mislabel_score, n_errors)
+    return replace(first, mislabel_score=second.mislabel_score, is_suspected_mislabel=flags,
+                   suggested_label=second.suggested_label, estimated_n_errors=n_errors,
+                   estimated_precision=estimate_flag_precision(second.accessibility, flags))
+
+
 def compute_example_scores(
     predicted_label: npt.NDArray[np.integer],  # (n_members, n_epochs, n_examples)
     label_prob: npt.NDArray[np.floating],  # (n_members, n_epochs, n_examples)

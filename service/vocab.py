@@ -36,6 +36,17 @@ AttributionTarget = Literal["given", "suggested"]
 DEFAULT_METHODS = ("bias", "gradient_x_input")  # computed for flagged and hard examples after every job
 
 
+def low_noise_pass_text(info: dict) -> str:
+    """One sentence on what a job's low-noise pass did (TrainSpec.low_noise_jumpout), from its summary's
+    `low_noise_pass` entry: said the same by the CLI and the dashboard."""
+    sigma, p_min, p_max = info["jumpout"]
+    first, second = info["first_pass_estimated_n_errors"], info["second_pass_estimated_n_errors"]
+    epochs = f", {info['n_members']} members x {info['n_epochs']} epochs" if "n_epochs" in info else ""
+    return (f"low-noise pass: the first pass estimated {first} errors, so the ensemble trained again under weaker "
+            f"Jumpout (sigma {sigma:g}, p {p_min:g}-{p_max:g}){epochs}; the flags are that pass's, the count the "
+            f"mean of both ({first} and {second})")
+
+
 def order_by_sql(order: str, alias: str = "s") -> str:
     """ORDER BY text of one order: its column, its direction, ties by example_id."""
     if order == "example_id":

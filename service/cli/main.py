@@ -29,6 +29,7 @@ from service.read.exports import FORMATS
 from service.read.ingest_report import describe_ingest
 from service.schemas import AttributionOut, DatasetOut, JobOut
 from service.settings import Settings
+from service.vocab import low_noise_pass_text
 
 app = typer.Typer(help="Curate: learning-dynamics scores, difficulty splits and suspected mislabels.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -109,6 +110,8 @@ def print_summary(backend: LocalBackend | RemoteBackend, job: JobOut, top: int =
               f"{job.spec.n_members} members x {job.spec.n_epochs} epochs ({job.spec.dropout})")
     out.print("splits: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("easy", "intermediate", "hard")))
     out.print(errors_line(job.estimated_n_errors or 0, n, summary.get("estimated_precision")))
+    if summary.get("low_noise_pass"):
+        out.print(low_noise_pass_text(summary["low_noise_pass"]), highlight=False)
     if summary.get("adaboost"):
         a = summary["adaboost"]
         out.print(f"AdaBoost agreement: Spearman {_fmt(a.get('spearman_r'))}, Pearson {_fmt(a.get('pearson_r'))}")

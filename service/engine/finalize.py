@@ -14,7 +14,13 @@ from scoring.agreement import (
     compute_stage_accuracy_by_group,
 )
 from scoring.phases import compute_agreement_index, detect_phases
-from scoring.scores import DynamicsAccumulator, ExampleScores, ScoringOptions, take_mislabels_from
+from scoring.scores import (
+    DynamicsAccumulator,
+    ExampleScores,
+    ScoringOptions,
+    take_low_noise_pass,
+    take_mislabels_from,
+)
 from service.settings import Settings
 from service.store import catalog, jobs
 from service.store.db import Store
@@ -51,6 +57,15 @@ def first_round_scores(store: Store, job: jobs.Job) -> ExampleScores:
                               given, job.scoring)
 
 
+def takes_low_noise_pass(store: Store, job: jobs.Job) -> bool:
+    """Whether the job trains (or trained) the low-noise pass: decided from its committed first pass
+    (deterministic), so a resumed job and the scoring decide alike."""
+    if job.spec.low_noise_jumpout is None or job.spec.rounds != 1 or job.spec.n_folds:
+        return False  # no scoring needed
+    first = first_round_scores(store, job)
+    return job.spec.wants_low_noise_pass(first.estimated_n_errors, len(first.mislabel_score))
+
+
 def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScores:
     n_examples, n_classes = catalog.dataset_size(store, job.dataset_id)
     given = catalog.given_labels(store, job.dataset_id)
@@ -63,6 +78,15 @@ def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScor
         rounds = {"first_round_flagged": int(scores.is_suspected_mislabel.sum()),
                   "first_round_estimated_n_errors": scores.estimated_n_errors}
         scores = take_mislabels_from(scores, second)
+    elif job.spec.wants_low_noise_pass(scores.estimated_n_errors, n_examples):
+        low = job.spec.low_noise_spec()
+        second = compute_job_scores(store, job.job_id, low.n_members, low.n_epochs, n_examples, n_classes, given,
+                                    job.scoring, model="round2")
+        rounds = {"low_noise_pass": {"jumpout": list(job.spec.low_noise_jumpout or ()),
+                                     "n_members": low.n_members, "n_epochs": low.n_epochs,
+                                     "first_pass_estimated_n_errors": scores.estimated_n_errors,
+                                     "second_pass_estimated_n_errors": second.estimated_n_errors}}
+        scores = take_low_noise_pass(scores, second)
     summary: dict[str, object] = {**rounds,"n_examples": n_examples,
                                   "split_counts": {s: int((scores.split == s).sum()) for s in SPLITS},
                                   "estimated_precision": scores.estimated_precision,

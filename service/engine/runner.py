@@ -11,10 +11,10 @@ from collections.abc import Callable
 from models.predictions import EpochRecord
 from models.spec import GroupTask, TrainSpec
 from scoring.scores import second_round_exclusion
-from service.engine.estimate import EpochTimer, job_shape
+from service.engine.estimate import EpochTimer, Estimate, job_shape
 from service.engine.executors.local import Executor, WorkerFailed
 from service.engine.explain import explain_job, keep_model
-from service.engine.finalize import finalize_job, first_round_scores
+from service.engine.finalize import finalize_job, first_round_scores, takes_low_noise_pass
 from service.limits import cuda_device_count
 from service.settings import Settings
 from service.store import catalog, jobs
@@ -44,6 +44,15 @@ def build_round2_tasks(store: Store, settings: Settings, job: jobs.Job, attempt:
     exclude = tuple(int(i) for i in second_round_exclusion(first_round_scores(store, job)))
     spec = job.spec.model_copy(update={"random_state": job.spec.round2_seed()})
     return _tasks(store, settings, job, attempt, units, spec, exclude)
+
+
+def build_low_noise_tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int) -> list[GroupTask]:
+    """The low-noise pass of a job whose first pass estimated few label errors (TrainSpec.
+    wants_low_noise_pass): every member group again, stored as model round2, under the weaker Jumpout
+    row from the second round's seeds, on every example."""
+    spec = job.spec.low_noise_spec()
+    units = [("round2", g, tuple(m), spec.n_epochs) for g, m in enumerate(spec.member_groups())]
+    return _tasks(store, settings, job, attempt, units, spec, ())
 
 
 def _tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int, units: list[tuple[str, int, tuple, int]],
@@ -76,6 +85,7 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
     job = jobs.get_job(store, job_id, owner=jobs.owner_of(store, job_id))
     tasks = build_tasks(store, settings, job, attempt)
     timer = _epoch_timer(store, settings, job, executor)
+    total = [job.epochs_total]  # grows if the low-noise pass is decided
 
     def on_records(task: GroupTask, records: list[EpochRecord]) -> None:
         done = commit_epochs(store, task, records)
@@ -84,7 +94,7 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
             if estimate is not None:  # stored before progress is reported, so a follower sees both at once
                 jobs.set_estimate(store, job_id, attempt, estimate.seconds, estimate.note)
         if progress is not None:
-            progress(job_id, done, job.epochs_total)
+            progress(job_id, done, total[0])
 
     def should_stop() -> bool:
         return any(e is not None and e.is_set() for e in (stopping, cancel)) or \
@@ -94,6 +104,9 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
         finished = executor.run(tasks, on_records, should_stop)
         if finished and job.spec.rounds == 2:
             finished = executor.run(build_round2_tasks(store, settings, job, attempt), on_records, should_stop)
+        elif finished and takes_low_noise_pass(store, job):
+            total[0] = _start_low_noise_pass(store, job, attempt, timer.last)
+            finished = executor.run(build_low_noise_tasks(store, settings, job, attempt), on_records, should_stop)
         if not finished:
             if cancel is not None and cancel.is_set():
                 jobs.request_cancel(store, job_id, job.owner)
@@ -114,6 +127,30 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
         jobs.finish(store, job_id, attempt, "failed", f"{type(exc).__name__}: {exc}")
         raise
     return jobs.get_job(store, job_id, owner=job.owner)
+
+
+def _start_low_noise_pass(store: Store, job: jobs.Job, attempt: int, estimate: Estimate | None) -> int:
+    """Count the pass's epochs in the job's total, say why it trains again (once, not again on resume)
+    and add the pass to the time estimate; returns the new epochs_total."""
+    low = job.spec.low_noise_spec()
+    pass_epochs = low.n_epochs
+    total = len(job.spec.member_groups()) * job.spec.n_epochs + len(low.member_groups()) * pass_epochs
+    if job.epochs_total >= total:  # a resumed job decided it already
+        return job.epochs_total
+    first = first_round_scores(store, job)
+    n = len(first.mislabel_score)
+    sigma, p_min, p_max = job.spec.low_noise_jumpout or (0.0, 0.0, 0.0)
+    message = (f"the first pass estimates {first.estimated_n_errors} label errors ({first.estimated_n_errors / n:.1%}), "
+               f"under {job.spec.low_noise_pass_below:.0%}: training the ensemble again under the weaker Jumpout row "
+               f"(sigma {sigma:g}, p {p_min:g}-{p_max:g}), {low.n_members} members x {pass_epochs} epochs; the flags "
+               "come from that pass")
+    jobs.set_epochs_total(store, job.job_id, attempt, total, message)
+    if estimate is not None:
+        share = low.n_members * pass_epochs / (job.spec.n_members * job.spec.n_epochs)  # training ~ members x epochs
+        jobs.set_estimate(store, job.job_id, attempt, (1 + share) * estimate.seconds,
+                          f"{estimate.note}; x{1 + share:g}: the low-noise pass trains {low.n_members} members x "
+                          f"{pass_epochs} epochs more")
+    return total
 
 
 def _epoch_timer(store: Store, settings: Settings, job: jobs.Job, executor: Executor) -> EpochTimer:

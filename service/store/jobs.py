@@ -186,6 +186,16 @@ def set_estimate(store: Store, job_id: str, attempt: int, seconds: float, note: 
                     [to_json({"seconds": float(seconds), "note": note}), job_id, attempt])
 
 
+def set_epochs_total(store: Store, job_id: str, attempt: int, total: int, why: str) -> None:
+    """A running job's new epochs_total (its low-noise pass adds one training of the ensemble), with
+    the event that says why; fenced by the attempt like every write of a running job."""
+    with store.transaction() as cur:
+        updated = cur.execute("UPDATE jobs SET epochs_total = ? WHERE job_id = ? AND attempt = ? RETURNING job_id",
+                              [total, job_id, attempt]).fetchall()
+        if updated:
+            add_event(cur, job_id, "low_noise_pass", why)
+
+
 def owner_of(store: Store, job_id: str) -> str | None:
     """A job's owner (None: no such job, or a job without keys)."""
     with store.reader() as cur:

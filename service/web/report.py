@@ -26,7 +26,7 @@ from service.ingest.files import load_pixels
 from service.read import queries
 from service.store import jobs
 from service.store.db import Store
-from service.vocab import EXPORT_KINDS, SPLITS
+from service.vocab import EXPORT_KINDS, SPLITS, low_noise_pass_text
 from service.web import curation as web_curation
 from service.web.pages import render
 from service.web.plots import plot_adaboost_curves, plot_dynamics
@@ -72,7 +72,8 @@ def render_job(store: Store, data_dir: Path, job_id: str, owner: str | None, use
         **context, "json_links": twins + ([f"/jobs/{job_id}/adaboost"] if job.adaboost.enabled else []),
         "n_examples": n, "splits": split_rows(summary, n), "error_rate": (job.estimated_n_errors or 0) / max(n, 1),
         "panel": web_curation.render_job_panel(store, data_dir, found, owner), "exports": EXPORT_KINDS,
-        "phases": phase_rows(summary)})
+        "phases": phase_rows(summary),
+        "low_noise": low_noise_pass_text(summary["low_noise_pass"]) if summary.get("low_noise_pass") else None})
 
 
 def split_rows(summary: dict, n_examples: int) -> list[tuple[str, int, float]]:

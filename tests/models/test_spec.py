@@ -6,6 +6,7 @@ import pytest
 from models.spec import (
     CPU_NARROW_CNN_FROM,
     JUMPOUT_BY_RATIO,
+    LOW_NOISE_PASS_BELOW,
     MLP_DEEP_FROM,
     MLP_DEEP_LAYERS,
     MLP_SHALLOW_LAYERS,
@@ -16,6 +17,7 @@ from models.spec import (
     cpu_has_native_bf16,
     jumpout_for_data,
     mlp_layers_for,
+    weaker_jumpout,
 )
 
 
@@ -112,3 +114,57 @@ def test_an_mlp_on_raw_pixels_keeps_two_layers_at_any_ratio() -> None:
     assert TrainSpec().resolved(10_000, 784, pixels=True).n_hidden_layers == 2
     assert TrainSpec().resolved(10_000, 784).n_hidden_layers == 3  # the same numbers as a table
     assert TrainSpec(n_hidden_layers=3).resolved(10_000, 784, pixels=True).n_hidden_layers == 3
+
+
+@pytest.mark.parametrize("n,d,row", [(178, 13, 0), (569, 30, 0), (1797, 64, 1)])  # wine, breast cancer, digits
+def test_the_low_noise_pass_gets_the_next_weaker_row_where_the_row_is_by_data(n: int, d: int, row: int) -> None:
+    spec = TrainSpec().resolved(n, d)
+    assert (spec.jumpout_sigma, spec.jumpout_p_min, spec.jumpout_p_max) == JUMPOUT_BY_RATIO[row][1:]
+    assert spec.low_noise_jumpout == JUMPOUT_BY_RATIO[row + 1][1:]
+    assert weaker_jumpout(JUMPOUT_BY_RATIO[row][1:]) == JUMPOUT_BY_RATIO[row + 1][1:]
+    assert spec.resolved(n, d) == spec  # resolving the stored spec again changes nothing
+    second = spec.low_noise_spec()
+    assert (second.jumpout_sigma, second.jumpout_p_min, second.jumpout_p_max) == spec.low_noise_jumpout
+    assert second.random_state == spec.round2_seed() != spec.random_state
+    assert second.low_noise_jumpout is None  # the pass has no pass of its own
+    assert (second.n_members, second.n_epochs) == (spec.n_members // 2, spec.n_epochs // 2)
+    tiny = TrainSpec(n_members=1, n_epochs=1).resolved(n, d).low_noise_spec()
+    assert (tiny.n_members, tiny.n_epochs) == (1, 1)
+    assert second.model_copy(update={k: getattr(spec, k) for k in (
+        "jumpout_sigma", "jumpout_p_min", "jumpout_p_max", "random_state", "low_noise_jumpout", "n_epochs",
+        "n_members")}) == spec
+
+
+@pytest.mark.parametrize("spec,n,d,cnn,pixels", [
+    (TrainSpec(), 150, 4, False, False),  # iris: already the weakest row
+    (TrainSpec(), 1000, 384, False, False),  # 2.6 a feature (text embeddings): below MLP_DEEP_FROM, unmeasured
+    (TrainSpec(), 1797, 64, True, False),  # digits as images: the CNN
+    (TrainSpec(), 3000, 784, False, True),  # an MLP on raw pixels
+    (TrainSpec(jumpout_sigma=0.3), 178, 13, False, False),  # the user chose the Jumpout
+    (TrainSpec(dropout="dropout"), 178, 13, False, False),
+    (TrainSpec(rounds=2), 178, 13, False, False),
+    (TrainSpec(n_folds=4), 178, 13, False, False),
+    (TrainSpec(low_noise_pass_below=0.0), 178, 13, False, False),  # switched off
+])
+def test_no_low_noise_pass_outside_where_it_was_measured(spec: TrainSpec, n: int, d: int, cnn: bool,
+                                                         pixels: bool) -> None:
+    resolved = spec.resolved(n, d, cnn=cnn, pixels=pixels)
+    assert resolved.low_noise_jumpout is None
+    assert not resolved.wants_low_noise_pass(0, n)
+    with pytest.raises(ValueError, match="no low-noise pass"):
+        resolved.low_noise_spec()
+
+
+def test_the_pass_is_wanted_strictly_under_the_threshold_and_bad_rows_are_refused() -> None:
+    spec = TrainSpec().resolved(178, 13)
+    assert spec.low_noise_pass_below == LOW_NOISE_PASS_BELOW
+    limit = LOW_NOISE_PASS_BELOW * 1000
+    assert spec.wants_low_noise_pass(int(limit) - 1, 1000) and not spec.wants_low_noise_pass(int(limit), 1000)
+    assert TrainSpec(low_noise_jumpout=(0.1, 0.01, 0.6)).resolved(150, 4).low_noise_jumpout == (0.1, 0.01, 0.6)
+    with pytest.raises(ValueError, match="does not combine with rounds=2 or cross-fitting"):
+        TrainSpec(low_noise_jumpout=(0.1, 0.01, 0.6), rounds=2)
+    with pytest.raises(ValueError, match="needs dropout=jumpout"):
+        TrainSpec(low_noise_jumpout=(0.1, 0.01, 0.6), dropout="none")
+    with pytest.raises(ValueError, match=r"low_noise_jumpout \(0.1, 0.7, 0.6\) must be"):
+        TrainSpec(low_noise_jumpout=(0.1, 0.7, 0.6))
+    assert weaker_jumpout(JUMPOUT_BY_RATIO[-1][1:]) is None and weaker_jumpout((0.5, 0.5, 0.5)) is None

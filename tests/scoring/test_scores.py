@@ -7,7 +7,7 @@ import pytest
 
 from scoring.consistency import NEVER, compute_accessibility, compute_consistency
 from scoring.mislabel import compute_rank_score
-from scoring.scores import ExampleScores, ScoringOptions, compute_example_scores
+from scoring.scores import ExampleScores, ScoringOptions, compute_example_scores, take_low_noise_pass
 from scoring.splits import SPLITS
 
 
@@ -302,3 +302,31 @@ def test_rejects_given_labels_out_of_range(seed):
     given[0] = 7
     with pytest.raises(ValueError, match="label"):
         _scores({**rec, "given_labels": given})
+
+
+# ---------------------------------------------------------------- the low-noise pass
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_low_noise_pass_ranks_by_the_second_pass_and_counts_the_mean_of_both(seed):
+    rec, _, _ = _planted(seed=seed)
+    first = _scores(rec)
+    second = _scores(_planted(seed=seed + 10)[0] | {"given_labels": rec["given_labels"]})
+    both = take_low_noise_pass(first, second)
+    n_errors = (first.estimated_n_errors + second.estimated_n_errors) // 2
+    assert both.estimated_n_errors == n_errors
+    assert both.is_suspected_mislabel.sum() == n_errors
+    top = np.argsort(-second.mislabel_score, kind="stable")[:n_errors]  # the second pass's worst n
+    assert set(np.flatnonzero(both.is_suspected_mislabel)) == set(top)
+    np.testing.assert_array_equal(both.mislabel_score, second.mislabel_score)
+    np.testing.assert_array_equal(both.suggested_label, second.suggested_label)
+    for kept in ("split", "accessibility", "consistency", "consistency_curve"):  # the first pass's
+        np.testing.assert_array_equal(getattr(both, kept), getattr(first, kept))
+    flagged = both.is_suspected_mislabel
+    assert both.estimated_precision == pytest.approx(float((1 - second.accessibility[flagged]).mean()))
+
+
+def test_the_low_noise_pass_refuses_passes_of_other_sizes():
+    first = _scores(_random_record(0, n=30))
+    with pytest.raises(ValueError, match=r"passes of \(30,\) and \(31,\) examples"):
+        take_low_noise_pass(first, _scores(_random_record(1, n=31)))

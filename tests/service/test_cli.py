@@ -191,3 +191,19 @@ def test_the_count_line_warns_that_few_errors_read_high() -> None:
     assert "upper bound" in low and "27 points high" in low
     assert "27 points" not in errors_line(30, 1000, None) and "upper bound" in errors_line(30, 1000, None)
     assert "\n" not in errors_line(100, 1000, 0.9) and "\n" not in errors_line(0, 1000, None)
+
+
+def test_score_says_when_the_low_noise_pass_ran_and_set_turns_it_off(tmp_path: Path) -> None:
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)  # clean wine: 13 features, few errors, a weaker row exists
+    path = tmp_path / "wine.npz"
+    np.savez(path, X=X.astype(np.float32), y=y)
+    args = ["score", str(path), "--members", "4", "--epochs", "12", "--no-adaboost", "--data-dir", str(tmp_path / "d")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("low-noise pass:"))
+    assert "trained again under weaker Jumpout (sigma 0.2, p 0.1-0.6), 2 members x 6 epochs" in line and "the mean of both" in line
+    off = runner.invoke(app, [*args, "--set", "low_noise_pass_below=0"])
+    assert off.exit_code == 0, off.output
+    assert "low-noise pass" not in off.output
