@@ -201,13 +201,14 @@ def main(argv: list[str] | None = None) -> dict:
     command = "python benchmarks/low_noise_pass.py " + " ".join(argv if argv is not None else sys.argv[1:])
     machine = describe_machine()
     default = TrainSpec()
+    low = default.resolved(1797, 64).low_noise_spec()
     report = {"command": command, "machine": machine, "seeds": seeds, "threshold": LOW_NOISE_PASS_BELOW,
               "seconds": round(time.perf_counter() - started, 1), "rows": rows}
     machine_text = ", ".join(f"{k} {v}" for k, v in machine.items() if k != "command")
     md = ["# The low-noise pass (issue 12)", "",
           f"Command: `{command}`; seeds {', '.join(map(str, seeds))}; the six tables, the first pass "
-          f"{default.n_members} x {default.n_epochs}, the low-noise pass {default.n_members} x "
-          f"{default.resolved(1797, 64).low_noise_spec().n_epochs}, the default ranking and count. A job takes the pass where its table has a weaker Jumpout row (wine, breast "
+          f"{default.n_members} x {default.n_epochs}, the low-noise pass {low.n_members} x {low.n_epochs}, the "
+          "default ranking and count. A job takes the pass where its table has a weaker Jumpout row (wine, breast "
           "cancer, digits) and its first pass estimates under the threshold; iris, segment and phishing never do. "
           "`count gap`: estimated minus planted rate; `est. precision - measured`: the flags' estimated "
           "precision minus the planted share among them. Training seconds: one torch thread, two runs side by side.",

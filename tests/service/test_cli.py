@@ -188,8 +188,8 @@ def test_the_count_line_warns_that_few_errors_read_high() -> None:
     were measured to read high at 2-5 % planted noise); at 10 % and more, or with nothing flagged, it does not."""
     low = errors_line(30, 1000, 0.91)
     assert low.startswith("estimated label errors: 30 (3.0%); flagged as suspected mislabels, estimated precision of the flags 91%")
-    assert "upper bound" in low and "27 points high" in low
-    assert "27 points" not in errors_line(30, 1000, None) and "upper bound" in errors_line(30, 1000, None)
+    assert "upper bound" in low and "23 points high" in low
+    assert "23 points" not in errors_line(30, 1000, None) and "upper bound" in errors_line(30, 1000, None)
     assert "\n" not in errors_line(100, 1000, 0.9) and "\n" not in errors_line(0, 1000, None)
 
 
