@@ -16,6 +16,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from benchmarks.live_server import Server, wait_for  # noqa: F401 (wait_for: the tests import it from here)
+from service.engine.executors.local import LocalExecutor
 
 # A real job in a couple of seconds (2 members x 3 epochs on a few hundred digits): enough for any
 # claim about what is recorded, scored or served; tests that need more say so with an override.
@@ -69,6 +70,29 @@ def digits_npz(path: Path, n: int = 300, noise: float = 0.0, seed: int = 0) -> t
     y[flipped] = (y[flipped] + rng.integers(1, 10, size=len(flipped))) % 10
     np.savez(path, X=X, y=y)
     return path, flipped
+
+
+class Crash(BaseException):
+    """Raised by CrashAfter: a BaseException, so no `except Exception` in the engine records it."""
+
+
+class CrashAfter(LocalExecutor):
+    """Dies on the n-th record of the whole job (every round or pass), before committing it: the
+    engine process dying between two commits."""
+
+    def __init__(self, n_records: int) -> None:
+        super().__init__()
+        self.left = n_records
+
+    def run(self, tasks, on_records, should_stop):  # type: ignore[no-untyped-def]
+        def counting(task, records):  # type: ignore[no-untyped-def]
+            for record in records:  # one at a time: the crash comes after exactly n commits
+                if self.left == 0:
+                    raise Crash()
+                on_records(task, [record])
+                self.left -= 1
+
+        return super().run(tasks, counting, should_stop)
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 60.0, interval: float = 0.05,

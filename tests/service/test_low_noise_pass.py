@@ -15,12 +15,11 @@ from models.ensemble import train_group
 from models.spec import JUMPOUT_BY_RATIO, AdaBoostSpec, TrainSpec
 from scoring.scores import take_low_noise_pass
 from service.engine.engine import Engine
-from service.engine.executors.local import LocalExecutor
 from service.engine.finalize import compute_job_scores, first_round_scores
 from service.read import queries
 from service.settings import Settings
 from service.store import jobs
-from tests.service.conftest import Server
+from tests.service.conftest import Crash, CrashAfter, Server
 
 SPEC = TrainSpec(n_members=4, n_epochs=12, random_state=5)  # 12 epochs: wine is learned (4 leave most unlearned)
 NO_ADABOOST = AdaBoostSpec(enabled=False)
@@ -133,26 +132,6 @@ def test_many_estimated_errors_keep_one_pass(tmp_path: Path) -> None:
 def test_a_crash_in_the_pass_resumes_to_the_scores_of_an_uninterrupted_run(
         clean: tuple[Path, Path, str], tmp_path: Path) -> None:
     path, data_dir, clean_job = clean
-
-    class Crash(BaseException):
-        pass
-
-    class CrashAfter(LocalExecutor):
-        """Dies on the n-th record of the whole job (both passes), before committing it."""
-
-        def __init__(self, n_records: int) -> None:
-            super().__init__()
-            self.left = n_records
-
-        def run(self, tasks, on_records, should_stop):  # type: ignore[no-untyped-def]
-            def counting(task, records):  # type: ignore[no-untyped-def]
-                for record in records:  # one at a time: the crash comes after exactly n commits
-                    if self.left == 0:
-                        raise Crash()
-                    on_records(task, [record])
-                    self.left -= 1
-
-            return super().run(tasks, counting, should_stop)
 
     crashed = Engine(Settings(data_dir=tmp_path / "a"), executor=CrashAfter(SPEC.n_epochs + 1 + 2))
     ds = crashed.add_dataset(path)

@@ -11,12 +11,11 @@ from models.ensemble import train_group
 from models.spec import AdaBoostSpec, TrainSpec
 from scoring.scores import second_round_exclusion
 from service.engine.engine import Engine
-from service.engine.executors.local import LocalExecutor
 from service.engine.finalize import compute_job_scores, first_round_scores
 from service.read import queries
 from service.settings import Settings
 from service.store import jobs
-from tests.service.conftest import digits_arrays, digits_npz
+from tests.service.conftest import Crash, CrashAfter, digits_arrays, digits_npz
 
 N = 300
 SPEC = TrainSpec(n_members=2, n_epochs=4, hidden_units=32, batch_size=32, random_state=3, rounds=2)
@@ -82,26 +81,6 @@ def test_the_second_round_holds_the_first_rounds_suspects_out_and_flags_from_its
 def test_a_crash_in_the_second_round_resumes_to_the_scores_of_an_uninterrupted_run(
         finished: tuple[Path, Path, str], tmp_path: Path) -> None:
     path, data_dir, clean_job = finished
-
-    class Crash(BaseException):
-        pass
-
-    class CrashAfter(LocalExecutor):
-        """Dies on the n-th record of the whole job (both rounds), before committing it."""
-
-        def __init__(self, n_records: int) -> None:
-            super().__init__()
-            self.left = n_records
-
-        def run(self, tasks, on_records, should_stop):  # type: ignore[no-untyped-def]
-            def counting(task, records):  # type: ignore[no-untyped-def]
-                for record in records:  # one at a time: the crash comes after exactly n commits
-                    if self.left == 0:
-                        raise Crash()
-                    on_records(task, [record])
-                    self.left -= 1
-
-            return super().run(tasks, counting, should_stop)
 
     crashed = Engine(Settings(data_dir=tmp_path / "a"), executor=CrashAfter(SPEC.n_epochs + 1 + 2))
     ds = crashed.add_dataset(path)
