@@ -312,9 +312,8 @@ class TrainSpec(BaseModel):
 
     def wants_low_noise_pass(self, estimated_n_errors: int, n_examples: int) -> bool:
         """Whether a job whose first pass estimated estimated_n_errors of n_examples trains the low-noise
-        pass (LOW_NOISE_PASS_BELOW)."""
-        return (self.low_noise_jumpout is not None and self.rounds == 1 and not self.n_folds
-                and estimated_n_errors < self.low_noise_pass_below * n_examples)
+        pass (LOW_NOISE_PASS_BELOW; the validator keeps low_noise_jumpout from rounds=2 and n_folds)."""
+        return self.low_noise_jumpout is not None and estimated_n_errors < self.low_noise_pass_below * n_examples
 
     def low_noise_spec(self) -> "TrainSpec":
         """The low-noise pass's spec: this one under low_noise_jumpout, half the members and half the

@@ -57,13 +57,13 @@ def first_round_scores(store: Store, job: jobs.Job) -> ExampleScores:
                               given, job.scoring)
 
 
-def takes_low_noise_pass(store: Store, job: jobs.Job) -> bool:
-    """Whether the job trains (or trained) the low-noise pass: decided from its committed first pass
-    (deterministic), so a resumed job and the scoring decide alike."""
-    if job.spec.low_noise_jumpout is None or job.spec.rounds != 1 or job.spec.n_folds:
-        return False  # no scoring needed
+def low_noise_first_pass(store: Store, job: jobs.Job) -> ExampleScores | None:
+    """The first pass's scores if the job trains (or trained) the low-noise pass, else None: decided
+    from its committed first pass (deterministic), so a resumed job and the scoring decide alike."""
+    if job.spec.low_noise_jumpout is None:
+        return None  # no scoring needed
     first = first_round_scores(store, job)
-    return job.spec.wants_low_noise_pass(first.estimated_n_errors, len(first.mislabel_score))
+    return first if job.spec.wants_low_noise_pass(first.estimated_n_errors, len(first.mislabel_score)) else None
 
 
 def finalize_job(store: Store, settings: Settings, job: jobs.Job) -> ExampleScores:

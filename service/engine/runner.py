@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 from models.predictions import EpochRecord
 from models.spec import GroupTask, TrainSpec
-from scoring.scores import second_round_exclusion
+from scoring.scores import ExampleScores, second_round_exclusion
 from service.engine.estimate import EpochTimer, Estimate, job_shape
 from service.engine.executors.local import Executor, WorkerFailed
 from service.engine.explain import explain_job, keep_model
-from service.engine.finalize import finalize_job, first_round_scores, takes_low_noise_pass
+from service.engine.finalize import finalize_job, first_round_scores, low_noise_first_pass
 from service.limits import cuda_device_count
 from service.settings import Settings
 from service.store import catalog, jobs
@@ -104,8 +104,8 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
         finished = executor.run(tasks, on_records, should_stop)
         if finished and job.spec.rounds == 2:
             finished = executor.run(build_round2_tasks(store, settings, job, attempt), on_records, should_stop)
-        elif finished and takes_low_noise_pass(store, job):
-            total[0] = _start_low_noise_pass(store, job, attempt, timer.last)
+        elif finished and (first := low_noise_first_pass(store, job)) is not None:
+            total[0] = _start_low_noise_pass(store, job, attempt, first, timer.last)
             finished = executor.run(build_low_noise_tasks(store, settings, job, attempt), on_records, should_stop)
         if not finished:
             if cancel is not None and cancel.is_set():
@@ -129,7 +129,8 @@ def run_job(store: Store, settings: Settings, job_id: str, executor: Executor,
     return jobs.get_job(store, job_id, owner=job.owner)
 
 
-def _start_low_noise_pass(store: Store, job: jobs.Job, attempt: int, estimate: Estimate | None) -> int:
+def _start_low_noise_pass(store: Store, job: jobs.Job, attempt: int, first: ExampleScores,
+                          estimate: Estimate | None) -> int:
     """Count the pass's epochs in the job's total, say why it trains again (once, not again on resume)
     and add the pass to the time estimate; returns the new epochs_total."""
     low = job.spec.low_noise_spec()
@@ -137,7 +138,6 @@ def _start_low_noise_pass(store: Store, job: jobs.Job, attempt: int, estimate: E
     total = len(job.spec.member_groups()) * job.spec.n_epochs + len(low.member_groups()) * pass_epochs
     if job.epochs_total >= total:  # a resumed job decided it already
         return job.epochs_total
-    first = first_round_scores(store, job)
     n = len(first.mislabel_score)
     sigma, p_min, p_max = job.spec.low_noise_jumpout or (0.0, 0.0, 0.0)
     message = (f"the first pass estimates {first.estimated_n_errors} label errors ({first.estimated_n_errors / n:.1%}), "
