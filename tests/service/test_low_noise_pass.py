@@ -3,6 +3,7 @@ the next weaker Jumpout row and flags from that pass; through the engine (real D
 workers), exactly the spec it says, and resumable. Wine (13 features, 178 examples: the strong row, the
 middle one for the pass) is the smallest table it applies to."""
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from service.read import queries
 from service.settings import Settings
 from service.store import jobs
 from tests.service.conftest import Crash, CrashAfter, Server
+from tests.service.test_browser import ARGS, CHROMIUM, SHOTS
 
 SPEC = TrainSpec(n_members=4, n_epochs=12, random_state=5)  # 12 epochs: wine is learned (4 leave most unlearned)
 NO_ADABOOST = AdaBoostSpec(enabled=False)
@@ -169,3 +171,27 @@ def test_the_api_and_the_job_page_say_the_pass_ran(clean: tuple[Path, Path, str]
         assert page.status_code == 200
         assert '<p id="low-noise-pass">Low-noise pass: the first pass estimated' in page.text
         assert "weaker Jumpout (sigma 0.2, p 0.1-0.6)" in page.text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists() and not shutil.which("chromium"), reason="no /usr/bin/chromium")
+def test_a_user_sees_the_pass_on_the_job_page_in_chromium(clean: tuple[Path, Path, str],
+                                                          start_server: Callable[..., Server]) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    _, data_dir, job_id = clean
+    server = start_server(data_dir)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
+                                    args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(server.url + "/")
+            page.click(f"a[href='/ui/jobs/{job_id}']")  # from the job list to the job, as a user goes
+            page.wait_for_url(f"**/ui/jobs/{job_id}")
+            line = page.locator("#low-noise-pass")
+            sync_api.expect(line).to_be_visible()
+            sync_api.expect(line).to_contain_text("2 members x 6 epochs; the flags are that pass's")
+            SHOTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(SHOTS / "30-low-noise-pass.png"), full_page=True)
+        finally:
+            browser.close()
