@@ -165,6 +165,13 @@ def test_the_api_and_the_job_page_say_the_pass_ran(clean: tuple[Path, Path, str]
     server = start_server(data_dir)  # the finished job's own data dir, served by a real `curate serve`
     with httpx.Client(base_url=server.url, timeout=60) as client:
         job = client.get(f"/jobs/{job_id}").json()
+        before = client.get("/jobs").json()
+        for bad, says in (([0.1, 0.7, 0.6], "must be (sigma in (0, 1], p_min <= p_max"),
+                          ([0.1, 0.01, 0.6], "does not combine with rounds=2")):
+            spec = {"low_noise_jumpout": bad, **({"rounds": 2} if "rounds" in says else {})}
+            refused = client.post("/jobs", json={"dataset_id": job["dataset_id"], "spec": spec})
+            assert refused.status_code == 422 and says in refused.text and "low_noise_jumpout" in refused.text
+        assert client.get("/jobs").json() == before  # nothing queued, nothing stored changed
         assert job["summary"]["low_noise_pass"]["jumpout"] == list(JUMPOUT_BY_RATIO[1][1:])
         assert job["epochs_total"] == SPEC.n_epochs + PASS_EPOCHS
         page = client.get(f"/ui/jobs/{job_id}")
