@@ -126,11 +126,13 @@ def part_e2e(repeats: int) -> dict:
     table = statistics.median(times["table (NPZ)"])
     rows = [{"variant": k, "seconds": [round(t, 2) for t in v], "median_s": round(statistics.median(v), 2),
              "x_table": round(statistics.median(v) / table, 2)} for k, v in times.items()]
-    threads = Settings().threads_per_worker()
+    settings = Settings()
+    cnn_threads = settings.threads_per_worker(cnn=True)
+    threads = f"{settings.threads_per_worker(cnn=False)} (MLP) / {cnn_threads} (CNN)"
     return {"what": f"upload -> train (8 x 20, no AdaBoost, no explanations) -> scores, digits; {threads} torch "
                     f"thread(s) in the training worker; default precision here: "
                     f"{precision_for(False, True, cpu_has_native_bf16())} for the CNN",
-            "rows": rows, "load": loads, "worker_threads": threads}
+            "rows": rows, "load": loads, "worker_threads": cnn_threads}
 
 
 def part_large() -> dict:
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
     parts = args.part.split(",")
     if "training" in parts:
         report["training"] = part_training(args.repeats)
-    if "e2e" in parts:  # one torch thread a worker, as the earlier runs; the default (cores / workers) apart
+    if "e2e" in parts:  # one torch thread a worker, as the earlier runs; the default (a CNN: cores / workers) apart
         e2e = part_e2e(args.repeats)
         report["e2e" if e2e["worker_threads"] == 1 else "e2e_default_threads"] = {**e2e, "command": report["command"]}
     if "detection" in parts:

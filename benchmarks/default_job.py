@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     rows = []
-    # digits' labels are clean, so the default job takes the low-noise pass (8 x 10 more under a weaker
+    # digits' labels are clean, so the default job takes the low-noise pass (4 x 10 more under a weaker
     # Jumpout row); the third job turns it off, to show what the pass costs on the same box
     jobs = (("default (AdaBoost on)", []), ("--no-adaboost", ["--no-adaboost"]),
             ("without the low-noise pass (--set low_noise_pass_below=0)", ["--set", "low_noise_pass_below=0"]))

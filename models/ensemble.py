@@ -47,10 +47,8 @@ def autocast(spec: TrainSpec, device: torch.device) -> contextlib.AbstractContex
 
 
 def resolve_model(spec: TrainSpec, X: np.ndarray) -> Literal["mlp", "cnn"]:
-    """auto: a CNN for images (n, C, H, W), an MLP for tables (n, d)."""
-    if spec.model != "auto":
-        return spec.model
-    return "cnn" if X.ndim == 4 else "mlp"
+    """auto: a CNN for images (n, C, H, W), an MLP for tables (n, d) (TrainSpec.trains_cnn)."""
+    return "cnn" if spec.trains_cnn(X.ndim) else "mlp"
 
 
 def resolve_batch_size(spec: TrainSpec, n_examples: int) -> int:

@@ -333,6 +333,11 @@ class TrainSpec(BaseModel):
         """The second round's random_state: other initial weights and batches than the first's."""
         return self.random_state ^ 0x2D2D2D2D
 
+    def trains_cnn(self, x_ndim: int) -> bool:
+        """Whether data of `x_ndim` dimensions trains a CNN: model=auto gives one to images (n, C, H, W)
+        and an MLP to tables (n, d)."""
+        return self.model == "cnn" or (self.model == "auto" and x_ndim == 4)
+
     def member_groups(self) -> list[list[int]]:
         """Members split into groups trained together on one device."""
         size = self.members_per_group or self.n_members

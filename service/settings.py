@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     ray_gpus_per_group: float = Field(0.0, ge=0, le=1, description="Ray executor: GPUs per member group")
     ray_members_per_gpu: int = Field(0, ge=0, description="Ray executor: members sharing one GPU (0 = use ray_gpus_per_group)")
     ray_shared_dir: Path | None = Field(None, description="Ray executor: checkpoint dir on storage every node sees")
-    torch_threads: int = Field(0, ge=0, le=1024, description="CPU threads per training worker; 0 = cores / max_workers")
+    torch_threads: int = Field(0, ge=0, le=1024, description="CPU threads per training worker; 0 = one for an MLP, "
+                               "cores / max_workers for a CNN")
     max_workers: int = Field(1, ge=1, le=64, description="member groups trained at once by the local executor "
                              "(the AdaBoost baseline runs beside them)")
     explain_max_examples: int = Field(2000, ge=0, le=1_000_000, description="suspected mislabels and hard examples "
@@ -46,8 +47,14 @@ class Settings(BaseSettings):
     body_read_timeout_s: float = Field(60.0, ge=0, description="seconds each part of a request body may take to "
                                        "arrive before 408 (0 = no limit)")
 
-    def threads_per_worker(self) -> int:
-        return self.torch_threads or max(1, (os.cpu_count() or 1) // self.max_workers)
+    def threads_per_worker(self, cnn: bool) -> int:
+        """Torch CPU threads of a training or explanation worker: torch_threads where set; else one for an
+        MLP, cores / max_workers for a CNN. An MLP's matrices are too small to split across threads whose
+        idle waits sleep (OMP_WAIT_POLICY=PASSIVE, set for every worker): two threads trained digits'
+        default ensemble 2.0x slower than one, with records equal bit for bit (benchmarks/results/threads.md)."""
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, (os.cpu_count() or 1) // self.max_workers) if cnn else 1
 
     @property
     def db_path(self) -> Path:

@@ -150,7 +150,7 @@ def compute_attributions(store: Store, settings: Settings, job: jobs.Job, exampl
     result = _run_worker(job_dir=str(settings.job_dir(job.job_id)), spec_json=job.spec.model_dump_json(),
                          members_by_group=groups, x_path=str(ds / "X.npy"), y_path=str(ds / "y.npy"),
                          n_classes=n_classes, example_ids=ids.tolist(), targets=targets, methods=list(methods),
-                         n_threads=settings.threads_per_worker())
+                         n_threads=settings.threads_per_worker(cnn=kind == "image" and job.spec.model != "mlp"))
     worker_done = time.perf_counter()
     images = np.load(ds / "X.npy", mmap_mode="r") if kind == "image" else None
     rows = _save_maps(settings, job.job_id, ids, targets, methods, result, images, names)

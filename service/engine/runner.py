@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from models.predictions import EpochRecord
 from models.spec import GroupTask, TrainSpec
 from scoring.scores import ExampleScores, second_round_exclusion
@@ -60,6 +62,7 @@ def _tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int, units:
     done = done_epochs(store, job.job_id)
     n_classes = catalog.dataset_size(store, job.dataset_id)[1]
     ds = settings.datasets_dir / job.dataset_id
+    threads = settings.threads_per_worker(cnn=spec.trains_cnn(np.load(ds / "X.npy", mmap_mode="r").ndim))
     tasks = []
     for model, group, members, last in units:
         resume = done.get((model, group))
@@ -70,7 +73,7 @@ def _tasks(store: Store, settings: Settings, job: jobs.Job, attempt: int, units:
                                spec=spec if model != "adaboost" else job.spec, adaboost=job.adaboost,
                                x_path=str(ds / "X.npy"), y_path=str(ds / "y.npy"), n_classes=n_classes,
                                checkpoint_dir=str(ckpt), resume_after=resume,
-                               n_threads=settings.threads_per_worker(), exclude=exclude if model == "round2" else ()))
+                               n_threads=threads, exclude=exclude if model == "round2" else ()))
     return tasks
 
 
