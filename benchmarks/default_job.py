@@ -5,7 +5,8 @@
 `curate score digits.npz` in a fresh subprocess and data dir, wall to wall (interpreter start,
 ingest, 8 members x 20 epochs, AdaBoost on as by default, the low-noise pass (digits' labels are
 clean), scoring, DuckDB writes, attributions of the flagged and hard examples), once more with
-`--no-adaboost` and once without the low-noise pass; the three interleaved, `--repeats` rounds. Writes
+`--no-adaboost`, once without the low-noise pass and, with `--threads N`, once with CURATE_TORCH_THREADS=N;
+interleaved, `--repeats` rounds. Writes
 `<out>/default_job.{json,md}` with the machine and its load.
 """
 
@@ -35,14 +36,14 @@ TARGET_SECONDS = 20.0
 CURATE = str(Path(sys.executable).with_name("curate"))
 
 
-def time_job(extra: list[str]) -> float:
+def time_job(extra: list[str], env: dict[str, str] | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         X, y = load_digits(return_X_y=True)
         data = Path(tmp) / "digits.npz"
         np.savez(data, X=X.astype(np.float32), y=y, class_names=np.array([str(i) for i in range(10)]))
         started = time.perf_counter()
         subprocess.run([CURATE, "score", str(data), "--data-dir", str(Path(tmp) / "curate"), *extra],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, env={**os.environ, **(env or {})})
         return time.perf_counter() - started
 
 
@@ -60,18 +61,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--threads", type=int, default=0,
+                        help="also the default job with CURATE_TORCH_THREADS set to this (e.g. 2: as before the "
+                             "MLP took one thread, benchmarks/threads.py)")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     rows = []
     # digits' labels are clean, so the default job takes the low-noise pass (4 x 10 more under a weaker
     # Jumpout row); the third job turns it off, to show what the pass costs on the same box
-    jobs = (("default (AdaBoost on)", []), ("--no-adaboost", ["--no-adaboost"]),
-            ("without the low-noise pass (--set low_noise_pass_below=0)", ["--set", "low_noise_pass_below=0"]))
-    seconds: dict[str, list[float]] = {name: [] for name, _ in jobs}
+    jobs: list[tuple[str, list[str], dict[str, str]]] = [
+        ("default (AdaBoost on)", [], {}), ("--no-adaboost", ["--no-adaboost"], {}),
+        ("without the low-noise pass (--set low_noise_pass_below=0)", ["--set", "low_noise_pass_below=0"], {})]
+    if args.threads:
+        jobs.append((f"default, CURATE_TORCH_THREADS={args.threads}", [], {"CURATE_TORCH_THREADS": str(args.threads)}))
+    seconds: dict[str, list[float]] = {name: [] for name, _, _ in jobs}
     for _ in range(args.repeats):  # interleaved, so a change in the box's speed touches every job alike
-        for name, extra in jobs:
-            seconds[name].append(time_job(extra))
-    for name, _ in jobs:
+        for name, extra, env in jobs:
+            seconds[name].append(time_job(extra, env))
+    for name, _, _ in jobs:
         rows.append({"job": name, "seconds": seconds[name], "median": statistics.median(seconds[name]),
                      "meets_target": max(seconds[name]) < TARGET_SECONDS})
     machine = {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
         """Torch CPU threads of a training or explanation worker: torch_threads where set; else one for an
         MLP, cores / max_workers for a CNN. An MLP's matrices are too small to split across threads whose
         idle waits sleep (OMP_WAIT_POLICY=PASSIVE, set for every worker): two threads trained digits'
-        default ensemble 2.0x slower than one, with records equal bit for bit (benchmarks/results/threads.md)."""
+        default ensemble 1.8-2.0x slower than one, with records equal bit for bit (benchmarks/results/threads.md)."""
         if self.torch_threads:
             return self.torch_threads
         return max(1, (os.cpu_count() or 1) // self.max_workers) if cnn else 1
