@@ -16,7 +16,11 @@ import pytest
 from sklearn.datasets import load_digits
 
 from benchmarks.live_server import Server, wait_for  # noqa: F401 (wait_for: the tests import it from here)
-from service.engine.executors.local import LocalExecutor
+from models.spec import AdaBoostSpec, TrainSpec
+from service.engine.engine import Engine
+from service.engine.executors.local import Executor, LocalExecutor
+from service.read import queries
+from service.settings import Settings
 
 # A real job in a couple of seconds (2 members x 3 epochs on a few hundred digits): enough for any
 # claim about what is recorded, scored or served; tests that need more say so with an override.
@@ -93,6 +97,35 @@ class CrashAfter(LocalExecutor):
                 self.left -= 1
 
         return super().run(tasks, counting, should_stop)
+
+
+def run_to_success(settings: Settings, upload: Path, spec: TrainSpec, executor: Executor | None = None) -> str:
+    """Store `upload` in a fresh engine of `settings`, run one job of `spec` (AdaBoost off) to success
+    and close the engine; returns the job id."""
+    engine = Engine(settings, executor=executor)
+    try:
+        ds = engine.add_dataset(upload)
+        job = engine.run(engine.submit(ds.dataset_id, spec, AdaBoostSpec(enabled=False)))
+        assert job.status == "succeeded", job.error
+    finally:
+        engine.close()
+    return job.job_id
+
+
+SCORE_COLUMNS = ("accessibility", "mislabel_score", "is_suspected_mislabel", "suggested_label", "split")
+
+
+def assert_same_scores(data_dir: Path, job_id: str, other_dir: Path, other_job: str) -> None:
+    """The two jobs' stored scores are equal, column by column (a resumed job against an uninterrupted one)."""
+    rows = []
+    for directory, job in ((data_dir, job_id), (other_dir, other_job)):
+        engine = Engine(Settings(data_dir=directory))
+        try:
+            rows.append(queries.score_rows(engine.store, job))
+        finally:
+            engine.close()
+    for col in SCORE_COLUMNS:
+        assert rows[0].column(col).to_pylist() == rows[1].column(col).to_pylist(), col
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 60.0, interval: float = 0.05,

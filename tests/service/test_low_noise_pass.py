@@ -20,7 +20,7 @@ from service.engine.finalize import compute_job_scores, first_round_scores
 from service.read import queries
 from service.settings import Settings
 from service.store import jobs
-from tests.service.conftest import Crash, CrashAfter, Server
+from tests.service.conftest import Crash, CrashAfter, Server, assert_same_scores, run_to_success
 from tests.service.test_browser import ARGS, CHROMIUM, SHOTS
 
 SPEC = TrainSpec(n_members=4, n_epochs=12, random_state=5)  # 12 epochs: wine is learned (4 leave most unlearned)
@@ -56,14 +56,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """(the upload, the data dir, the job id) of one uninterrupted job on clean wine."""
     tmp = tmp_path_factory.mktemp("lownoise")
     path, _, _ = wine_npz(tmp / "wine.npz")
-    engine = Engine(Settings(data_dir=tmp / "data"))
-    try:
-        ds = engine.add_dataset(path)
-        job = engine.run(engine.submit(ds.dataset_id, SPEC, NO_ADABOOST))
-        assert job.status == "succeeded", job.error
-    finally:
-        engine.close()
-    return path, tmp / "data", job.job_id
+    return path, tmp / "data", run_to_success(Settings(data_dir=tmp / "data"), path, SPEC)
 
 
 def test_few_estimated_errors_train_the_weaker_row_again_and_flag_from_it(clean: tuple[Path, Path, str]) -> None:
@@ -150,13 +143,8 @@ def test_a_crash_in_the_pass_resumes_to_the_scores_of_an_uninterrupted_run(
     assert resumed.status == "succeeded", resumed.error
     assert resumed.epochs_total == SPEC.n_epochs + PASS_EPOCHS
     assert len(_pass_events(restarted, job_id)) == 1
-    resumed_rows = queries.score_rows(restarted.store, job_id)
     restarted.close()
-    reference = Engine(Settings(data_dir=data_dir))
-    clean_rows = queries.score_rows(reference.store, clean_job)
-    reference.close()
-    for col in ("accessibility", "mislabel_score", "is_suspected_mislabel", "suggested_label", "split"):
-        assert resumed_rows.column(col).to_pylist() == clean_rows.column(col).to_pylist(), col
+    assert_same_scores(tmp_path / "a", job_id, data_dir, clean_job)
 
 
 def test_the_api_and_the_job_page_say_the_pass_ran(clean: tuple[Path, Path, str],

@@ -15,7 +15,7 @@ from service.engine.finalize import compute_job_scores, first_round_scores
 from service.read import queries
 from service.settings import Settings
 from service.store import jobs
-from tests.service.conftest import Crash, CrashAfter, digits_arrays, digits_npz
+from tests.service.conftest import Crash, CrashAfter, assert_same_scores, digits_arrays, digits_npz, run_to_success
 
 N = 300
 SPEC = TrainSpec(n_members=2, n_epochs=4, hidden_units=32, batch_size=32, random_state=3, rounds=2)
@@ -34,14 +34,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]
     """(the upload, the data dir, the job id) of one uninterrupted rounds=2 job."""
     tmp = tmp_path_factory.mktemp("rounds")
     path, _ = digits_npz(tmp / "d.npz", n=N, noise=0.1, seed=1)
-    engine = Engine(Settings(data_dir=tmp / "data"))
-    try:
-        ds = engine.add_dataset(path)
-        job = engine.run(engine.submit(ds.dataset_id, SPEC, AdaBoostSpec(enabled=False)))
-        assert job.status == "succeeded", job.error
-    finally:
-        engine.close()
-    return path, tmp / "data", job.job_id
+    return path, tmp / "data", run_to_success(Settings(data_dir=tmp / "data"), path, SPEC)
 
 
 @pytest.mark.slow
@@ -93,13 +86,8 @@ def test_a_crash_in_the_second_round_resumes_to_the_scores_of_an_uninterrupted_r
     restarted = Engine(Settings(data_dir=tmp_path / "a"))
     resumed = restarted.run(job_id)
     assert resumed.status == "succeeded", resumed.error
-    resumed_rows = queries.score_rows(restarted.store, job_id)
     restarted.close()
-    clean = Engine(Settings(data_dir=data_dir))
-    clean_rows = queries.score_rows(clean.store, clean_job)
-    clean.close()
-    for col in ("accessibility", "mislabel_score", "is_suspected_mislabel", "suggested_label", "split"):
-        assert resumed_rows.column(col).to_pylist() == clean_rows.column(col).to_pylist(), col
+    assert_same_scores(tmp_path / "a", job_id, data_dir, clean_job)
 
 
 def test_excluded_examples_are_held_out_by_every_member_and_never_trained_on() -> None:

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.spec import AdaBoostSpec, GroupTask, TrainSpec
-from service.engine.engine import Engine
+from models.spec import GroupTask, TrainSpec
 from service.engine.executors.local import LocalExecutor
 from service.settings import Settings
-from tests.service.conftest import digits_arrays
+from tests.service.conftest import digits_arrays, run_to_success
 
 SPEC = TrainSpec(n_members=2, n_epochs=1)
 
@@ -30,15 +29,9 @@ class SpyExecutor(LocalExecutor):
         return super().run(tasks, on_records, should_stop)
 
 
-def _threads_of_run(data_dir: Path, upload: Path, settings: Settings, spec: TrainSpec = SPEC) -> dict[str, int]:
+def _threads_of_run(upload: Path, settings: Settings, spec: TrainSpec = SPEC) -> dict[str, int]:
     spy = SpyExecutor(settings.max_workers)
-    engine = Engine(settings, executor=spy)
-    try:
-        dataset = engine.add_dataset(upload)
-        job = engine.run(engine.submit(dataset.dataset_id, spec, AdaBoostSpec(enabled=False)))
-        assert job.status == "succeeded", job.error
-    finally:
-        engine.close()
+    run_to_success(settings, upload, spec, executor=spy)
     return {f"{t.model}/{t.group}": t.n_threads for t in spy.tasks}
 
 
@@ -57,21 +50,21 @@ def images(tmp_path: Path) -> Path:
 
 
 def test_an_mlp_group_trains_on_one_thread(tmp_path: Path, table: Path) -> None:
-    threads = _threads_of_run(tmp_path, table, Settings(data_dir=tmp_path / "data", torch_threads=0))
+    threads = _threads_of_run(table, Settings(data_dir=tmp_path / "data", torch_threads=0))
     assert threads == {"ensemble/0": 1}
 
 
 def test_a_cnn_group_trains_on_the_cores_of_its_worker(tmp_path: Path, images: Path) -> None:
-    one_worker = _threads_of_run(tmp_path, images, Settings(data_dir=tmp_path / "one", torch_threads=0))
+    one_worker = _threads_of_run(images, Settings(data_dir=tmp_path / "one", torch_threads=0))
     assert one_worker == {"ensemble/0": os.cpu_count()}
-    two_workers = _threads_of_run(tmp_path, images, Settings(data_dir=tmp_path / "two", torch_threads=0, max_workers=2),
+    two_workers = _threads_of_run(images, Settings(data_dir=tmp_path / "two", torch_threads=0, max_workers=2),
                                   TrainSpec(n_members=2, n_epochs=1, members_per_group=1))
     cores = max(1, (os.cpu_count() or 1) // 2)
     assert two_workers == {"ensemble/0": cores, "ensemble/1": cores}
 
 
 def test_torch_threads_overrides_the_choice(tmp_path: Path, table: Path) -> None:
-    assert _threads_of_run(tmp_path, table, Settings(data_dir=tmp_path / "data", torch_threads=3)) == {"ensemble/0": 3}
+    assert _threads_of_run(table, Settings(data_dir=tmp_path / "data", torch_threads=3)) == {"ensemble/0": 3}
 
 
 def test_the_choice_follows_the_model_the_spec_trains() -> None:
