@@ -38,9 +38,9 @@ import numpy as np
 from benchmarks.detection import TABLE_NOISE, describe_machine
 from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.flag_calibration import _scores
-from benchmarks.label_smoothing import REALISTIC, TABLES, planted_case, train
+from benchmarks.label_smoothing import REALISTIC, add_sweep_arguments, planted_case, sweep_cases, train
 from benchmarks.noise import compute_detection_metrics
-from benchmarks.report import markdown_table, write_report
+from benchmarks.report import markdown_table, write_named_report
 from models.spec import LABEL_SMOOTHING
 
 ROWS = tuple(VARIANTS)  # strong, mid, paper
@@ -123,16 +123,9 @@ def grade_case(records: list[dict[str, np.ndarray]], calibration: dict[str, np.n
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--datasets", default=",".join(TABLES))
-    parser.add_argument("--noise", default=TABLE_NOISE, help="the table noise kinds")
-    parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--name", default="")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_sweep_arguments(parser, TABLE_NOISE)
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    cases = [(d, n, s) for d in args.datasets.split(",") if d for n in args.noise.split(",") if n for s in seeds]
+    seeds, cases = sweep_cases(args)
     started = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
         records = list(pool.map(train, [(d, n, s, LABEL_SMOOTHING, str(args.cache), "label_smoothing", row)
@@ -184,9 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
                           *[f"{d} AP" for d in datasets]], summary), "",
           "## What each criterion picked (cases per row)", "",
           markdown_table(["data set", *[f"calibrated: {c}" for c in CRITERIA], "best row (oracle)"], picks)]
-    suffix = f"-{args.name}" if args.name else ""
-    write_report(args.out, f"jumpout_rows{suffix}", report, md)
-    print("\n".join(md))
+    write_named_report(args.out, "jumpout_rows", args.name, report, md)
     return report
 
 

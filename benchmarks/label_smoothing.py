@@ -55,7 +55,7 @@ from benchmarks.detection import DATASETS, TABLE_NOISE, describe_machine, parse_
 from benchmarks.detection_variants import VARIANTS, default_variant
 from benchmarks.flag_calibration import RECORD_FIELDS, _scores
 from benchmarks.noise import compute_detection_metrics
-from benchmarks.report import markdown_table, write_report
+from benchmarks.report import markdown_table, write_named_report
 from models.spec import LABEL_SMOOTHING, TrainSpec
 
 TABLES = ("digits", "phishing", "segment", "breast_cancer", "wine", "iris")
@@ -141,19 +141,31 @@ def grade(path: Path) -> dict[str, float]:
             "train_seconds": round(float(r["train_seconds"]), 2)}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--knob", choices=tuple(KNOBS), default="label_smoothing", help="the TrainSpec field swept")
-    parser.add_argument("--values", default="0,0.2")
+def add_sweep_arguments(parser: argparse.ArgumentParser, noise: str) -> None:
+    """The options of every sweep over the tables (this script, jumpout_rows.py, low_noise_pass.py): seeds,
+    data sets, noise kinds (default `noise`), the record cache, worker processes, the report's name and folder."""
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default=",".join(TABLES))
-    parser.add_argument("--noise", default=TABLE_NOISE, help="the table noise kinds")
-    parser.add_argument("--row", choices=tuple(VARIANTS), help="the tables' Jumpout row (default: by the data)")
-    parser.add_argument("--images", action="store_true", help="add digits as 8x8 images (CNN)")
+    parser.add_argument("--noise", default=noise, help="the table noise kinds")
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+
+
+def sweep_cases(args: argparse.Namespace) -> tuple[list[int], list[tuple[str, str, int]]]:
+    """(the seeds, (data set, noise kind, seed) of every case) that the sweep's options name."""
+    seeds = [int(s) for s in args.seeds.split(",")]
+    return seeds, [(d, n, s) for d in args.datasets.split(",") if d for n in args.noise.split(",") if n for s in seeds]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--knob", choices=tuple(KNOBS), default="label_smoothing", help="the TrainSpec field swept")
+    parser.add_argument("--values", default="0,0.2")
+    parser.add_argument("--row", choices=tuple(VARIANTS), help="the tables' Jumpout row (default: by the data)")
+    parser.add_argument("--images", action="store_true", help="add digits as 8x8 images (CNN)")
+    add_sweep_arguments(parser, TABLE_NOISE)
     args = parser.parse_args(argv)
     try:
         values = [parse_value(args.knob, v) for v in args.values.split(",")]
@@ -219,9 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
           markdown_table(header, summary), "", "## AP per noise kind (tables)", "",
           markdown_table(["noise", *value_cols], by_noise), "", "## AP per data set", "",
           markdown_table(["data set", *value_cols], by_dataset)]
-    suffix = f"-{args.name}" if args.name else ""
-    write_report(args.out, f"label_smoothing{suffix}", report, md)
-    print("\n".join(md))
+    write_named_report(args.out, "label_smoothing", args.name, report, md)
     return report
 
 

@@ -38,10 +38,10 @@ import numpy as np
 
 from benchmarks.detection import DATASETS, TABLE_NOISE, describe_machine, parse_noise
 from benchmarks.flag_calibration import RECORD_FIELDS, _scores
-from benchmarks.label_smoothing import TABLES, planted_case
+from benchmarks.label_smoothing import add_sweep_arguments, planted_case, sweep_cases
 from benchmarks.label_smoothing import train as train_first
 from benchmarks.noise import compute_detection_metrics
-from benchmarks.report import markdown_table, write_report
+from benchmarks.report import markdown_table, write_named_report
 from models.spec import LABEL_SMOOTHING, LOW_NOISE_PASS_BELOW, TrainSpec
 from scoring.mislabel import estimate_flag_precision, flag_suspected_mislabels
 from scoring.scores import ExampleScores, take_low_noise_pass
@@ -146,16 +146,9 @@ def is_low(row: dict) -> bool:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--datasets", default=",".join(TABLES))
-    parser.add_argument("--noise", default=f"{TABLE_NOISE},{LOW_NOISE}")
-    parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--name", default="")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_sweep_arguments(parser, f"{TABLE_NOISE},{LOW_NOISE}")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    cases = [(d, n, s) for d in args.datasets.split(",") if d for n in args.noise.split(",") if n for s in seeds]
+    seeds, cases = sweep_cases(args)
     started = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
         first_paths = list(pool.map(train_first, [(d, n, s, LABEL_SMOOTHING, str(args.cache), "label_smoothing", None)
@@ -225,9 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
           "## Per noise kind, the three tables with a pass (the first pass's estimated rate; before -> with the pass)",
           "", markdown_table(["noise", "first pass's estimate", "took the pass", "AP", "F1", "mean count gap"],
                              per_kind)]
-    suffix = f"-{args.name}" if args.name else ""
-    write_report(args.out, f"low_noise_pass{suffix}", report, md)
-    print("\n".join(md))
+    write_named_report(args.out, "low_noise_pass", args.name, report, md)
     return report
 
 

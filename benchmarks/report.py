@@ -22,6 +22,12 @@ def write_report(out: Path, stem: str, report: dict, md: list[str]) -> None:
     (out / f"{stem}.md").write_text("\n".join(md) + "\n")
 
 
+def write_named_report(out: Path, stem: str, name: str, report: dict, md: list[str]) -> None:
+    """write_report to <out>/<stem>-<name> (or <stem> without a name) and print the markdown."""
+    write_report(out, f"{stem}-{name}" if name else stem, report, md)
+    print("\n".join(md))
+
+
 def print_tables(console: Console, tables: Iterable[tuple[str, list[str], list[list[str]]]]) -> None:
     """Each (title, header, rows) as a rich table."""
     from rich.table import Table
